@@ -1,0 +1,46 @@
+# The two commands of the README: `make run` and `make test`. Both set up .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# No telemetry from any component.
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
+export KEDRO_LOGGING_CONFIG := $(CURDIR)/conf/base/logging.yml
+# dvc runs `kedro ...` from the stages: the venv's tools come first.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test mlflow-ui
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# CPU torch first: anything else pulls a multi-GB CUDA build.
+	# A local CPU wheel (pip's find-links) when the machine has one, else PyTorch's CPU index.
+	if $(BIN)/pip download --quiet --no-index --no-deps "torch==2.13.0" -d $(VENV)/.wheels >/dev/null 2>&1; \
+	  then $(BIN)/pip install --quiet "torch==2.13.0"; \
+	  else $(BIN)/pip install --quiet "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+	         --extra-index-url https://pypi.org/simple; fi
+	rm -rf $(VENV)/.wheels
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# kedro declares kedro-telemetry as a dependency; it phones home, so it goes.
+	$(BIN)/pip uninstall --quiet --yes kedro-telemetry || true
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/dvc repro
+	@echo
+	@echo "Outputs:      data/ (reports in data/08_reporting/)"
+	@echo "MLflow runs:  mlflow/  — browse with: make mlflow-ui"
+
+test: setup
+	$(BIN)/pytest
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,1 @@
+"""The augmentation stage: math variants, the domain mix, the train/validation split."""

@@ -1,0 +1,53 @@
+"""Nodes of the augmentation stage: each one calls the library and returns."""
+
+from collections import Counter
+from typing import Any
+
+from bitzero.data.augment import augment_records
+from bitzero.data.mix import domain_weights, sample_mix, split_records
+from bitzero.data.records import Record
+from pipelines.tracking import report_metrics
+
+
+def make_variants(
+    records: list[Record], params: dict[str, Any]
+) -> tuple[list[Record], dict[str, Any]]:
+    """Math variants with changed numbers and recomputed answers, next to their originals."""
+    return augment_records(
+        records,
+        n_variants=params["math_variants"],
+        seed=params["seed"],
+        max_change=params["max_change"],
+    )
+
+
+def split(records: list[Record], params: dict[str, Any]) -> tuple[list[Record], list[Record]]:
+    """Deterministic by record id: every variant lands on the same side as its original."""
+    return split_records(records, params["validation_fraction"], params["seed"])
+
+
+def mix(
+    train: list[Record], params: dict[str, Any]
+) -> tuple[list[Record], dict[str, Any]]:
+    """Resample the training set to the domain mix (companion domains up-weighted)."""
+    counts = dict(Counter(r["type"] for r in train))
+    weights = domain_weights(counts, params["upweight"])
+    size = params["train_size"] or len(train)
+    sampled, realised = sample_mix(train, weights, size, params["seed"])
+    return sampled, {"domain_counts": counts, "domain_weights": weights, "domain_mix": realised}
+
+
+def report(
+    variant_stats: dict[str, Any],
+    mix_stats: dict[str, Any],
+    train: list[Record],
+    validation: list[Record],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The stage's headline figures (DVC metrics) and the same numbers as MLflow metrics."""
+    summary = {
+        **variant_stats,
+        "train_records": len(train),
+        "validation_records": len(validation),
+        **mix_stats,
+    }
+    return summary, report_metrics(summary)

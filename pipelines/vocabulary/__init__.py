@@ -1,0 +1,1 @@
+"""The vocabulary stage: validate records, build the tokenizer, check the vocabulary."""

@@ -1,0 +1,85 @@
+"""Nodes of the vocabulary stage: each one calls the library and returns."""
+
+from typing import Any
+
+from bitzero.data.readers import read_sources
+from bitzero.data.records import Record, parse_jsonl_lines, record_text
+from bitzero.data.validation import enforce_quarantine_limit, validate_records
+from bitzero.text.tokenizer import Tokenizer
+from bitzero.text.vocabulary import check_vocabulary
+from pipelines.tracking import report_metrics
+
+
+def collect_records(
+    raw_seed: list[bytes], external_sources: dict[str, Any]
+) -> tuple[list[Record], list[Record]]:
+    """The seed dataset plus every external dataset switched on in the parameters."""
+    records, quarantine = parse_jsonl_lines(raw_seed, "data/01_raw/seed.jsonl")
+    external, external_quarantine = read_sources(external_sources or {})
+    return records + external, quarantine + external_quarantine
+
+
+def validate(
+    records: list[Record], read_quarantine: list[Record], limits: dict[str, Any]
+) -> tuple[list[Record], list[Record], dict[str, Any]]:
+    """Great Expectations suites over the records; failing rows join the unreadable ones."""
+    outcome = validate_records(records, limits)
+    return outcome.valid, read_quarantine + outcome.quarantine, outcome.result
+
+
+def check_quarantine(
+    valid: list[Record], quarantine: list[Record], max_fraction: float
+) -> int:
+    """Stop the stage (after the quarantine file is written) when too much of the input is bad."""
+    enforce_quarantine_limit(len(valid), quarantine, max_fraction)
+    return len(valid) + len(quarantine)
+
+
+def build_tokenizer(valid: list[Record], params: dict[str, Any]) -> dict[str, Any]:
+    """Append frequent sequences of the training text to a base vocabulary.
+
+    The base is the built-in one, or an existing tokenizer file (``base_tokenizer``, e.g. the one
+    of a registered teacher) whose ids are kept, so models trained with it stay loadable.
+    """
+    base = params.get("base_tokenizer")
+    tokenizer = Tokenizer.load(base) if base else Tokenizer.default()
+    tokenizer.adapt(
+        (record_text(r) for r in valid),
+        min_count=params["adapt_min_count"],
+        max_new_tokens=params["adapt_max_new_tokens"],
+        max_len=params["adapt_max_len"],
+    )
+    return tokenizer.to_dict()
+
+
+def vocabulary_check(
+    valid: list[Record], tokenizer: dict[str, Any], min_coverage: float
+) -> dict[str, Any]:
+    """Coverage, unknown characters and tokens per character, per source."""
+    by_source: dict[str, list[str]] = {}
+    for record in valid:
+        by_source.setdefault(record.get("source", "unknown"), []).append(record_text(record))
+    return check_vocabulary(by_source, Tokenizer.from_dict(tokenizer), min_coverage=min_coverage)
+
+
+def report(
+    records_total: int,
+    quarantine: list[Record],
+    tokenizer: dict[str, Any],
+    check: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The stage's headline figures (DVC metrics) and the same numbers as MLflow metrics."""
+    overall = check["overall"]
+    summary = {
+        "records_total": records_total,
+        "records_quarantined": len(quarantine),
+        "coverage": overall["coverage"],
+        "vocab_size": len(tokenizer["tokens"]),
+        "tokens_per_char": overall["tokens_per_char"],
+        "tokens_per_char_chars_only": overall["tokens_per_char_chars_only"],
+        "sources": {
+            name: {"records": s.get("records", 0), "coverage": s["coverage"]}
+            for name, s in check["sources"].items()
+        },
+    }
+    return summary, report_metrics(summary)

@@ -1,0 +1,48 @@
+"""The vocabulary stage: records in, validated records + quarantine + tokenizer + report out."""
+
+from kedro.pipeline import Node, Pipeline
+
+from pipelines.vocabulary import nodes
+
+
+def create_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.collect_records,
+                ["raw_seed", "params:vocabulary.external_sources"],
+                ["collected_records", "unreadable_records"],
+                name="collect_records",
+            ),
+            Node(
+                nodes.validate,
+                ["collected_records", "unreadable_records", "params:vocabulary.validation"],
+                ["records", "quarantine", "validation_result"],
+                name="validate_records",
+            ),
+            Node(
+                nodes.check_quarantine,
+                ["records", "quarantine", "params:vocabulary.max_quarantine_fraction"],
+                "records_total",
+                name="check_quarantine",
+            ),
+            Node(
+                nodes.build_tokenizer,
+                ["records", "params:vocabulary.tokenizer"],
+                "tokenizer",
+                name="build_tokenizer",
+            ),
+            Node(
+                nodes.vocabulary_check,
+                ["records", "tokenizer", "params:vocabulary.min_coverage"],
+                "vocabulary_check",
+                name="check_vocabulary",
+            ),
+            Node(
+                nodes.report,
+                ["records_total", "quarantine", "tokenizer", "vocabulary_check"],
+                ["vocabulary_report", "vocabulary_metrics"],
+                name="report_vocabulary",
+            ),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Training records: schema, readers, validation, augmentation and sampling."""

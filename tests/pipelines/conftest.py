@@ -1,0 +1,45 @@
+"""A throwaway copy of the project, so pipeline runs never touch the real data/ or mlflow/."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+def _copy_project(dest: Path) -> Path:
+    for name in ("pipelines", "conf", "src"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "local"))
+    (dest / "conf" / "local").mkdir()
+    for name in ("pyproject.toml", "dvc.yaml"):
+        shutil.copy2(REPO / name, dest / name)
+    (dest / "data" / "01_raw").mkdir(parents=True)
+    shutil.copy2(REPO / "data" / "01_raw" / "seed.jsonl", dest / "data" / "01_raw" / "seed.jsonl")
+    (dest / "mlflow").mkdir()
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project with its own MLflow store; the working directory is its root."""
+    root = _copy_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow/mlflow.db")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION", str(root / "mlflow" / "artifacts"))
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    return root
+
+
+def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kedro run ARGS` in the project copy, as a user would type it."""
+    return subprocess.run(
+        [str(BIN / "kedro"), "run", *args], cwd=root, capture_output=True, text=True, timeout=600
+    )
