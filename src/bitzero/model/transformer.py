@@ -1,0 +1,350 @@
+"""The BitZero decoder-only transformer, in one file (nanoGPT-style).
+
+LLaMA layout: RMSNorm pre-norms, rotary position embeddings, causal attention through
+``F.scaled_dot_product_attention``, a squared-ReLU or SwiGLU feed-forward, untied full-precision
+embeddings and lm_head. Every BitLinear input is RMS-normalised: the pre-norms feed q/k/v and
+up/gate, and "SubLN" norms (BitNet 2B4T) sit before o_proj and down_proj. The same code builds the
+full-precision teacher (``quantized=False``: plain ``nn.Linear``) and the ternary student.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from bitzero.model.bitlinear import ADAPTIVE, BitLinear, block_critical_ratio, layer_report
+from bitzero.model.generation import KVCache, Rollout, sample_next
+
+IGNORE_INDEX = -100
+FFN_TYPES = ("squared_relu", "swiglu")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the model; stored as JSON next to the weights."""
+
+    vocab_size: int
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    ffn_type: str = "squared_relu"
+    ffn_mult: float = 4.0
+    dropout: float = 0.0
+    quantized: bool = True
+    critical_ratio: str | float = ADAPTIVE
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError("n_embd must split into n_head heads of even size (rotary pairs)")
+        if self.ffn_type not in FFN_TYPES:
+            raise ValueError(f"ffn_type must be one of {FFN_TYPES}, got {self.ffn_type!r}")
+        block_critical_ratio(self.critical_ratio, 0, self.n_layer)  # validates the setting
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def ffn_hidden(self) -> int:
+        return int(round(self.ffn_mult * self.n_embd))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+def make_linear(config: ModelConfig, n_in: int, n_out: int, critical_ratio: float) -> nn.Module:
+    if config.quantized:
+        return BitLinear(n_in, n_out, critical_ratio=critical_ratio)
+    return nn.Linear(n_in, n_out, bias=False)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, H, T, D); cos/sin: (B, 1, T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int, ratio: float) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.q_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
+        self.k_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
+        self.v_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
+        self.sub_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.o_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+    ) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (
+            proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)
+        dropout = self.dropout if self.training else 0.0
+        causal = mask is None and kv_cache is None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        return self.o_proj(self.sub_norm(y.transpose(1, 2).reshape(b, t, c)))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig, ratio: float) -> None:
+        super().__init__()
+        hidden = config.ffn_hidden
+        self.swiglu = config.ffn_type == "swiglu"
+        self.up_proj = make_linear(config, config.n_embd, hidden, ratio)
+        self.gate_proj = make_linear(config, config.n_embd, hidden, ratio) if self.swiglu else None
+        self.sub_norm = RMSNorm(hidden, config.norm_eps)
+        self.down_proj = make_linear(config, hidden, config.n_embd, ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_proj is not None:
+            h = F.silu(self.gate_proj(x)) * self.up_proj(x)
+        else:
+            h = F.relu(self.up_proj(x)).square()
+        return self.down_proj(self.sub_norm(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        ratio = block_critical_ratio(config.critical_ratio, layer_idx, config.n_layer)
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = Attention(config, layer_idx, ratio)
+        self.ffn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.ffn = FeedForward(config, ratio)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), rotary, mask, kv_cache))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+class BitZeroLM(nn.Module):
+    """Decoder-only language model; ``config.quantized`` switches ternary BitLinear on or off."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.gradient_checkpointing = False
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)  # GPT-2: scale residual outputs
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, BitLinear, nn.Embedding)):
+                std = residual_std if name.endswith(("o_proj", "down_proj")) else 0.02
+                nn.init.normal_(module.weight, std=std)
+            if isinstance(module, BitLinear):
+                module.refresh_critical_mask()
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def bit_linears(self) -> list[tuple[str, BitLinear]]:
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, BitLinear)]
+
+    def new_kv_cache(self, max_len: int | None = None) -> KVCache:
+        return KVCache(self.config.n_layer, max_len or self.config.block_size)
+
+    def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"sequence longer than block_size={self.config.block_size}")
+        return self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, with targets, the mean CE over non-ignored targets.
+
+        ``kv_cache`` holds earlier keys/values (it is extended in place); ``attn_mask`` (B, past+T)
+        marks real tokens, so left-padded prompts of different lengths batch correctly.
+        """
+        b, t = idx.shape
+        past = kv_cache.length if kv_cache is not None else 0
+        if attn_mask is None:
+            positions = torch.arange(past, past + t, device=idx.device).expand(b, t)
+            mask = None if t == 1 or kv_cache is None else _slot_mask(past, t, None, idx.device)
+        else:
+            positions = (attn_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            mask = _slot_mask(past, t, attn_mask, idx.device)
+        rotary = self._rotary(positions)
+        x = self.drop(self.embed(idx))
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and kv_cache is None:
+                x = checkpoint(block, x, rotary, mask, use_reentrant=False)
+            else:
+                x = block(x, rotary, mask, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(t)
+        logits = self.lm_head(self.norm(x))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
+        )
+        return logits, loss
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop_ids: tuple[int, ...] | list[int] = (),
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        pad_id: int = 0,
+    ) -> Rollout:
+        """Sample continuations for a batch of prompts, with each sampled token's log-probability.
+
+        Prompts are left-padded. Log-probs are under softmax(logits / temperature) (temperature 1
+        when greedy), before top-p truncation: what PPO needs as the old policy's log-probs.
+        """
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        device = self.lm_head.weight.device
+        width = max(len(p) for p in prompts)
+        total = width + max_new_tokens
+        if total > self.config.block_size:
+            raise ValueError(f"prompt + new tokens = {total} exceeds block_size={self.config.block_size}")
+        b = len(prompts)
+        seq = torch.full((b, width), pad_id, dtype=torch.long, device=device)
+        valid = torch.zeros(b, total, dtype=torch.bool, device=device)
+        for row, prompt in enumerate(prompts):
+            seq[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            valid[row, width - len(prompt) : width] = True
+        stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+        tokens = torch.full((b, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros(b, max_new_tokens, device=device)
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        produced = torch.zeros(b, max_new_tokens, dtype=torch.bool, device=device)
+        padded = bool((~valid[:, :width]).any())
+        cache = self.new_kv_cache(total) if use_cache else None
+        was_training = self.training
+        self.eval()
+        try:
+            steps = 0
+            for step in range(max_new_tokens):
+                length = width + step
+                inputs = seq[:, -1:] if cache is not None and step > 0 else seq
+                mask = valid[:, :length] if padded else None
+                logits, _ = self(inputs, kv_cache=cache, attn_mask=mask)
+                nxt, lp = sample_next(logits[:, -1, :].float(), temperature, top_p, generator)
+                tokens[:, step] = torch.where(done, pad_id, nxt)
+                logprobs[:, step] = torch.where(done, 0.0, lp)
+                produced[:, step] = ~done
+                valid[:, length] = True
+                done |= torch.isin(nxt, stops)
+                seq = torch.cat([seq, tokens[:, step : step + 1]], dim=1)
+                steps = step + 1
+                if bool(done.all()):
+                    break
+        finally:
+            self.train(was_training)
+        return Rollout(tokens[:, :steps], logprobs[:, :steps], produced[:, :steps])
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop_ids: tuple[int, ...] | list[int] = (),
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> list[int]:
+        """New token ids for one prompt (greedy by default), stopping after a stop id."""
+        result = self.rollout(
+            [list(prompt_ids)], max_new_tokens, temperature, top_p, stop_ids, use_cache, generator
+        )
+        return result.sequences()[0]
+
+    def quantization_report(self) -> dict[str, Any]:
+        """Per BitLinear layer and in total: how much is ternary, how much full precision."""
+        layers = {name: layer_report(module) for name, module in self.bit_linears()}
+        n_bit = sum(r["n_weights"] for r in layers.values())
+        n_ternary = sum(r["n_weights"] * r["ternary_fraction"] for r in layers.values())
+        return {
+            "layers": layers,
+            "bitlinear_weights": n_bit,
+            "ternary_fraction": n_ternary / n_bit if n_bit else 0.0,
+            "critical_fraction": (n_bit - n_ternary) / n_bit if n_bit else 0.0,
+            "ternary_share_of_all_params": n_ternary / self.num_params(),
+        }
+
+
+def _slot_mask(past: int, t: int, valid: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """Boolean (B|1, 1, T, past+T) attention mask: causal, real keys only, self always allowed."""
+    query = torch.arange(past, past + t, device=device).unsqueeze(1)
+    key = torch.arange(past + t, device=device).unsqueeze(0)
+    allowed = (key <= query).unsqueeze(0)
+    if valid is not None:
+        # A padding query may see no real key; letting it see itself keeps the softmax finite.
+        allowed = (allowed & valid[:, None, :]) | (key == query).unsqueeze(0)
+    return allowed.unsqueeze(1)

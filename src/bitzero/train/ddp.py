@@ -1,0 +1,107 @@
+"""Distributed data parallel under torchrun: environment detection and small collectives.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the run is one process and every
+helper here degrades to a no-op, so the loop has one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """"auto" picks this rank's GPU when CUDA is available, else the CPU."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(preference)
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Read torchrun's environment; join the process group (nccl on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
+    return DistContext(rank, world_size, local_rank, resolved)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a tensor over ranks (returned; the input is left unchanged)."""
+    if not ctx.is_distributed:
+        return values
+    out = values.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def all_reduce_min(value: int, ctx: DistContext) -> int:
+    if not ctx.is_distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.long, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+class RankLogger(logging.LoggerAdapter):
+    """Prefixes messages with the rank; non-main ranks only pass warnings and errors."""
+
+    def __init__(self, logger: logging.Logger, ctx: DistContext) -> None:
+        super().__init__(logger, {})
+        self.ctx = ctx
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        prefix = f"[rank {self.ctx.rank}/{self.ctx.world_size}] " if self.ctx.is_distributed else ""
+        return f"{prefix}{msg}", kwargs
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging API
+        if not self.ctx.is_main and level < logging.WARNING:
+            return False
+        return super().isEnabledFor(level)
+
+
+def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint)."""
+    if not ctx.is_distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,211 @@
+"""The training loop: sampling with a curriculum, steps, validation, checkpoints, progress, metrics.
+
+One loop for the full-precision teacher, the ternary student (pass a ``DistillLoss``) and later
+PPO (a custom ``loss_fn``). Metrics go to ``on_metrics(step, metrics)`` on rank 0 only; the
+library never imports a tracking client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bitzero.train.autobatch import find_batch_size
+from bitzero.train.batching import Example, ExampleLike, as_examples, collate
+from bitzero.train.config import TrainConfig
+from bitzero.train.curriculum import CurriculumSampler, shard
+from bitzero.train.ddp import (
+    DistContext,
+    RankLogger,
+    all_reduce_min,
+    all_reduce_sum,
+    barrier,
+    gather_objects,
+    init_distributed,
+)
+from bitzero.train.distill import LossFn, token_ce_sum
+from bitzero.train.trainer import Trainer
+
+STATE_FILE = "train_state.pt"
+MetricsCallback = Callable[[int, dict[str, float]], None]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float
+    val_loss: float | None
+    tokens_per_s: float
+    micro_batch_size: int
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Iterable[ExampleLike],
+    batch_size: int = 32,
+    pack: bool = False,
+    pad_id: int = 0,
+    ctx: DistContext | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """Mean cross-entropy in nats per target token (examples are sharded over ranks)."""
+    ctx = ctx or DistContext(device=next(model.parameters()).device)
+    examples = shard(as_examples(data), ctx.rank, ctx.world_size)
+    block_size = model.config.block_size
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    try:
+        for start in range(0, len(examples), batch_size):
+            batch = collate(examples[start : start + batch_size], block_size, pack, pad_id).to(ctx.device)
+            with torch.autocast(ctx.device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits, _ = model(batch.idx)
+            totals[0] += token_ce_sum(logits, batch.targets).double()
+            totals[1] += batch.n_targets
+    finally:
+        model.train(was_training)
+    totals = all_reduce_sum(totals, ctx)
+    if totals[1] == 0:
+        raise ValueError("the validation set has no target tokens")
+    return float(totals[0] / totals[1])
+
+
+def _save_state(path: Path, trainer: Trainer, sampler: CurriculumSampler, ctx: DistContext) -> None:
+    """Everything needed to continue identically; written by rank 0, atomically."""
+    rng = {"cpu": torch.get_rng_state()}
+    if ctx.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(ctx.device)
+    rngs = gather_objects(rng, ctx)
+    if ctx.is_main:
+        state = {**trainer.state_dict(), "sampler": sampler.state_dict(), "rng": rngs}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    barrier(ctx)
+
+
+def _load_state(path: Path, trainer: Trainer, sampler: CurriculumSampler, ctx: DistContext) -> None:
+    state = torch.load(path, map_location=ctx.device, weights_only=False)
+    trainer.load_state_dict(state)
+    sampler.load_state_dict(state["sampler"])
+    rngs = state["rng"]
+    if len(rngs) == ctx.world_size:
+        torch.set_rng_state(rngs[ctx.rank]["cpu"].cpu())
+        if "cuda" in rngs[ctx.rank] and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rngs[ctx.rank]["cuda"].cpu(), ctx.device)
+
+
+def _micro_batch_size(trainer: Trainer, cfg: TrainConfig, local_batch: int, ctx: DistContext) -> int:
+    """The configured local batch on CPU; on CUDA the largest that fits (capped by it)."""
+    if ctx.device.type != "cuda" or not cfg.auto_batch:
+        return local_batch
+    total = torch.cuda.get_device_properties(ctx.device).total_memory
+
+    def try_step(size: int) -> None:
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+        trainer.probe(size, trainer.model.config.block_size)
+
+    found = find_batch_size(
+        try_step,
+        limit=local_batch,
+        start=local_batch,
+        memory_fraction=lambda: torch.cuda.max_memory_allocated(ctx.device) / total,
+        reserve=cfg.vram_reserve,
+        on_oom=torch.cuda.empty_cache,
+    )
+    torch.cuda.empty_cache()
+    return all_reduce_min(found, ctx)
+
+
+def fit(
+    model: nn.Module,
+    train_data: Iterable[ExampleLike],
+    cfg: TrainConfig,
+    *,
+    val_data: Iterable[ExampleLike] | None = None,
+    loss_fn: LossFn | None = None,
+    on_metrics: MetricsCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``cfg.max_steps`` optimizer steps; resume from ``checkpoint_dir`` if it
+    holds a training state. Under torchrun every rank calls this with the same arguments."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    ctx = init_distributed(cfg.device)
+    rank_log = RankLogger(log, ctx)
+    if cfg.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of world size {ctx.world_size}")
+    torch.manual_seed(cfg.seed * 1000 + ctx.rank)  # dropout differs per rank, reproducibly
+    examples = as_examples(train_data)
+    val_examples: Sequence[Example] = as_examples(val_data) if val_data is not None else []
+    block_size = model.config.block_size
+    sampler = CurriculumSampler(examples, cfg.max_steps, cfg.curriculum_start, cfg.curriculum_growth, cfg.seed)
+    trainer = Trainer(model, cfg, ctx, loss_fn)
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    if state_path is not None and state_path.exists():
+        _load_state(state_path, trainer, sampler, ctx)
+        rank_log.info("resumed from %s at step %d", state_path, trainer.steps_done)
+    local_batch = cfg.batch_size // ctx.world_size
+    micro = _micro_batch_size(trainer, cfg, local_batch, ctx)
+    rank_log.info(
+        "training %d steps on %s (%s), %d rank(s), micro-batch %d of %d per rank",
+        cfg.max_steps, ctx.device, trainer.dtype, ctx.world_size, micro, local_batch,
+    )
+
+    result = TrainResult(trainer.steps_done, float("nan"), None, 0.0, micro)
+
+    def validate(step: int) -> float:
+        loss = evaluate(trainer.model, val_examples, cfg.eval_batch_size, cfg.pack, cfg.pad_id, ctx, trainer.dtype)
+        result.val_history.append((step, loss))
+        result.val_loss = loss
+        return loss
+
+    bar = tqdm(
+        total=cfg.max_steps, initial=trainer.steps_done, unit="step",
+        disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True,
+    )
+    tokens, started = 0.0, time.perf_counter()
+    try:
+        while trainer.steps_done < cfg.max_steps:
+            step = trainer.steps_done
+            local = shard(sampler.sample(step, cfg.batch_size), ctx.rank, ctx.world_size)
+            micro_batches = [
+                collate([examples[i] for i in local[j : j + micro]], block_size, cfg.pack, cfg.pad_id)
+                for j in range(0, len(local), micro)
+            ]
+            metrics = trainer.step(micro_batches)
+            done = trainer.steps_done
+            tokens += metrics.pop("tokens")
+            tokens_per_s = tokens / max(time.perf_counter() - started, 1e-9)
+            result.train_loss, result.tokens_per_s, result.steps = metrics["loss"], tokens_per_s, done
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+            report = {f"train/{k}": v for k, v in metrics.items()}
+            report["train/tokens_per_s"] = tokens_per_s
+            if val_examples and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.max_steps):
+                report["val/loss"] = validate(done)
+            if on_metrics and ctx.is_main and (done % max(cfg.log_every, 1) == 0 or "val/loss" in report or done == cfg.max_steps):
+                on_metrics(done, report)
+            if state_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                _save_state(state_path, trainer, sampler, ctx)
+    finally:
+        bar.close()
+    if val_examples and not cfg.eval_every:
+        loss = validate(trainer.steps_done)
+        if on_metrics and ctx.is_main:
+            on_metrics(trainer.steps_done, {"val/loss": loss})
+    if state_path is not None:
+        _save_state(state_path, trainer, sampler, ctx)
+    return result
