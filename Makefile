@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	  else $(BIN)/pip install --quiet "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
 	         --extra-index-url https://pypi.org/simple; fi
 	rm -rf $(VENV)/.wheels
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[train,serve,dev]"
 	# kedro declares kedro-telemetry as a dependency; it phones home, so it goes.
 	$(BIN)/pip uninstall --quiet --yes kedro-telemetry || true
 	touch $(STAMP)
