@@ -1,11 +1,15 @@
-"""Tag each MLflow run with what reproduces it: the git commit and the DVC stage."""
+"""Project hooks: tag each MLflow run with what reproduces it; report input errors without a traceback."""
 
+import logging
 import os
 import subprocess
+import sys
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
 
 
 def _git_commit() -> str:
@@ -19,6 +23,11 @@ def _git_commit() -> str:
         ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def is_input_error(error: BaseException) -> bool:
+    """BitZero's own exceptions describe bad input or settings; anything else is a bug."""
+    return type(error).__module__.startswith("bitzero.")
 
 
 class RunTagsHook:
@@ -35,3 +44,21 @@ class RunTagsHook:
                 "kedro_env": run_params.get("env") or "local",
             }
         )
+
+
+class InputErrorHook:
+    """A stage stopped by bad input ends with its message and exit status 1, not a traceback.
+
+    Runs last, after kedro-mlflow has closed the run as failed; programming errors keep their
+    traceback.
+    """
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
+        if not is_input_error(error):
+            return
+        pipelines = ", ".join(run_params.get("pipeline_names") or ["__default__"])
+        message = f"Stage {pipelines} stopped: {error}"
+        logger.error(message)
+        print(f"\nerror: {message}", file=sys.stderr)
+        raise SystemExit(1)
