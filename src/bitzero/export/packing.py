@@ -1,0 +1,170 @@
+"""Packed ternary weights: 2-bit codes (4 per byte) + one scale per layer, in plain numpy.
+
+A ternary code q in {-1, 0, +1} is stored as q + 2 in {1, 2, 3}, four codes per byte with the
+first code in the lowest two bits. That is exactly the layout of onnxruntime's MatMulNBits with
+bits=2 and its default zero point 2, so the ONNX builder reuses the bytes as they are (after
+padding K to a whole block). Critical output channels, embeddings, norms and lm_head keep full
+precision. The compact checkpoint is one safetensors file (numpy, no torch needed to read it) with
+the model config in its metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "bitzero-packed"
+VERSION = 1
+ZERO_CODE = 2  # the stored value of a ternary 0 (MatMulNBits' default zero point for 2 bits)
+CODES_PER_BYTE = 4
+# Buffers the graph needs but that are not parameters (recomputed from the config by PyTorch).
+ROTARY_TABLES = ("rope_cos", "rope_sin")
+
+
+class PackingError(ValueError):
+    """Codes outside {-1, 0, 1}, or a packed file that does not hold a complete model."""
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """(N, K) ternary codes -> (N, ceil(K / 4)) uint8; padding codes are stored as zeros (2)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise PackingError(f"codes must be a 2-D (out, in) matrix, got shape {codes.shape}")
+    if codes.size and (codes.min() < -1 or codes.max() > 1 or not np.all(codes == np.round(codes))):
+        raise PackingError("ternary codes must be -1, 0 or +1")
+    n, k = codes.shape
+    padded = np.full((n, -(-k // CODES_PER_BYTE) * CODES_PER_BYTE), ZERO_CODE, dtype=np.uint8)
+    padded[:, :k] = (codes.astype(np.int8) + ZERO_CODE).astype(np.uint8)
+    quads = padded.reshape(n, -1, CODES_PER_BYTE)
+    return (quads[..., 0] | quads[..., 1] << 2 | quads[..., 2] << 4 | quads[..., 3] << 6).astype(np.uint8)
+
+
+def unpack_codes(packed: np.ndarray, in_features: int) -> np.ndarray:
+    """(N, ceil(K / 4)) uint8 -> (N, K) int8 codes in {-1, 0, 1}."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    shifts = np.array([0, 2, 4, 6], dtype=np.uint8)
+    stored = (packed[..., None] >> shifts) & 0b11
+    codes = stored.reshape(packed.shape[0], -1)[:, :in_features].astype(np.int8) - ZERO_CODE
+    if codes.size and codes.min() < -1:
+        raise PackingError("packed codes hold the unused value 0 (corrupt data)")
+    return codes
+
+
+@dataclass
+class PackedLinear:
+    """One BitLinear: ternary rows as packed codes with their scale, critical rows as floats.
+
+    ``critical_mask`` (out,) marks the full-precision output channels; ``codes`` holds only the
+    other rows, in order, and ``critical_weight`` only the critical rows, in order.
+    """
+
+    in_features: int
+    critical_mask: np.ndarray  # (N,) bool
+    codes: np.ndarray  # (N_ternary, ceil(K / 4)) uint8
+    gamma: float
+    critical_weight: np.ndarray  # (N_critical, K) float32
+
+    @property
+    def out_features(self) -> int:
+        return int(self.critical_mask.shape[0])
+
+    @property
+    def n_ternary_weights(self) -> int:
+        return int(self.codes.shape[0]) * self.in_features
+
+    def ternary(self) -> np.ndarray:
+        """(N_ternary, K) int8 codes."""
+        return unpack_codes(self.codes, self.in_features)
+
+    def dense(self) -> np.ndarray:
+        """The effective (N, K) float32 weights: codes * gamma, critical rows as stored."""
+        weight = np.zeros((self.out_features, self.in_features), dtype=np.float32)
+        weight[~self.critical_mask] = self.ternary().astype(np.float32) * np.float32(self.gamma)
+        weight[self.critical_mask] = self.critical_weight
+        return weight
+
+
+@dataclass
+class PackedModel:
+    """A whole model: its config, the packed BitLinears and every full-precision tensor."""
+
+    config: dict[str, Any]
+    linears: dict[str, PackedLinear]
+    dense: dict[str, np.ndarray]  # embeddings, norms, lm_head, rotary tables (float32) by name
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, float]:
+        """Bits per weight (ternary layers alone and the whole model) and bytes against fp32."""
+        ternary_weights = sum(layer.n_ternary_weights for layer in self.linears.values())
+        ternary_bytes = sum(layer.codes.nbytes + 4 for layer in self.linears.values())
+        critical = sum(layer.critical_weight.size for layer in self.linears.values())
+        critical_bytes = sum(layer.critical_weight.nbytes for layer in self.linears.values())
+        weights = [t for name, t in self.dense.items() if name not in ROTARY_TABLES]
+        dense_params = sum(t.size for t in weights)
+        dense_bytes = sum(t.nbytes for t in weights)
+        params = ternary_weights + critical + dense_params
+        total_bytes = ternary_bytes + critical_bytes + dense_bytes
+        return {
+            "parameters": params,
+            "ternary_weights": ternary_weights,
+            "critical_weights": critical,
+            "bits_per_weight_ternary": 8 * ternary_bytes / max(ternary_weights, 1),
+            "bits_per_weight_linear": 8 * (ternary_bytes + critical_bytes) / max(ternary_weights + critical, 1),
+            "bits_per_weight_model": 8 * total_bytes / max(params, 1),
+            "tensor_bytes": total_bytes,
+            "fp32_tensor_bytes": 4 * params,
+        }
+
+
+def save_packed(packed: PackedModel, path: str | Path) -> Path:
+    """One safetensors file; written beside the target and renamed, so a crash leaves no half file."""
+    from safetensors.numpy import save_file
+
+    tensors: dict[str, np.ndarray] = {f"dense/{k}": np.ascontiguousarray(v) for k, v in packed.dense.items()}
+    layers: dict[str, dict[str, Any]] = {}
+    for name, layer in packed.linears.items():
+        tensors[f"linear/{name}/codes"] = np.ascontiguousarray(layer.codes)
+        tensors[f"linear/{name}/critical_mask"] = layer.critical_mask.astype(np.uint8)
+        tensors[f"linear/{name}/critical_weight"] = np.ascontiguousarray(layer.critical_weight)
+        layers[name] = {"in_features": layer.in_features, "gamma": float(layer.gamma).hex()}
+    header = {"config": packed.config, "layers": layers, "metadata": packed.metadata}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(staging), metadata={"format": FORMAT, "version": str(VERSION), "header": json.dumps(header)})
+    staging.replace(path)
+    return path
+
+
+def load_packed(path: str | Path) -> PackedModel:
+    """Read a file written by ``save_packed``; a foreign or incomplete file raises PackingError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except Exception as exc:  # OSError, or safetensors' SafetensorError (a bare Exception subclass)
+        raise PackingError(f"cannot read packed model {path}: {exc}") from exc
+    if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
+        raise PackingError(f"{path} is not a {FORMAT} v{VERSION} file (metadata: {meta.get('format')!r})")
+    header = json.loads(meta["header"])
+    try:
+        linears = {
+            name: PackedLinear(
+                in_features=int(info["in_features"]),
+                critical_mask=tensors[f"linear/{name}/critical_mask"].astype(bool),
+                codes=tensors[f"linear/{name}/codes"],
+                gamma=float.fromhex(info["gamma"]),
+                critical_weight=tensors[f"linear/{name}/critical_weight"],
+            )
+            for name, info in header["layers"].items()
+        }
+    except KeyError as exc:
+        raise PackingError(f"{path} misses tensor {exc}") from exc
+    dense = {key.removeprefix("dense/"): value for key, value in tensors.items() if key.startswith("dense/")}
+    return PackedModel(header["config"], linears, dense, header.get("metadata", {}))

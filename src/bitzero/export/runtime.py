@@ -1,0 +1,219 @@
+"""The serving runtime: an exported bundle run by onnxruntime, with sampling in numpy. No torch.
+
+``BundleRuntime.load(bundle_dir, variant)`` checks the bundle (manifest, checksums, tokenizer
+against config, graph inputs against config) and opens one onnxruntime session, on the CUDA
+provider when onnxruntime offers it, else on the CPU; ``provider`` says which one runs.
+``stream()`` generates with the KV cache: the prompt in one call, then one token a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from bitzero.export.bundle import BundleError, read_manifest, verify_file
+from bitzero.export.sampling import check_sampling, sample_token
+from bitzero.text.tokenizer import BYTE_OFFSET, TEXT_OFFSET, Tokenizer, TokenizerError
+
+__all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of generated text and the token ids behind it; the last one has a finish reason."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str | None
+
+
+def default_providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it (unsupported nodes fall back to CPU)."""
+    return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+
+
+class BundleRuntime:
+    """One loaded bundle variant: session, tokenizer and generation."""
+
+    def __init__(
+        self, session: ort.InferenceSession, manifest: dict[str, Any], tokenizer: Tokenizer, variant: str
+    ) -> None:
+        self._session = session
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self.variant = variant
+        self.provider: str = session.get_providers()[0]
+        self.model_id: str = manifest["model_id"]
+        config = manifest["config"]
+        self.context_length: int = int(config["block_size"])
+        self._n_layer = int(config["n_layer"])
+        self._kv_shape = (1, int(config["n_head"]), 0, int(config["n_embd"]) // int(config["n_head"]))
+        self._stop_ids = frozenset(int(i) for i in manifest["stop_token_ids"])
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        variant: str = "nbits",
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> BundleRuntime:
+        """Open a bundle; any missing, corrupt or mismatched part raises BundleError."""
+        bundle_dir = Path(bundle_dir)
+        manifest = read_manifest(bundle_dir)
+        variants = manifest["variants"]
+        if variant not in variants:
+            raise BundleError(f"bundle {bundle_dir} has no {variant!r} variant (it has: {', '.join(sorted(variants))})")
+        tokenizer_path = verify_file(bundle_dir, manifest["tokenizer"])
+        try:
+            tokenizer = Tokenizer.load(tokenizer_path)
+        except (TokenizerError, OSError, ValueError) as exc:
+            raise BundleError(f"bundle tokenizer {tokenizer_path} cannot be read: {exc}") from exc
+        vocab = int(manifest["config"]["vocab_size"])
+        if tokenizer.vocab_size != vocab:
+            raise BundleError(
+                f"bundle {bundle_dir} is mismatched: the tokenizer has {tokenizer.vocab_size} tokens, the model {vocab}"
+            )
+        model_path = verify_file(bundle_dir, variants[variant])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(
+                str(model_path), sess_options=options, providers=list(providers or default_providers())
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+        runtime = cls(session, manifest, tokenizer, variant)
+        runtime._check_signature(model_path)
+        return runtime
+
+    def _check_signature(self, model_path: Path) -> None:
+        expected = {"input_ids"} | {f"past_{k}.{i}" for i in range(self._n_layer) for k in ("key", "value")}
+        got = {i.name for i in self._session.get_inputs()}
+        if got != expected:
+            raise BundleError(f"{model_path} does not match the bundle config: inputs {sorted(got ^ expected)} differ")
+
+    # -- model calls -----------------------------------------------------------------------------
+
+    def _empty_cache(self) -> dict[str, np.ndarray]:
+        empty = np.zeros(self._kv_shape, dtype=np.float32)
+        return {f"past_{k}.{i}": empty for i in range(self._n_layer) for k in ("key", "value")}
+
+    def forward(self, ids: Sequence[int], cache: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Logits (len(ids), vocab) for ``ids`` after the cached positions, and the new cache."""
+        feeds = dict(cache or self._empty_cache())
+        feeds["input_ids"] = np.asarray([list(ids)], dtype=np.int64)
+        results = dict(zip(self._outputs, self._session.run(None, feeds), strict=True))
+        present = {
+            f"past_{k}.{i}": results[f"present_{k}.{i}"] for i in range(self._n_layer) for k in ("key", "value")
+        }
+        return results["logits"][0], present
+
+    def token_ids(
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        use_cache: bool = True,
+    ) -> Iterator[int]:
+        """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
+
+        Without the cache every step recomputes the whole sequence (a check of the cached path).
+        """
+        prompt = self._check_prompt(prompt_ids, max_tokens)
+        check_sampling(temperature, top_p)
+        rng = np.random.default_rng(seed)
+        budget = min(max_tokens, self.context_length - len(prompt))
+        sequence = list(prompt)
+        logits, cache = self.forward(sequence)
+        for step in range(budget):
+            token = sample_token(logits[-1], temperature, top_p, rng)
+            yield token
+            sequence.append(token)
+            if token in self._stop_ids or step == budget - 1:
+                return
+            if use_cache:
+                logits, cache = self.forward([token], cache)
+            else:
+                logits, _ = self.forward(sequence)
+
+    def _check_prompt(self, prompt_ids: Sequence[int], max_tokens: int) -> list[int]:
+        prompt = [int(i) for i in prompt_ids]
+        if not prompt:
+            raise ValueError("the prompt needs at least one token")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        vocab = self.tokenizer.vocab_size
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise ValueError(f"prompt token ids must lie in [0, {vocab})")
+        if len(prompt) >= self.context_length:
+            raise ValueError(
+                f"the prompt has {len(prompt)} tokens; the model's context holds {self.context_length} "
+                "including the reply"
+            )
+        return prompt
+
+    # -- text streaming ----------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> Iterator[Chunk]:
+        """Generated text in pieces; the last chunk says "stop" (EOS, <|end|>, a stop string) or "length".
+
+        Text is held back while it could still be the start of a stop string (stop strings are
+        never emitted) or while it ends in an incomplete UTF-8 sequence of byte tokens.
+        """
+        stops = [s for s in stop if s]
+        generated: list[int] = []
+        pending: list[int] = []
+        emitted = 0
+        finish = "length"
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed):
+            if token in self._stop_ids:
+                finish = "stop"
+                break
+            generated.append(token)
+            pending.append(token)
+            text = self.tokenizer.decode(generated, skip_special=True)
+            cut = min((i for i in (text.find(s, emitted) for s in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                yield Chunk(text[emitted:cut], tuple(pending), "stop")
+                return
+            safe = self._safe_length(generated, text, stops)
+            if safe > emitted:
+                yield Chunk(text[emitted:safe], tuple(pending), None)
+                emitted, pending = safe, []
+        text = self.tokenizer.decode(generated, skip_special=True)
+        yield Chunk(text[emitted:], tuple(pending), finish)
+
+    def _safe_length(self, generated: list[int], text: str, stops: list[str]) -> int:
+        """How much of ``text`` can be sent now."""
+        complete = len(generated)
+        while complete and BYTE_OFFSET <= generated[complete - 1] < TEXT_OFFSET:
+            complete -= 1
+        safe = len(text) if complete == len(generated) else len(self.tokenizer.decode(generated[:complete], skip_special=True))
+        held = max(
+            (k for s in stops for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0
+        )
+        return safe - held

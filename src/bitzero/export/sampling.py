@@ -1,0 +1,32 @@
+"""Next-token choice in numpy: greedy, temperature and top-p (the PyTorch model's semantics)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_sampling(temperature: float, top_p: float) -> None:
+    if not temperature >= 0 or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature} and {top_p}")
+
+
+def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """One token id from a (vocab,) logit row; greedy (argmax) when temperature is 0.
+
+    Top-p keeps the smallest set of most likely tokens whose mass reaches ``top_p`` (the top
+    token always stays), as bitzero.model.generation.sample_next does.
+    """
+    check_sampling(temperature, top_p)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    scaled = logits.astype(np.float64) / temperature
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        sorted_probs = probs[order]
+        drop = np.cumsum(sorted_probs) - sorted_probs >= top_p
+        probs = np.zeros_like(probs)
+        probs[order[~drop]] = sorted_probs[~drop]
+        probs /= probs.sum()
+    return int(rng.choice(probs.shape[0], p=probs))

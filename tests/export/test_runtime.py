@@ -1,0 +1,160 @@
+"""The torch-free runtime: generation with and without the cache, streaming, bad bundles."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitzero.export.bundle import MANIFEST, sha256
+from bitzero.export.runtime import BundleError, BundleRuntime, Chunk
+from bitzero.text import Tokenizer
+
+PROMPT = [{"role": "user", "content": "hello, how are you?"}]
+
+
+@pytest.fixture(scope="module")
+def runtime(bundle: Path) -> BundleRuntime:
+    return BundleRuntime.load(bundle)
+
+
+def test_load_reports_provider_model_and_context(runtime: BundleRuntime, bundle: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert runtime.provider == "CPUExecutionProvider"  # no GPU build installed here
+    assert runtime.model_id == manifest["model_id"] and runtime.model_id.startswith("bitzero-")
+    assert runtime.context_length == 96
+    assert runtime.tokenizer.vocab_size == manifest["config"]["vocab_size"]
+
+
+@pytest.mark.parametrize("variant", ["nbits", "exact"])
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.0, 1.0), (0.9, 0.8)])
+def test_generation_with_and_without_kv_cache_is_identical(
+    bundle: Path, variant: str, temperature: float, top_p: float
+) -> None:
+    runtime = BundleRuntime.load(bundle, variant)
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    kwargs = {"max_tokens": 24, "temperature": temperature, "top_p": top_p, "seed": 7}
+    cached = list(runtime.token_ids(prompt, **kwargs))
+    uncached = list(runtime.token_ids(prompt, use_cache=False, **kwargs))
+    assert cached == uncached
+    assert len(cached) >= 1
+
+
+def test_cached_decode_logits_match_a_full_forward(runtime: BundleRuntime) -> None:
+    ids = runtime.tokenizer.encode_chat(PROMPT)
+    full, _ = runtime.forward(ids)
+    logits, cache = runtime.forward(ids[:5])
+    steps = [logits]
+    for token in ids[5:]:
+        logits, cache = runtime.forward([token], cache)
+        steps.append(logits)
+    assert np.allclose(np.concatenate(steps), full, atol=1e-5)
+
+
+def test_stream_stops_on_length_and_text_matches_tokens(runtime: BundleRuntime) -> None:
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    ids = list(runtime.token_ids(prompt, max_tokens=12))
+    chunks = list(runtime.stream(prompt, max_tokens=12))
+    assert all(isinstance(c, Chunk) for c in chunks)
+    assert [c.finish_reason for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    streamed_ids = [t for c in chunks for t in c.token_ids]
+    stopped = ids[-1] in (runtime.tokenizer.eos_id, runtime.tokenizer.end_id)
+    assert chunks[-1].finish_reason == ("stop" if stopped else "length")
+    assert streamed_ids == (ids[:-1] if stopped else ids)
+    assert "".join(c.text for c in chunks) == runtime.tokenizer.decode(streamed_ids, skip_special=True)
+
+
+def test_stop_string_ends_the_stream_and_is_not_emitted(runtime: BundleRuntime) -> None:
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    full = "".join(c.text for c in runtime.stream(prompt, max_tokens=30))
+    assert len(full) >= 6, "the tiny model should produce some text"
+    stop = full[3:5]
+    chunks = list(runtime.stream(prompt, max_tokens=30, stop=[stop]))
+    text = "".join(c.text for c in chunks)
+    assert chunks[-1].finish_reason == "stop"
+    assert text == full[: full.index(stop)]
+    assert stop not in text
+
+
+def test_stop_tokens_end_the_stream(bundle: Path) -> None:
+    runtime = BundleRuntime.load(bundle)
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    first = next(iter(runtime.token_ids(prompt, max_tokens=1)))
+    runtime._stop_ids = frozenset({first})  # make the model's first greedy choice a stop token
+    chunks = list(runtime.stream(prompt, max_tokens=10))
+    assert chunks == [Chunk("", (), "stop")]
+
+
+def test_max_tokens_is_bounded_by_the_context(runtime: BundleRuntime) -> None:
+    prompt = [runtime.tokenizer.user_id] + [40] * 90
+    ids = list(runtime.token_ids(prompt, max_tokens=50))
+    assert len(ids) <= runtime.context_length - len(prompt)
+    with pytest.raises(ValueError, match="context"):
+        list(runtime.stream([40] * 96, max_tokens=4))
+    with pytest.raises(ValueError, match="max_tokens"):
+        list(runtime.stream([40], max_tokens=0))
+    with pytest.raises(ValueError, match="temperature"):
+        list(runtime.stream([40], max_tokens=2, temperature=-1))
+
+
+def test_runtime_module_imports_no_torch() -> None:
+    code = (
+        "import sys; import bitzero.export.runtime, bitzero.export.bundle, bitzero.export.packing; "
+        "bad = [m for m in ('torch', 'onnx', 'kedro', 'mlflow') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def copy(bundle: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def test_missing_bundle_or_manifest_fails_clearly(copy: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        BundleRuntime.load(tmp_path / "nowhere")
+    (copy / MANIFEST).unlink()
+    with pytest.raises(BundleError, match="bitzero.json is missing"):
+        BundleRuntime.load(copy)
+
+
+def test_corrupt_model_file_fails_clearly(copy: Path) -> None:
+    model = copy / "nbits" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"nbits/model.onnx is corrupt"):
+        BundleRuntime.load(copy, "nbits")
+    BundleRuntime.load(copy, "exact")  # the other variant is intact
+
+
+def test_unknown_variant_and_garbled_manifest_fail_clearly(copy: Path) -> None:
+    with pytest.raises(BundleError, match="no 'int4' variant"):
+        BundleRuntime.load(copy, "int4")
+    (copy / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        BundleRuntime.load(copy)
+
+
+def test_mismatched_tokenizer_fails_clearly(copy: Path) -> None:
+    tokenizer = Tokenizer.default()
+    tokenizer.adapt(["zebra zebra zebra"] * 5, min_count=1, max_new_tokens=1, max_len=6)
+    tokenizer.save(copy / "tokenizer.json")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["tokenizer"]["sha256"] = sha256(copy / "tokenizer.json")  # a consistent but wrong bundle
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="mismatched"):
+        BundleRuntime.load(copy)
+
+
+def test_model_graph_not_matching_config_fails_clearly(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["config"]["n_layer"] = 3
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not match the bundle config"):
+        BundleRuntime.load(copy)
