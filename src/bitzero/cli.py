@@ -1,0 +1,199 @@
+"""The ``bitzero`` command: serve the companion, manage API keys, enforce retention, set up models.
+
+Settings come from BITZERO_* environment variables (see ``bitzero.service.settings``); the few
+flags here override them for one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from bitzero.service.settings import Settings
+
+    return Settings.from_env(
+        database_url=getattr(args, "database_url", None), bundle=getattr(args, "bundle", None),
+        host=getattr(args, "host", None), port=getattr(args, "port", None),
+    )
+
+
+def _sessions(args: argparse.Namespace):  # noqa: ANN202
+    from bitzero.service.db import make_engine, migrate, session_factory
+
+    engine = make_engine(_settings(args).database_url)
+    migrate(engine)
+    return session_factory(engine)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bitzero.service.app import create_app
+
+    settings = _settings(args)
+    if not (settings.bundle / "bitzero.json").is_file():
+        print(f"error: no exported bundle at {settings.bundle} (run `make run` or `dvc repro` first, "
+              "or set BITZERO_BUNDLE)", file=sys.stderr)
+        return 2
+    if not (settings.embedder / "model.onnx").is_file():
+        print(f"error: no embedder at {settings.embedder}; create it once with `bitzero embedder export`",
+              file=sys.stderr)
+        return 2
+    print(f"BitZero companion: http://{settings.host}:{settings.port}", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from bitzero.service.auth import create_key
+    from bitzero.service.db import transaction
+
+    with transaction(_sessions(args)) as session:
+        token, info = create_key(session, args.user, args.label or "")
+    print(json.dumps({"user_id": info.user_id, "prefix": info.prefix, "key": token}))
+    print("Store the key now: it is not shown again.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from bitzero.service.auth import list_keys
+    from bitzero.service.db import transaction
+
+    with transaction(_sessions(args)) as session:
+        for key in list_keys(session, args.user):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            print(f"{key.prefix}  {key.user_id}  {key.created_at:%Y-%m-%d %H:%M}  {state}  {key.label}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from bitzero.service.auth import revoke_key
+    from bitzero.service.db import transaction
+
+    with transaction(_sessions(args)) as session:
+        count = revoke_key(session, args.prefix)
+    if not count:
+        print(f"error: no active key with prefix {args.prefix!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {count} key(s) with prefix {args.prefix}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from bitzero.service.db import transaction
+    from bitzero.service.store import purge_expired
+
+    with transaction(_sessions(args)) as session:
+        print(json.dumps({"purged": purge_expired(session)}))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    _sessions(args)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_embedder_export(args: argparse.Namespace) -> int:
+    from bitzero.companion.embeddings import convert_minilm
+
+    out = args.out or _settings(args).embedder
+    print(f"embedder written to {convert_minilm(out)}")
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    from bitzero.data.records import write_jsonl
+    from bitzero.service.db import transaction
+    from bitzero.service.store import training_records
+
+    out = args.out or _settings(args).feedback_export
+    with transaction(_sessions(args)) as session:
+        count = write_jsonl(out, training_records(session))
+    print(f"{count} feedback record(s) written to {out}")
+    return 0
+
+
+def cmd_emotion_train(args: argparse.Namespace) -> int:
+    from bitzero.companion.embeddings import OnnxEmbedder
+    from bitzero.companion.emotion_training import train_from_goemotions
+
+    settings = _settings(args)
+    embedder = OnnxEmbedder(args.embedder or settings.embedder, threads=args.threads)
+    report = train_from_goemotions(Path(args.data), embedder, Path(args.out), limit=args.limit)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bitzero", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="overrides BITZERO_DATABASE_URL")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the exported model (default http://127.0.0.1:8000)")
+    serve.add_argument("--bundle", type=Path, help="bundle folder (BITZERO_BUNDLE)")
+    serve.add_argument("--host", help="bind address (BITZERO_HOST); keys are required off loopback")
+    serve.add_argument("--port", type=int, help="port (BITZERO_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key (for a new user unless --user)")
+    create.add_argument("--user", help="an existing or chosen user id")
+    create.add_argument("--label", help="a note to recognise the key by")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (prefixes only)")
+    listing.add_argument("--user")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its prefix")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    commands.add_parser("purge", help="delete data older than each user's retention period (for a CronJob)"
+                        ).set_defaults(func=cmd_purge)
+    commands.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    embedder = commands.add_parser("embedder", help="sentence embedder").add_subparsers(dest="embedder_command",
+                                                                                         required=True)
+    export = embedder.add_parser("export", help="convert all-MiniLM-L6-v2 to ONNX (needs torch; once at set-up)")
+    export.add_argument("--out", type=Path, help="folder (BITZERO_EMBEDDER, default data/06_models/embedder)")
+    export.set_defaults(func=cmd_embedder_export)
+
+    feedback = commands.add_parser("feedback", help="feedback").add_subparsers(dest="feedback_command", required=True)
+    fexport = feedback.add_parser("export", help="write consented feedback as training records (JSON Lines)")
+    fexport.add_argument("--out", type=Path, help="default data/01_raw/feedback.jsonl (BITZERO_FEEDBACK_EXPORT)")
+    fexport.set_defaults(func=cmd_feedback_export)
+
+    emotion = commands.add_parser("emotion", help="emotion classifier").add_subparsers(dest="emotion_command",
+                                                                                       required=True)
+    train = emotion.add_parser("train", help="train the classifier on GoEmotions over MiniLM embeddings")
+    train.add_argument("--data", default="../shared/data/goemotions", help="folder with train.tsv and dev.tsv")
+    train.add_argument("--out", default="data/06_models/emotion.json")
+    train.add_argument("--embedder", type=Path)
+    train.add_argument("--limit", type=int, help="use only the first N training rows")
+    train.add_argument("--threads", type=int, default=2)
+    train.set_defaults(func=cmd_emotion_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - a command-line user gets one clear line, not a traceback
+        from bitzero.service.settings import SettingsError
+
+        if isinstance(exc, (SettingsError, FileNotFoundError)) or type(exc).__name__.endswith("Error"):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

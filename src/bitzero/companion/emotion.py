@@ -1,0 +1,141 @@
+"""Noticing how the user feels: a classifier over sentence embeddings, with VADER for intensity.
+
+The eight categories are Plutchik's (roadmap 6.1). The classifier is a softmax layer trained on
+GoEmotions by ``bitzero.companion.emotion_training``; the roadmap's keyword matcher is kept only
+as the baseline it is measured against. What is detected shapes the reply (an opening line and a
+note in the model's context); whether it is *stored* is the privacy settings' decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation")
+LABELS = (*EMOTIONS, "neutral")
+
+# The roadmap's keyword matcher (user-recommendations §6.1): the baseline, never the detector.
+KEYWORDS = {
+    "joy": ["happy", "glad", "excited", "pleased", "delighted", "joy"],
+    "sadness": ["sad", "unhappy", "depressed", "down", "blue", "upset"],
+    "anger": ["angry", "mad", "furious", "annoyed", "irritated"],
+    "fear": ["afraid", "scared", "worried", "anxious", "nervous"],
+    "surprise": ["surprised", "amazed", "astonished", "shocked"],
+    "disgust": ["disgusted", "repulsed", "revolted"],
+    "trust": ["trust", "believe", "rely", "depend"],
+    "anticipation": ["looking forward", "excited about", "can't wait"],
+}
+
+
+def keyword_emotion(text: str) -> str:
+    """The baseline: the emotion with most keyword hits (substring match), else neutral."""
+    lowered = text.lower()
+    scores = {e: sum(k in lowered for k in words) for e, words in KEYWORDS.items()}
+    best = max(scores, key=lambda e: scores[e])
+    return best if scores[best] > 0 else "neutral"
+
+
+class EmotionModelError(RuntimeError):
+    """The classifier file is missing or does not fit the embedder."""
+
+
+class EmotionClassifier:
+    """Softmax over an embedding: p = softmax(x W + b), with the labels of ``LABELS``."""
+
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, labels: tuple[str, ...] = LABELS) -> None:
+        if weights.shape != (weights.shape[0], len(labels)) or bias.shape != (len(labels),):
+            raise EmotionModelError(f"weights {weights.shape} / bias {bias.shape} do not fit {len(labels)} labels")
+        self.weights, self.bias, self.labels = weights.astype(np.float32), bias.astype(np.float32), labels
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        logits = vectors @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, vectors: np.ndarray) -> list[str]:
+        return [self.labels[i] for i in self.probabilities(vectors).argmax(axis=1)]
+
+    def save(self, path: str | Path, metrics: dict | None = None) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"format": "bitzero-emotion", "version": 1, "labels": list(self.labels),
+                "bias": self.bias.tolist(), "weights": self.weights.tolist(), "metrics": metrics or {}}
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmotionClassifier:
+        path = Path(path)
+        if not path.is_file():
+            raise EmotionModelError(f"no emotion classifier at {path}; train one with `bitzero emotion train`")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != "bitzero-emotion":
+            raise EmotionModelError(f"{path} is not a BitZero emotion classifier")
+        return cls(np.array(data["weights"]), np.array(data["bias"]), tuple(data["labels"]))
+
+
+@dataclass(frozen=True)
+class Reading:
+    emotion: str  # one of LABELS
+    confidence: float  # the classifier's probability of that label
+    intensity: str  # "mild" | "strong"
+    sentiment: float  # VADER compound, -1..1
+
+
+class EmotionDetector:
+    """Classifier for the category, VADER's compound score for how strongly it is felt."""
+
+    def __init__(self, classifier: EmotionClassifier, min_confidence: float = 0.4) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.classifier = classifier
+        self.min_confidence = min_confidence
+        self._vader = SentimentIntensityAnalyzer()
+
+    def read(self, text: str, vector: np.ndarray) -> Reading:
+        probs = self.classifier.probabilities(vector[None, :])[0]
+        best = int(probs.argmax())
+        label, confidence = self.classifier.labels[best], float(probs[best])
+        if confidence < self.min_confidence:
+            label = "neutral"
+        sentiment = float(self._vader.polarity_scores(text)["compound"])
+        strong = confidence >= 0.7 and abs(sentiment) >= 0.5
+        return Reading(label, confidence, "strong" if strong else "mild", sentiment)
+
+
+_OPENINGS = {
+    ("joy", "mild"): "That sounds nice!",
+    ("joy", "strong"): "That's wonderful, I'm really happy for you!",
+    ("sadness", "mild"): "I'm sorry it's been a bit hard.",
+    ("sadness", "strong"): "I'm so sorry you're going through this. I'm here with you.",
+    ("anger", "mild"): "That sounds frustrating.",
+    ("anger", "strong"): "I can hear how angry this made you, and that's understandable.",
+    ("fear", "mild"): "It's okay to feel a little uneasy about that.",
+    ("fear", "strong"): "That sounds really frightening. You're not alone in this.",
+    ("surprise", "mild"): "Oh, that's unexpected!",
+    ("surprise", "strong"): "Wow, I didn't see that coming either!",
+    ("disgust", "mild"): "That doesn't sound pleasant.",
+    ("disgust", "strong"): "Ugh, that sounds truly awful.",
+    ("trust", "mild"): "Thank you for sharing that with me.",
+    ("trust", "strong"): "I really appreciate you trusting me with this.",
+    ("anticipation", "mild"): "Something to look forward to!",
+    ("anticipation", "strong"): "How exciting, I can tell you can't wait!",
+}
+
+
+def opening(reading: Reading) -> str | None:
+    """An empathetic first sentence that fits the emotion and its intensity (none when neutral)."""
+    return _OPENINGS.get((reading.emotion, reading.intensity))
+
+
+def context_note(reading: Reading) -> str | None:
+    """The line the model's context gets about the user's current feeling."""
+    if reading.emotion == "neutral":
+        return None
+    return f"The user seems to feel {reading.emotion} ({reading.intensity}); respond with empathy."

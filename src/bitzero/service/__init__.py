@@ -1,0 +1,1 @@
+"""The companion service: FastAPI app, routes, auth, storage and the web page."""

@@ -1,0 +1,120 @@
+"""The FastAPI app factory: settings in, app out. The model, embedder and emotion classifier load
+in the lifespan (so a startupProbe can wait for them) unless the caller passes them in (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bitzero.companion.embeddings import Embedder, OnnxEmbedder
+from bitzero.companion.emotion import EmotionClassifier, EmotionDetector
+from bitzero.service.chat import Companion
+from bitzero.service.db import make_engine, migrate, session_factory, transaction
+from bitzero.service.limits import BodyLimit, RateLimiter
+from bitzero.service.metrics import Metrics
+from bitzero.service.model import ChatModel, load_bundle
+from bitzero.service.routes import account, memories, ops, openai
+from bitzero.service.settings import Settings
+from bitzero.service.store import purge_expired
+
+log = logging.getLogger("bitzero.service")
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict:
+    """OpenAI's error shape, which OpenAI clients turn into readable exceptions."""
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def _load_detector(settings: Settings, embedder: Embedder) -> EmotionDetector | None:
+    if not settings.emotion_path.is_file():
+        log.warning("no emotion classifier at %s: emotions are not detected", settings.emotion_path)
+        return None
+    return EmotionDetector(EmotionClassifier.load(settings.emotion_path))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: ChatModel | None = None,
+    embedder: Embedder | None = None,
+    detector: EmotionDetector | None = None,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(engine)
+        with transaction(sessions) as session:
+            log.info("retention at start: %s", purge_expired(session))
+        chat_model = model or load_bundle(settings.bundle, settings.variant)
+        chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
+        chat_detector = detector if detector is not None else _load_detector(settings, chat_embedder)
+        app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions,
+                                        persona=settings.persona, memory_limit=settings.memory_limit)
+        metrics.model_loaded.set(1)
+        sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
+        log.info("serving %s (%s) at http://%s:%d", chat_model.model_id, chat_model.provider,
+                 settings.host, settings.port)
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            metrics.model_loaded.set(0)
+            engine.dispose()
+
+    async def _retention_loop(every: int) -> None:
+        while True:
+            await asyncio.sleep(every)
+            def sweep() -> dict[str, int]:
+                with transaction(sessions) as session:
+                    return purge_expired(session)
+            log.info("retention sweep: %s", await asyncio.to_thread(sweep))
+
+    app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
+    app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    app.state.metrics, app.state.limiter = metrics, RateLimiter(settings.rate_limit_per_minute)
+    app.state.companion, app.state.started = None, time.time()
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - start)
+        # Never the body: message content stays out of logs.
+        log.info("%s %s %d %.1fms", request.method, name, response.status_code, 1000 * (time.perf_counter() - start))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(error_body(f"invalid request: {problems}"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), code=str(exc.status_code)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    for module in (openai, memories, account, ops):
+        app.include_router(module.router)
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    return app

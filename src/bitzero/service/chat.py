@@ -1,0 +1,130 @@
+"""One chat turn, HTTP-free: remember, notice the emotion, build the prompt, generate, store.
+
+``prepare`` runs in one transaction before generation and ``finish`` in another after it, so a
+slow reply never holds a database transaction open.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
+from bitzero.companion.embeddings import Embedder
+from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
+from bitzero.companion.extraction import Candidate, extract
+from bitzero.service.db import transaction
+from bitzero.service.model import ChatModel
+from bitzero.service.store import UserData
+
+
+class ChatError(ValueError):
+    """A request the companion cannot answer as given (becomes a 4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Turn:
+    completion_id: str
+    user_id: str
+    prompt_ids: list[int]
+    conversation_id: str | None  # None when the user does not store conversations
+    opening: str | None
+    reading: Reading | None
+    memories_used: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    tokens: int
+    finish_reason: str | None
+
+
+class Companion:
+    def __init__(
+        self,
+        model: ChatModel,
+        embedder: Embedder,
+        detector: EmotionDetector | None,
+        sessions: sessionmaker[Session],
+        *,
+        persona: str | None = None,
+        memory_limit: int = 5,
+        generation_slots: int = 1,
+    ) -> None:
+        self.model, self.embedder, self.detector, self.sessions = model, embedder, detector, sessions
+        self.persona = persona or DEFAULT_PERSONA
+        self.memory_limit = memory_limit
+        self._slots = threading.Semaphore(generation_slots)
+
+    def prepare(
+        self, user_id: str, messages: Sequence[Mapping[str, str]], max_tokens: int, conversation_id: str | None
+    ) -> Turn:
+        if not messages or messages[-1]["role"] != "user":
+            raise ChatError("the last message must come from the user (role 'user')")
+        budget = self.model.context_length - max_tokens
+        if budget < 16:
+            raise ChatError(
+                f"max_tokens={max_tokens} leaves no room for a prompt in a context of "
+                f"{self.model.context_length} tokens; ask for at most {self.model.context_length - 16}"
+            )
+        text = messages[-1]["content"]
+        with transaction(self.sessions) as session:
+            data = UserData(session, user_id)
+            privacy = data.privacy()
+            conversation = None
+            if privacy.store_conversations:
+                conversation = data.conversation(conversation_id)
+                if conversation is None:
+                    raise ChatError(f"conversation {conversation_id!r} not found", status=404)
+            candidates = extract(text) if privacy.extract_personal_info else []
+            vectors = self.embedder.encode([text, *(c.content for c in candidates)])
+            reading = self.detector.read(text, vectors[0]) if self.detector else None
+            felt = reading is not None and reading.emotion != "neutral"
+            for candidate, vector in zip(candidates, vectors[1:], strict=True):
+                data.remember(candidate, vector)
+            if felt and privacy.remember_emotions:
+                note = f"The user felt {reading.emotion} ({reading.intensity}) about: {text[:200]}"
+                data.remember(Candidate("emotion", None, note, 4.0 if reading.intensity == "mild" else 6.0),
+                              self.embedder.encode([note])[0])
+            found = [row.content for row, _ in data.search(vectors[0], self.memory_limit + 1) if row.slot != "name"]
+            memories = found[: self.memory_limit]
+            if conversation is not None:
+                data.add_message(conversation.id, "user", text,
+                                 emotion=reading.emotion if felt and privacy.remember_emotions else None)
+            prompt = build_prompt(
+                self.model.tokenizer, messages, budget, persona=self.persona, user_name=data.name(),
+                memories=memories, emotion_note=context_note(reading) if felt else None,
+            )
+        return Turn(
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id,
+            prompt_ids=self.model.tokenizer.encode_chat(prompt, add_generation_prompt=True),
+            conversation_id=conversation.id if conversation is not None else None,
+            opening=opening(reading) if felt else None, reading=reading, memories_used=memories,
+        )
+
+    def generate(
+        self, turn: Turn, *, max_tokens: int, temperature: float, top_p: float, stop: Sequence[str], seed: int | None
+    ) -> Iterator[Piece]:
+        """The reply in pieces: the empathetic opening (if any), then the model's chunks."""
+        if turn.opening:
+            yield Piece(turn.opening + " ", 0, None)
+        with self._slots:
+            for chunk in self.model.stream(turn.prompt_ids, max_tokens=max_tokens, temperature=temperature,
+                                           top_p=top_p, stop=stop, seed=seed):
+                yield Piece(chunk.text, len(chunk.token_ids), chunk.finish_reason)
+
+    def finish(self, turn: Turn, reply: str) -> None:
+        if turn.conversation_id is None:
+            return
+        with transaction(self.sessions) as session:
+            UserData(session, turn.user_id).add_message(turn.conversation_id, "assistant", reply,
+                                                        message_id=turn.completion_id)

@@ -1,0 +1,75 @@
+"""The user's memories: list, search, edit, delete (always only their own)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from bitzero.service.deps import companion, user_data
+from bitzero.service.store import UserData, memory_dict
+
+router = APIRouter(prefix="/v1/memories", tags=["memories"])
+Category = Literal["fact", "preference", "emotion", "note"]
+
+
+class MemoryEdit(BaseModel):
+    content: str | None = Field(None, min_length=1, max_length=2000)
+    importance: float | None = Field(None, ge=1.0, le=10.0)
+    category: Category | None = None
+
+
+class MemoryCreate(BaseModel):
+    content: str = Field(min_length=1, max_length=2000)
+    importance: float = Field(5.0, ge=1.0, le=10.0)
+    category: Category = "note"
+
+
+@router.get("")
+def list_memories(data: UserData = Depends(user_data), include_invalid: bool = False,
+                  category: Category | None = None) -> dict:
+    return {"object": "list", "data": [memory_dict(m) for m in data.memories(include_invalid, category)]}
+
+
+@router.get("/search")
+def search_memories(request: Request, q: str = "", limit: int = 5, data: UserData = Depends(user_data)) -> dict:
+    if not q.strip() or len(q) > 2000:
+        raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
+    if not 1 <= limit <= 100:
+        raise HTTPException(400, "limit must be between 1 and 100")
+    vector = companion(request).embedder.encode([q])[0]
+    return {"object": "list", "data": [
+        {**memory_dict(row), "score": round(score, 4)} for row, score in data.search(vector, limit)
+    ]}
+
+
+@router.post("", status_code=201)
+def add_memory(body: MemoryCreate, request: Request, data: UserData = Depends(user_data)) -> dict:
+    from bitzero.companion.extraction import Candidate
+
+    vector = companion(request).embedder.encode([body.content])[0]
+    _, row = data.remember(Candidate(body.category, None, body.content, body.importance), vector)
+    return memory_dict(row)
+
+
+@router.patch("/{memory_id}")
+def edit_memory(memory_id: str, body: MemoryEdit, request: Request, data: UserData = Depends(user_data)) -> dict:
+    row = data.memory(memory_id)
+    if row is None:
+        raise HTTPException(404, f"memory {memory_id!r} not found")
+    if body.content is not None and body.content != row.content:
+        row.content = body.content
+        row.embedding = companion(request).embedder.encode([body.content])[0].tobytes()
+    if body.importance is not None:
+        row.importance = body.importance
+    if body.category is not None:
+        row.category = body.category
+    return memory_dict(row)
+
+
+@router.delete("/{memory_id}", status_code=204)
+def delete_memory(memory_id: str, data: UserData = Depends(user_data)) -> Response:
+    if not data.delete_memory(memory_id):
+        raise HTTPException(404, f"memory {memory_id!r} not found")
+    return Response(status_code=204)

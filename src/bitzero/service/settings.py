@@ -1,0 +1,83 @@
+"""Service settings from environment variables (12-factor); every default is safe for one person
+on their own machine: loopback bind, a SQLite file, keys optional only on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work as given."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Settings:
+    bundle: Path = Path("data/06_models/bundle")
+    variant: str = "nbits"
+    database_url: str = "sqlite:///data/companion/bitzero.db"
+    embedder: Path = Path("data/06_models/embedder")
+    # The emotion classifier travels with the bundle; an explicit path overrides it.
+    emotion_model: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Without a Bearer key, requests act as the single local user; refused off loopback.
+    single_user: bool = True
+    rate_limit_per_minute: int = 120
+    max_request_bytes: int = 256 * 1024
+    max_tokens_default: int = 128
+    memory_limit: int = 5
+    recent_turns: int = 12
+    retention_sweep_seconds: int = 3600
+    persona: str | None = None
+    log_content: bool = False
+    feedback_export: Path = Path("data/01_raw/feedback.jsonl")
+    threads: int = field(default=2)
+
+    def __post_init__(self) -> None:
+        if self.single_user and not is_loopback(self.host):
+            raise SettingsError(
+                f"single-user mode (no API keys) is only allowed on a loopback address, not {self.host!r}; "
+                "set BITZERO_SINGLE_USER=false and create keys with `bitzero keys create`"
+            )
+        if self.rate_limit_per_minute <= 0 or self.max_request_bytes <= 0:
+            raise SettingsError("rate limit and request size limit must be positive")
+
+    @property
+    def emotion_path(self) -> Path:
+        return self.emotion_model or self.bundle / "emotion.json"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """BITZERO_<FIELD> for every field (e.g. BITZERO_DATABASE_URL), then explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            raw = env.get(f"BITZERO_{spec.name.upper()}")
+            if raw is None:
+                continue
+            kind = str(spec.type)
+            try:
+                if "bool" in kind:
+                    values[spec.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+                elif "int" in kind:
+                    values[spec.name] = int(raw)
+                elif "Path" in kind:
+                    values[spec.name] = Path(raw)
+                else:
+                    values[spec.name] = raw
+            except ValueError:
+                raise SettingsError(f"BITZERO_{spec.name.upper()}={raw!r} is not a valid {kind}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

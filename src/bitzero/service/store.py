@@ -1,0 +1,260 @@
+"""User-scoped data access: every method of ``UserData`` filters by its own user id, so no route
+can read or change another user's rows. Erasure and retention sweep every user table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bitzero.companion.extraction import Candidate
+from bitzero.companion.feedback import feedback_record
+from bitzero.companion.memory import Decision, StoredMemory, consolidate, rank
+from bitzero.data.records import Record
+from bitzero.service.auth import ensure_user
+from bitzero.service.tables import (
+    USER_TABLES,
+    ApiKey,
+    Conversation,
+    Feedback,
+    Memory,
+    Message,
+    PrivacySettings,
+    User,
+    utcnow,
+)
+
+PRIVACY_FIELDS = ("store_conversations", "extract_personal_info", "remember_emotions", "allow_training", "retention_days")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def vector_of(row: Memory) -> np.ndarray:
+    return np.frombuffer(row.embedding, dtype=np.float32)
+
+
+def _stored(row: Memory) -> StoredMemory:
+    return StoredMemory(row.id, row.category, row.slot, row.content, row.importance, vector_of(row), row.last_accessed)
+
+
+def memory_dict(row: Memory) -> dict[str, Any]:
+    return {
+        "id": row.id, "category": row.category, "slot": row.slot, "content": row.content,
+        "importance": row.importance, "created_at": row.created_at.isoformat(),
+        "last_accessed": row.last_accessed.isoformat(),
+        "invalidated_at": row.invalidated_at.isoformat() if row.invalidated_at else None,
+        "superseded_by": row.superseded_by,
+    }
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    out = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bytes):
+            value = np.frombuffer(value, dtype=np.float32).round(6).tolist()
+        out[column.key] = value
+    return out
+
+
+class UserData:
+    """One user's rows. Constructing it creates the user (and default privacy settings) if new."""
+
+    def __init__(self, session: Session, user_id: str) -> None:
+        self.session = session
+        self.user_id = user_id
+        ensure_user(session, user_id)
+
+    # -- privacy ------------------------------------------------------------------------------
+
+    def privacy(self) -> PrivacySettings:
+        row = self.session.get(PrivacySettings, self.user_id)
+        if row is None:
+            row = PrivacySettings(user_id=self.user_id, store_conversations=True, extract_personal_info=True,
+                                  remember_emotions=False, allow_training=False, retention_days=365)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def update_privacy(self, changes: dict[str, Any]) -> PrivacySettings:
+        row = self.privacy()
+        for key, value in changes.items():
+            if key not in PRIVACY_FIELDS:
+                raise KeyError(key)
+            setattr(row, key, value)
+        row.updated_at = utcnow()
+        if changes.get("remember_emotions") is False:  # consent withdrawn: what it allowed goes too
+            self._forget_emotions()
+        return row
+
+    def _forget_emotions(self) -> None:
+        self.session.execute(delete(Memory).where(Memory.user_id == self.user_id, Memory.category == "emotion"))
+        for message in self.session.scalars(select(Message).where(Message.user_id == self.user_id, Message.emotion.is_not(None))):
+            message.emotion = None
+
+    # -- conversations ------------------------------------------------------------------------
+
+    def conversation(self, conversation_id: str | None) -> Conversation | None:
+        """The user's conversation with this id (created when new); None if another user owns it."""
+        if conversation_id is None:
+            conversation_id = new_id()
+        row = self.session.get(Conversation, conversation_id)
+        if row is None:
+            row = Conversation(id=conversation_id, user_id=self.user_id)
+            self.session.add(row)
+            self.session.flush()
+        return row if row.user_id == self.user_id else None
+
+    def add_message(self, conversation_id: str, role: str, content: str, emotion: str | None = None,
+                    message_id: str | None = None) -> Message:
+        row = Message(id=message_id or new_id(), user_id=self.user_id, conversation_id=conversation_id,
+                      role=role, content=content, emotion=emotion)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def message(self, message_id: str) -> Message | None:
+        return self.session.scalar(select(Message).where(Message.id == message_id, Message.user_id == self.user_id))
+
+    def messages_before(self, message: Message, limit: int) -> list[Message]:
+        rows = self.session.scalars(
+            select(Message).where(Message.user_id == self.user_id, Message.conversation_id == message.conversation_id,
+                                  Message.created_at <= message.created_at, Message.id != message.id)
+            .order_by(Message.created_at.desc()).limit(limit)
+        ).all()
+        return list(reversed(rows))
+
+    # -- memories -----------------------------------------------------------------------------
+
+    def memories(self, include_invalid: bool = False, category: str | None = None) -> list[Memory]:
+        query = select(Memory).where(Memory.user_id == self.user_id)
+        if not include_invalid:
+            query = query.where(Memory.invalidated_at.is_(None))
+        if category:
+            query = query.where(Memory.category == category)
+        return list(self.session.scalars(query.order_by(Memory.created_at)))
+
+    def memory(self, memory_id: str) -> Memory | None:
+        return self.session.scalar(select(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id))
+
+    def remember(self, candidate: Candidate, vector: np.ndarray) -> tuple[Decision, Memory]:
+        """Add a candidate through consolidation: keep, merge, supersede (invalidate) or add."""
+        rows = self.memories()
+        decision = consolidate(candidate, vector, [_stored(r) for r in rows])
+        now = utcnow()
+        if decision.action in {"keep", "merge"}:
+            row = next(r for r in rows if r.id == decision.target.id)  # type: ignore[union-attr]
+            if decision.content != row.content:
+                row.content, row.embedding = decision.content, vector.astype(np.float32).tobytes()
+            row.importance, row.last_accessed = decision.importance, now
+            return decision, row
+        row = Memory(id=new_id(), user_id=self.user_id, category=candidate.category, slot=candidate.slot,
+                     content=decision.content, importance=decision.importance,
+                     embedding=vector.astype(np.float32).tobytes(), created_at=now, last_accessed=now)
+        self.session.add(row)
+        if decision.action == "supersede":
+            old = next(r for r in rows if r.id == decision.target.id)  # type: ignore[union-attr]
+            old.invalidated_at, old.superseded_by = now, row.id
+        self.session.flush()
+        return decision, row
+
+    def search(self, query: np.ndarray, limit: int, category: str | None = None) -> list[tuple[Memory, float]]:
+        """Best valid memories for the query (Generative Agents score); refreshes their last access."""
+        rows = self.memories(category=category)
+        now = utcnow()
+        by_id = {r.id: r for r in rows}
+        ranked = rank(query, [_stored(r) for r in rows], now, limit)
+        result = []
+        for stored, score in ranked:
+            row = by_id[stored.id]
+            row.last_accessed = now
+            result.append((row, score))
+        return result
+
+    def delete_memory(self, memory_id: str) -> bool:
+        return bool(self.session.execute(
+            delete(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id)).rowcount)
+
+    def name(self) -> str | None:
+        row = self.session.scalar(select(Memory).where(Memory.user_id == self.user_id, Memory.slot == "name",
+                                                       Memory.invalidated_at.is_(None)))
+        if row is None:
+            return None
+        prefix = "The user's name is "
+        return row.content[len(prefix):].rstrip(".") if row.content.startswith(prefix) else row.content
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    def add_feedback(self, message: Message, score: int, text: str | None) -> Feedback:
+        row = Feedback(id=new_id(), user_id=self.user_id, message_id=message.id, score=score, text=text)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    # -- export and erasure -------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Everything stored about the user, machine-readable (GDPR Art. 20)."""
+        out: dict[str, Any] = {"user_id": self.user_id, "exported_at": utcnow().isoformat()}
+        for table in USER_TABLES:
+            rows = self.session.scalars(select(table).where(table.user_id == self.user_id)).all()
+            out[table.__tablename__] = [_row_dict(r) for r in rows]
+        for key in out["api_keys"]:
+            key.pop("digest", None)
+        return out
+
+    def feedback_ids(self) -> set[str]:
+        return set(self.session.scalars(select(Feedback.id).where(Feedback.user_id == self.user_id)))
+
+    def erase(self) -> dict[str, int]:
+        """Delete every row of the user in every table, keys and the user row included."""
+        counts = {}
+        for table in (Feedback, Memory, Message, Conversation, PrivacySettings, ApiKey):
+            counts[table.__tablename__] = self.session.execute(
+                delete(table).where(table.user_id == self.user_id)).rowcount
+        counts["users"] = self.session.execute(delete(User).where(User.id == self.user_id)).rowcount
+        return counts
+
+
+def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:
+    """Retention: delete each user's messages, memories and feedback older than their retention days."""
+    now = now or utcnow()
+    counts = {"messages": 0, "memories": 0, "feedback": 0, "conversations": 0}
+    for settings in session.scalars(select(PrivacySettings)).all():
+        cutoff = now - timedelta(days=settings.retention_days)
+        uid = settings.user_id
+        counts["feedback"] += session.execute(
+            delete(Feedback).where(Feedback.user_id == uid, Feedback.created_at < cutoff)).rowcount
+        counts["messages"] += session.execute(
+            delete(Message).where(Message.user_id == uid, Message.created_at < cutoff)).rowcount
+        counts["memories"] += session.execute(
+            delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)).rowcount
+        empty = select(Message.conversation_id).where(Message.user_id == uid)
+        counts["conversations"] += session.execute(
+            delete(Conversation).where(Conversation.user_id == uid, Conversation.created_at < cutoff,
+                                       Conversation.id.not_in(empty))).rowcount
+    return counts
+
+
+def training_records(session: Session, context_turns: int = 8) -> list[Record]:
+    """Feedback of users who allow training use, as records for the augmentation stage."""
+    records = []
+    consenting = select(PrivacySettings.user_id).where(PrivacySettings.allow_training.is_(True))
+    for feedback in session.scalars(select(Feedback).where(Feedback.user_id.in_(consenting)).order_by(Feedback.created_at)):
+        data = UserData(session, feedback.user_id)
+        message = data.message(feedback.message_id)
+        if message is None or message.role != "assistant":
+            continue
+        turns = [{"role": m.role, "content": m.content} for m in data.messages_before(message, context_turns)]
+        record = feedback_record(feedback.id, turns, message.content, feedback.score, feedback.text)
+        if record is not None:
+            records.append(record)
+    return records

@@ -1,0 +1,85 @@
+"""Service fixtures: a deterministic fake model (the ChatModel protocol), the real MiniLM embedder
+(converted to ONNX once and cached), and an app on a throwaway SQLite file."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bitzero.companion.embeddings import OnnxEmbedder, convert_minilm
+from bitzero.service.app import create_app
+from bitzero.service.settings import Settings
+from bitzero.text import Tokenizer
+
+EMBEDDER_CACHE = Path(tempfile.gettempdir()) / "bitzero-test-embedder-minilm-v1"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str | None
+
+
+class FakeModel:
+    """Replies "You said: <last user text>" word by word; records each prompt it was given."""
+
+    provider = "fake"
+    model_id = "bitzero-fake"
+
+    def __init__(self, context_length: int = 512) -> None:
+        self.context_length = context_length
+        self.tokenizer = Tokenizer.default()
+        self.prompts: list[str] = []
+
+    def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
+               top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> Iterator[Chunk]:
+        prompt = self.tokenizer.decode(prompt_ids)
+        self.prompts.append(prompt)
+        last_user = prompt.rsplit("<|user|>", 1)[-1].split("<|end|>", 1)[0]
+        reply = f"You said: {last_user}"
+        for stop_text in stop:
+            if stop_text in reply:
+                reply = reply[: reply.index(stop_text)]
+        ids = self.tokenizer.encode(reply)
+        words, used = reply.split(" "), 0
+        for index, word in enumerate(words):
+            piece = word if index == 0 else " " + word
+            piece_ids = self.tokenizer.encode(piece)
+            if used + len(piece_ids) > max_tokens:
+                yield Chunk("", (), "length")
+                return
+            used += len(piece_ids)
+            yield Chunk(piece, tuple(piece_ids), None)
+        assert used == len(ids)
+        yield Chunk("", (), "stop")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> OnnxEmbedder:
+    if not (EMBEDDER_CACHE / "model.onnx").is_file():
+        convert_minilm(EMBEDDER_CACHE)
+    return OnnxEmbedder(EMBEDDER_CACHE)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path}/companion.db", bundle=tmp_path / "no-bundle",
+                    embedder=EMBEDDER_CACHE, feedback_export=tmp_path / "feedback.jsonl")
+
+
+@pytest.fixture
+def model() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+def client(settings: Settings, model: FakeModel, embedder: OnnxEmbedder) -> Iterator[TestClient]:
+    app = create_app(settings, model=model, embedder=embedder)
+    with TestClient(app) as test_client:
+        yield test_client

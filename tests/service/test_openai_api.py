@@ -1,0 +1,83 @@
+"""The OpenAI-compatible API, through the official openai client against a real uvicorn server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from bitzero.service.app import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings, model=model, embedder=embedder), host="127.0.0.1", port=port,
+                            log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_openai_client_streams_a_reply(server: str) -> None:
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused-on-loopback", max_retries=0)
+    stream = client.chat.completions.create(
+        model="bitzero-fake", messages=[{"role": "user", "content": "hello there friend"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "You said: hello there friend"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and all(f is None for f in finishes[:-1])
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_client_plain_completion_models_and_errors(server: str) -> None:
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused-on-loopback", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["bitzero-fake"]
+    reply = client.chat.completions.create(
+        model="bitzero-fake", messages=[{"role": "system", "content": "Be brief."},
+                                        {"role": "user", "content": "one two three four"}],
+        max_tokens=200, stop=["four"], temperature=0.2, top_p=0.9,
+    )
+    assert reply.choices[0].message.content == "You said: one two three "
+    assert reply.usage.prompt_tokens > 0 and reply.usage.total_tokens > reply.usage.prompt_tokens
+    short = client.chat.completions.create(model="bitzero-fake", messages=[{"role": "user", "content": "a b c d e f"}],
+                                           max_tokens=3)
+    assert short.choices[0].finish_reason == "length"
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="bitzero-fake", messages=[{"role": "user", "content": "x"}],
+                                       temperature=5)
+    with pytest.raises(openai.NotFoundError, match="not served"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+
+def test_raw_sse_format(server: str) -> None:
+    with httpx.stream("POST", f"{server}/v1/chat/completions", timeout=30,
+                      json={"messages": [{"role": "user", "content": "hi"}], "stream": True}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines)
+    assert lines[-1] == "data: [DONE]"
