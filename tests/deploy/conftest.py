@@ -1,0 +1,14 @@
+"""The rendered overlays, once per session (rendering shells out to kubectl)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy.manifests import OVERLAYS, Doc, kubectl, render
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[Doc]]:
+    if kubectl() is None:
+        pytest.skip("kubectl (which bundles kustomize) is not installed: apt-get install kubectl")
+    return {overlay: render(overlay) for overlay in OVERLAYS}
