@@ -1,0 +1,34 @@
+"""Nodes of the self-play stage: load, call the library, return."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from bitzero.selfplay.config import SelfPlayConfig
+from bitzero.selfplay.experiment import run_experiment
+from pipelines.tracking import metric_name, report_metrics
+
+log = logging.getLogger(__name__)
+
+
+def self_play(
+    student: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict], list[dict], dict[str, Any], dict[str, Any]]:
+    """Propose/verify/solve with PPO on the student; held-out rates before/after, PPO ablation."""
+    cfg = SelfPlayConfig.from_dict(params)
+    history: dict[str, list[dict[str, float]]] = defaultdict(list)
+
+    def on_metrics(arm: str, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            history[metric_name(f"{arm}/{key}")].append({"value": float(value), "step": step})
+
+    outcome = run_experiment(student["model"], student["tokenizer"], cfg, on_metrics, log.info)
+    metadata = {**student.get("metadata", {}), "selfplay": {
+        "heldout_solve_rate_before": outcome.report["heldout_solve_rate_before"],
+        "heldout_solve_rate_after": outcome.report["heldout_solve_rate_after"],
+    }}
+    model = {"model": outcome.model, "tokenizer": student["tokenizer"], "metadata": metadata}
+    metrics = {**report_metrics(outcome.report), **history}
+    return model, outcome.buffer, outcome.heldout, outcome.report, metrics

@@ -1,0 +1,18 @@
+"""The self-play stage: distilled student in, self-played student + task buffers + report out."""
+
+from kedro.pipeline import Node, Pipeline
+
+from pipelines.selfplay import nodes
+
+
+def create_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                nodes.self_play,
+                ["selfplay_input_student", "params:selfplay"],
+                ["selfplay_student", "selfplay_buffer", "selfplay_heldout", "selfplay_report", "selfplay_metrics"],
+                name="self_play",
+            ),
+        ]
+    )

@@ -1,0 +1,218 @@
+"""The self-play loop: propose -> verify -> solve -> reward -> learn, and the stage's experiment.
+
+One iteration (Absolute Zero, REFERENCES.md §3, adapted to a tiny model per §7):
+1. the curriculum picks kinds (math-heavy early, code-heavy late) and each kind's level follows
+   its solve rate;
+2. the proposer writes new tasks from K buffer references; the executor labels them, and every
+   valid one joins the buffer;
+3. the solver samples n answers per task (the new proposals and buffer tasks), KV-cached; the
+   verifier rewards them; a proposal's reward is its learnability;
+4. PPO (on-policy, so first) on solver samples of tasks whose solve rate is in the learnable band
+   and on all proposals, advantages normalised per (kind, role); then supervised steps on
+   verified targets, the solver's own correct samples and proposer examples.
+
+`run_experiment` measures held-out solve rates before, after the supervised warm-up, and after two
+arms of equal wall time: self-play with PPO (the stage's model) and without (the ablation).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from random import Random
+
+import torch
+
+from bitzero.model import BitZeroLM
+from bitzero.selfplay.agent import Agent
+from bitzero.selfplay.buffer import TaskBuffer
+from bitzero.selfplay.config import SelfPlayConfig
+from bitzero.selfplay.evaluate import solve_rates
+from bitzero.selfplay.generator import DifficultyController, curriculum_weights, generate_tasks
+from bitzero.selfplay.learn import proposer_examples, sample_mixture, sft_steps, solver_examples
+from bitzero.selfplay.ppo import PPOLoss, Sample, ppo_update
+from bitzero.selfplay.rewards import proposer_reward, solve_rate, task_relative_advantages
+from bitzero.selfplay.sandbox import Sandbox
+from bitzero.selfplay.tasks import FormatError, Task, parse_proposal, proposer_prompt, solver_prompt
+from bitzero.selfplay.verify import FORMAT_ERROR, Verifier
+from bitzero.text import Tokenizer
+from bitzero.train import TrainConfig, Trainer
+from bitzero.train.ddp import DistContext, resolve_device
+
+MetricsFn = Callable[[str, int, dict[str, float]], None]  # (arm, step, metrics)
+
+
+@dataclass
+class ArmResult:
+    model: BitZeroLM
+    iterations: int = 0
+    seconds: float = 0.0
+    proposals: Counter = field(default_factory=Counter)  # made / valid / added, per kind too
+    rewards: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    ppo: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    levels: dict[str, int] = field(default_factory=dict)
+
+
+def _trainer(model: BitZeroLM, cfg: SelfPlayConfig, lr: float) -> Trainer:
+    train_cfg = TrainConfig(
+        max_steps=1, lr=lr, schedule="constant", grad_clip=cfg.grad_clip, device=cfg.device,
+        precision="fp32", progress=False, auto_batch=False, weight_decay=0.0,
+    )
+    return Trainer(model, train_cfg, DistContext(device=resolve_device(cfg.device)))
+
+
+class SelfPlay:
+    """One arm of self-play on its own copy of the model; the buffer grows as it goes."""
+
+    def __init__(self, model: BitZeroLM, tokenizer: Tokenizer, buffer: TaskBuffer, verifier: Verifier,
+                 cfg: SelfPlayConfig, use_ppo: bool, seed: int) -> None:
+        self.cfg, self.use_ppo, self.buffer, self.verifier = cfg, use_ppo, buffer, verifier
+        self.agent = Agent(model, tokenizer, cfg.rollout_batch)
+        self.sft = _trainer(model, cfg, cfg.sft_lr)
+        reference = copy.deepcopy(model).eval() if use_ppo and cfg.kl_coef > 0 else None
+        self.ppo = _trainer(model, cfg, cfg.ppo_lr) if use_ppo else None
+        if self.ppo is not None:
+            self.ppo.loss_fn = PPOLoss(cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.entropy_coef, reference, cfg.temperature)
+        self.levels = DifficultyController(cfg.kinds)
+        self.r = Random(seed)
+        self.generator = torch.Generator(device=self.sft.ctx.device).manual_seed(seed)
+        self.result = ArmResult(model)
+
+    def run(self, seconds: float, on_metrics: MetricsFn | None = None, arm: str = "") -> ArmResult:
+        start = time.perf_counter()
+        while self.result.iterations < self.cfg.max_iterations:
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+            metrics = self.iteration(min(1.0, elapsed / seconds))
+            self.result.iterations += 1
+            if on_metrics is not None:
+                on_metrics(arm, self.result.iterations, metrics)
+        self.result.seconds = time.perf_counter() - start
+        self.result.levels = dict(self.levels.levels)
+        return self.result
+
+    def iteration(self, progress: float) -> dict[str, float]:
+        cfg, r = self.cfg, self.r
+        weights = curriculum_weights(progress, cfg.kinds)
+        proposals, proposal_completions, metrics = self._propose(weights)
+        tasks = [t for t in proposals if t is not None]
+        tasks += sample_mixture(self.buffer, weights, max(0, cfg.tasks_per_iteration - len(tasks)), r, self.levels.levels)
+        samples, rates, solver_metrics = self._solve(tasks)
+        metrics.update(solver_metrics)
+        # Proposer rewards: -1 invalid, learnability of the new task otherwise.
+        rate_of = dict(zip((t.key for t in tasks), rates, strict=True))
+        proposer_rewards = [
+            proposer_reward(task is not None, rate_of.get(task.key) if task is not None else None)
+            for task in proposals
+        ]
+        for task in proposals:
+            if task is not None and self.buffer.add(task):
+                self.result.proposals["added"] += 1
+        for (kind, _), reward in zip(proposal_completions, proposer_rewards, strict=True):
+            self.result.rewards[f"propose/{kind}"].append(reward)
+            metrics[f"reward/propose/{kind}"] = reward  # last one; the report keeps means
+        if self.use_ppo:
+            metrics.update(self._ppo(samples, proposal_completions, proposer_rewards, tasks, rates))
+        metrics.update(self._supervised(tasks, samples, weights, proposals))
+        metrics["buffer/size"] = float(len(self.buffer))
+        for kind, level in self.levels.levels.items():
+            metrics[f"level/{kind}"] = float(level)
+        for reason, count in self.verifier.stats.rejections.items():
+            metrics[f"sandbox/rejected/{reason}"] = float(count)
+        return metrics
+
+    def _propose(self, weights: dict[str, float]) -> tuple[list[Task | None], list[tuple[str, object]], dict[str, float]]:
+        cfg = self.cfg
+        kinds = self.r.choices(list(weights), list(weights.values()), k=cfg.proposals_per_iteration)
+        prompts = [proposer_prompt(k, self.buffer.sample(k, cfg.references, self.r, self.levels.levels[k])) for k in kinds]
+        completions = self.agent.sample(prompts, cfg.proposal_tokens, cfg.temperature, self.generator)
+        parsed: list[Task | None] = []
+        for kind, completion in zip(kinds, completions, strict=True):
+            try:
+                if not completion.finished:
+                    raise FormatError("unfinished")
+                task = parse_proposal(kind, completion.text)
+                if task in self.buffer:
+                    raise FormatError("duplicate")
+                parsed.append(Task(kind, task.program, task.inputs, difficulty=self.levels.levels[kind], origin="proposer"))
+            except FormatError as error:
+                self.verifier.stats.rejections["duplicate" if str(error) == "duplicate" else "format"] += 1
+                parsed.append(None)
+        labelled = iter(self.verifier.label([t for t in parsed if t is not None])[0])
+        proposals = [next(labelled) if t is not None else None for t in parsed]
+        for i, task in enumerate(proposals):  # the solver must have room to answer
+            if task is not None and not self.agent.fits(solver_prompt(task), cfg.answer_tokens[task.kind]):
+                self.verifier.stats.rejections["too long"] += 1
+                proposals[i] = None
+        made, ok = len(proposals), sum(t is not None for t in proposals)
+        self.result.proposals["made"] += made
+        self.result.proposals["valid"] += ok
+        return proposals, list(zip(kinds, completions, strict=True)), {"proposals/valid_rate": ok / made if made else 0.0}
+
+    def _solve(self, tasks: list[Task]) -> tuple[list[tuple[Task, object, float]], list[float], dict[str, float]]:
+        n = self.cfg.samples_per_task
+        repeated = [t for t in tasks for _ in range(n)]
+        completions: list = []
+        by_kind: dict[str, list[int]] = defaultdict(list)
+        for i, task in enumerate(repeated):
+            by_kind[task.kind].append(i)
+        completions = [None] * len(repeated)
+        for kind, indices in by_kind.items():  # one token budget per kind
+            got = self.agent.sample([solver_prompt(repeated[i]) for i in indices], self.cfg.answer_tokens[kind],
+                                    self.cfg.temperature, self.generator)
+            for i, completion in zip(indices, got, strict=True):
+                completions[i] = completion
+        answers = [c.text if c.finished else "" for c in completions]
+        rewards = self.verifier.score(repeated, answers)
+        rates = [solve_rate(rewards[i * n : (i + 1) * n]) for i in range(len(tasks))]
+        metrics: dict[str, float] = {}
+        kind_rates: dict[str, list[float]] = defaultdict(list)
+        for task, rate in zip(tasks, rates, strict=True):
+            kind_rates[task.kind].append(rate)
+        for kind, values in kind_rates.items():
+            metrics[f"solve_rate/{kind}"] = sum(values) / len(values)
+        for task, reward in zip(repeated, rewards, strict=True):
+            self.result.rewards[f"solve/{task.kind}"].append(reward)
+        for kind in kind_rates:
+            kind_rewards = [rw for t, rw in zip(repeated, rewards, strict=True) if t.kind == kind]
+            metrics[f"reward/solve/{kind}"] = sum(kind_rewards) / len(kind_rewards)
+        self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
+        return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
+
+    def _ppo(self, samples, proposal_completions, proposer_rewards, tasks, rates) -> dict[str, float]:
+        cfg = self.cfg
+        rate_of = {t.key: rate for t, rate in zip(tasks, rates, strict=True)}
+        rows: list[tuple[tuple[str, str], object, float]] = []
+        for task, completion, reward in samples:
+            if cfg.band_low <= rate_of[task.key] <= cfg.band_high and completion.tokens:
+                rows.append(((task.kind, "solve"), completion, reward))
+        for (kind, completion), reward in zip(proposal_completions, proposer_rewards, strict=True):
+            if completion.tokens:
+                rows.append(((kind, "propose"), completion, reward))
+        advantages = task_relative_advantages([r for _, _, r in rows], [g for g, _, _ in rows])
+        batch = [Sample(c.prompt, c.tokens, c.logprobs, a) for (_, c, _), a in zip(rows, advantages, strict=True) if a != 0.0]
+        in_band = sum(1 for g, _, _ in rows if g[1] == "solve")
+        stats = ppo_update(self.ppo, batch, cfg.ppo_epochs, cfg.ppo_minibatch, self.r.randrange(1 << 30), self.agent.tokenizer.pad_id)
+        for key, value in stats.items():
+            self.result.ppo[key].append(value)
+        self.result.ppo["samples"].append(float(len(batch)))
+        self.result.ppo["solver_samples_in_band"].append(float(in_band))
+        return {f"ppo/{k}": v for k, v in stats.items()} | {"ppo/samples": float(len(batch)), "ppo/in_band": float(in_band)}
+
+    def _supervised(self, tasks, samples, weights, proposals) -> dict[str, float]:
+        cfg, r = self.cfg, self.r
+        count = cfg.sft_steps_per_iteration * cfg.sft_batch_size
+        examples = solver_examples(self.agent, sample_mixture(self.buffer, weights, count, r, self.levels.levels))
+        examples += solver_examples(self.agent, tasks)
+        correct = {(task.key, c.text) for task, c, reward in samples if reward == 1.0}
+        by_key = {t.key: t for t in tasks}
+        examples += [ex for key, text in correct if (ex := self.agent.example(solver_prompt(by_key[key]), text)) is not None]
+        for kind in cfg.kinds:
+            n = round(cfg.proposer_sft_fraction * count * weights[kind])
+            examples += proposer_examples(self.agent, self.buffer, kind, n, cfg.references, r)
+        stats = sft_steps(self.sft, examples, cfg.sft_steps_per_iteration, cfg.sft_batch_size, r, pad_id=self.agent.tokenizer.pad_id)
+        return {"sft/loss": stats.get("loss", float("nan")), "sft/rft_examples": float(len(correct))}

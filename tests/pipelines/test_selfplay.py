@@ -1,0 +1,41 @@
+"""The selfplay pipeline on the micro profile: a tiny student in, every output written and sane."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from bitzero.model import BitZeroLM, ModelConfig, load_checkpoint, save_checkpoint
+from bitzero.text import Tokenizer
+from tests.pipelines.conftest import kedro_run
+
+
+def make_student(root: Path) -> Path:
+    tokenizer_path = Tokenizer.default().save(root / "data" / "06_models" / "tokenizer.json")
+    torch.manual_seed(0)
+    model = BitZeroLM(ModelConfig(vocab_size=Tokenizer.default().vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=160))
+    return save_checkpoint(model, root / "data" / "06_models" / "student", tokenizer_path, {"stage": "test"})
+
+
+def test_selfplay_pipeline_writes_model_buffers_and_report(project):
+    make_student(project)
+    run = kedro_run(project, "--pipelines", "selfplay", "--env", "test")
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    model = load_checkpoint(project / "data" / "06_models" / "selfplay_student")
+    assert model.config.n_embd == 32
+    assert (project / "data" / "06_models" / "selfplay_student" / "tokenizer.json").is_file()
+
+    report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
+    heldout = [json.loads(line) for line in (project / "data" / "07_model_output" / "selfplay_heldout.jsonl").open()]
+    buffer = [json.loads(line) for line in (project / "data" / "07_model_output" / "selfplay_buffer.jsonl").open()]
+    assert report["heldout_tasks"] == len(heldout) > 0
+    for key in ("heldout_solve_rate_before", "heldout_solve_rate_after", "valid_proposal_rate"):
+        assert 0.0 <= report[key] <= 1.0
+    assert set(report["per_type"]) == {"deduction", "abduction", "induction", "math"}
+    assert set(report["ppo_ablation"]) == {"ppo", "sft_only"}
+    assert report["proposals"]["made"] == 4 and report["sandbox_programs_per_s"] > 0
+    # Every buffer task carries executor outputs, and no held-out task leaked into it.
+    assert buffer and all(task["outputs"] for task in buffer)
+    heldout_keys = {(t["kind"], t["program"], tuple(t["inputs"])) for t in heldout}
+    assert not heldout_keys & {(t["kind"], t["program"], tuple(t["inputs"])) for t in buffer}
