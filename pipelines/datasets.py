@@ -46,3 +46,29 @@ class RawLinesDataset(AbstractDataset[list[bytes], None]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class RawLinesFolderDataset(AbstractDataset[dict[str, list[bytes]], None]):
+    """Raw lines of every ``*.jsonl`` file in a folder, by file name (read-only).
+
+    The folder collects files that arrive over time, such as feedback exported from the service;
+    an empty or missing folder is simply no data.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, list[bytes]]:
+        if not self._path.is_dir():
+            return {}
+        return {
+            file.name: file.read_bytes().splitlines(keepends=True)
+            for file in sorted(self._path.glob("*.jsonl"))
+        }
+
+    def save(self, data: dict[str, list[bytes]]) -> None:
+        raise DatasetError(f"{self._path} is raw input and read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -11,10 +11,14 @@ from pipelines.tracking import report_metrics
 
 
 def collect_records(
-    raw_seed: list[bytes], external_sources: dict[str, Any]
+    raw_seed: list[bytes], raw_feedback: dict[str, list[bytes]], external_sources: dict[str, Any]
 ) -> tuple[list[Record], list[Record]]:
-    """The seed dataset plus every external dataset switched on in the parameters."""
+    """The seed dataset, exported feedback, and every external dataset switched on in the parameters."""
     records, quarantine = parse_jsonl_lines(raw_seed, "data/01_raw/seed.jsonl")
+    for name, lines in raw_feedback.items():
+        feedback, bad = parse_jsonl_lines(lines, f"data/01_raw/feedback/{name}")
+        records += feedback
+        quarantine += bad
     external, external_quarantine = read_sources(external_sources or {})
     return records + external, quarantine + external_quarantine
 

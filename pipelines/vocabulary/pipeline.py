@@ -10,7 +10,7 @@ def create_pipeline() -> Pipeline:
         [
             Node(
                 nodes.collect_records,
-                ["raw_seed", "params:vocabulary.external_sources"],
+                ["raw_seed", "raw_feedback", "params:vocabulary.external_sources"],
                 ["collected_records", "unreadable_records"],
                 name="collect_records",
             ),

@@ -13,14 +13,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
+def _not_in_git(folder: str, names: list[str]) -> list[str]:
+    """Only what a fresh clone of data/01_raw has: the seed dataset and the .gitkeep files."""
+    return [n for n in names if n not in ("seed.jsonl", ".gitkeep", "feedback")]
+
+
 def _copy_project(dest: Path) -> Path:
     for name in ("pipelines", "conf", "src"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "local"))
     (dest / "conf" / "local").mkdir()
     for name in ("pyproject.toml", "dvc.yaml"):
         shutil.copy2(REPO / name, dest / name)
-    (dest / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy2(REPO / "data" / "01_raw" / "seed.jsonl", dest / "data" / "01_raw" / "seed.jsonl")
+    (dest / "data").mkdir()
+    shutil.copytree(REPO / "data" / "01_raw", dest / "data" / "01_raw", ignore=_not_in_git)
     (dest / "mlflow").mkdir()
     return dest
 

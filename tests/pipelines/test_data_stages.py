@@ -58,19 +58,36 @@ BAD_LINES = [
 ]
 
 
+FEEDBACK = json.dumps(
+    {
+        "id": "feedback-1",
+        "type": "conversation",
+        "source": "feedback",
+        "conversation": [
+            {"role": "user", "content": "Call me Sam, please."},
+            {"role": "assistant", "content": "Of course, Sam. I will remember that."},
+        ],
+    }
+).encode() + b"\n"
+
+
 def test_bad_input_ends_in_quarantine_with_reasons_and_nothing_is_lost(project: Path) -> None:
     seed = project / "data" / "01_raw" / "seed.jsonl"
     good = len(seed.read_bytes().splitlines())
     with seed.open("ab") as handle:
         handle.writelines(BAD_LINES)
+    feedback = project / "data" / "01_raw" / "feedback"
+    (feedback / "export-1.jsonl").write_bytes(FEEDBACK + BAD_LINES[0])
 
     done = kedro_run(project, "--pipelines", "vocabulary", "--env", "test")
     assert done.returncode == 0, done.stdout + done.stderr
 
     quarantine = list(iter_jsonl(project / "data" / "02_intermediate" / "quarantine.jsonl"))
     records = list(iter_jsonl(project / "data" / "03_primary" / "records.jsonl"))
-    assert len(quarantine) == len(BAD_LINES)
-    assert len(records) == good
+    assert len(quarantine) == len(BAD_LINES) + 1
+    assert any(row["origin"] == "data/01_raw/feedback/export-1.jsonl" for row in quarantine)
+    assert len(records) == good + 1
+    assert records[-1]["id"] == "feedback-1"
     assert all(row["reasons"] for row in quarantine)
     reasons = " ".join(reason for row in quarantine for reason in row["reasons"]).lower()
     for expected in ("malformed json", "not a json object", "role", "utf-8"):
