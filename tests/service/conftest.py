@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
-from bitzero.companion.embeddings import OnnxEmbedder, convert_minilm
+from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
 from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
 from bitzero.text import Tokenizer
@@ -62,9 +66,7 @@ class FakeModel:
 
 @pytest.fixture(scope="session")
 def embedder() -> OnnxEmbedder:
-    if not (EMBEDDER_CACHE / "model.onnx").is_file():
-        convert_minilm(EMBEDDER_CACHE)
-    return OnnxEmbedder(EMBEDDER_CACHE)
+    return ensure_embedder(EMBEDDER_CACHE)
 
 
 @pytest.fixture
@@ -83,3 +85,26 @@ def client(settings: Settings, model: FakeModel, embedder: OnnxEmbedder) -> Iter
     app = create_app(settings, model=model, embedder=embedder)
     with TestClient(app) as test_client:
         yield test_client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings, model=model, embedder=embedder), host="127.0.0.1", port=port,
+                            log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started:
+        assert time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)

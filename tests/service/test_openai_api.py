@@ -2,40 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
-import uvicorn
-
-from bitzero.service.app import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
-    port = _free_port()
-    config = uvicorn.Config(create_app(settings, model=model, embedder=embedder), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started:
-        assert time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_openai_client_streams_a_reply(server: str) -> None:

@@ -27,10 +27,10 @@ def _rows_mentioning(url: str, user: str) -> dict[str, int]:
     engine = make_engine(url)
     found = {}
     with engine.connect() as connection:
-        for table in inspect(engine).get_table_names():
+        for table in inspect(connection).get_table_names():
             if table == "alembic_version":
                 continue
-            columns = [c["name"] for c in inspect(engine).get_columns(table)]
+            columns = [c["name"] for c in inspect(connection).get_columns(table)]
             rows = connection.execute(text(f"SELECT * FROM {table}")).all()
             hits = sum(1 for row in rows for value in row if value == user)
             if hits:

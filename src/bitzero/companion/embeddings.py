@@ -126,3 +126,10 @@ def convert_minilm(folder: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def ensure_embedder(folder: str | Path, threads: int = 1) -> OnnxEmbedder:
+    """The embedder in ``folder``, converting it first when absent (set-up, tests; never serving)."""
+    if not (Path(folder) / MODEL_FILE).is_file():
+        convert_minilm(folder)
+    return OnnxEmbedder(folder, threads=threads)

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bitzero.service.db import insert_missing
 from bitzero.service.tables import ApiKey, User, utcnow
 
 TOKEN_PREFIX = "bz-"
@@ -40,9 +41,8 @@ class KeyInfo:
 def ensure_user(session: Session, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None:
-        user = User(id=user_id)
-        session.add(user)
-        session.flush()
+        insert_missing(session, User.__table__, {"id": user_id, "created_at": utcnow()})
+        user = session.get(User, user_id)
     return user
 
 

@@ -24,6 +24,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(connection, _record) -> None:  # noqa: ANN001
+        connection.isolation_level = None  # SQLAlchemy, not the driver, opens transactions (see below)
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (only power loss can drop the last commit).
@@ -31,7 +32,22 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # noqa: ANN001
+        # Take the write lock up front: a deferred transaction that reads and then writes can
+        # fail with SQLITE_BUSY under concurrent requests, whatever the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     return engine
+
+
+def insert_missing(session: Session, table: type, values: dict) -> None:
+    """INSERT that does nothing if the primary key exists (two first requests of a user can race)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 
 def migrate(engine: Engine) -> None:

@@ -16,6 +16,7 @@ from bitzero.companion.feedback import feedback_record
 from bitzero.companion.memory import Decision, StoredMemory, consolidate, rank
 from bitzero.data.records import Record
 from bitzero.service.auth import ensure_user
+from bitzero.service.db import insert_missing
 from bitzero.service.tables import (
     USER_TABLES,
     ApiKey,
@@ -28,7 +29,10 @@ from bitzero.service.tables import (
     utcnow,
 )
 
-PRIVACY_FIELDS = ("store_conversations", "extract_personal_info", "remember_emotions", "allow_training", "retention_days")
+# Emotions (special-category data) and training use are opt-in; retention is set in advance.
+DEFAULT_PRIVACY = {"store_conversations": True, "extract_personal_info": True, "remember_emotions": False,
+                   "allow_training": False, "retention_days": 365}
+PRIVACY_FIELDS = tuple(DEFAULT_PRIVACY)
 
 
 def new_id() -> str:
@@ -78,10 +82,9 @@ class UserData:
     def privacy(self) -> PrivacySettings:
         row = self.session.get(PrivacySettings, self.user_id)
         if row is None:
-            row = PrivacySettings(user_id=self.user_id, store_conversations=True, extract_personal_info=True,
-                                  remember_emotions=False, allow_training=False, retention_days=365)
-            self.session.add(row)
-            self.session.flush()
+            insert_missing(self.session, PrivacySettings.__table__, {
+                "user_id": self.user_id, **DEFAULT_PRIVACY, "updated_at": utcnow()})
+            row = self.session.get(PrivacySettings, self.user_id)
         return row
 
     def update_privacy(self, changes: dict[str, Any]) -> PrivacySettings:
