@@ -143,8 +143,8 @@ def test_checkpoint_round_trip(tmp_path):
     model = tiny()
     tokenizer = tmp_path / "tok.json"
     tokenizer.write_text('{"version": 1}')
-    folder = save_checkpoint(model, tmp_path / "ckpt", tokenizer_path=tokenizer, metadata={"run": "x"})
-    save_checkpoint(model, folder, tokenizer_path=tokenizer)  # overwriting in place works
+    folder = save_checkpoint(model, tmp_path / "ckpt", tokenizer=tokenizer, metadata={"run": "x"})
+    save_checkpoint(model, folder, tokenizer=tokenizer)  # overwriting in place works
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
     assert json.loads((folder / "config.json").read_text())["model"]["n_embd"] == 32
     loaded = load_checkpoint(folder)

@@ -22,7 +22,7 @@ def toy_data(n: int = 12) -> list[tuple[list[int], list[bool]]]:
 
 
 def cfg(**overrides) -> TrainConfig:
-    values = dict(max_steps=40, batch_size=8, lr=1e-2, progress=False, device="cpu", num_threads=2)
+    values = dict(max_steps=40, batch_size=8, lr=1e-2, progress=False, device="cpu", num_threads=1)
     values.update(overrides)
     return TrainConfig(**values)
 

@@ -218,14 +218,15 @@ class BitLinear(nn.Module):
 
 
 def layer_report(layer: BitLinear) -> dict[str, float]:
-    """Real fractions of one layer: what share is ternary, and how the codes are spread."""
+    """Real fractions of one layer (from the mask the forward uses, not from the setting):
+    what share is ternary, and how the codes are spread."""
     codes, gamma = layer.ternary_codes()
     ternary = codes[~layer.critical_mask]
     n_ternary = max(ternary.numel(), 1)
     return {
         "n_weights": layer.weight.numel(),
         "ternary_fraction": ternary.numel() / layer.weight.numel(),
-        "critical_fraction": layer.n_critical / layer.out_features,
+        "critical_fraction": float(layer.critical_mask.sum()) / layer.out_features,
         "share_minus1": float((ternary == -1).sum()) / n_ternary,
         "share_zero": float((ternary == 0).sum()) / n_ternary,
         "share_plus1": float((ternary == 1).sum()) / n_ternary,

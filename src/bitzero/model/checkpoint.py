@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bitzero.model.transformer import BitZeroLM, ModelConfig
+from bitzero.text import Tokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -29,10 +30,10 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(
     model: BitZeroLM,
     folder: str | Path,
-    tokenizer_path: str | Path | None = None,
+    tokenizer: Tokenizer | str | Path | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights, config (with optional metadata) and a copy of the tokenizer atomically."""
+    """Write weights, config (with optional metadata) and the tokenizer (object or file) atomically."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -41,8 +42,10 @@ def save_checkpoint(
         save_file(state, str(staging / WEIGHTS_FILE))
         config = {"model": model.config.to_dict(), "metadata": metadata or {}}
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        if tokenizer_path is not None:
-            shutil.copyfile(tokenizer_path, staging / TOKENIZER_FILE)
+        if isinstance(tokenizer, Tokenizer):
+            tokenizer.save(staging / TOKENIZER_FILE)
+        elif tokenizer is not None:
+            shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
         retired = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(retired, ignore_errors=True)
         if folder.exists():

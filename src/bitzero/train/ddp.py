@@ -54,6 +54,16 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world_size, local_rank, resolved)
 
 
+def cpu_threads_per_rank() -> int:
+    """The cores split between the processes of this node (torchrun sets LOCAL_WORLD_SIZE).
+
+    Oversubscribed CPU threads spin against each other: two 2-thread processes on two cores ran
+    steps many times slower than two 1-thread processes (REFERENCES.md §7).
+    """
+    local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, (os.cpu_count() or 1) // local_world)
+
+
 def shutdown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -28,6 +28,7 @@ from bitzero.train.ddp import (
     all_reduce_min,
     all_reduce_sum,
     barrier,
+    cpu_threads_per_rank,
     gather_objects,
     init_distributed,
 )
@@ -46,6 +47,8 @@ class TrainResult:
     val_loss: float | None
     tokens_per_s: float
     micro_batch_size: int
+    train_tokens: float = 0.0  # input tokens over all ranks in this call (the token budget)
+    train_seconds: float = 0.0  # time in training steps, validation and checkpoints excluded
     val_history: list[tuple[int, float]] = field(default_factory=list)
 
 
@@ -141,9 +144,11 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` for ``cfg.max_steps`` optimizer steps; resume from ``checkpoint_dir`` if it
     holds a training state. Under torchrun every rank calls this with the same arguments."""
+    ctx = init_distributed(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    ctx = init_distributed(cfg.device)
+    elif ctx.is_distributed and ctx.device.type == "cpu":
+        torch.set_num_threads(cpu_threads_per_rank())
     rank_log = RankLogger(log, ctx)
     if cfg.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of world size {ctx.world_size}")
@@ -176,9 +181,9 @@ def fit(
         total=cfg.max_steps, initial=trainer.steps_done, unit="step",
         disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True,
     )
-    tokens, started = 0.0, time.perf_counter()
     try:
         while trainer.steps_done < cfg.max_steps:
+            started = time.perf_counter()
             step = trainer.steps_done
             local = shard(sampler.sample(step, cfg.batch_size), ctx.rank, ctx.world_size)
             micro_batches = [
@@ -187,8 +192,9 @@ def fit(
             ]
             metrics = trainer.step(micro_batches)
             done = trainer.steps_done
-            tokens += metrics.pop("tokens")
-            tokens_per_s = tokens / max(time.perf_counter() - started, 1e-9)
+            result.train_tokens += metrics.pop("tokens")
+            result.train_seconds += time.perf_counter() - started
+            tokens_per_s = result.train_tokens / max(result.train_seconds, 1e-9)
             result.train_loss, result.tokens_per_s, result.steps = metrics["loss"], tokens_per_s, done
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")

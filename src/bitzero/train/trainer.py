@@ -52,9 +52,10 @@ class Trainer:
         self.dtype = resolve_precision(cfg.precision, ctx.device)
         self.module: nn.Module = self.model
         if ctx.is_distributed:
-            # Buffers (critical masks, rotary tables) follow from identical weights: no broadcast.
+            # Buffers (critical masks, rotary tables) follow from identical weights: no broadcast
+            # before each forward (broadcast_buffers is deprecated from torch 2.13 on).
             device_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
-            self.module = DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
+            self.module = DistributedDataParallel(self.model, device_ids=device_ids, forward_sync_buffers=False)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, total_steps or cfg.max_steps)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None

@@ -1,0 +1,1 @@
+"""The distillation stage: a full-precision teacher, the ternary student, a ternary baseline."""
