@@ -34,8 +34,8 @@ def find_bundle(root: Path) -> Path:
         raise BundleFetchError(f"several bundles in the downloaded model: {[str(p) for p in found]}")
     bundle = found[0]
     missing = [name for name in REQUIRED if not (bundle / name).is_file()]
-    if not any(bundle.glob("*.onnx")):
-        missing.append("*.onnx")
+    if not any(bundle.rglob("*.onnx")):
+        missing.append("an ONNX model")
     if missing:
         raise BundleFetchError(f"incomplete bundle at {bundle}: missing {', '.join(missing)}")
     return bundle

@@ -24,9 +24,10 @@ WORKDIR /app
 # torch first, alone: the layer is large and changes only with its pin.
 RUN pip install --no-cache-dir "torch==2.13.0"
 COPY --chown=10001:10001 . /app
-# Editable: the code DVC hashes for its stages (src/, pipelines/) is the code that runs.
+# Editable: the code DVC hashes for its stages (src/, pipelines/) is the code that runs. The serve
+# extra brings the database drivers the retrain needs for `bitzero feedback export`.
 # kedro declares kedro-telemetry, which phones home: it goes, as in `make setup`.
-RUN pip install --no-cache-dir -e ".[train]" "dvc-s3==3.3.0" "boto3==1.43.117" \
+RUN pip install --no-cache-dir -e ".[train,serve]" "dvc-s3==3.3.0" "boto3==1.43.117" \
  && pip uninstall --yes kedro-telemetry \
  && kedro registry list \
  && chown 10001:10001 /app

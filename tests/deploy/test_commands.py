@@ -95,8 +95,9 @@ def _check_dvc(args: list[str]) -> str:
 
 def _check_retrain_script(args: list[str]) -> str:
     assert args == ["deploy/docker/retrain.sh"], args
-    seen = [_check_dvc(words[1:]) for words in script_lines(DOCKER / "retrain.sh") if words[0] == "dvc"]
-    assert "dvc repro" in seen and "dvc push" in seen
+    tools = {"dvc": _check_dvc, "bitzero": _check_bitzero}
+    seen = [tools[words[0]](words[1:]) for words in script_lines(DOCKER / "retrain.sh") if words[0] in tools]
+    assert {"dvc repro", "dvc push", "bitzero feedback"} <= set(seen)
     return "retrain.sh"
 
 

@@ -110,7 +110,7 @@ def test_serving_image_installs_no_torch() -> None:
     assert '".[serve]"' in text and "[train]" not in final_stage
     assert "COPY --from=build /opt/venv" in final_stage, "the service runs the torch-free venv"
     assert re.search(r"^USER 10001", final_stage, re.M) and "HEALTHCHECK" in final_stage
-    assert '".[train]"' in (DOCKER / "train.Dockerfile").read_text()
+    assert '".[train,serve]"' in (DOCKER / "train.Dockerfile").read_text()
 
 
 @pytest.mark.xfail(

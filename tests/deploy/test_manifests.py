@@ -41,7 +41,7 @@ def test_overlay_renders_every_part(rendered: dict[str, list[Doc]], overlay: str
         ("HorizontalPodAutoscaler", "bitzero-serve"),
         ("PodDisruptionBudget", "bitzero-serve"),
         ("ConfigMap", "bitzero-serve"),
-        ("Secret", "bitzero-serve"),
+        ("Secret", "bitzero-postgres"),
         ("StatefulSet", "bitzero-postgres"),
         ("Deployment", "bitzero-mlflow"),
         ("Service", "bitzero-mlflow"),
