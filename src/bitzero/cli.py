@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     feedback = commands.add_parser("feedback", help="feedback").add_subparsers(dest="feedback_command", required=True)
     fexport = feedback.add_parser("export", help="write consented feedback as training records (JSON Lines)")
-    fexport.add_argument("--out", type=Path, help="default data/01_raw/feedback.jsonl (BITZERO_FEEDBACK_EXPORT)")
+    fexport.add_argument("--out", type=Path, help="default data/01_raw/feedback/service.jsonl (BITZERO_FEEDBACK_EXPORT)")
     fexport.set_defaults(func=cmd_feedback_export)
 
     emotion = commands.add_parser("emotion", help="emotion classifier").add_subparsers(dest="emotion_command",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import select, text, update
 
 from bitzero.data.records import read_jsonl, write_jsonl
 from bitzero.service.db import make_engine, session_factory, transaction
@@ -22,26 +22,7 @@ def _say(client: TestClient, content: str, conversation: str | None = None) -> d
     return response.json()
 
 
-def _rows_mentioning(url: str, user: str) -> dict[str, int]:
-    """Every row in every table that holds the user id in any column."""
-    engine = make_engine(url)
-    found = {}
-    with engine.connect() as connection:
-        for table in inspect(connection).get_table_names():
-            if table == "alembic_version":
-                continue
-            columns = [c["name"] for c in inspect(connection).get_columns(table)]
-            rows = connection.execute(text(f"SELECT * FROM {table}")).all()
-            hits = sum(1 for row in rows for value in row if value == user)
-            if hits:
-                found[table] = hits
-            if table != "users":
-                assert "user_id" in columns, f"{table} has no user_id: erasure could not reach it"
-    engine.dispose()
-    return found
-
-
-def test_erasure_leaves_no_row_behind(client: TestClient, settings) -> None:  # noqa: ANN001
+def test_erasure_leaves_no_row_behind(client: TestClient, settings, rows_mentioning) -> None:  # noqa: ANN001
     client.patch("/v1/privacy", json={"remember_emotions": True, "allow_training": True})
     first = _say(client, "My name is Ana. I love green tea and I live in Porto.")
     _say(client, "I have a cat named Mia.", first["conversation_id"])
@@ -50,10 +31,10 @@ def test_erasure_leaves_no_row_behind(client: TestClient, settings) -> None:  # 
     with transaction(client.app.state.sessions) as session:
         write_jsonl(settings.feedback_export, training_records(session))
     assert len(read_jsonl(settings.feedback_export)[0]) == 1
-    assert _rows_mentioning(settings.database_url, "local")["memories"] >= 4
+    assert rows_mentioning(settings.database_url, "local")["memories"] >= 4
     erased = client.delete("/v1/me").json()["erased"]
     assert erased["training_records"] == 1 and erased["messages"] == 4
-    assert _rows_mentioning(settings.database_url, "local") == {}
+    assert rows_mentioning(settings.database_url, "local") == {}
     assert read_jsonl(settings.feedback_export)[0] == []
 
 

@@ -42,10 +42,15 @@ class Settings:
     retention_sweep_seconds: int = 3600
     persona: str | None = None
     log_content: bool = False
-    feedback_export: Path = Path("data/01_raw/feedback.jsonl")
+    # The vocabulary stage reads every JSONL file in data/01_raw/feedback/ (raw_feedback).
+    feedback_export: Path = Path("data/01_raw/feedback/service.jsonl")
     threads: int = field(default=2)
 
     def __post_init__(self) -> None:
+        for name in ("bundle", "embedder", "emotion_model", "feedback_export"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
         if self.single_user and not is_loopback(self.host):
             raise SettingsError(
                 f"single-user mode (no API keys) is only allowed on a loopback address, not {self.host!r}; "
