@@ -68,5 +68,6 @@ def report(manifest: dict[str, Any], registration: dict[str, Any]) -> tuple[dict
 
 
 def _figures(parity: dict[str, Any]) -> dict[str, float]:
-    keys = ("max_abs_error", "max_rel_error", "top1_agreement", "greedy_identical", "greedy_agreement")
+    keys = ("max_abs_error", "max_rel_error", "median_rel_error", "top1_agreement", "greedy_identical", "greedy_agreement",
+            "greedy_divergence_margin")
     return {key: parity[key] for key in keys}

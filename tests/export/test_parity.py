@@ -12,16 +12,20 @@ from bitzero.export.bundle import MANIFEST
 from bitzero.export.convert import pack_model
 from bitzero.export.exporter import ExportError, export_bundle
 from bitzero.export.graph import build_graph
-from bitzero.export.parity import logit_parity
+from bitzero.export.parity import compare, torch_reference
 from bitzero.export.runtime import BundleRuntime
 from tests.export.conftest import TOLERANCES
 
 
 @pytest.mark.parametrize("variant", ["exact", "nbits"])
 def test_variant_logits_within_tolerance(bundle: Path, model: torch.nn.Module, held_out, variant: str) -> None:
-    figures = logit_parity(model, BundleRuntime.load(bundle, variant), held_out.sequences)
+    reference = torch_reference(model, held_out.sequences, held_out.prompts, 12, stop_ids=(3, 7))
+    figures = compare(BundleRuntime.load(bundle, variant), reference, 12)
     assert figures["max_rel_error"] <= TOLERANCES[variant]
     assert figures["top1_agreement"] >= (1.0 if variant == "exact" else 0.9)
+    assert figures["greedy_tokens"] >= len(held_out.prompts)
+    if variant == "exact":
+        assert figures["greedy_identical"] == 1.0
 
 
 def test_exact_variant_greedy_generations_match_pytorch(bundle: Path) -> None:

@@ -45,7 +45,7 @@ def test_export_stage_writes_bundle_report_and_registers_the_model(project: Path
     report = json.loads((project / "data" / "08_reporting" / "export.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert report["bits_per_weight_ternary"] <= 2.5  # n_embd 64: one fp32 scale per 64 codes
-    assert report["parity_max_rel_error_exact"] <= 0.01
+    assert report["parity_max_rel_error_exact"] <= 0.05
     assert report["parity_max_rel_error_nbits"] <= 0.1
     assert report["variants"]["exact"]["greedy_identical"] == 1.0
     assert report["provider"] == "CPUExecutionProvider"

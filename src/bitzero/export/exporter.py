@@ -19,7 +19,7 @@ from bitzero.export.bundle import ONNX_FILE, PACKED, TOKENIZER, file_entry, mode
 from bitzero.export.convert import pack_model
 from bitzero.export.graph import build_graph, nbits_tensors
 from bitzero.export.packing import PackedModel, save_packed
-from bitzero.export.parity import greedy_parity, logit_parity
+from bitzero.export.parity import compare, torch_reference
 from bitzero.export.runtime import CPU, BundleRuntime
 from bitzero.model import BitZeroLM
 from bitzero.text import Tokenizer
@@ -106,8 +106,9 @@ def export_bundle(
             "source": dict(source or {}),
         }
         write_manifest(staging, manifest)
+        reference = torch_reference(model, held_out.sequences, held_out.prompts, greedy_tokens, stop_ids)
         manifest["parity"] = {
-            variant: _parity(model, BundleRuntime.load(staging, variant, providers=[CPU]), held_out, greedy_tokens, stop_ids)
+            variant: compare(BundleRuntime.load(staging, variant, providers=[CPU]), reference, greedy_tokens)
             for variant in variants
         }
         manifest["parity_tolerance"] = {v: float(tolerances[v]) for v in variants}
@@ -123,14 +124,6 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
-
-
-def _parity(model: BitZeroLM, runtime: BundleRuntime, held_out: HeldOut, greedy_tokens: int, stop_ids: list[int]) -> dict[str, Any]:
-    return {
-        **logit_parity(model, runtime, held_out.sequences),
-        **greedy_parity(model, runtime, held_out.prompts, greedy_tokens, stop_ids),
-        "provider": runtime.provider,
-    }
 
 
 def _sizes(packed: PackedModel, files: Mapping[str, Mapping[str, Any]], variants: Sequence[str]) -> dict[str, Any]:
