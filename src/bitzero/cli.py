@@ -181,18 +181,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe the user's set-up (a path, a setting, a bundle): one line, no traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from bitzero.companion.embeddings import EmbedderError
+    from bitzero.companion.emotion import EmotionModelError
+    from bitzero.export.bundle import BundleError
+    from bitzero.service.settings import SettingsError
+
+    return (SettingsError, EmbedderError, EmotionModelError, BundleError, OperationalError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - a command-line user gets one clear line, not a traceback
-        from bitzero.service.settings import SettingsError
-
-        if isinstance(exc, (SettingsError, FileNotFoundError)) or type(exc).__name__.endswith("Error"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except _user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
