@@ -11,7 +11,8 @@ call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_v
 heads, past + seq, head_dim). Positions and the causal mask come from the past length.
 
 Variants of every BitLinear (activations always per-token absmax int8, as in training):
-* ``exact``: int8 activations x int8 ternary codes through MatMulInteger, rescaled by gamma / s;
+* ``exact``: int8 activations (as uint8 with zero point 128) x int8 ternary codes through
+  MatMulInteger, rescaled by gamma / s;
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
   dequantized activations, one scale per block of 128 along K;
 * ``fp32``: a dense fp32 MatMul of the effective weights (a baseline for the benchmark).
@@ -92,7 +93,10 @@ class _Builder:
         n_ternary = layer.codes.shape[0]
         if variant == "exact":
             codes = self.const(layer.ternary().T.copy(), f"{name}.codes")
-            acc = self.op("MatMulInteger", [self.op("Cast", [grid], to=TensorProto.INT8), codes])
+            # uint8 activations with zero point 128 (the same integers): onnxruntime's u8 x s8
+            # kernel is ~200x faster than its s8 x s8 fallback at one token (measured).
+            shifted = self.op("Cast", [self.op("Add", [grid, self.const(128.0)])], to=TensorProto.UINT8)
+            acc = self.op("MatMulInteger", [shifted, codes, self.const(np.uint8(128))])
             gamma = self.const(np.float32(layer.gamma))
             ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
             critical_dtype = np.float32
