@@ -33,6 +33,7 @@ class SelfPlayConfig:
     # Supervised learning from the verifier (warm-up, then every iteration).
     warmup_seconds: float = 60.0
     warmup_max_steps: int = 1000
+    warmup_levels: tuple[int, ...] = (1, 2)  # the curriculum starts easy; later levels come with the controller
     sft_lr: float = 3e-3
     sft_batch_size: int = 32
     sft_steps_per_iteration: int = 8
@@ -61,6 +62,7 @@ class SelfPlayConfig:
 
     def __post_init__(self) -> None:
         self.heldout_levels = tuple(self.heldout_levels)
+        self.warmup_levels = tuple(self.warmup_levels)
         self.kinds = tuple(self.kinds)
         unknown = set(self.kinds) - set(KINDS)
         if unknown or not self.kinds:

@@ -75,11 +75,11 @@ def run_experiment(
         log(f"held-out before: {before['overall']['rate']:.3f}")
 
         r = Random(cfg.seed)
-        tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind]]
+        tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
         examples = solver_examples(agent, tasks)
         per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
         for kind in cfg.kinds:
-            examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r)
+            examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r, cfg.proposal_tokens)
         warmup = sft_steps(trainer, examples, cfg.warmup_max_steps, cfg.sft_batch_size, r, cfg.warmup_seconds, tokenizer.pad_id)
         after_warmup = evaluate(warm)
         log(f"warm-up: {warmup['steps']:.0f} steps, held-out {after_warmup['overall']['rate']:.3f}")

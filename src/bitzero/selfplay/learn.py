@@ -25,15 +25,26 @@ def solver_examples(agent: Agent, tasks: Sequence[Task]) -> list[Example]:
     return [ex for ex in examples if ex is not None]
 
 
-def proposer_examples(agent: Agent, buffer: TaskBuffer, kind: str, count: int, references: int, r: Random) -> list[Example]:
-    """`count` examples of proposing a buffer task of `kind` after K other references."""
+def fitting_proposer_prompt(agent: Agent, kind: str, references: list[Task], room: int) -> str:
+    """The proposer prompt with as many of `references` as leave `room` tokens in the block."""
+    shown = list(references)
+    while shown and not agent.fits(proposer_prompt(kind, shown), room):
+        shown.pop()
+    return proposer_prompt(kind, shown)
+
+
+def proposer_examples(
+    agent: Agent, buffer: TaskBuffer, kind: str, count: int, references: int, r: Random, room: int
+) -> list[Example]:
+    """`count` examples of proposing a buffer task of `kind` after up to K other references."""
     examples: list[Example] = []
     for _ in range(count):
         picked = buffer.sample(kind, references + 1, r)
         if len(picked) < 2:
             break
         target, shown = picked[0], picked[1:]
-        example = agent.example(proposer_prompt(kind, shown), render_proposal(target), target.difficulty)
+        prompt = fitting_proposer_prompt(agent, kind, shown, room)
+        example = agent.example(prompt, render_proposal(target), target.difficulty)
         if example is not None:
             examples.append(example)
     return examples
@@ -57,16 +68,32 @@ def sft_steps(
     trainer: Trainer, examples: Sequence[Example], steps: int, batch_size: int, r: Random,
     seconds: float | None = None, pad_id: int = 0,
 ) -> dict[str, float]:
-    """Up to `steps` optimizer steps (and at most `seconds`) on batches drawn from `examples`."""
+    """Up to `steps` optimizer steps (and at most `seconds`) on batches drawn from `examples`.
+
+    Batches are padded to their longest row, so each batch is drawn from one length bucket
+    (bucket chosen in proportion to its size): mixing a 100-token proposer example into a batch
+    of 30-token answers would triple the cost of the step for nothing.
+    """
     if not examples or steps <= 0:
         return {"steps": 0.0}
+    buckets = length_buckets(examples)
+    sizes = [len(bucket) for bucket in buckets]
     block_size = trainer.model.config.block_size
     start = time.perf_counter()
     losses: list[float] = []
     for _ in range(steps):
         if seconds is not None and time.perf_counter() - start >= seconds:
             break
-        chosen = r.sample(list(examples), batch_size) if len(examples) >= batch_size else r.choices(examples, k=batch_size)
+        pool = r.choices(buckets, sizes)[0]
+        chosen = r.sample(pool, batch_size) if len(pool) >= batch_size else r.choices(pool, k=batch_size)
         losses.append(trainer.step([collate(chosen, block_size, pad_id=pad_id)])["loss"])
     return {"steps": float(len(losses)), "loss": sum(losses) / len(losses) if losses else float("nan"),
             "seconds": time.perf_counter() - start}
+
+
+def length_buckets(examples: Sequence[Example], edges: Sequence[int] = (32, 48, 64, 96)) -> list[list[Example]]:
+    """Examples grouped by token length (<= each edge, then the rest); empty groups dropped."""
+    groups: list[list[Example]] = [[] for _ in range(len(edges) + 1)]
+    for example in examples:
+        groups[next((i for i, edge in enumerate(edges) if len(example.ids) <= edge), len(edges))].append(example)
+    return [group for group in groups if group]

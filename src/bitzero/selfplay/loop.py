@@ -30,14 +30,14 @@ from bitzero.model import BitZeroLM
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
-from bitzero.selfplay.evaluate import solve_rates
-from bitzero.selfplay.generator import DifficultyController, curriculum_weights, generate_tasks
-from bitzero.selfplay.learn import proposer_examples, sample_mixture, sft_steps, solver_examples
+from bitzero.selfplay.generator import DifficultyController, curriculum_weights
+from bitzero.selfplay.learn import (
+    fitting_proposer_prompt, proposer_examples, sample_mixture, sft_steps, solver_examples,
+)
 from bitzero.selfplay.ppo import PPOLoss, Sample, ppo_update
 from bitzero.selfplay.rewards import proposer_reward, solve_rate, task_relative_advantages
-from bitzero.selfplay.sandbox import Sandbox
-from bitzero.selfplay.tasks import FormatError, Task, parse_proposal, proposer_prompt, solver_prompt
-from bitzero.selfplay.verify import FORMAT_ERROR, Verifier
+from bitzero.selfplay.tasks import FormatError, Task, parse_proposal, solver_prompt
+from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train import TrainConfig, Trainer
 from bitzero.train.ddp import DistContext, resolve_device
@@ -128,7 +128,11 @@ class SelfPlay:
     def _propose(self, weights: dict[str, float]) -> tuple[list[Task | None], list[tuple[str, object]], dict[str, float]]:
         cfg = self.cfg
         kinds = self.r.choices(list(weights), list(weights.values()), k=cfg.proposals_per_iteration)
-        prompts = [proposer_prompt(k, self.buffer.sample(k, cfg.references, self.r, self.levels.levels[k])) for k in kinds]
+        prompts = [
+            fitting_proposer_prompt(self.agent, k, self.buffer.sample(k, cfg.references, self.r, self.levels.levels[k]),
+                                    cfg.proposal_tokens)
+            for k in kinds
+        ]
         completions = self.agent.sample(prompts, cfg.proposal_tokens, cfg.temperature, self.generator)
         parsed: list[Task | None] = []
         for kind, completion in zip(kinds, completions, strict=True):
@@ -213,6 +217,6 @@ class SelfPlay:
         examples += [ex for key, text in correct if (ex := self.agent.example(solver_prompt(by_key[key]), text)) is not None]
         for kind in cfg.kinds:
             n = round(cfg.proposer_sft_fraction * count * weights[kind])
-            examples += proposer_examples(self.agent, self.buffer, kind, n, cfg.references, r)
+            examples += proposer_examples(self.agent, self.buffer, kind, n, cfg.references, r, cfg.proposal_tokens)
         stats = sft_steps(self.sft, examples, cfg.sft_steps_per_iteration, cfg.sft_batch_size, r, pad_id=self.agent.tokenizer.pad_id)
         return {"sft/loss": stats.get("loss", float("nan")), "sft/rft_examples": float(len(correct))}
