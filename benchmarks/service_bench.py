@@ -1,0 +1,254 @@
+"""Companion service figures: chat latency (whole reply, time to first token), memory search at
+10,000 memories, each with 1 and 16 concurrent clients, and memory retrieval quality.
+
+The server is uvicorn on 127.0.0.1 in this process (a thread); clients are httpx threads.
+Chat runs against the deterministic fake model (the service's own overhead: database, embedding,
+memory, prompt) and against a real exported bundle (--bundle, or a tiny random one exported
+here with torch), so the model's share is visible as a ratio. Memory search at 10,000 memories
+is compared with the bare numpy scoring it wraps. Retrieval quality: a labelled set of one
+user's memories and questions, hit@1/hit@3 for Generative Agents' weights against relevance only.
+Figures only, no assertions. Usage: python benchmarks/service_bench.py [--bundle DIR] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import uvicorn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bitzero.companion.embeddings import ensure_embedder  # noqa: E402
+from bitzero.companion.memory import WEIGHTS, StoredMemory, rank, retrieval_scores  # noqa: E402
+from bitzero.service.app import create_app  # noqa: E402
+from bitzero.service.db import transaction  # noqa: E402
+from bitzero.service.settings import Settings  # noqa: E402
+from bitzero.service.store import new_id  # noqa: E402
+from bitzero.service.tables import Memory, utcnow  # noqa: E402
+from tests.service.conftest import EMBEDDER_CACHE, FakeModel  # noqa: E402
+
+# (memory, importance, hours since last access, a question it answers)
+LABELLED = [
+    ("The user's name is Ana.", 9, 300, "what is my name"),
+    ("The user lives in Porto.", 7, 20, "which city do I live in"),
+    ("The user works as a nurse.", 7, 100, "what is my job"),
+    ("The user loves green tea.", 6, 5, "what do I like to drink"),
+    ("The user hates horror movies.", 6, 200, "should I watch a scary film tonight"),
+    ("The user has a dog named Rex.", 5, 50, "what is my pet called"),
+    ("The user's favourite colour is teal.", 6, 400, "which colour do I like most"),
+    ("The user is 34 years old.", 6, 150, "how old am I"),
+    ("The user plays the violin.", 5, 30, "what instrument do I play"),
+    ("The user is allergic to peanuts.", 8, 500, "can I eat a peanut butter sandwich"),
+    ("The user's birthday is on 3 May.", 7, 250, "when is my birthday"),
+    ("The user enjoys hiking in the mountains.", 5, 10, "what do I do on weekends outdoors"),
+    ("The user is learning Japanese.", 5, 80, "which language am I studying"),
+    ("The user has two sisters.", 5, 120, "how many siblings do I have"),
+    ("The user felt anxious about an exam last week.", 4, 160, "how was I feeling about my test"),
+    ("The user prefers working at night.", 5, 60, "when do I work best"),
+    ("The user drives an old blue Volvo.", 4, 220, "what car do I have"),
+    ("The user is vegetarian.", 7, 350, "recommend me a dinner recipe"),
+    ("The user supports FC Porto.", 5, 90, "which football team do I follow"),
+    ("The user grew up in Brazil.", 6, 450, "where did I spend my childhood"),
+    ("The user dislikes crowded places.", 5, 40, "should I go to the festival"),
+    ("The user reads science fiction novels.", 5, 70, "what kind of books do I read"),
+    ("The user is afraid of flying.", 6, 300, "should I take a plane for my holiday"),
+    ("The user's partner is called Luis.", 8, 180, "who is my partner"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, settings: Settings, **parts: object) -> None:
+        self.port = _free_port()
+        self.app = create_app(Settings(**{**settings.__dict__, "port": self.port}), **parts)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def chat_once(url: str, index: int, max_tokens: int) -> tuple[float, float, int]:
+    """(whole reply seconds, time to first content seconds, content events) of one streamed chat."""
+    body = {"messages": [{"role": "user", "content": f"I like topic number {index}. Tell me about it."}],
+            "stream": True, "max_tokens": max_tokens, "temperature": 0.7, "seed": index}
+    start = time.perf_counter()
+    first, events = None, 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                events += 1
+                first = first or time.perf_counter() - start
+    return time.perf_counter() - start, first or time.perf_counter() - start, events
+
+
+def chat_figures(url: str, requests: int, clients: int, max_tokens: int) -> dict[str, float]:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(lambda i: chat_once(url, i, max_tokens), range(requests)))
+    wall = time.perf_counter() - start
+    whole, first = [r[0] for r in results], [r[1] for r in results]
+    return {"p50": percentile(whole, 50), "p95": percentile(whole, 95), "ttft_p50": percentile(first, 50),
+            "ttft_p95": percentile(first, 95), "rps": requests / wall}
+
+
+def fill_memories(app, embedder, count: int) -> None:  # noqa: ANN001
+    """One user with ``count`` memories: the labelled ones plus random unit vectors as filler."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(count, embedder.dimensions)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = utcnow()
+    with transaction(app.state.sessions) as session:
+        from bitzero.service.store import UserData
+
+        UserData(session, "local").privacy()
+        session.add_all(Memory(id=new_id(), user_id="local", category="note", slot=None, content=f"filler {i}",
+                               importance=float(rng.integers(1, 10)), embedding=vectors[i].tobytes(),
+                               created_at=now, last_accessed=now - timedelta(hours=float(rng.integers(0, 1000))))
+                        for i in range(count))
+
+
+def search_figures(url: str, requests: int, clients: int) -> dict[str, float]:
+    def once(i: int) -> float:
+        start = time.perf_counter()
+        response = httpx.get(f"{url}/v1/memories/search", params={"q": f"question {i}", "limit": 5}, timeout=120)
+        response.raise_for_status()
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        times = list(pool.map(once, range(requests)))
+    return {"p50": percentile(times, 50), "p95": percentile(times, 95), "rps": requests / (time.perf_counter() - start)}
+
+
+def retrieval_quality(embedder) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    now = utcnow()
+    contents = [m for m, _, _, _ in LABELLED]
+    vectors = embedder.encode(contents)
+    memories = [StoredMemory(str(i), "fact", None, c, imp, vectors[i], now - timedelta(hours=h))
+                for i, (c, imp, h, _) in enumerate(LABELLED)]
+    queries = embedder.encode([q for _, _, _, q in LABELLED])
+    out = {}
+    for name, weights in [("relevance only", (0.0, 0.0, 1.0)), ("Generative Agents 1/1/1", (1.0, 1.0, 1.0)),
+                          ("BitZero 1/1/3 (default)", WEIGHTS)]:
+        hits1 = hits3 = 0
+        for i, query in enumerate(queries):
+            scores = retrieval_scores(query, memories, now, weights)
+            order = list(np.argsort(-scores, kind="stable"))
+            hits1 += order[0] == i
+            hits3 += i in order[:3]
+        out[name] = (hits1 / len(queries), hits3 / len(queries))
+    return out
+
+
+def tiny_bundle(folder: Path) -> Path:
+    """A tiny random model exported like the pipeline does (needs torch; benchmark-only)."""
+    import torch
+
+    from bitzero.export.exporter import export_bundle, held_out_inputs
+    from bitzero.model import BitZeroLM, ModelConfig
+    from bitzero.text import Tokenizer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    tokenizer_path = Tokenizer.default().save(folder / "tokenizer.json")
+    tokenizer = Tokenizer.load(tokenizer_path)
+    model = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=4, n_head=4, n_embd=128, block_size=512))
+    held = held_out_inputs([[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"}]],
+                           tokenizer, 32, 1)
+    export_bundle(model.eval(), tokenizer_path, folder / "bundle", held, variants=("nbits",),
+                  tolerances={"nbits": 0.1}, greedy_tokens=4)
+    return folder / "bundle"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help="an exported bundle (default: a tiny random one)")
+    parser.add_argument("--requests", type=int, default=32, help="chat requests per configuration")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--memories", type=int, default=10_000)
+    args = parser.parse_args()
+    embedder = ensure_embedder(EMBEDDER_CACHE)
+    work = Path(tempfile.mkdtemp(prefix="bitzero-bench-"))
+    base = Settings(database_url=f"sqlite:///{work}/bench.db", embedder=EMBEDDER_CACHE, bundle=work / "none",
+                    rate_limit_per_minute=1_000_000, feedback_export=work / "feedback.jsonl")
+
+    print("Retrieval quality on", len(LABELLED), "labelled questions (hit@1, hit@3):")
+    for name, (hit1, hit3) in retrieval_quality(embedder).items():
+        print(f"  {name:26s} {hit1:.2f}  {hit3:.2f}")
+
+    print(f"\nChat, {args.requests} streamed requests, max_tokens={args.max_tokens} (seconds; rps = requests/s):")
+    bundle = args.bundle or tiny_bundle(work)
+    from bitzero.export.runtime import BundleRuntime
+
+    real = BundleRuntime.load(bundle, "nbits", providers=["CPUExecutionProvider"], threads=1)
+    rows = {}
+    for label, model in [("fake model", FakeModel(context_length=real.context_length)), (f"bundle {real.model_id}", real)]:
+        for clients in (1, 16):
+            settings = Settings(**{**base.__dict__, "database_url": f"sqlite:///{work}/chat-{len(rows)}.db"})
+            with Server(settings, model=model, embedder=embedder) as url:
+                chat_once(url, -1, 4)  # warm-up
+                rows[(label, clients)] = chat_figures(url, args.requests, clients, args.max_tokens)
+    print(f"  {'model':28s} {'clients':>7s} {'p50':>7s} {'p95':>7s} {'ttft50':>7s} {'ttft95':>7s} {'rps':>6s}")
+    for (label, clients), f in rows.items():
+        print(f"  {label:28s} {clients:7d} {f['p50']:7.3f} {f['p95']:7.3f} {f['ttft_p50']:7.3f} "
+              f"{f['ttft_p95']:7.3f} {f['rps']:6.2f}")
+    fake1, real1 = rows[("fake model", 1)], rows[(f"bundle {real.model_id}", 1)]
+    print(f"  the model's share of a 1-client reply: {1 - fake1['p50'] / real1['p50']:.0%} "
+          f"(service overhead p50 {fake1['p50'] * 1000:.0f} ms)")
+
+    print(f"\nMemory search, one user with {args.memories} memories (seconds):")
+    settings = Settings(**{**base.__dict__, "database_url": f"sqlite:///{work}/search.db"})
+    server = Server(settings, model=FakeModel(), embedder=embedder)
+    with server as url:
+        fill_memories(server.app, embedder, args.memories)
+        search_figures(url, 2, 1)  # warm-up
+        for clients in (1, 16):
+            f = search_figures(url, 32, clients)
+            print(f"  {clients:2d} client(s): p50 {f['p50']:.3f}  p95 {f['p95']:.3f}  rps {f['rps']:.1f}")
+    vectors = np.random.default_rng(1).normal(size=(args.memories, embedder.dimensions)).astype(np.float32)
+    now = utcnow()
+    memories = [StoredMemory(str(i), "note", None, "", 5.0, vectors[i], now) for i in range(args.memories)]
+    query = embedder.encode(["question"])[0]
+    start = time.perf_counter()
+    for _ in range(10):
+        rank(query, memories, now, 5)
+    bare = (time.perf_counter() - start) / 10
+    embed_start = time.perf_counter()
+    for _ in range(10):
+        embedder.encode(["question about something"])
+    embed = (time.perf_counter() - embed_start) / 10
+    print(f"  baseline: bare scoring {bare * 1000:.1f} ms + query embedding {embed * 1000:.1f} ms per search")
+
+
+if __name__ == "__main__":
+    main()
