@@ -146,7 +146,7 @@ def _sizes(packed: PackedModel, files: Mapping[str, Mapping[str, Any]], variants
     if "nbits" in variants:
         sizes["nbits"]["bits_per_weight_ternary"] = nbits_bits_per_weight(packed)
     if "exact" in variants:
-        sizes["exact"]["bits_per_weight_ternary"] = 8.0 + 32 * len(packed.linears) / max(tensors["ternary_weights"], 1)
+        sizes["exact"]["bits_per_weight_ternary"] = tensors["bits_per_weight_ternary"]  # the packed codes
     return sizes
 
 
