@@ -183,3 +183,14 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert _healthcheck(port) == 1
+
+
+def test_deployment_guide_names_files_that_exist() -> None:
+    guide = (REPO / "deploy" / "README.md").read_text()
+    named = set(re.findall(r"(?<![\w/.])((?:deploy|k8s|base|overlays)/(?!bitzero-)[\w./-]+\w)", guide))  # not kubectl deploy/NAME
+    assert len(named) >= 10
+    for path in named:
+        candidates = [REPO / path, REPO / "deploy" / path, REPO / "deploy" / "k8s" / path]
+        assert any(c.exists() for c in candidates), f"deploy/README.md names {path}, which does not exist"
+    for overlay in ("dev", "gpu", "prod"):
+        assert f"deploy/k8s/overlays/{overlay}" in guide or f"overlays/{overlay}/" in guide
