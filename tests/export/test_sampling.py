@@ -1,0 +1,33 @@
+"""Next-token choice in numpy: greedy, temperature, top-p, seeds."""
+
+import numpy as np
+import pytest
+
+from bitzero.export.sampling import sample_token
+
+LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+
+
+def test_greedy_is_argmax() -> None:
+    assert sample_token(LOGITS, 0.0, 1.0, np.random.default_rng(0)) == 0
+
+
+def test_top_p_keeps_the_smallest_prefix_reaching_the_mass() -> None:
+    rng = np.random.default_rng(0)
+    picks = {sample_token(LOGITS, 1.0, 0.7, rng) for _ in range(300)}
+    assert picks == {0, 1}  # 0.5 < 0.7 <= 0.5 + 0.3
+    assert {sample_token(LOGITS, 1.0, 0.1, rng) for _ in range(50)} == {0}
+
+
+def test_temperature_sampling_follows_the_distribution_and_the_seed() -> None:
+    draws = [sample_token(LOGITS, 1.0, 1.0, np.random.default_rng(seed)) for seed in range(4000)]
+    shares = np.bincount(draws, minlength=4) / len(draws)
+    assert np.allclose(shares, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    first = [sample_token(LOGITS, 0.8, 0.9, np.random.default_rng(5)) for _ in range(3)]
+    assert len(set(first)) == 1
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(-0.1, 1.0), (1.0, 0.0), (1.0, 1.5)])
+def test_bad_settings_are_refused(temperature: float, top_p: float) -> None:
+    with pytest.raises(ValueError, match="temperature must be"):
+        sample_token(LOGITS, temperature, top_p, np.random.default_rng(0))
