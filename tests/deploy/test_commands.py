@@ -4,6 +4,7 @@ registered. A renamed flag, stage or sub-command fails here, not in a cluster.""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shlex
@@ -18,6 +19,7 @@ OUR_IMAGES = re.compile(r"^ghcr\.io/bitzero-ai/bitzero-(serve|train|mlflow):")
 DOCKER = REPO / "deploy" / "docker"
 
 
+@functools.cache
 def _registered_pipelines() -> set[str]:
     from pipelines.pipeline_registry import register_pipelines
 
@@ -29,7 +31,7 @@ def _check_kedro(args: list[str]) -> str:
 
     assert args[0] == "run", f"kedro {args}: only `kedro run` belongs in a container"
     params = run.make_context("run", list(args[1:])).params
-    names = [p for p in params["pipelines"] or ()]
+    names = list(params["pipelines"] or ())
     assert names, "a container must name the stage it runs"
     missing = set(names) - _registered_pipelines()
     assert not missing, f"kedro run names unregistered pipelines {sorted(missing)}"
@@ -132,6 +134,8 @@ def _container_commands(docs: list[Doc]) -> dict[str, list[str]]:
                 continue
             env = container_env(container, pod, docs)
             where = f"{pod.owner}/{container['name']}"
+            if "KEDRO_ENV" in env:
+                assert (REPO / "conf" / env["KEDRO_ENV"]).is_dir(), f"{where}: no conf/{env['KEDRO_ENV']}"
             found[where] = [check(argv) for argv in invocations(container, env)]
     return found
 
