@@ -10,8 +10,16 @@ import mlflow
 import pytest
 
 from bitzero.data.records import iter_jsonl, write_jsonl
-from bitzero.model import BitZeroLM, load_checkpoint, read_checkpoint_config
+from bitzero.model import (
+    BitZeroLM,
+    CheckpointError,
+    ModelConfig,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 from bitzero.text import Tokenizer
+from pipelines.distillation.registry import find_checkpoint, load_registered_model
 from tests.pipelines.conftest import kedro_run
 
 pytestmark = pytest.mark.timeout(600)
@@ -101,14 +109,14 @@ def test_stage_trains_teacher_student_and_baseline(project: Path) -> None:
     assert again["teacher_val_loss"] == pytest.approx(report["teacher_val_loss"], rel=1e-5)
 
 
-def test_a_missing_registered_teacher_stops_the_stage_with_a_message(project: Path) -> None:
-    _write_inputs(project)
-    done = kedro_run(
-        project, "--pipelines", "distillation", "--env", "test",
-        "--params", "distillation.teacher.registered_model=models:/no-such-teacher/1",
-    )
-    assert done.returncode == 1
-    assert "no-such-teacher" in done.stderr and "Traceback" not in done.stderr
+def test_a_registered_teacher_must_exist_and_hold_one_checkpoint(project: Path, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no-such-teacher"):
+        load_registered_model("models:/no-such-teacher/1")
+    for name in ("a", "b"):
+        save_checkpoint(BitZeroLM(ModelConfig(vocab_size=300, n_layer=1, n_head=2, n_embd=16)), tmp_path / name)
+    with pytest.raises(CheckpointError, match="found 2"):
+        find_checkpoint(tmp_path)
+    assert find_checkpoint(tmp_path / "a") == tmp_path / "a"
 
 
 def test_torchrun_two_processes_write_once_and_track_once(project: Path) -> None:
