@@ -1,6 +1,7 @@
 """The selfplay pipeline on the micro profile: a tiny student in, every output written and sane."""
 
 import json
+import sqlite3
 from pathlib import Path
 
 import torch
@@ -39,3 +40,10 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     assert buffer and all(task["outputs"] for task in buffer)
     heldout_keys = {(t["kind"], t["program"], tuple(t["inputs"])) for t in heldout}
     assert not heldout_keys & {(t["kind"], t["program"], tuple(t["inputs"])) for t in buffer}
+    # Step-wise metrics of both arms reached MLflow, next to the headline figures.
+    with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
+        keys = {row[0] for row in db.execute("SELECT DISTINCT key FROM metrics")}
+    # (a micro model's rewards rarely vary, so PPO may have no sample with a non-zero advantage)
+    assert {"selfplay.ppo/ppo/samples", "selfplay.ppo/ppo/in_band", "selfplay.ppo/buffer/size",
+            "selfplay.ppo/proposals/valid_rate", "selfplay.sft_only/sft/loss",
+            "selfplay.heldout_solve_rate_after"} <= keys

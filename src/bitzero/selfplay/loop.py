@@ -27,7 +27,7 @@ from random import Random
 import torch
 
 from bitzero.model import BitZeroLM
-from bitzero.selfplay.agent import Agent
+from bitzero.selfplay.agent import Agent, Completion
 from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.generator import DifficultyController, curriculum_weights
@@ -43,6 +43,7 @@ from bitzero.train import TrainConfig, Trainer
 from bitzero.train.ddp import DistContext, resolve_device
 
 MetricsFn = Callable[[str, int, dict[str, float]], None]  # (arm, step, metrics)
+SolverSample = tuple[Task, Completion, float]  # task, sampled answer, reward
 
 
 @dataclass
@@ -112,12 +113,14 @@ class SelfPlay:
         for task in proposals:
             if task is not None and self.buffer.add(task):
                 self.result.proposals["added"] += 1
+        by_kind: dict[str, list[float]] = defaultdict(list)
         for (kind, _), reward in zip(proposal_completions, proposer_rewards, strict=True):
             self.result.rewards[f"propose/{kind}"].append(reward)
-            metrics[f"reward/propose/{kind}"] = reward  # last one; the report keeps means
+            by_kind[kind].append(reward)
+        metrics.update({f"reward/propose/{kind}": sum(v) / len(v) for kind, v in by_kind.items()})
         if self.use_ppo:
             metrics.update(self._ppo(samples, proposal_completions, proposer_rewards, tasks, rates))
-        metrics.update(self._supervised(tasks, samples, weights, proposals))
+        metrics.update(self._supervised(tasks, samples, weights))
         metrics["buffer/size"] = float(len(self.buffer))
         for kind, level in self.levels.levels.items():
             metrics[f"level/{kind}"] = float(level)
@@ -125,7 +128,7 @@ class SelfPlay:
             metrics[f"sandbox/rejected/{reason}"] = float(count)
         return metrics
 
-    def _propose(self, weights: dict[str, float]) -> tuple[list[Task | None], list[tuple[str, object]], dict[str, float]]:
+    def _propose(self, weights: dict[str, float]) -> tuple[list[Task | None], list[tuple[str, Completion]], dict[str, float]]:
         cfg = self.cfg
         kinds = self.r.choices(list(weights), list(weights.values()), k=cfg.proposals_per_iteration)
         prompts = [
@@ -157,14 +160,13 @@ class SelfPlay:
         self.result.proposals["valid"] += ok
         return proposals, list(zip(kinds, completions, strict=True)), {"proposals/valid_rate": ok / made if made else 0.0}
 
-    def _solve(self, tasks: list[Task]) -> tuple[list[tuple[Task, object, float]], list[float], dict[str, float]]:
+    def _solve(self, tasks: list[Task]) -> tuple[list[SolverSample], list[float], dict[str, float]]:
         n = self.cfg.samples_per_task
         repeated = [t for t in tasks for _ in range(n)]
-        completions: list = []
         by_kind: dict[str, list[int]] = defaultdict(list)
         for i, task in enumerate(repeated):
             by_kind[task.kind].append(i)
-        completions = [None] * len(repeated)
+        completions: list[Completion | None] = [None] * len(repeated)
         for kind, indices in by_kind.items():  # one token budget per kind
             got = self.agent.sample([solver_prompt(repeated[i]) for i in indices], self.cfg.answer_tokens[kind],
                                     self.cfg.temperature, self.generator)
@@ -187,10 +189,11 @@ class SelfPlay:
         self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
         return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
 
-    def _ppo(self, samples, proposal_completions, proposer_rewards, tasks, rates) -> dict[str, float]:
+    def _ppo(self, samples: list[SolverSample], proposal_completions: list[tuple[str, Completion]],
+             proposer_rewards: list[float], tasks: list[Task], rates: list[float]) -> dict[str, float]:
         cfg = self.cfg
         rate_of = {t.key: rate for t, rate in zip(tasks, rates, strict=True)}
-        rows: list[tuple[tuple[str, str], object, float]] = []
+        rows: list[tuple[tuple[str, str], Completion, float]] = []
         for task, completion, reward in samples:
             if cfg.band_low <= rate_of[task.key] <= cfg.band_high and completion.tokens:
                 rows.append(((task.kind, "solve"), completion, reward))
@@ -207,7 +210,7 @@ class SelfPlay:
         self.result.ppo["solver_samples_in_band"].append(float(in_band))
         return {f"ppo/{k}": v for k, v in stats.items()} | {"ppo/samples": float(len(batch)), "ppo/in_band": float(in_band)}
 
-    def _supervised(self, tasks, samples, weights, proposals) -> dict[str, float]:
+    def _supervised(self, tasks: list[Task], samples: list[SolverSample], weights: dict[str, float]) -> dict[str, float]:
         cfg, r = self.cfg, self.r
         count = cfg.sft_steps_per_iteration * cfg.sft_batch_size
         examples = solver_examples(self.agent, sample_mixture(self.buffer, weights, count, r, self.levels.levels))
