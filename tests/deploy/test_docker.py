@@ -113,11 +113,6 @@ def test_serving_image_installs_no_torch() -> None:
     assert '".[train,serve]"' in (DOCKER / "train.Dockerfile").read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pyproject.toml has no [tool.setuptools.package-data], so `pip install .[serve]` leaves the web "
-    "page and the migration template out of the image; the lead adds the package-data line and removes this mark",
-)
 def test_wheel_carries_the_service_data_files(tmp_path: Path) -> None:
     """The image installs the wheel, not the checkout: every non-Python file of the package must be in it."""
     for name in ("pyproject.toml", "README.md"):
