@@ -35,6 +35,10 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
         assert 0.0 <= report[key] <= 1.0
     assert set(report["per_type"]) == {"deduction", "abduction", "induction", "math"}
     assert set(report["ppo_ablation"]) == {"ppo", "sft_only"}
+    chosen = report["selected_model"]
+    assert chosen in {"warmup", "ppo", "sft_only"}
+    assert report["validation_solve_rates"][chosen] == max(report["validation_solve_rates"].values())
+    assert report["heldout_after"]["overall"]["tasks"] == len(heldout)
     assert report["proposals"]["made"] == 4 and report["sandbox_programs_per_s"] > 0
     # Every buffer task carries executor outputs, and no held-out task leaked into it.
     assert buffer and all(task["outputs"] for task in buffer)

@@ -17,6 +17,8 @@ class SelfPlayConfig:
     heldout_seed: int = 1_000_003
     heldout_per_cell: int = 25  # held-out tasks per (kind, level)
     heldout_levels: tuple[int, ...] = (1, 2)
+    validation_seed: int = 2_000_003  # picks the shipped model; the held-out set never does
+    validation_per_cell: int = 25
     kinds: tuple[str, ...] = KINDS
     seed_tasks_per_cell: int = 300  # cold-start buffer: generator tasks per (kind, level)
     induction_pairs: int = 4

@@ -1,9 +1,10 @@
 """The self-play stage as an experiment: cold start, warm-up, two equal-time arms, held-out rates.
 
-Held-out tasks come from the generator under a separate seed and their keys are reserved in every
-buffer, so no held-out task is ever trained on. The stage's model is the arm with PPO; the arm
-without PPO (verifier-only learning, same wall time, same start) is the ablation, reported
-whichever way it falls.
+Held-out and validation tasks come from the generator under two more seeds and their keys are
+reserved in every buffer, so neither is ever trained on. The arm without PPO (verifier-only
+learning, same wall time, same start) is the ablation, reported whichever way it falls. The
+stage ships the candidate (warm-up, PPO arm, verifier-only arm) with the best validation solve
+rate, so the held-out figures stay an unbiased measure of what is shipped.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ def run_experiment(
     torch.manual_seed(cfg.seed)
     with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
         verifier = Verifier(box, cfg.max_output_chars)
-        heldout = label_all(verifier, generate_tasks(
-            cfg.heldout_per_cell, cfg.heldout_seed, cfg.kinds, cfg.heldout_levels, induction_pairs=cfg.induction_pairs))
-        reserved = {t.key for t in heldout}
+        heldout, validation = (
+            label_all(verifier, generate_tasks(per_cell, seed, cfg.kinds, cfg.heldout_levels, induction_pairs=cfg.induction_pairs))
+            for per_cell, seed in ((cfg.heldout_per_cell, cfg.heldout_seed), (cfg.validation_per_cell, cfg.validation_seed))
+        )
+        reserved = {t.key for t in heldout} | {t.key for t in validation}
         seeds = label_all(verifier, generate_tasks(
             cfg.seed_tasks_per_cell, cfg.seed, cfg.kinds, LEVELS, exclude=reserved, induction_pairs=cfg.induction_pairs))
         buffer = TaskBuffer(seeds, reserved=reserved)
@@ -68,8 +71,8 @@ def run_experiment(
         agent = Agent(warm, tokenizer, cfg.rollout_batch)
         trainer = _trainer(warm, cfg, cfg.sft_lr)
 
-        def evaluate(m: BitZeroLM) -> dict[str, Any]:
-            return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, heldout, cfg.answer_tokens)
+        def evaluate(m: BitZeroLM, tasks: list[Task] = heldout) -> dict[str, Any]:
+            return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, tasks, cfg.answer_tokens)
 
         before = evaluate(warm)
         log(f"held-out before: {before['overall']['rate']:.3f}")
@@ -91,39 +94,50 @@ def run_experiment(
             arm = SelfPlay(copy.deepcopy(warm), tokenizer, buffers[name], verifier, cfg, use_ppo, cfg.seed + 1)
             arms[name] = arm.run(cfg.arm_seconds, on_metrics, name)
             log(f"arm {name}: {arms[name].iterations} iterations in {arms[name].seconds:.1f}s")
-        after = {name: evaluate(arm.model) for name, arm in arms.items()}
+        candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
+        buffers["warmup"] = buffer
+        validated = {name: evaluate(m, validation)["overall"]["rate"] for name, m in candidates.items()}
+        # Ties go to the most self-played candidate; the held-out set plays no part in the choice.
+        chosen = max([n for n in ("ppo", "sft_only", "warmup") if n in candidates], key=validated.__getitem__)
+        after = {name: evaluate(m) for name, m in candidates.items() if name != "warmup"}
+        after["warmup"] = after_warmup
+        log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
         stats = verifier.stats
 
-    shipped = arms["ppo"]
+    selfplay = arms["ppo"]  # the full loop: its proposals, rewards and PPO statistics
     report = {
         "heldout_tasks": len(heldout),
+        "validation_tasks": len(validation),
+        "selected_model": chosen,
+        "validation_solve_rates": validated,
         "heldout_solve_rate_before": before["overall"]["rate"],
-        "heldout_solve_rate_after": after["ppo"]["overall"]["rate"],
+        "heldout_solve_rate_after": after[chosen]["overall"]["rate"],
         "heldout_before": before,
         "heldout_after_warmup": after_warmup,
-        "heldout_after": after["ppo"],
+        "heldout_after": after[chosen],
         "per_type": {
-            kind: {"before": before[kind]["rate"], "after": after["ppo"][kind]["rate"],
-                   "before_ci95": before[kind]["ci95"], "after_ci95": after["ppo"][kind]["ci95"]}
+            kind: {"before": before[kind]["rate"], "after": after[chosen][kind]["rate"],
+                   "before_ci95": before[kind]["ci95"], "after_ci95": after[chosen][kind]["ci95"]}
             for kind in cfg.kinds if kind in before
         },
         "ppo_ablation": {
-            name: {"heldout_solve_rate": result["overall"]["rate"], "ci95": result["overall"]["ci95"],
-                   "per_type": {k: v["rate"] for k, v in result.items() if k != "overall"},
+            name: {"heldout_solve_rate": after[name]["overall"]["rate"], "ci95": after[name]["overall"]["ci95"],
+                   "per_type": {k: v["rate"] for k, v in after[name].items() if k != "overall"},
+                   "validation_solve_rate": validated[name],
                    "iterations": arms[name].iterations, "seconds": arms[name].seconds}
-            for name, result in after.items()
+            for name in arms
         },
         "warmup": {"steps": warmup["steps"], "seconds": warmup.get("seconds", 0.0), "loss": warmup.get("loss")},
-        "proposals": dict(shipped.proposals),
-        "valid_proposal_rate": shipped.proposals["valid"] / shipped.proposals["made"] if shipped.proposals["made"] else 0.0,
-        "mean_rewards": {key: fmean(values) for key, values in sorted(shipped.rewards.items()) if values},
-        "ppo": {key: fmean(values) for key, values in sorted(shipped.ppo.items()) if values},
-        "levels": shipped.levels,
-        "buffer_sizes": buffers["ppo"].counts(),
+        "proposals": dict(selfplay.proposals),
+        "valid_proposal_rate": selfplay.proposals["valid"] / selfplay.proposals["made"] if selfplay.proposals["made"] else 0.0,
+        "mean_rewards": {key: fmean(values) for key, values in sorted(selfplay.rewards.items()) if values},
+        "ppo": {key: fmean(values) for key, values in sorted(selfplay.ppo.items()) if values},
+        "levels": selfplay.levels,
+        "buffer_sizes": buffers[chosen].counts(),
         "sandbox_programs_per_s": stats.programs_per_s,
         "sandbox_programs": stats.programs,
         "sandbox_rejections": dict(stats.rejections),
         "model_params": model.num_params(),
         "stage_seconds": time.perf_counter() - started,
     }
-    return Outcome(shipped.model.cpu().eval(), buffers["ppo"].records(), [t.to_record() for t in heldout], report)
+    return Outcome(candidates[chosen].cpu().eval(), buffers[chosen].records(), [t.to_record() for t in heldout], report)
