@@ -126,7 +126,7 @@ def cmd_emotion_train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     embedder = OnnxEmbedder(args.embedder or settings.embedder, threads=args.threads)
-    report = train_from_goemotions(Path(args.data), embedder, Path(args.out), limit=args.limit)
+    report = train_from_goemotions(Path(args.data), embedder, Path(args.out), limit=args.limit, cache=args.cache)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -173,10 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                        required=True)
     train = emotion.add_parser("train", help="train the classifier on GoEmotions over MiniLM embeddings")
     train.add_argument("--data", default="../shared/data/goemotions", help="folder with train.tsv and dev.tsv")
-    train.add_argument("--out", default="data/06_models/emotion.json")
+    train.add_argument("--out", default="data/06_models/emotion.json", help="where the service looks by default")
     train.add_argument("--embedder", type=Path)
     train.add_argument("--limit", type=int, help="use only the first N training rows")
     train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--cache", type=Path, help="keep the GoEmotions embeddings here (the slow part) for reruns")
     train.set_defaults(func=cmd_emotion_train)
     return parser
 

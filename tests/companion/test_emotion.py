@@ -16,7 +16,7 @@ from bitzero.companion.emotion import (
     keyword_emotion,
     opening,
 )
-from bitzero.companion.emotion_training import check_mapping, ekman_f1, fit_softmax, macro_f1, read_split
+from bitzero.companion.emotion_training import check_mapping, ekman_f1, fit_classifier, read_split
 
 GOEMOTIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
 
@@ -27,20 +27,30 @@ def test_keyword_baseline_is_the_roadmaps_matcher() -> None:
     assert keyword_emotion("The meeting is at noon") == "neutral"
 
 
-def test_softmax_fit_separates_classes_and_round_trips(tmp_path: Path) -> None:
+def test_classifier_learns_words_and_embeddings_and_round_trips(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(len(LABELS), 16))
-    y = rng.integers(0, len(LABELS), 900)
-    x = centres[y] + 0.3 * rng.normal(size=(900, 16))
-    w, b = fit_softmax(x, y, len(LABELS), steps=300)
-    classifier = EmotionClassifier(w, b)
-    predicted = classifier.predict(x)
-    assert macro_f1([LABELS[i] for i in y], predicted, LABELS) > 0.95
+    cues = {"joy": "wonderful", "sadness": "miserable", "anger": "furious", "neutral": "tuesday"}
+    texts, labels = [], []
+    for i in range(400):
+        label = list(cues)[i % 4]
+        texts.append(f"it was {cues[label]} {rng.choice(['today', 'again', 'honestly'])} number {i % 7}")
+        labels.append(label)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)  # uninformative: the words must carry it
+    classifier = fit_classifier(texts, labels, vectors, max_features=200)
+    assert "wonderful" in classifier.vocabulary and "it was" in classifier.vocabulary
+    assert classifier.predict(vectors[:4], ["so wonderful", "miserable day", "furious!", "on tuesday"]) == [
+        "joy", "sadness", "anger", "neutral"]
     path = classifier.save(tmp_path / "emotion.json", {"note": "test"})
     loaded = EmotionClassifier.load(path)
-    assert np.allclose(loaded.probabilities(x[:5]), classifier.probabilities(x[:5]), atol=1e-6)
+    assert np.allclose(loaded.probabilities(vectors[:5], texts[:5]), classifier.probabilities(vectors[:5], texts[:5]),
+                       atol=1e-4)
+    with pytest.raises(EmotionModelError, match="reads the text"):
+        loaded.probabilities(vectors[:1])
     with pytest.raises(EmotionModelError, match="bitzero emotion train"):
         EmotionClassifier.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(EmotionModelError, match="not a BitZero emotion classifier"):
+        EmotionClassifier.load(tmp_path / "bad.json")
     with pytest.raises(EmotionModelError, match="labels"):
         EmotionClassifier(np.zeros((16, 3)), np.zeros(3))
 

@@ -1,4 +1,4 @@
-"""Noticing how the user feels: a classifier over sentence embeddings, with VADER for intensity.
+"""Noticing how the user feels: a classifier over words and sentence embeddings, VADER for intensity.
 
 The eight categories are Plutchik's (roadmap 6.1). The classifier is a softmax layer trained on
 GoEmotions by ``bitzero.companion.emotion_training``; the roadmap's keyword matcher is kept only
@@ -9,6 +9,7 @@ note in the model's context); whether it is *stored* is the privacy settings' de
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,28 +43,71 @@ class EmotionModelError(RuntimeError):
     """The classifier file is missing or does not fit the embedder."""
 
 
-class EmotionClassifier:
-    """Softmax over an embedding: p = softmax(x W + b), with the labels of ``LABELS``."""
+_WORD = re.compile(r"(?u)\b\w\w+\b")
 
-    def __init__(self, weights: np.ndarray, bias: np.ndarray, labels: tuple[str, ...] = LABELS) -> None:
-        if weights.shape != (weights.shape[0], len(labels)) or bias.shape != (len(labels),):
+
+def text_features(text: str) -> list[str]:
+    """Lower-cased words and adjacent word pairs: lexical cues ("thanks", "lol", "so sorry")
+    that a sentence embedding blurs."""
+    words = _WORD.findall(text.lower())
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+class EmotionClassifier:
+    """Softmax over [tf-idf of words and word pairs | sentence embedding]; labels are ``LABELS``.
+
+    Pure numpy at prediction time, so serving needs no scikit-learn: the vocabulary, idf and
+    weights are plain arrays in one JSON file.
+    """
+
+    def __init__(
+        self, weights: np.ndarray, bias: np.ndarray, labels: tuple[str, ...] = LABELS,
+        vocabulary: dict[str, int] | None = None, idf: np.ndarray | None = None,
+    ) -> None:
+        self.vocabulary = vocabulary or {}
+        self.idf = np.asarray(idf if idf is not None else np.zeros(0), dtype=np.float32)
+        if len(self.idf) != len(self.vocabulary):
+            raise EmotionModelError(f"{len(self.vocabulary)} vocabulary entries but {len(self.idf)} idf values")
+        if weights.ndim != 2 or weights.shape[1] != len(labels) or bias.shape != (len(labels),):
             raise EmotionModelError(f"weights {weights.shape} / bias {bias.shape} do not fit {len(labels)} labels")
         self.weights, self.bias, self.labels = weights.astype(np.float32), bias.astype(np.float32), labels
+        self.text_dims = len(self.vocabulary)
 
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        logits = vectors @ self.weights + self.bias
+    def tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, values) of the text's L2-normalised sublinear tf-idf vector."""
+        counts: dict[int, int] = {}
+        for feature in text_features(text):
+            index = self.vocabulary.get(feature)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        indices = np.fromiter(counts, dtype=np.int64)
+        values = (1 + np.log(np.fromiter(counts.values(), dtype=np.float32))) * self.idf[indices]
+        return indices, values / np.linalg.norm(values)
+
+    def probabilities(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
+        logits = vectors @ self.weights[self.text_dims :] + self.bias
+        if self.text_dims:
+            if texts is None or len(texts) != len(vectors):
+                raise EmotionModelError("this classifier reads the text as well as its embedding")
+            for row, text in enumerate(texts):
+                indices, values = self.tfidf(text)
+                logits[row] += values @ self.weights[indices]
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict(self, vectors: np.ndarray) -> list[str]:
-        return [self.labels[i] for i in self.probabilities(vectors).argmax(axis=1)]
+    def predict(self, vectors: np.ndarray, texts: list[str] | None = None) -> list[str]:
+        return [self.labels[i] for i in self.probabilities(vectors, texts).argmax(axis=1)]
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": "bitzero-emotion", "version": 1, "labels": list(self.labels),
-                "bias": self.bias.tolist(), "weights": self.weights.tolist(), "metrics": metrics or {}}
+        data = {"format": "bitzero-emotion", "version": 2, "labels": list(self.labels),
+                "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
+                "idf": self.idf.round(5).tolist(), "bias": self.bias.tolist(),
+                "weights": self.weights.round(5).tolist(), "metrics": metrics or {}}
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(path)
@@ -74,10 +118,15 @@ class EmotionClassifier:
         path = Path(path)
         if not path.is_file():
             raise EmotionModelError(f"no emotion classifier at {path}; train one with `bitzero emotion train`")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != "bitzero-emotion":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EmotionModelError(f"{path} cannot be read: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != "bitzero-emotion":
             raise EmotionModelError(f"{path} is not a BitZero emotion classifier")
-        return cls(np.array(data["weights"]), np.array(data["bias"]), tuple(data["labels"]))
+        vocabulary = {feature: i for i, feature in enumerate(data.get("vocabulary", []))}
+        return cls(np.array(data["weights"], dtype=np.float32), np.array(data["bias"], dtype=np.float32),
+                   tuple(data["labels"]), vocabulary, np.array(data.get("idf", []), dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -99,7 +148,7 @@ class EmotionDetector:
         self._vader = SentimentIntensityAnalyzer()
 
     def read(self, text: str, vector: np.ndarray) -> Reading:
-        probs = self.classifier.probabilities(vector[None, :])[0]
+        probs = self.classifier.probabilities(vector[None, :], [text])[0]
         best = int(probs.argmax())
         label, confidence = self.classifier.labels[best], float(probs[best])
         if confidence < self.min_confidence:

@@ -1,4 +1,5 @@
-"""Training the emotion classifier on GoEmotions (CC BY 4.0) over frozen MiniLM embeddings.
+"""Training the emotion classifier on GoEmotions (CC BY 4.0): words, word pairs and frozen MiniLM
+embeddings into one multinomial logistic regression.
 
 Label mapping, GoEmotions' 27 -> Plutchik's 8 (+ neutral). It refines GoEmotions' own Ekman
 grouping (ekman_mapping.json) by splitting its broad "joy" group three ways:
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from bitzero.companion.embeddings import Embedder
-from bitzero.companion.emotion import LABELS, EmotionClassifier, keyword_emotion
+from bitzero.companion.emotion import LABELS, EmotionClassifier, keyword_emotion, text_features
 
 PLUTCHIK = {
     "joy": ["joy", "amusement", "excitement", "love", "pride", "relief", "gratitude"],
@@ -79,32 +81,52 @@ def ekman_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
     return macro_f1(fold(gold), fold(predicted), EKMAN_LABELS)
 
 
-def fit_softmax(
-    x: np.ndarray, y: np.ndarray, classes: int, *, steps: int = 600, lr: float = 0.05, l2: float = 1e-4,
-    balance: float = 0.5, seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression by full-batch Adam; class weights (1/frequency)**balance."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(0, 0.01, (x.shape[1], classes))
-    b = np.zeros(classes)
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
-    class_weight = (counts.sum() / np.maximum(counts, 1) / classes) ** balance
-    sample_weight = class_weight[y] / class_weight[y].sum()
-    onehot = np.eye(classes)[y]
-    m = [np.zeros_like(w), np.zeros_like(b)]
-    v = [np.zeros_like(w), np.zeros_like(b)]
-    for step in range(1, steps + 1):
-        logits = x @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        grad_logits = (p - onehot) * sample_weight[:, None]
-        grads = [x.T @ grad_logits + l2 * w, grad_logits.sum(axis=0)]
-        for i, (param, grad) in enumerate(zip((w, b), grads, strict=True)):
-            m[i] = 0.9 * m[i] + 0.1 * grad
-            v[i] = 0.999 * v[i] + 0.001 * grad**2
-            param -= lr * (m[i] / (1 - 0.9**step)) / (np.sqrt(v[i] / (1 - 0.999**step)) + 1e-8)
-    return w, b
+def build_vocabulary(texts: Sequence[str], max_features: int, min_df: int = 2) -> tuple[dict[str, int], np.ndarray]:
+    """The ``max_features`` most frequent words and word pairs seen in >= ``min_df`` texts, with
+    smoothed idf = ln((1 + n) / (1 + df)) + 1."""
+    frequency: Counter[str] = Counter()
+    documents: Counter[str] = Counter()
+    for text in texts:
+        features = text_features(text)
+        frequency.update(features)
+        documents.update(set(features))
+    kept = [f for f, _ in sorted(frequency.items(), key=lambda kv: (-kv[1], kv[0])) if documents[f] >= min_df]
+    kept = kept[:max_features]
+    idf = np.array([np.log((1 + len(texts)) / (1 + documents[f])) + 1 for f in kept], dtype=np.float32)
+    return {f: i for i, f in enumerate(kept)}, idf
+
+
+def fit_classifier(
+    texts: Sequence[str], labels: Sequence[str], vectors: np.ndarray, *,
+    max_features: int = 20_000, strength: float = 2.0, balance: float = 0.5,
+) -> EmotionClassifier:
+    """Multinomial logistic regression on [tf-idf | embedding] (scikit-learn's lbfgs, training only);
+    class weights (1 / frequency) ** balance lift rare emotions without drowning the common ones."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.linear_model import LogisticRegression
+
+    vocabulary, idf = build_vocabulary(texts, max_features)
+    shell = EmotionClassifier(np.zeros((len(vocabulary) + vectors.shape[1], len(LABELS))), np.zeros(len(LABELS)),
+                              LABELS, vocabulary, idf)
+    rows, cols, values = [], [], []
+    for row, text in enumerate(texts):
+        indices, weights = shell.tfidf(text)
+        rows.extend([row] * len(indices))
+        cols.extend(indices.tolist())
+        values.extend(weights.tolist())
+    words = csr_matrix((values, (rows, cols)), shape=(len(texts), len(vocabulary)), dtype=np.float64)
+    features = hstack([words, csr_matrix(vectors.astype(np.float64))]).tocsr()
+    counts = Counter(labels)
+    weights = {label: (len(labels) / (len(counts) * counts[label])) ** balance for label in counts}
+    model = LogisticRegression(C=strength, max_iter=300, class_weight=weights).fit(features, list(labels))
+    # A label absent from the training rows (a small --limit) gets zero weights and is never chosen.
+    classes = list(model.classes_)
+    coef = np.zeros((len(LABELS), features.shape[1]))
+    bias = np.full(len(LABELS), model.intercept_.min() - 20.0)
+    for row, label in enumerate(LABELS):
+        if label in classes:
+            coef[row], bias[row] = model.coef_[classes.index(label)], model.intercept_[classes.index(label)]
+    return EmotionClassifier(coef.T, bias, LABELS, vocabulary, idf)
 
 
 def train_from_goemotions(
@@ -117,10 +139,8 @@ def train_from_goemotions(
     if limit:
         train_texts, train_labels = train_texts[:limit], train_labels[:limit]
     x_train, x_dev = _embed(embedder, train_texts, cache, "train"), _embed(embedder, dev_texts, cache, "dev")
-    index = {label: i for i, label in enumerate(LABELS)}
-    w, b = fit_softmax(x_train, np.array([index[label] for label in train_labels]), len(LABELS))
-    classifier = EmotionClassifier(w, b)
-    predicted = classifier.predict(x_dev)
+    classifier = fit_classifier(train_texts, train_labels, x_train)
+    predicted = classifier.predict(x_dev, dev_texts)
     report = {
         "train_rows": len(train_texts), "dev_rows": len(dev_texts),
         "dev_macro_f1_ekman": round(ekman_f1(dev_labels, predicted), 4),

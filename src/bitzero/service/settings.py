@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+
+DEFAULT_EMOTION = Path("data/06_models/emotion.json")
 
 
 class SettingsError(ValueError):
@@ -28,7 +31,7 @@ class Settings:
     variant: str = "nbits"
     database_url: str = "sqlite:///data/companion/bitzero.db"
     embedder: Path = Path("data/06_models/embedder")
-    # The emotion classifier travels with the bundle; an explicit path overrides it.
+    # The emotion classifier: inside the bundle when the export put it there (see emotion_path).
     emotion_model: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -38,13 +41,11 @@ class Settings:
     max_request_bytes: int = 256 * 1024
     max_tokens_default: int = 128
     memory_limit: int = 5
-    recent_turns: int = 12
     retention_sweep_seconds: int = 3600
     persona: str | None = None
-    log_content: bool = False
     # The vocabulary stage reads every JSONL file in data/01_raw/feedback/ (raw_feedback).
     feedback_export: Path = Path("data/01_raw/feedback/service.jsonl")
-    threads: int = field(default=2)
+    threads: int = 2  # onnxruntime threads of the embedder
 
     def __post_init__(self) -> None:
         for name in ("bundle", "embedder", "emotion_model", "feedback_export"):
@@ -61,7 +62,11 @@ class Settings:
 
     @property
     def emotion_path(self) -> Path:
-        return self.emotion_model or self.bundle / "emotion.json"
+        """BITZERO_EMOTION_MODEL, else the classifier inside the bundle, else the pipeline's output."""
+        if self.emotion_model is not None:
+            return self.emotion_model
+        inside = self.bundle / "emotion.json"
+        return inside if inside.is_file() else DEFAULT_EMOTION
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
