@@ -13,7 +13,7 @@ from bitzero.selfplay.evaluate import solve_rates, wilson_interval
 from bitzero.selfplay.experiment import label_all
 from bitzero.selfplay.generator import generate_tasks
 from bitzero.selfplay.learn import sft_steps, solver_examples
-from bitzero.selfplay.loop import _trainer
+from bitzero.selfplay.loop import make_trainer
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 
@@ -32,7 +32,7 @@ def test_verified_sft_raises_the_heldout_solve_rate_on_easy_deduction():
         assert not {t.key for t in heldout} & {t.key for t in train}
         agent = Agent(model, tokenizer)
         before = solve_rates(agent, verifier, heldout, cfg.answer_tokens)["deduction"]
-        stats = sft_steps(_trainer(model, cfg, 3e-3), solver_examples(agent, train), 200, 32, Random(0))
+        stats = sft_steps(make_trainer(model, cfg, 3e-3), solver_examples(agent, train), 200, 32, Random(0))
         after = solve_rates(agent, verifier, heldout, cfg.answer_tokens)["deduction"]
     assert stats["steps"] == 200
     assert before["solved"] == 0

@@ -26,7 +26,7 @@ from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.evaluate import solve_rates
 from bitzero.selfplay.generator import LEVELS, generate_tasks
 from bitzero.selfplay.learn import proposer_examples, sft_steps, solver_examples
-from bitzero.selfplay.loop import ArmResult, MetricsFn, SelfPlay, _trainer
+from bitzero.selfplay.loop import ArmResult, MetricsFn, SelfPlay, make_trainer
 from bitzero.selfplay.sandbox import Sandbox
 from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import Verifier
@@ -69,7 +69,7 @@ def run_experiment(
 
         warm = copy.deepcopy(model)
         agent = Agent(warm, tokenizer, cfg.rollout_batch)
-        trainer = _trainer(warm, cfg, cfg.sft_lr)
+        trainer = make_trainer(warm, cfg, cfg.sft_lr)
 
         def evaluate(m: BitZeroLM, tasks: list[Task] = heldout) -> dict[str, Any]:
             return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, tasks, cfg.answer_tokens)

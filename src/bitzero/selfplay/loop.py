@@ -57,7 +57,9 @@ class ArmResult:
     levels: dict[str, int] = field(default_factory=dict)
 
 
-def _trainer(model: BitZeroLM, cfg: SelfPlayConfig, lr: float) -> Trainer:
+def make_trainer(model: BitZeroLM, cfg: SelfPlayConfig, lr: float) -> Trainer:
+    """The shared training step (clipping, precision, device) at a constant rate: self-play has
+    no fixed step count for a schedule to span."""
     train_cfg = TrainConfig(
         max_steps=1, lr=lr, schedule="constant", grad_clip=cfg.grad_clip, device=cfg.device,
         precision="fp32", progress=False, auto_batch=False, weight_decay=0.0,
@@ -72,9 +74,9 @@ class SelfPlay:
                  cfg: SelfPlayConfig, use_ppo: bool, seed: int) -> None:
         self.cfg, self.use_ppo, self.buffer, self.verifier = cfg, use_ppo, buffer, verifier
         self.agent = Agent(model, tokenizer, cfg.rollout_batch)
-        self.sft = _trainer(model, cfg, cfg.sft_lr)
+        self.sft = make_trainer(model, cfg, cfg.sft_lr)
         reference = copy.deepcopy(model).eval() if use_ppo and cfg.kl_coef > 0 else None
-        self.ppo = _trainer(model, cfg, cfg.ppo_lr) if use_ppo else None
+        self.ppo = make_trainer(model, cfg, cfg.ppo_lr) if use_ppo else None
         if self.ppo is not None:
             self.ppo.loss_fn = PPOLoss(cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.entropy_coef, reference, cfg.temperature)
         self.levels = DifficultyController(cfg.kinds)
