@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,7 @@ class PolicyCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         return {"model": model, "tokenizer": Tokenizer.load(tokenizer_path), "metadata": metadata}
 
     def save(self, data: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            tokenizer_path = data["tokenizer"].save(Path(scratch) / TOKENIZER_FILE)
-            save_checkpoint(data["model"], self._filepath, tokenizer_path, data.get("metadata"))
+        save_checkpoint(data["model"], self._filepath, data["tokenizer"], data.get("metadata"))
 
     def _exists(self) -> bool:
         return (self._filepath / "config.json").is_file()
