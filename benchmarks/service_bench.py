@@ -32,7 +32,7 @@ import uvicorn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bitzero.companion.embeddings import ensure_embedder  # noqa: E402
-from bitzero.companion.memory import WEIGHTS, StoredMemory, rank, retrieval_scores  # noqa: E402
+from bitzero.companion.memory import WEIGHTS, MemoryIndex, StoredMemory, rank, retrieval_scores  # noqa: E402
 from bitzero.service.app import create_app  # noqa: E402
 from bitzero.service.db import transaction  # noqa: E402
 from bitzero.service.settings import Settings  # noqa: E402
@@ -154,8 +154,8 @@ def retrieval_quality(embedder) -> dict[str, tuple[float, float]]:  # noqa: ANN0
     now = utcnow()
     contents = [m for m, _, _, _ in LABELLED]
     vectors = embedder.encode(contents)
-    memories = [StoredMemory(str(i), "fact", None, c, imp, vectors[i], now - timedelta(hours=h))
-                for i, (c, imp, h, _) in enumerate(LABELLED)]
+    memories = MemoryIndex.build([StoredMemory(str(i), "fact", None, c, imp, vectors[i], now - timedelta(hours=h))
+                                  for i, (c, imp, h, _) in enumerate(LABELLED)])
     queries = embedder.encode([q for _, _, _, q in LABELLED])
     out = {}
     for name, weights in [("relevance only", (0.0, 0.0, 1.0)), ("Generative Agents 1/1/1", (1.0, 1.0, 1.0)),
@@ -196,11 +196,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="chat requests per configuration")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--emotion", type=Path, help="an emotion classifier to include (bitzero emotion train)")
     args = parser.parse_args()
     embedder = ensure_embedder(EMBEDDER_CACHE)
     work = Path(tempfile.mkdtemp(prefix="bitzero-bench-"))
     base = Settings(database_url=f"sqlite:///{work}/bench.db", embedder=EMBEDDER_CACHE, bundle=work / "none",
-                    rate_limit_per_minute=1_000_000, feedback_export=work / "feedback.jsonl")
+                    rate_limit_per_minute=1_000_000, feedback_export=work / "feedback.jsonl",
+                    emotion_model=args.emotion or work / "no-emotion.json")
 
     print("Retrieval quality on", len(LABELLED), "labelled questions (hit@1, hit@3):")
     for name, (hit1, hit3) in retrieval_quality(embedder).items():
@@ -216,7 +218,7 @@ def main() -> None:
         for clients in (1, 16):
             settings = Settings(**{**base.__dict__, "database_url": f"sqlite:///{work}/chat-{len(rows)}.db"})
             with Server(settings, model=model, embedder=embedder) as url:
-                chat_once(url, -1, 4)  # warm-up
+                chat_once(url, 10_000, 4)  # warm-up
                 rows[(label, clients)] = chat_figures(url, args.requests, clients, args.max_tokens)
     print(f"  {'model':28s} {'clients':>7s} {'p50':>7s} {'p95':>7s} {'ttft50':>7s} {'ttft95':>7s} {'rps':>6s}")
     for (label, clients), f in rows.items():
@@ -237,7 +239,8 @@ def main() -> None:
             print(f"  {clients:2d} client(s): p50 {f['p50']:.3f}  p95 {f['p95']:.3f}  rps {f['rps']:.1f}")
     vectors = np.random.default_rng(1).normal(size=(args.memories, embedder.dimensions)).astype(np.float32)
     now = utcnow()
-    memories = [StoredMemory(str(i), "note", None, "", 5.0, vectors[i], now) for i in range(args.memories)]
+    memories = MemoryIndex.build([StoredMemory(str(i), "note", None, "", 5.0, vectors[i], now)
+                                  for i in range(args.memories)])
     query = embedder.encode(["question"])[0]
     start = time.perf_counter()
     for _ in range(10):

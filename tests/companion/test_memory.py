@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 
 from bitzero.companion.extraction import Candidate, extract
-from bitzero.companion.memory import StoredMemory, consolidate, rank, retrieval_scores
+from bitzero.companion.memory import MemoryIndex, StoredMemory, consolidate, rank, retrieval_scores
 
 NOW = datetime(2026, 1, 1, 12, 0)
 
 
-def _memories(embedder, items: list[tuple[str, float, float]]) -> list[StoredMemory]:  # noqa: ANN001
-    """(content, importance, hours since last access) -> stored memories with real embeddings."""
+def _memories(embedder, items: list[tuple[str, float, float]]) -> MemoryIndex:  # noqa: ANN001
+    """(content, importance, hours since last access) -> an index of memories with real embeddings."""
     vectors = embedder.encode([content for content, _, _ in items])
-    return [StoredMemory(f"m{i}", "fact", None, content, importance, vectors[i], NOW - timedelta(hours=hours))
-            for i, (content, importance, hours) in enumerate(items)]
+    return MemoryIndex.build([
+        StoredMemory(f"m{i}", "fact", None, content, importance, vectors[i], NOW - timedelta(hours=hours))
+        for i, (content, importance, hours) in enumerate(items)])
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -45,31 +46,32 @@ def test_relevance_wins_when_importance_and_recency_tie(embedder) -> None:  # no
     memories = _memories(embedder, [("The user has a cat called Mia.", 5, 1), ("The user plays the violin.", 5, 1),
                                     ("The user is allergic to peanuts.", 5, 1)])
     query = embedder.encode(["what instrument do I play"])[0]
-    assert rank(query, memories, NOW, 1)[0][0].content == "The user plays the violin."
+    assert memories.contents[rank(query, memories, NOW, 1)[0][0]] == "The user plays the violin."
 
 
 def test_recency_decays_per_hour_and_importance_counts(embedder) -> None:  # noqa: ANN001
     same = "The user enjoys gardening."
     memories = _memories(embedder, [(same, 5, 200), (same, 5, 1), (same, 5, 50)])
     query = embedder.encode(["gardening"])[0]
-    assert [m.id for m, _ in rank(query, memories, NOW, 3)] == ["m1", "m2", "m0"]
+    assert [memories.ids[i] for i, _ in rank(query, memories, NOW, 3)] == ["m1", "m2", "m0"]
+    assert [memories.ids[i] for i, _ in rank(query, memories, NOW, 2)] == ["m1", "m2"]  # partial sort path
     # 0.995 per hour: after 200 h the raw recency is 0.995**199 below the 1-hour memory's.
     scores = retrieval_scores(query, memories, NOW, weights=(1.0, 0.0, 0.0))
     assert scores[1] == pytest.approx(1.0) and scores[0] == pytest.approx(0.0)
     weighted = _memories(embedder, [(same, 2, 1), (same, 9, 1)])
-    assert rank(query, weighted, NOW, 1)[0][0].id == "m1"
+    assert weighted.ids[rank(query, weighted, NOW, 1)[0][0]] == "m1"
 
 
 def test_consolidation_merges_near_duplicates_and_invalidates_contradictions(embedder) -> None:  # noqa: ANN001
-    existing = [StoredMemory("a", "preference", "pref:green tea", "The user loves green tea.", 6,
+    existing = MemoryIndex.build([StoredMemory("a", "preference", "pref:green tea", "The user loves green tea.", 6,
                              embedder.encode(["The user loves green tea."])[0], NOW),
                 StoredMemory("b", "fact", "home", "The user lives in Porto.", 7,
-                             embedder.encode(["The user lives in Porto."])[0], NOW)]
+                             embedder.encode(["The user lives in Porto."])[0], NOW)])
     moved = Candidate("fact", "home", "The user lives in Berlin.", 7)
     decision = consolidate(moved, embedder.encode([moved.content])[0], existing)
     assert decision.action == "supersede" and decision.target.id == "b"
     again = Candidate("fact", "home", "The user lives in Porto.", 7)
-    assert consolidate(again, existing[1].vector, existing).action == "keep"
+    assert consolidate(again, existing.vectors[1], existing).action == "keep"
     similar = Candidate("preference", None, "The user really loves drinking green tea every day.", 5)
     merged = consolidate(similar, embedder.encode([similar.content])[0], existing)
     assert merged.action == "merge" and merged.target.id == "a"

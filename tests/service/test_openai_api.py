@@ -50,3 +50,20 @@ def test_raw_sse_format(server: str) -> None:
         lines = [line for line in response.iter_lines() if line]
     assert all(line.startswith("data: ") for line in lines)
     assert lines[-1] == "data: [DONE]"
+
+
+def test_a_failure_mid_stream_reaches_the_client_as_an_error(server: str, model) -> None:  # noqa: ANN001
+    def broken(*_: object, **__: object):  # noqa: ANN202
+        yield from ()
+        raise RuntimeError("boom")
+
+    model.stream = broken
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused-on-loopback", max_retries=0)
+    with pytest.raises(openai.APIError, match="failed while generating"):
+        list(client.chat.completions.create(model="bitzero-fake", messages=[{"role": "user", "content": "hi"}],
+                                            stream=True))
+    del model.stream  # the model works again
+    assert client.chat.completions.create(  # bad seeds are refused before anything is generated
+        model="bitzero-fake", messages=[{"role": "user", "content": "hi"}], seed=1).choices
+    with pytest.raises(openai.BadRequestError, match="seed"):
+        client.chat.completions.create(model="bitzero-fake", messages=[{"role": "user", "content": "hi"}], seed=-1)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bitzero.companion.extraction import Candidate
 from bitzero.companion.feedback import feedback_record
-from bitzero.companion.memory import Decision, StoredMemory, consolidate, rank
+from bitzero.companion.memory import Decision, MemoryIndex, consolidate, rank
 from bitzero.data.records import Record
 from bitzero.service.auth import ensure_user
 from bitzero.service.db import insert_missing
@@ -37,14 +37,6 @@ PRIVACY_FIELDS = tuple(DEFAULT_PRIVACY)
 
 def new_id() -> str:
     return uuid.uuid4().hex
-
-
-def vector_of(row: Memory) -> np.ndarray:
-    return np.frombuffer(row.embedding, dtype=np.float32)
-
-
-def _stored(row: Memory) -> StoredMemory:
-    return StoredMemory(row.id, row.category, row.slot, row.content, row.importance, vector_of(row), row.last_accessed)
 
 
 def memory_dict(row: Memory) -> dict[str, Any]:
@@ -148,13 +140,27 @@ class UserData:
     def memory(self, memory_id: str) -> Memory | None:
         return self.session.scalar(select(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id))
 
+    def index(self, category: str | None = None) -> MemoryIndex:
+        """The user's valid memories as columns, read without building ORM objects (fast at 10,000)."""
+        query = select(Memory.id, Memory.category, Memory.slot, Memory.content, Memory.importance,
+                       Memory.last_accessed, Memory.embedding).where(
+            Memory.user_id == self.user_id, Memory.invalidated_at.is_(None))
+        if category:
+            query = query.where(Memory.category == category)
+        rows = self.session.execute(query.order_by(Memory.created_at, Memory.id)).all()
+        if not rows:
+            return MemoryIndex.build([])
+        vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return MemoryIndex([r.id for r in rows], [r.category for r in rows], [r.slot for r in rows],
+                           [r.content for r in rows], np.array([r.importance for r in rows], dtype=np.float64),
+                           [r.last_accessed for r in rows], vectors)
+
     def remember(self, candidate: Candidate, vector: np.ndarray) -> tuple[Decision, Memory]:
         """Add a candidate through consolidation: keep, merge, supersede (invalidate) or add."""
-        rows = self.memories()
-        decision = consolidate(candidate, vector, [_stored(r) for r in rows])
+        decision = consolidate(candidate, vector, self.index())
         now = utcnow()
         if decision.action in {"keep", "merge"}:
-            row = next(r for r in rows if r.id == decision.target.id)  # type: ignore[union-attr]
+            row = self.memory(decision.target.id)  # type: ignore[union-attr]
             if decision.content != row.content:
                 row.content, row.embedding = decision.content, vector.astype(np.float32).tobytes()
             row.importance, row.last_accessed = decision.importance, now
@@ -164,23 +170,21 @@ class UserData:
                      embedding=vector.astype(np.float32).tobytes(), created_at=now, last_accessed=now)
         self.session.add(row)
         if decision.action == "supersede":
-            old = next(r for r in rows if r.id == decision.target.id)  # type: ignore[union-attr]
+            old = self.memory(decision.target.id)  # type: ignore[union-attr]
             old.invalidated_at, old.superseded_by = now, row.id
         self.session.flush()
         return decision, row
 
     def search(self, query: np.ndarray, limit: int, category: str | None = None) -> list[tuple[Memory, float]]:
         """Best valid memories for the query (Generative Agents score); refreshes their last access."""
-        rows = self.memories(category=category)
+        index = self.index(category)
         now = utcnow()
-        by_id = {r.id: r for r in rows}
-        ranked = rank(query, [_stored(r) for r in rows], now, limit)
-        result = []
-        for stored, score in ranked:
-            row = by_id[stored.id]
+        ranked = rank(query, index, now, limit)
+        ids = [index.ids[i] for i, _ in ranked]
+        rows = {r.id: r for r in self.session.scalars(select(Memory).where(Memory.id.in_(ids)))}
+        for row in rows.values():
             row.last_accessed = now
-            result.append((row, score))
-        return result
+        return [(rows[index.ids[i]], score) for i, score in ranked]
 
     def delete_memory(self, memory_id: str) -> bool:
         return bool(self.session.execute(

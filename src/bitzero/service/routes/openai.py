@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Annotated, Literal
@@ -16,6 +17,7 @@ from bitzero.service.chat import ChatError, Companion, Turn
 from bitzero.service.deps import companion, current_user
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+log = logging.getLogger("bitzero.service")
 
 
 class TextPart(BaseModel):
@@ -49,7 +51,7 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     n: int = Field(1, ge=1, le=1)
     conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -153,8 +155,14 @@ def _events(engine: Companion, turn: Turn, options: dict, created: int, include_
 
     yield event({"role": "assistant", "content": ""}, None)
     reply = _Reply(engine, turn, options, metrics)
-    for text in reply:
-        yield event({"content": text}, None)
+    try:
+        for text in reply:
+            yield event({"content": text}, None)
+    except Exception:  # noqa: BLE001 - the status line is sent already; tell the client in the stream
+        log.exception("generation failed in %s", turn.completion_id)
+        yield "data: " + json.dumps({"error": {"message": "the model failed while generating this reply",
+                                               "type": "server_error", "code": None}}) + "\n\n"
+        return
     yield event({}, reply.finish)
     if include_usage:
         yield "data: " + json.dumps({**head, "choices": [], "usage": _usage(turn, reply.tokens)}) + "\n\n"
