@@ -147,7 +147,7 @@ class UserData:
             Memory.user_id == self.user_id, Memory.invalidated_at.is_(None))
         if category:
             query = query.where(Memory.category == category)
-        rows = self.session.execute(query.order_by(Memory.created_at, Memory.id)).all()
+        rows = self.session.execute(query).all()  # no ORDER BY: sorting 10,000 blobs costs more than it gives
         if not rows:
             return MemoryIndex.build([])
         vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), -1)
