@@ -91,12 +91,14 @@ def test_bitzero_serve_streams_and_remembers_across_restart(bundle: Path, tmp_pa
     process = _serve(bundle, database, port)
     try:
         memories = httpx.get(f"http://127.0.0.1:{port}/v1/memories").json()["data"]
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/memories/search", params={"q": "secret words"}).status_code == 200
         assert [m["content"] for m in memories] == ["The user's name is Ana."]
         reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60, json={
             "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}).json()
         assert reply["usage"]["completion_tokens"] <= 8
     finally:
-        _stop(process)
+        output = _stop(process)
+    assert "secret words" not in output and "GET /v1/memories/search 200" in output
 
 
 def test_serving_never_imports_torch(bundle: Path, tmp_path: Path) -> None:
