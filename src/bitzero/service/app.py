@@ -52,7 +52,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
-    sessions = session_factory(engine)
+    sessions, readers = session_factory(engine), session_factory(engine, read_only=True)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -85,7 +85,7 @@ def create_app(
             log.info("retention sweep: %s", await asyncio.to_thread(sweep))
 
     app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
-    app.state.settings, app.state.engine, app.state.sessions = settings, engine, sessions
+    app.state.settings, app.state.engine, app.state.sessions, app.state.readers = settings, engine, sessions, readers
     app.state.metrics, app.state.limiter = metrics, RateLimiter(settings.rate_limit_per_minute)
     app.state.companion, app.state.started = None, time.time()
 

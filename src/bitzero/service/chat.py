@@ -77,6 +77,18 @@ class Companion:
                 f"{self.model.context_length} tokens; ask for at most {self.model.context_length - 16}"
             )
         text = messages[-1]["content"]
+        # The model-side work happens before the transaction, so the write lock is held briefly.
+        candidates = extract(text)
+        reading = None
+        vectors = self.embedder.encode([text, *(c.content for c in candidates)])
+        if self.detector is not None:
+            reading = self.detector.read(text, vectors[0])
+        felt = reading is not None and reading.emotion != "neutral"
+        feeling = None
+        if felt:
+            note = f"The user felt {reading.emotion} ({reading.intensity}) about: {text[:200]}"
+            feeling = (Candidate("emotion", None, note, 4.0 if reading.intensity == "mild" else 6.0),
+                       self.embedder.encode([note])[0])
         with transaction(self.sessions) as session:
             data = UserData(session, user_id)
             privacy = data.privacy()
@@ -85,16 +97,11 @@ class Companion:
                 conversation = data.conversation(conversation_id)
                 if conversation is None:
                     raise ChatError(f"conversation {conversation_id!r} not found", status=404)
-            candidates = extract(text) if privacy.extract_personal_info else []
-            vectors = self.embedder.encode([text, *(c.content for c in candidates)])
-            reading = self.detector.read(text, vectors[0]) if self.detector else None
-            felt = reading is not None and reading.emotion != "neutral"
-            for candidate, vector in zip(candidates, vectors[1:], strict=True):
-                data.remember(candidate, vector)
-            if felt and privacy.remember_emotions:
-                note = f"The user felt {reading.emotion} ({reading.intensity}) about: {text[:200]}"
-                data.remember(Candidate("emotion", None, note, 4.0 if reading.intensity == "mild" else 6.0),
-                              self.embedder.encode([note])[0])
+            if privacy.extract_personal_info:
+                for candidate, vector in zip(candidates, vectors[1:], strict=True):
+                    data.remember(candidate, vector)
+            if feeling is not None and privacy.remember_emotions:
+                data.remember(*feeling)
             found = [row.content for row, _ in data.search(vectors[0], self.memory_limit + 1) if row.slot != "name"]
             memories = found[: self.memory_limit]
             if conversation is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+READ_ONLY = "bitzero_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -34,9 +35,11 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # noqa: ANN001
-        # Take the write lock up front: a deferred transaction that reads and then writes can
-        # fail with SQLITE_BUSY under concurrent requests, whatever the busy timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front: a deferred transaction that reads and then writes can
+        # fail with SQLITE_BUSY under concurrent requests, whatever the busy timeout. Readers
+        # (see session_factory) run beside each other and beside the writer, as WAL allows.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -62,8 +65,10 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions for writing, or (``read_only``) for reading only: those must never write."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 @contextmanager

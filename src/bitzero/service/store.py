@@ -141,19 +141,7 @@ class UserData:
         return self.session.scalar(select(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id))
 
     def index(self, category: str | None = None) -> MemoryIndex:
-        """The user's valid memories as columns, read without building ORM objects (fast at 10,000)."""
-        query = select(Memory.id, Memory.category, Memory.slot, Memory.content, Memory.importance,
-                       Memory.last_accessed, Memory.embedding).where(
-            Memory.user_id == self.user_id, Memory.invalidated_at.is_(None))
-        if category:
-            query = query.where(Memory.category == category)
-        rows = self.session.execute(query).all()  # no ORDER BY: sorting 10,000 blobs costs more than it gives
-        if not rows:
-            return MemoryIndex.build([])
-        vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), -1)
-        return MemoryIndex([r.id for r in rows], [r.category for r in rows], [r.slot for r in rows],
-                           [r.content for r in rows], np.array([r.importance for r in rows], dtype=np.float64),
-                           [r.last_accessed for r in rows], vectors)
+        return memory_index(self.session, self.user_id, category)
 
     def remember(self, candidate: Candidate, vector: np.ndarray) -> tuple[Decision, Memory]:
         """Add a candidate through consolidation: keep, merge, supersede (invalidate) or add."""
@@ -178,13 +166,18 @@ class UserData:
     def search(self, query: np.ndarray, limit: int, category: str | None = None) -> list[tuple[Memory, float]]:
         """Best valid memories for the query (Generative Agents score); refreshes their last access."""
         index = self.index(category)
-        now = utcnow()
-        ranked = rank(query, index, now, limit)
+        ranked = rank(query, index, utcnow(), limit)
+        return self.touch(index, ranked)
+
+    def touch(self, index: MemoryIndex, ranked: list[tuple[int, float]]) -> list[tuple[Memory, float]]:
+        """The ranked memories' rows, last access refreshed (any deleted meanwhile are left out)."""
         ids = [index.ids[i] for i, _ in ranked]
-        rows = {r.id: r for r in self.session.scalars(select(Memory).where(Memory.id.in_(ids)))}
+        rows = {r.id: r for r in self.session.scalars(
+            select(Memory).where(Memory.user_id == self.user_id, Memory.id.in_(ids)))}
+        now = utcnow()
         for row in rows.values():
             row.last_accessed = now
-        return [(rows[index.ids[i]], score) for i, score in ranked]
+        return [(rows[index.ids[i]], score) for i, score in ranked if index.ids[i] in rows]
 
     def delete_memory(self, memory_id: str) -> bool:
         return bool(self.session.execute(
@@ -229,6 +222,23 @@ class UserData:
                 delete(table).where(table.user_id == self.user_id)).rowcount
         counts["users"] = self.session.execute(delete(User).where(User.id == self.user_id)).rowcount
         return counts
+
+
+def memory_index(session: Session, user_id: str, category: str | None = None) -> MemoryIndex:
+    """A user's valid memories as columns, read without building ORM objects (fast at 10,000);
+    it only reads, so it also runs in a read-only session beside the writer."""
+    query = select(Memory.id, Memory.category, Memory.slot, Memory.content, Memory.importance,
+                   Memory.last_accessed, Memory.embedding).where(
+        Memory.user_id == user_id, Memory.invalidated_at.is_(None))
+    if category:
+        query = query.where(Memory.category == category)
+    rows = session.execute(query).all()  # no ORDER BY: sorting 10,000 blobs costs more than it gives
+    if not rows:
+        return MemoryIndex.build([])
+    vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), -1)
+    return MemoryIndex([r.id for r in rows], [r.category for r in rows], [r.slot for r in rows],
+                       [r.content for r in rows], np.array([r.importance for r in rows], dtype=np.float64),
+                       [r.last_accessed for r in rows], vectors)
 
 
 def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:

@@ -7,8 +7,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from bitzero.service.deps import companion, user_data
-from bitzero.service.store import UserData, memory_dict
+from bitzero.companion.memory import rank
+from bitzero.service.db import transaction
+from bitzero.service.deps import companion, current_user, user_data
+from bitzero.service.store import UserData, memory_dict, memory_index
+from bitzero.service.tables import utcnow
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 Category = Literal["fact", "preference", "emotion", "note"]
@@ -33,15 +36,21 @@ def list_memories(data: UserData = Depends(user_data), include_invalid: bool = F
 
 
 @router.get("/search")
-def search_memories(request: Request, q: str = "", limit: int = 5, data: UserData = Depends(user_data)) -> dict:
+def search_memories(request: Request, q: str = "", limit: int = 5, user: str = Depends(current_user)) -> dict:
+    """Scored in a read-only transaction (searches run side by side), then a short write refreshes
+    the last access of what was found."""
     if not q.strip() or len(q) > 2000:
         raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
     if not 1 <= limit <= 100:
         raise HTTPException(400, "limit must be between 1 and 100")
     vector = companion(request).embedder.encode([q])[0]
-    return {"object": "list", "data": [
-        {**memory_dict(row), "score": round(score, 4)} for row, score in data.search(vector, limit)
-    ]}
+    state = request.app.state
+    with transaction(state.readers) as session:
+        index = memory_index(session, user)
+    ranked = rank(vector, index, utcnow(), limit)
+    with transaction(state.sessions) as session:
+        found = UserData(session, user).touch(index, ranked)
+        return {"object": "list", "data": [{**memory_dict(row), "score": round(score, 4)} for row, score in found]}
 
 
 @router.post("", status_code=201)
