@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +38,6 @@ class Turn:
     conversation_id: str | None  # None when the user does not store conversations
     opening: str | None
     reading: Reading | None
-    memories_used: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,15 +106,14 @@ class Companion:
             if conversation is not None:
                 data.add_message(conversation.id, "user", text,
                                  emotion=reading.emotion if felt and privacy.remember_emotions else None)
-            prompt = build_prompt(
-                self.model.tokenizer, messages, budget, persona=self.persona, user_name=data.name(),
-                memories=memories, emotion_note=context_note(reading) if felt else None,
-            )
+            name = data.name()
+        prompt = build_prompt(self.model.tokenizer, messages, budget, persona=self.persona, user_name=name,
+                              memories=memories, emotion_note=context_note(reading) if felt else None)
         return Turn(
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id,
             prompt_ids=self.model.tokenizer.encode_chat(prompt, add_generation_prompt=True),
             conversation_id=conversation.id if conversation is not None else None,
-            opening=opening(reading) if felt else None, reading=reading, memories_used=memories,
+            opening=opening(reading) if felt else None, reading=reading,
         )
 
     def generate(
