@@ -21,6 +21,7 @@ from bitzero.companion.emotion import EmotionClassifier, EmotionDetector
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.limits import BodyLimit, RateLimiter
+from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, load_bundle
 from bitzero.service.routes import account, memories, ops, openai
@@ -53,6 +54,7 @@ def create_app(
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
     sessions, readers = session_factory(engine), session_factory(engine, read_only=True)
+    memory_cache = IndexCache()
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -63,7 +65,7 @@ def create_app(
         chat_model = model or load_bundle(settings.bundle, settings.variant)
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, chat_embedder)
-        app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions,
+        app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, memory_limit=settings.memory_limit)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
@@ -87,6 +89,7 @@ def create_app(
     app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.engine, app.state.sessions, app.state.readers = settings, engine, sessions, readers
     app.state.metrics, app.state.limiter = metrics, RateLimiter(settings.rate_limit_per_minute)
+    app.state.memory_cache = memory_cache
     app.state.companion, app.state.started = None, time.time()
 
     @app.middleware("http")

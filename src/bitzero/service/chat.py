@@ -18,6 +18,7 @@ from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
 from bitzero.companion.extraction import Candidate, extract
 from bitzero.service.db import transaction
+from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ChatModel
 from bitzero.service.store import UserData
 
@@ -54,12 +55,14 @@ class Companion:
         embedder: Embedder,
         detector: EmotionDetector | None,
         sessions: sessionmaker[Session],
+        memory_cache: IndexCache | None = None,
         *,
         persona: str | None = None,
         memory_limit: int = 5,
         generation_slots: int = 1,
     ) -> None:
         self.model, self.embedder, self.detector, self.sessions = model, embedder, detector, sessions
+        self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
         self.memory_limit = memory_limit
         self._slots = threading.Semaphore(generation_slots)
@@ -89,7 +92,7 @@ class Companion:
             feeling = (Candidate("emotion", None, note, 4.0 if reading.intensity == "mild" else 6.0),
                        self.embedder.encode([note])[0])
         with transaction(self.sessions) as session:
-            data = UserData(session, user_id)
+            data = UserData(session, user_id, self.memory_cache)
             privacy = data.privacy()
             conversation = None
             if privacy.store_conversations:

@@ -48,7 +48,7 @@ def user_data(request: Request, user: str = Depends(current_user)) -> Iterator[U
     """The user's rows inside one transaction that commits when the route returns."""
     session: Session
     with transaction(request.app.state.sessions) as session:
-        yield UserData(session, user)
+        yield UserData(session, user, request.app.state.memory_cache)
 
 
 def companion(request: Request) -> Companion:

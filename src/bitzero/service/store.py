@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bitzero.companion.extraction import Candidate
@@ -28,6 +28,9 @@ from bitzero.service.tables import (
     User,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from bitzero.service.memory_cache import IndexCache
 
 # Emotions (special-category data) and training use are opt-in; retention is set in advance.
 DEFAULT_PRIVACY = {"store_conversations": True, "extract_personal_info": True, "remember_emotions": False,
@@ -64,10 +67,17 @@ def _row_dict(row: Any) -> dict[str, Any]:
 class UserData:
     """One user's rows. Constructing it creates the user (and default privacy settings) if new."""
 
-    def __init__(self, session: Session, user_id: str) -> None:
+    def __init__(self, session: Session, user_id: str, cache: IndexCache | None = None) -> None:
         self.session = session
         self.user_id = user_id
+        self._cache = cache
+        self._changed = False  # memories changed in this transaction: the cache must not serve it
         ensure_user(session, user_id)
+
+    def _memories_changed(self) -> None:
+        self.session.execute(update(User).where(User.id == self.user_id)
+                             .values(memory_version=User.memory_version + 1))
+        self._changed = True
 
     # -- privacy ------------------------------------------------------------------------------
 
@@ -92,6 +102,7 @@ class UserData:
 
     def _forget_emotions(self) -> None:
         self.session.execute(delete(Memory).where(Memory.user_id == self.user_id, Memory.category == "emotion"))
+        self._memories_changed()
         for message in self.session.scalars(select(Message).where(Message.user_id == self.user_id, Message.emotion.is_not(None))):
             message.emotion = None
 
@@ -140,12 +151,15 @@ class UserData:
     def memory(self, memory_id: str) -> Memory | None:
         return self.session.scalar(select(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id))
 
-    def index(self, category: str | None = None) -> MemoryIndex:
-        return memory_index(self.session, self.user_id, category)
+    def index(self) -> MemoryIndex:
+        if self._cache is not None and not self._changed:
+            return self._cache.get(self.session, self.user_id)
+        return memory_index(self.session, self.user_id)
 
     def remember(self, candidate: Candidate, vector: np.ndarray) -> tuple[Decision, Memory]:
         """Add a candidate through consolidation: keep, merge, supersede (invalidate) or add."""
-        decision = consolidate(candidate, vector, self.index())
+        decision = consolidate(candidate, vector, memory_index(self.session, self.user_id))
+        self._memories_changed()
         now = utcnow()
         if decision.action in {"keep", "merge"}:
             row = self.memory(decision.target.id)  # type: ignore[union-attr]
@@ -163,9 +177,9 @@ class UserData:
         self.session.flush()
         return decision, row
 
-    def search(self, query: np.ndarray, limit: int, category: str | None = None) -> list[tuple[Memory, float]]:
+    def search(self, query: np.ndarray, limit: int) -> list[tuple[Memory, float]]:
         """Best valid memories for the query (Generative Agents score); refreshes their last access."""
-        index = self.index(category)
+        index = self.index()
         ranked = rank(query, index, utcnow(), limit)
         return self.touch(index, ranked)
 
@@ -177,11 +191,30 @@ class UserData:
         now = utcnow()
         for row in rows.values():
             row.last_accessed = now
+        if self._cache is not None:
+            self._cache.accessed(self.user_id, rows, now)
         return [(rows[index.ids[i]], score) for i, score in ranked if index.ids[i] in rows]
 
+    def edit_memory(self, memory_id: str, content: str | None, vector: np.ndarray | None,
+                    importance: float | None, category: str | None) -> Memory | None:
+        row = self.memory(memory_id)
+        if row is None:
+            return None
+        if content is not None and vector is not None:
+            row.content, row.embedding = content, vector.astype(np.float32).tobytes()
+        if importance is not None:
+            row.importance = importance
+        if category is not None:
+            row.category = category
+        self._memories_changed()
+        return row
+
     def delete_memory(self, memory_id: str) -> bool:
-        return bool(self.session.execute(
-            delete(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id)).rowcount)
+        deleted = self.session.execute(
+            delete(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id)).rowcount
+        if deleted:
+            self._memories_changed()
+        return bool(deleted)
 
     def name(self) -> str | None:
         row = self.session.scalar(select(Memory).where(Memory.user_id == self.user_id, Memory.slot == "name",
@@ -221,17 +254,17 @@ class UserData:
             counts[table.__tablename__] = self.session.execute(
                 delete(table).where(table.user_id == self.user_id)).rowcount
         counts["users"] = self.session.execute(delete(User).where(User.id == self.user_id)).rowcount
+        if self._cache is not None:
+            self._cache.forget(self.user_id)
         return counts
 
 
-def memory_index(session: Session, user_id: str, category: str | None = None) -> MemoryIndex:
+def memory_index(session: Session, user_id: str) -> MemoryIndex:
     """A user's valid memories as columns, read without building ORM objects (fast at 10,000);
     it only reads, so it also runs in a read-only session beside the writer."""
     query = select(Memory.id, Memory.category, Memory.slot, Memory.content, Memory.importance,
                    Memory.last_accessed, Memory.embedding).where(
         Memory.user_id == user_id, Memory.invalidated_at.is_(None))
-    if category:
-        query = query.where(Memory.category == category)
     rows = session.execute(query).all()  # no ORDER BY: sorting 10,000 blobs costs more than it gives
     if not rows:
         return MemoryIndex.build([])
@@ -252,8 +285,10 @@ def purge_expired(session: Session, now: datetime | None = None) -> dict[str, in
             delete(Feedback).where(Feedback.user_id == uid, Feedback.created_at < cutoff)).rowcount
         counts["messages"] += session.execute(
             delete(Message).where(Message.user_id == uid, Message.created_at < cutoff)).rowcount
-        counts["memories"] += session.execute(
-            delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)).rowcount
+        forgotten = session.execute(delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)).rowcount
+        if forgotten:
+            session.execute(update(User).where(User.id == uid).values(memory_version=User.memory_version + 1))
+        counts["memories"] += forgotten
         empty = select(Message.conversation_id).where(Message.user_id == uid)
         counts["conversations"] += session.execute(
             delete(Conversation).where(Conversation.user_id == uid, Conversation.created_at < cutoff,

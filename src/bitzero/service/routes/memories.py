@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from bitzero.companion.memory import rank
 from bitzero.service.db import transaction
 from bitzero.service.deps import companion, current_user, user_data
-from bitzero.service.store import UserData, memory_dict, memory_index
+from bitzero.service.store import UserData, memory_dict
 from bitzero.service.tables import utcnow
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
@@ -46,10 +46,10 @@ def search_memories(request: Request, q: str = "", limit: int = 5, user: str = D
     vector = companion(request).embedder.encode([q])[0]
     state = request.app.state
     with transaction(state.readers) as session:
-        index = memory_index(session, user)
+        index = state.memory_cache.get(session, user)
     ranked = rank(vector, index, utcnow(), limit)
     with transaction(state.sessions) as session:
-        found = UserData(session, user).touch(index, ranked)
+        found = UserData(session, user, state.memory_cache).touch(index, ranked)
         return {"object": "list", "data": [{**memory_dict(row), "score": round(score, 4)} for row, score in found]}
 
 
@@ -64,16 +64,10 @@ def add_memory(body: MemoryCreate, request: Request, data: UserData = Depends(us
 
 @router.patch("/{memory_id}")
 def edit_memory(memory_id: str, body: MemoryEdit, request: Request, data: UserData = Depends(user_data)) -> dict:
-    row = data.memory(memory_id)
+    vector = companion(request).embedder.encode([body.content])[0] if body.content is not None else None
+    row = data.edit_memory(memory_id, body.content, vector, body.importance, body.category)
     if row is None:
         raise HTTPException(404, f"memory {memory_id!r} not found")
-    if body.content is not None and body.content != row.content:
-        row.content = body.content
-        row.embedding = companion(request).embedder.encode([body.content])[0].tobytes()
-    if body.importance is not None:
-        row.importance = body.importance
-    if body.category is not None:
-        row.category = body.category
     return memory_dict(row)
 
 
