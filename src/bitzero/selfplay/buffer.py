@@ -36,12 +36,13 @@ class TaskBuffer:
     def counts(self) -> dict[str, int]:
         return {kind: len(tasks) for kind, tasks in self.by_kind.items()}
 
-    def sample(self, kind: str, k: int, r: Random, level: int | None = None) -> list[Task]:
-        """Up to `k` distinct tasks of `kind`, from `level` when the buffer has enough there."""
+    def sample(self, kind: str, k: int, r: Random, level: int | None = None, up_to: bool = False) -> list[Task]:
+        """Up to `k` distinct tasks of `kind`: from `level` (or, with `up_to`, from any level up to
+        it) when the buffer has enough there, else from all of its tasks of that kind."""
         pool = self.by_kind[kind]
         if level is not None:
-            at_level = [t for t in pool if t.difficulty == level]
-            pool = at_level if len(at_level) >= k else pool
+            chosen = [t for t in pool if t.difficulty <= level] if up_to else [t for t in pool if t.difficulty == level]
+            pool = chosen if len(chosen) >= k else pool
         return r.sample(pool, min(k, len(pool)))
 
     def records(self) -> list[dict[str, Any]]:

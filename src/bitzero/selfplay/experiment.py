@@ -91,7 +91,8 @@ def run_experiment(
         buffers: dict[str, TaskBuffer] = {}
         for name, use_ppo in (("ppo", True), ("sft_only", False)) if cfg.ablation else (("ppo", True),):
             buffers[name] = copy.deepcopy(buffer)
-            arm = SelfPlay(copy.deepcopy(warm), tokenizer, buffers[name], verifier, cfg, use_ppo, cfg.seed + 1)
+            arm = SelfPlay(copy.deepcopy(warm), tokenizer, buffers[name], verifier, cfg, use_ppo, cfg.seed + 1,
+                           trainer.optimizer.state_dict())
             arms[name] = arm.run(cfg.arm_seconds, on_metrics, name)
             log(f"arm {name}: {arms[name].iterations} iterations in {arms[name].seconds:.1f}s")
         candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}

@@ -50,16 +50,19 @@ def proposer_examples(
     return examples
 
 
-def sample_mixture(buffer: TaskBuffer, weights: dict[str, float], count: int, r: Random, levels: dict[str, int] | None = None) -> list[Task]:
-    """`count` buffer tasks, kinds drawn by `weights`; a kind's practice level when given."""
+def sample_mixture(
+    buffer: TaskBuffer, weights: dict[str, float], count: int, r: Random,
+    levels: dict[str, int] | None = None, up_to: bool = False,
+) -> list[Task]:
+    """`count` buffer tasks, kinds drawn by `weights`; at (or up to) each kind's level when given."""
     kinds = [k for k in weights if buffer.by_kind[k]]
     if not kinds:
         return []
     drawn = r.choices(kinds, [weights[k] for k in kinds], k=count)
     tasks: list[Task] = []
-    for kind in set(drawn):
-        level = levels.get(kind) if levels else None
-        tasks.extend(buffer.sample(kind, drawn.count(kind), r, level))
+    for kind in kinds:  # a fixed order: the draw must not depend on string hashing
+        if n := drawn.count(kind):
+            tasks.extend(buffer.sample(kind, n, r, levels.get(kind) if levels else None, up_to))
     r.shuffle(tasks)
     return tasks
 

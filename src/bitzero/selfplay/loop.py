@@ -71,10 +71,14 @@ class SelfPlay:
     """One arm of self-play on its own copy of the model; the buffer grows as it goes."""
 
     def __init__(self, model: BitZeroLM, tokenizer: Tokenizer, buffer: TaskBuffer, verifier: Verifier,
-                 cfg: SelfPlayConfig, use_ppo: bool, seed: int) -> None:
+                 cfg: SelfPlayConfig, use_ppo: bool, seed: int, sft_optimizer_state: dict | None = None) -> None:
+        """`sft_optimizer_state` continues the warm-up's AdamW moments: a fresh AdamW at the
+        supervised rate takes full-size steps on its first updates and undoes part of the warm-up."""
         self.cfg, self.use_ppo, self.buffer, self.verifier = cfg, use_ppo, buffer, verifier
         self.agent = Agent(model, tokenizer, cfg.rollout_batch)
         self.sft = make_trainer(model, cfg, cfg.sft_lr)
+        if sft_optimizer_state is not None:
+            self.sft.optimizer.load_state_dict(copy.deepcopy(sft_optimizer_state))
         reference = copy.deepcopy(model).eval() if use_ppo and cfg.kl_coef > 0 else None
         self.ppo = make_trainer(model, cfg, cfg.ppo_lr) if use_ppo else None
         if self.ppo is not None:
@@ -215,9 +219,12 @@ class SelfPlay:
     def _supervised(self, tasks: list[Task], samples: list[SolverSample], weights: dict[str, float]) -> dict[str, float]:
         cfg, r = self.cfg, self.r
         count = cfg.sft_steps_per_iteration * cfg.sft_batch_size
-        examples = solver_examples(self.agent, sample_mixture(self.buffer, weights, count, r, self.levels.levels))
+        # Replay verified targets up to the frontier (never below the warm-up's levels): rollouts aim
+        # at the practice level, but supervised steps on it alone would forget the levels above.
+        frontier = {k: max(level, *self.cfg.warmup_levels) for k, level in self.levels.levels.items()}
+        examples = solver_examples(self.agent, sample_mixture(self.buffer, weights, count, r, frontier, up_to=True))
         examples += solver_examples(self.agent, tasks)
-        correct = {(task.key, c.text) for task, c, reward in samples if reward == 1.0}
+        correct = list(dict.fromkeys((task.key, c.text) for task, c, reward in samples if reward == 1.0))
         by_key = {t.key: t for t in tasks}
         examples += [ex for key, text in correct if (ex := self.agent.example(solver_prompt(by_key[key]), text)) is not None]
         for kind in cfg.kinds:
