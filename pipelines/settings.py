@@ -4,6 +4,7 @@ import os
 
 from omegaconf.resolvers import oc
 
+from pipelines.distillation.ranks import OtherRanksTrackingOff
 from pipelines.hooks import InputErrorHook, RunTagsHook
 
 # No telemetry from any component (kedro-telemetry is uninstalled by `make setup`; belt and braces).
@@ -13,7 +14,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-HOOKS = (RunTagsHook(), InputErrorHook())
+HOOKS = (RunTagsHook(), InputErrorHook(), OtherRanksTrackingOff())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

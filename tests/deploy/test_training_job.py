@@ -28,14 +28,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _register_rank_hook(root: Path) -> None:
-    """Until pipelines/settings.py registers it: only rank 0 of a torchrun tracks in MLflow."""
-    settings = root / "pipelines" / "settings.py"
-    if "OtherRanksTrackingOff" not in settings.read_text():
-        settings.write_text(settings.read_text() + "\nfrom pipelines.distillation.ranks import OtherRanksTrackingOff\n"
-                            "HOOKS = (*HOOKS, OtherRanksTrackingOff())\n")
-
-
 def _local_env(pod_env: dict[str, str], **overrides: str) -> dict[str, str]:
     """The pod's environment on this machine: the local tracking store instead of the MLflow Service."""
     inherited = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -48,7 +40,6 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     pods = {p.owner: p for p in pod_templates(docs)}
     master, worker = pods["PyTorchJob/bitzero-train/Master"], pods["PyTorchJob/bitzero-train/Worker"]
     assert container_env(master.containers()[0], master, docs)["KEDRO_ENV"] == "test", "dev runs the micro profile"
-    _register_rank_hook(project)
 
     init = master.spec["initContainers"][0]
     done = subprocess.run(init["command"], cwd=project, env=_local_env(container_env(init, master, docs)),
