@@ -4,7 +4,7 @@ import os
 
 from omegaconf.resolvers import oc
 
-from pipelines.distillation.ranks import OtherRanksTrackingOff
+from pipelines.ranks import OtherRanksTrackingOff
 from pipelines.hooks import InputErrorHook, RunTagsHook
 
 # No telemetry from any component (kedro-telemetry is uninstalled by `make setup`; belt and braces).

@@ -18,7 +18,7 @@ from bitzero.model import BitZeroLM, CheckpointError, ModelConfig
 from bitzero.text import Tokenizer
 from bitzero.train import DistillLoss, Example, TrainConfig, evaluate, fit
 from bitzero.train.examples import records_to_examples
-from pipelines.distillation.ranks import is_main_rank
+from pipelines.ranks import is_main_rank
 from pipelines.distillation.registry import load_registered_model
 from pipelines.tracking import report_metrics
 

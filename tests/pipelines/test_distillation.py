@@ -121,14 +121,6 @@ def test_a_registered_teacher_must_exist_and_hold_one_checkpoint(project: Path, 
 
 def test_torchrun_two_processes_write_once_and_track_once(project: Path) -> None:
     _write_inputs(project)
-    settings = project / "pipelines" / "settings.py"
-    if "OtherRanksTrackingOff" not in settings.read_text():
-        # Until the project settings register the hook (pipelines/distillation/ranks.py).
-        settings.write_text(
-            settings.read_text()
-            + "\nfrom pipelines.distillation.ranks import OtherRanksTrackingOff\n"
-            + "HOOKS = (*HOOKS, OtherRanksTrackingOff())\n"
-        )
     # An earlier stage has created the tracking store (as `dvc repro` would): ranks only read it.
     mlflow.tracking.MlflowClient().create_experiment(
         "bitzero", artifact_location=os.environ["MLFLOW_ARTIFACT_LOCATION"]
