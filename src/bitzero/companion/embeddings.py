@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from bitzero.files import staged_folder
 
 DIMENSIONS = 384
 MAX_TOKENS = 128
@@ -88,9 +89,7 @@ def convert_minilm(folder: str | Path) -> Path:
 
     source = get_model_path()
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         encoder = AutoModel.from_pretrained(str(source)).eval()
 
         class _Hidden(torch.nn.Module):
@@ -118,13 +117,6 @@ def convert_minilm(folder: str | Path) -> Path:
         info = {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimensions": DIMENSIONS,
                 "pooling": "mean", "normalized": True, "max_tokens": MAX_TOKENS}
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.chmod(0o755)
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

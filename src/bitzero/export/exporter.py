@@ -7,7 +7,6 @@ the service never sees a bundle half written or one whose manifest describes oth
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from bitzero.export.graph import build_graph, nbits_tensors
 from bitzero.export.packing import PackedModel, save_packed
 from bitzero.export.parity import compare, torch_reference
 from bitzero.export.runtime import CPU, BundleRuntime
+from bitzero.files import staged_folder
 from bitzero.model import BitZeroLM
 from bitzero.text import Tokenizer
 
@@ -81,10 +81,7 @@ def export_bundle(
             f"tokenizer has {tokenizer.vocab_size} tokens but the model was trained for {model.config.vocab_size}"
         )
     model = model.float().eval()
-    bundle_dir = Path(bundle_dir)
-    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
-    try:
+    with staged_folder(bundle_dir) as staging:
         packed = pack_model(model, metadata=dict(source or {}))
         save_packed(packed, staging / PACKED)
         shutil.copyfile(tokenizer_path, staging / TOKENIZER)
@@ -114,15 +111,6 @@ def export_bundle(
         manifest["parity_tolerance"] = {v: float(tolerances[v]) for v in variants}
         write_manifest(staging, manifest)
         _check_tolerances(manifest)
-        retired = bundle_dir.with_name(f".{bundle_dir.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        if bundle_dir.exists():
-            bundle_dir.rename(retired)
-        staging.rename(bundle_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from bitzero.files import staged_folder
 from bitzero.model.transformer import BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
 
@@ -34,10 +34,7 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write weights, config (with optional metadata) and the tokenizer (object or file) atomically."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE))
         config = {"model": model.config.to_dict(), "metadata": metadata or {}}
@@ -46,16 +43,7 @@ def save_checkpoint(
             tokenizer.save(staging / TOKENIZER_FILE)
         elif tokenizer is not None:
             shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
-        retired = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        if folder.exists():
-            folder.rename(retired)
-        staging.rename(folder)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def read_checkpoint_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
