@@ -10,7 +10,7 @@ full-precision teacher (``quantized=False``: plain ``nn.Linear``) and the ternar
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from bitzero.config import check_keys
 from bitzero.model.bitlinear import ADAPTIVE, BitLinear, block_critical_ratio, layer_report
 from bitzero.model.generation import KVCache, Rollout, sample_next
 
@@ -62,10 +63,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        check_keys(cls, values, "model")
         return cls(**values)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bitzero.config import check_keys
 from bitzero.selfplay.tasks import KINDS
 
 
@@ -78,9 +79,7 @@ class SelfPlayConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SelfPlayConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := set(values) - known:
-            raise ValueError(f"unknown self-play config keys: {sorted(unknown)}")
+        check_keys(cls, values, "self-play")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

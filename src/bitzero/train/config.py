@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from bitzero.config import check_keys
 
 SCHEDULES = ("onecycle", "two_stage", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -67,8 +69,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown train config keys: {sorted(unknown)}")
+        check_keys(cls, values, "train")
         return cls(**values)
