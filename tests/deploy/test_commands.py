@@ -150,10 +150,9 @@ def test_container_commands_are_real_invocations(rendered: dict[str, list[Doc]],
     assert commands["CronJob/bitzero-retrain/retrain"] == ["retrain.sh"]
     assert commands["PyTorchJob/bitzero-train/Master/data-stages"] == [
         "kedro run vocabulary", "kedro run augmentation"]
-    distributed = ["torchrun kedro run distillation"]
+    distributed = ["torchrun kedro run distillation", "torchrun kedro run selfplay"]
     assert commands["PyTorchJob/bitzero-train/Worker/pytorch"] == distributed
-    assert commands["PyTorchJob/bitzero-train/Master/pytorch"] == [
-        *distributed, "kedro run selfplay", "kedro run export"]
+    assert commands["PyTorchJob/bitzero-train/Master/pytorch"] == [*distributed, "kedro run export"]
 
 
 @pytest.mark.parametrize(

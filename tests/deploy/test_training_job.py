@@ -1,12 +1,13 @@
 """The PyTorchJob's own scripts, run here as the operator runs them on two CPU nodes (gloo): the
 master's init container runs the data stages, then the master's and the worker's `pytorch`
-containers run concurrently with the environment the operator injects (PET_NNODES=2,
-PET_NODE_RANK 0 and 1, MASTER_ADDR/MASTER_PORT), sharing one data folder as the pods share their
-volume. The job ends with a registered model version, which is what the service's init container
-fetches."""
+containers (distillation, then self-play, both under torchrun) run concurrently with the
+environment the operator injects (PET_NNODES=2, PET_NODE_RANK 0 and 1, MASTER_ADDR/MASTER_PORT),
+sharing one data folder as the pods share their volume. The job ends with a registered model
+version, which is what the service's init container fetches."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -68,6 +69,8 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     assert load_checkpoint(models / "student").config.quantized
     assert load_checkpoint(models / "selfplay_student").config.quantized
     assert (models / "bundle" / "bitzero.json").is_file()
+    report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
+    assert report["world_size"] == 2, "self-play ran on both nodes"
     client = mlflow.tracking.MlflowClient()
     (version,) = client.search_model_versions("name = 'bitzero'")
     assert int(version.version) == 1

@@ -48,3 +48,13 @@ def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "kedro"), "run", *args], cwd=root, capture_output=True, text=True, timeout=600
     )
+
+
+def torchrun_kedro(root: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc-per-node N -m kedro run ARGS`: N CPU ranks (gloo) on this machine."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+         "-m", "kedro", "run", *args],
+        cwd=root, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -20,7 +18,7 @@ from bitzero.model import (
 )
 from bitzero.text import Tokenizer
 from pipelines.distillation.registry import find_checkpoint, load_registered_model
-from tests.pipelines.conftest import kedro_run
+from tests.pipelines.conftest import kedro_run, torchrun_kedro
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -125,12 +123,7 @@ def test_torchrun_two_processes_write_once_and_track_once(project: Path) -> None
     mlflow.tracking.MlflowClient().create_experiment(
         "bitzero", artifact_location=os.environ["MLFLOW_ARTIFACT_LOCATION"]
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "kedro", "run", "--pipelines", "distillation", "--env", "test"],
-        cwd=project, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )
+    done = torchrun_kedro(project, "--pipelines", "distillation", "--env", "test")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = _check_outputs(project)
     _, metadata = read_checkpoint_config(project / "data" / "06_models" / "student")

@@ -1,14 +1,16 @@
 """The selfplay pipeline on the micro profile: a tiny student in, every output written and sane."""
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
+import mlflow
 import torch
 
 from bitzero.model import BitZeroLM, ModelConfig, load_checkpoint, save_checkpoint
 from bitzero.text import Tokenizer
-from tests.pipelines.conftest import kedro_run
+from tests.pipelines.conftest import kedro_run, torchrun_kedro
 
 
 def make_student(root: Path) -> Path:
@@ -51,3 +53,19 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     assert {"selfplay.ppo/ppo/samples", "selfplay.ppo/ppo/in_band", "selfplay.ppo/buffer/size",
             "selfplay.ppo/proposals/valid_rate", "selfplay.sft_only/sft/loss",
             "selfplay.heldout_solve_rate_after"} <= keys
+
+
+def test_torchrun_two_ranks_self_play_and_write_once(project):
+    """The PyTorchJob's command on two CPU ranks: one model, one report and one MLflow run."""
+    make_student(project)
+    mlflow.tracking.MlflowClient().create_experiment("bitzero", artifact_location=os.environ["MLFLOW_ARTIFACT_LOCATION"])
+    run = torchrun_kedro(project, "--pipelines", "selfplay", "--env", "test")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
+    assert report["world_size"] == 2
+    assert report["proposals"]["made"] == 2 * 4  # one iteration of 4 proposals on each rank
+    assert load_checkpoint(project / "data" / "06_models" / "selfplay_student").config.n_embd == 32
+    client = mlflow.tracking.MlflowClient()
+    experiment = client.get_experiment_by_name("bitzero")
+    (tracked,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName = 'selfplay'")
+    assert tracked.data.metrics["selfplay.world_size"] == 2

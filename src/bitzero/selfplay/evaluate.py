@@ -8,6 +8,7 @@ from collections import defaultdict
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.tasks import Task, solver_prompt
 from bitzero.selfplay.verify import CORRECT, Verifier
+from bitzero.train.ddp import DistContext, map_sharded
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -25,18 +26,29 @@ def rate_entry(successes: int, n: int) -> dict[str, float | int | list[float]]:
     return {"rate": successes / n if n else 0.0, "solved": successes, "tasks": n, "ci95": [low, high]}
 
 
-def solve_rates(agent: Agent, verifier: Verifier, tasks: list[Task], answer_tokens: dict[str, int]) -> dict:
-    """Greedy solve rate per kind and overall on `tasks` (the model is only read)."""
-    by_kind: dict[str, list[Task]] = defaultdict(list)
-    for task in tasks:
-        by_kind[task.kind].append(task)
-    report: dict = {}
-    solved_total = 0
-    for kind, group in sorted(by_kind.items()):
+def solved(agent: Agent, verifier: Verifier, tasks: list[Task], answer_tokens: dict[str, int]) -> list[bool]:
+    """Whether the greedy answer to each task is correct (batched per kind: one token budget each)."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, task in enumerate(tasks):
+        by_kind[task.kind].append(i)
+    correct = [False] * len(tasks)
+    for kind, indices in by_kind.items():
+        group = [tasks[i] for i in indices]
         completions = agent.sample([solver_prompt(t) for t in group], answer_tokens[kind], temperature=0.0)
         answers = [c.text if c.finished else "" for c in completions]
-        solved = sum(r == CORRECT for r in verifier.score(group, answers))
-        solved_total += solved
-        report[kind] = rate_entry(solved, len(group))
-    report["overall"] = rate_entry(solved_total, len(tasks))
+        for i, reward in zip(indices, verifier.score(group, answers), strict=True):
+            correct[i] = reward == CORRECT
+    return correct
+
+
+def solve_rates(agent: Agent, verifier: Verifier, tasks: list[Task], answer_tokens: dict[str, int],
+                ctx: DistContext = DistContext()) -> dict:
+    """Greedy solve rate per kind and overall on `tasks` (the model is only read); under torchrun
+    each rank answers a share and every rank gets the whole report."""
+    correct = map_sharded(lambda part: solved(agent, verifier, part, answer_tokens), tasks, ctx)
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for task, ok in zip(tasks, correct, strict=True):
+        by_kind[task.kind].append(ok)
+    report: dict = {kind: rate_entry(sum(oks), len(oks)) for kind, oks in sorted(by_kind.items())}
+    report["overall"] = rate_entry(sum(correct), len(tasks))
     return report

@@ -5,12 +5,17 @@ reserved in every buffer, so neither is ever trained on. The arm without PPO (ve
 learning, same wall time, same start) is the ablation, reported whichever way it falls. The
 stage ships the candidate (warm-up, PPO arm, verifier-only arm) with the best validation solve
 rate, so the held-out figures stay an unbiased measure of what is shipped.
+
+Under torchrun (`torchrun --nproc-per-node M -m kedro run --pipelines selfplay`) every rank runs
+the whole experiment data-parallel: labelling and evaluation are split between the ranks, the
+warm-up and both arms are DDP training (see `loop`), and every rank ends with the same model.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
@@ -31,6 +36,9 @@ from bitzero.selfplay.sandbox import Sandbox
 from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
+from bitzero.train.ddp import (
+    DistContext, cpu_threads_per_rank, gather_objects, init_distributed, map_sharded, rank_seed,
+)
 
 
 @dataclass
@@ -41,43 +49,49 @@ class Outcome:
     report: dict[str, Any]
 
 
-def label_all(verifier: Verifier, tasks: list[Task]) -> list[Task]:
-    """The tasks the executor accepts, labelled with their outputs."""
-    return [t for t in verifier.label(tasks)[0] if t is not None]
+def label_all(verifier: Verifier, tasks: list[Task], ctx: DistContext = DistContext()) -> list[Task]:
+    """The tasks the executor accepts, labelled with their outputs (each rank labels a share)."""
+    return [t for t in map_sharded(lambda part: verifier.label(part)[0], tasks, ctx) if t is not None]
 
 
 def run_experiment(
     model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig, on_metrics: MetricsFn | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Outcome:
-    """Run the whole stage on `model` (left untouched) and return the self-played model and report."""
+    """Run the whole stage on `model` (left untouched) and return the self-played model and report.
+    Under torchrun every rank calls this with the same arguments and gets the same outcome."""
     started = time.perf_counter()
+    ctx = init_distributed(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    torch.manual_seed(cfg.seed)
+    elif ctx.is_distributed and ctx.device.type == "cpu":
+        torch.set_num_threads(cpu_threads_per_rank())
+    if not ctx.is_main:
+        log = lambda message: None  # noqa: E731 - rank 0 speaks for all
+    torch.manual_seed(rank_seed(cfg.seed, ctx))
     with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
         verifier = Verifier(box, cfg.max_output_chars)
         heldout, validation = (
-            label_all(verifier, generate_tasks(per_cell, seed, cfg.kinds, cfg.heldout_levels, induction_pairs=cfg.induction_pairs))
+            label_all(verifier, generate_tasks(per_cell, seed, cfg.kinds, cfg.heldout_levels, induction_pairs=cfg.induction_pairs), ctx)
             for per_cell, seed in ((cfg.heldout_per_cell, cfg.heldout_seed), (cfg.validation_per_cell, cfg.validation_seed))
         )
         reserved = {t.key for t in heldout} | {t.key for t in validation}
         seeds = label_all(verifier, generate_tasks(
-            cfg.seed_tasks_per_cell, cfg.seed, cfg.kinds, LEVELS, exclude=reserved, induction_pairs=cfg.induction_pairs))
+            cfg.seed_tasks_per_cell, cfg.seed, cfg.kinds, LEVELS, exclude=reserved, induction_pairs=cfg.induction_pairs), ctx)
         buffer = TaskBuffer(seeds, reserved=reserved)
-        log(f"held-out {len(heldout)} tasks, cold-start buffer {len(buffer)} tasks")
+        log(f"held-out {len(heldout)} tasks, cold-start buffer {len(buffer)} tasks, {ctx.world_size} rank(s) on {ctx.device}")
 
         warm = copy.deepcopy(model)
         agent = Agent(warm, tokenizer, cfg.rollout_batch)
-        trainer = make_trainer(warm, cfg, cfg.sft_lr)
+        trainer = make_trainer(warm, cfg, cfg.sft_lr, ctx)
 
         def evaluate(m: BitZeroLM, tasks: list[Task] = heldout) -> dict[str, Any]:
-            return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, tasks, cfg.answer_tokens)
+            return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, tasks, cfg.answer_tokens, ctx)
 
         before = evaluate(warm)
         log(f"held-out before: {before['overall']['rate']:.3f}")
 
-        r = Random(cfg.seed)
+        r = Random(rank_seed(cfg.seed, ctx))
         tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
         examples = solver_examples(agent, tasks)
         per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
@@ -92,7 +106,7 @@ def run_experiment(
         for name, use_ppo in (("ppo", True), ("sft_only", False)) if cfg.ablation else (("ppo", True),):
             buffers[name] = copy.deepcopy(buffer)
             arm = SelfPlay(copy.deepcopy(warm), tokenizer, buffers[name], verifier, cfg, use_ppo, cfg.seed + 1,
-                           trainer.optimizer.state_dict())
+                           trainer.optimizer.state_dict(), ctx)
             arms[name] = arm.run(cfg.arm_seconds, on_metrics, name)
             log(f"arm {name}: {arms[name].iterations} iterations in {arms[name].seconds:.1f}s")
         candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
@@ -103,7 +117,7 @@ def run_experiment(
         after = {name: evaluate(m) for name, m in candidates.items() if name != "warmup"}
         after["warmup"] = after_warmup
         log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
-        stats = verifier.stats
+        sandboxes = gather_objects(verifier.stats, ctx)
 
     selfplay = arms["ppo"]  # the full loop: its proposals, rewards and PPO statistics
     report = {
@@ -135,9 +149,10 @@ def run_experiment(
         "ppo": {key: fmean(values) for key, values in sorted(selfplay.ppo.items()) if values},
         "levels": selfplay.levels,
         "buffer_sizes": buffers[chosen].counts(),
-        "sandbox_programs_per_s": stats.programs_per_s,
-        "sandbox_programs": stats.programs,
-        "sandbox_rejections": dict(stats.rejections),
+        "sandbox_programs_per_s": sum(stats.programs_per_s for stats in sandboxes),  # the ranks run in parallel
+        "sandbox_programs": sum(stats.programs for stats in sandboxes),
+        "sandbox_rejections": dict(sum((stats.rejections for stats in sandboxes), Counter())),
+        "world_size": ctx.world_size,
         "model_params": model.num_params(),
         "stage_seconds": time.perf_counter() - started,
     }

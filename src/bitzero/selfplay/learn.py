@@ -17,6 +17,7 @@ from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.tasks import Task, proposer_prompt, render_proposal, solver_prompt, solver_target
 from bitzero.train import Trainer
 from bitzero.train.batching import Example, collate
+from bitzero.train.ddp import any_rank
 
 
 def solver_examples(agent: Agent, tasks: Sequence[Task]) -> list[Example]:
@@ -76,8 +77,12 @@ def sft_steps(
     Batches are padded to their longest row, so each batch is drawn from one length bucket
     (bucket chosen in proportion to its size): mixing a 100-token proposer example into a batch
     of 30-token answers would triple the cost of the step for nothing.
+
+    Under torchrun each rank draws its own `batch_size` rows from its own `examples` and DDP
+    averages the gradients; the ranks agree on when to stop, since every step is a collective.
     """
-    if not examples or steps <= 0:
+    ctx = trainer.ctx
+    if any_rank(not examples or steps <= 0, ctx):
         return {"steps": 0.0}
     buckets = length_buckets(examples)
     sizes = [len(bucket) for bucket in buckets]
@@ -85,7 +90,7 @@ def sft_steps(
     start = time.perf_counter()
     losses: list[float] = []
     for _ in range(steps):
-        if seconds is not None and time.perf_counter() - start >= seconds:
+        if seconds is not None and any_rank(time.perf_counter() - start >= seconds, ctx):
             break
         pool = r.choices(buckets, sizes)[0]
         chosen = r.sample(pool, batch_size) if len(pool) >= batch_size else r.choices(pool, k=batch_size)

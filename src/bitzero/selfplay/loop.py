@@ -13,6 +13,12 @@ One iteration (Absolute Zero, REFERENCES.md §3, adapted to a tiny model per §7
 
 `run_experiment` measures held-out solve rates before, after the supervised warm-up, and after two
 arms of equal wall time: self-play with PPO (the stage's model) and without (the ablation).
+
+Under torchrun the loop is data-parallel: each rank proposes, solves and verifies its own
+rollouts (its own seed, its own sandbox); the valid proposals of all ranks join every rank's
+buffer in rank order, solve rates and rewards are pooled before they move the difficulty levels
+and the PPO advantages, and every update is a DDP step. Buffers, levels and weights therefore
+stay identical on every rank, and N ranks make N times the rollouts per iteration.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from bitzero.selfplay.tasks import FormatError, Task, parse_proposal, solver_pro
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train import TrainConfig, Trainer
-from bitzero.train.ddp import DistContext, resolve_device
+from bitzero.train.ddp import (
+    DistContext, any_rank, gather_list, gather_objects, rank_seed, resolve_device, sum_over_ranks,
+)
 
 MetricsFn = Callable[[str, int, dict[str, float]], None]  # (arm, step, metrics)
 SolverSample = tuple[Task, Completion, float]  # task, sampled answer, reward
@@ -57,42 +65,45 @@ class ArmResult:
     levels: dict[str, int] = field(default_factory=dict)
 
 
-def make_trainer(model: BitZeroLM, cfg: SelfPlayConfig, lr: float) -> Trainer:
-    """The shared training step (clipping, precision, device) at a constant rate: self-play has
-    no fixed step count for a schedule to span."""
+def make_trainer(model: BitZeroLM, cfg: SelfPlayConfig, lr: float, ctx: DistContext | None = None) -> Trainer:
+    """The shared training step (clipping, precision, device, DDP under torchrun) at a constant
+    rate: self-play has no fixed step count for a schedule to span."""
     train_cfg = TrainConfig(
         max_steps=1, lr=lr, schedule="constant", grad_clip=cfg.grad_clip, device=cfg.device,
         precision="fp32", progress=False, auto_batch=False, weight_decay=0.0,
     )
-    return Trainer(model, train_cfg, DistContext(device=resolve_device(cfg.device)))
+    return Trainer(model, train_cfg, ctx or DistContext(device=resolve_device(cfg.device)))
 
 
 class SelfPlay:
     """One arm of self-play on its own copy of the model; the buffer grows as it goes."""
 
     def __init__(self, model: BitZeroLM, tokenizer: Tokenizer, buffer: TaskBuffer, verifier: Verifier,
-                 cfg: SelfPlayConfig, use_ppo: bool, seed: int, sft_optimizer_state: dict | None = None) -> None:
+                 cfg: SelfPlayConfig, use_ppo: bool, seed: int, sft_optimizer_state: dict | None = None,
+                 ctx: DistContext | None = None) -> None:
         """`sft_optimizer_state` continues the warm-up's AdamW moments: a fresh AdamW at the
         supervised rate takes full-size steps on its first updates and undoes part of the warm-up."""
         self.cfg, self.use_ppo, self.buffer, self.verifier = cfg, use_ppo, buffer, verifier
         self.agent = Agent(model, tokenizer, cfg.rollout_batch)
-        self.sft = make_trainer(model, cfg, cfg.sft_lr)
+        self.sft = make_trainer(model, cfg, cfg.sft_lr, ctx)
+        self.ctx = self.sft.ctx
         if sft_optimizer_state is not None:
             self.sft.optimizer.load_state_dict(copy.deepcopy(sft_optimizer_state))
         reference = copy.deepcopy(model).eval() if use_ppo and cfg.kl_coef > 0 else None
-        self.ppo = make_trainer(model, cfg, cfg.ppo_lr) if use_ppo else None
+        self.ppo = make_trainer(model, cfg, cfg.ppo_lr, self.ctx) if use_ppo else None
         if self.ppo is not None:
             self.ppo.loss_fn = PPOLoss(cfg.clip_low, cfg.clip_high, cfg.kl_coef, cfg.entropy_coef, reference, cfg.temperature)
         self.levels = DifficultyController(cfg.kinds)
-        self.r = Random(seed)
-        self.generator = torch.Generator(device=self.sft.ctx.device).manual_seed(seed)
+        self.r = Random(rank_seed(seed, self.ctx))  # this rank's draws
+        self.shared = Random(seed)  # draws every rank must agree on
+        self.generator = torch.Generator(device=self.ctx.device).manual_seed(rank_seed(seed, self.ctx))
         self.result = ArmResult(model)
 
     def run(self, seconds: float, on_metrics: MetricsFn | None = None, arm: str = "") -> ArmResult:
         start = time.perf_counter()
         while self.result.iterations < self.cfg.max_iterations:
             elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
+            if any_rank(elapsed >= seconds, self.ctx):
                 break
             metrics = self.iteration(min(1.0, elapsed / seconds))
             self.result.iterations += 1
@@ -116,11 +127,12 @@ class SelfPlay:
             proposer_reward(task is not None, rate_of.get(task.key) if task is not None else None)
             for task in proposals
         ]
-        for task in proposals:
-            if task is not None and self.buffer.add(task):
+        for task in gather_list([t for t in proposals if t is not None], self.ctx):
+            if self.buffer.add(task):
                 self.result.proposals["added"] += 1
         by_kind: dict[str, list[float]] = defaultdict(list)
-        for (kind, _), reward in zip(proposal_completions, proposer_rewards, strict=True):
+        local = [(kind, reward) for (kind, _), reward in zip(proposal_completions, proposer_rewards, strict=True)]
+        for kind, reward in gather_list(local, self.ctx):
             self.result.rewards[f"propose/{kind}"].append(reward)
             by_kind[kind].append(reward)
         metrics.update({f"reward/propose/{kind}": sum(v) / len(v) for kind, v in by_kind.items()})
@@ -130,7 +142,10 @@ class SelfPlay:
         metrics["buffer/size"] = float(len(self.buffer))
         for kind, level in self.levels.levels.items():
             metrics[f"level/{kind}"] = float(level)
-        for reason, count in self.verifier.stats.rejections.items():
+        rejections: Counter = Counter()
+        for part in gather_objects(dict(self.verifier.stats.rejections), self.ctx):
+            rejections.update(part)
+        for reason, count in rejections.items():
             metrics[f"sandbox/rejected/{reason}"] = float(count)
         return metrics
 
@@ -161,7 +176,7 @@ class SelfPlay:
             if task is not None and not self.agent.fits(solver_prompt(task), cfg.answer_tokens[task.kind]):
                 self.verifier.stats.rejections["too long"] += 1
                 proposals[i] = None
-        made, ok = len(proposals), sum(t is not None for t in proposals)
+        made, ok = (int(n) for n in sum_over_ranks([len(proposals), sum(t is not None for t in proposals)], self.ctx))
         self.result.proposals["made"] += made
         self.result.proposals["valid"] += ok
         return proposals, list(zip(kinds, completions, strict=True)), {"proposals/valid_rate": ok / made if made else 0.0}
@@ -181,17 +196,19 @@ class SelfPlay:
         answers = [c.text if c.finished else "" for c in completions]
         rewards = self.verifier.score(repeated, answers)
         rates = [solve_rate(rewards[i * n : (i + 1) * n]) for i in range(len(tasks))]
+        # Levels and metrics follow the rates and rewards of all ranks.
         metrics: dict[str, float] = {}
         kind_rates: dict[str, list[float]] = defaultdict(list)
-        for task, rate in zip(tasks, rates, strict=True):
-            kind_rates[task.kind].append(rate)
+        for kind, rate in gather_list([(t.kind, rate) for t, rate in zip(tasks, rates, strict=True)], self.ctx):
+            kind_rates[kind].append(rate)
         for kind, values in kind_rates.items():
             metrics[f"solve_rate/{kind}"] = sum(values) / len(values)
-        for task, reward in zip(repeated, rewards, strict=True):
-            self.result.rewards[f"solve/{task.kind}"].append(reward)
-        for kind in kind_rates:
-            kind_rewards = [rw for t, rw in zip(repeated, rewards, strict=True) if t.kind == kind]
-            metrics[f"reward/solve/{kind}"] = sum(kind_rewards) / len(kind_rewards)
+        kind_rewards: dict[str, list[float]] = defaultdict(list)
+        for kind, reward in gather_list([(t.kind, rw) for t, rw in zip(repeated, rewards, strict=True)], self.ctx):
+            self.result.rewards[f"solve/{kind}"].append(reward)
+            kind_rewards[kind].append(reward)
+        for kind, values in kind_rewards.items():
+            metrics[f"reward/solve/{kind}"] = sum(values) / len(values)
         self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
         return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
 
@@ -206,10 +223,11 @@ class SelfPlay:
         for (kind, completion), reward in zip(proposal_completions, proposer_rewards, strict=True):
             if completion.tokens:
                 rows.append(((kind, "propose"), completion, reward))
+        rows = gather_list(rows, self.ctx)  # advantages are normalised over every rank's rollouts
         advantages = task_relative_advantages([r for _, _, r in rows], [g for g, _, _ in rows])
         batch = [Sample(c.prompt, c.tokens, c.logprobs, a) for (_, c, _), a in zip(rows, advantages, strict=True) if a != 0.0]
         in_band = sum(1 for g, _, _ in rows if g[1] == "solve")
-        stats = ppo_update(self.ppo, batch, cfg.ppo_epochs, cfg.ppo_minibatch, self.r.randrange(1 << 30), self.agent.tokenizer.pad_id)
+        stats = ppo_update(self.ppo, batch, cfg.ppo_epochs, cfg.ppo_minibatch, self.shared.randrange(1 << 30), self.agent.tokenizer.pad_id)
         for key, value in stats.items():
             self.result.ppo[key].append(value)
         self.result.ppo["samples"].append(float(len(batch)))
@@ -231,4 +249,5 @@ class SelfPlay:
             n = round(cfg.proposer_sft_fraction * count * weights[kind])
             examples += proposer_examples(self.agent, self.buffer, kind, n, cfg.references, r, cfg.proposal_tokens)
         stats = sft_steps(self.sft, examples, cfg.sft_steps_per_iteration, cfg.sft_batch_size, r, pad_id=self.agent.tokenizer.pad_id)
-        return {"sft/loss": stats.get("loss", float("nan")), "sft/rft_examples": float(len(correct))}
+        (rft,) = sum_over_ranks([len(correct)], self.ctx)
+        return {"sft/loss": stats.get("loss", float("nan")), "sft/rft_examples": rft}

@@ -125,8 +125,14 @@ def _gather(logp: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def ppo_update(
     trainer: Trainer, samples: Sequence[Sample], epochs: int, minibatch_size: int, seed: int = 0, pad_id: int = 0
 ) -> dict[str, float]:
-    """Several epochs of shuffled minibatches over the rollouts; metrics averaged over steps."""
-    if not samples:
+    """Several epochs of shuffled minibatches over the rollouts; metrics averaged over steps.
+
+    Under torchrun `samples` must be the same global list on every rank (with the same `seed`):
+    each global minibatch of `minibatch_size` rows per rank is split between the ranks, and a
+    last minibatch too small to give every rank a row is dropped.
+    """
+    world, rank = trainer.ctx.world_size, trainer.ctx.rank
+    if len(samples) < world:
         return {}
     block_size = trainer.model.config.block_size
     r = Random(seed)
@@ -135,9 +141,11 @@ def ppo_update(
     for _ in range(epochs):
         order = list(range(len(samples)))
         r.shuffle(order)
-        for start in range(0, len(order), minibatch_size):
-            chunk = [samples[i] for i in order[start : start + minibatch_size]]
-            metrics = trainer.step([ppo_batch(chunk, block_size, pad_id)])
+        for start in range(0, len(order), minibatch_size * world):
+            chunk = order[start : start + minibatch_size * world]
+            if len(chunk) < world:
+                continue
+            metrics = trainer.step([ppo_batch([samples[i] for i in chunk[rank::world]], block_size, pad_id)])
             metrics.pop("tokens", None)
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value

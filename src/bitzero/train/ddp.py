@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,41 @@ def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_list(items: Sequence[T], ctx: DistContext) -> list[T]:
+    """Every rank's ``items`` concatenated in rank order: the same list on every rank."""
+    return [item for part in gather_objects(list(items), ctx) for item in part]
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when ``flag`` is true on any: a decision such as "time is up" must be
+    the same everywhere, or one rank waits forever in the next collective."""
+    if not ctx.is_distributed:
+        return flag
+    tensor = torch.tensor([int(flag)], dtype=torch.long, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def map_sharded(fn: Callable[[list[T]], list[R]], items: Sequence[T], ctx: DistContext) -> list[R]:
+    """``fn`` over ``items`` with each rank doing a strided share; every rank gets all results
+    in the original order (one result per item)."""
+    mine = fn(list(items[ctx.rank :: ctx.world_size]))
+    if not ctx.is_distributed:
+        return mine
+    out: list[Any] = [None] * len(items)
+    for rank, part in enumerate(gather_objects(mine, ctx)):
+        out[rank :: ctx.world_size] = part
+    return out
+
+
+def sum_over_ranks(values: Sequence[float], ctx: DistContext) -> list[float]:
+    """Each of ``values`` summed over ranks (counts that make one global figure)."""
+    return all_reduce_sum(torch.tensor(list(values), dtype=torch.float64, device=ctx.device), ctx).tolist()
+
+
+def rank_seed(seed: int, ctx: DistContext) -> int:
+    """A seed of this rank's own (rank 0 keeps ``seed``): ranks must draw different rollouts and
+    batches, reproducibly."""
+    return seed + 1_000_003 * ctx.rank
