@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.manifests import REPO
+from tests.net import free_port
 
 DOCKER = REPO / "deploy" / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
@@ -172,12 +173,7 @@ def test_healthcheck_follows_healthz(health_server: tuple[int, type[_Health]]) -
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert _healthcheck(port) == 1
+    assert _healthcheck(free_port()) == 1
 
 
 def test_deployment_guide_names_files_that_exist() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -17,23 +16,18 @@ import mlflow
 import pytest
 
 from bitzero.model import load_checkpoint
+from tests.net import free_port
 from tests.deploy.manifests import Doc, container_env, pod_templates
 from tests.pipelines.conftest import project  # noqa: F401 - the throwaway project fixture
 
 pytestmark = pytest.mark.timeout(1500)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _local_env(pod_env: dict[str, str], **overrides: str) -> dict[str, str]:
     """The pod's environment on this machine: the local tracking store instead of the MLflow Service."""
     inherited = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     return {**inherited, **pod_env, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
-            "OMP_NUM_THREADS": "1", **overrides}
+            "MLFLOW_ARTIFACT_LOCATION": os.environ["MLFLOW_ARTIFACT_LOCATION"], "OMP_NUM_THREADS": "1", **overrides}
 
 
 def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, list[Doc]]) -> None:  # noqa: F811
@@ -47,7 +41,7 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    port = str(_free_port())
+    port = str(free_port())
     nodes = []
     for rank, pod in enumerate((master, worker)):
         container = pod.containers(init=False)[0]

@@ -43,10 +43,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def kedro_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`kedro run ARGS` in the project copy, as a user would type it."""
+def kedro_run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`kedro run ARGS` in the project copy, as a user would type it (with `env` over os.environ)."""
     return subprocess.run(
-        [str(BIN / "kedro"), "run", *args], cwd=root, capture_output=True, text=True, timeout=600
+        [str(BIN / "kedro"), "run", *args], cwd=root, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=600,
     )
 
 

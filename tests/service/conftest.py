@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
 from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
 from bitzero.text import Tokenizer
+from tests.net import free_port
 
 EMBEDDER_CACHE = Path(tempfile.gettempdir()) / "bitzero-test-embedder-minilm-v1"
 
@@ -87,15 +87,9 @@ def client(settings: Settings, model: FakeModel, embedder: OnnxEmbedder) -> Iter
         yield test_client
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(settings, model=model, embedder=embedder), host="127.0.0.1", port=port,
                             log_level="warning")
     srv = uvicorn.Server(config)
@@ -160,7 +154,7 @@ def postgres_server() -> Iterator[str]:
         pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
     # Not under pytest's private temp folder: the postgres user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="bitzero-pg-"))
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     prefix: list[str] = []
     if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres system user
         prefix = ["runuser", "-u", "postgres", "--"]

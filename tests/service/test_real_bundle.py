@@ -14,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from tests.service.conftest import EMBEDDER_CACHE, _free_port
+from tests.net import free_port
+from tests.service.conftest import EMBEDDER_CACHE
 
 SERVE_TIMEOUT = 60
 
@@ -71,7 +72,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_bitzero_serve_streams_and_remembers_across_restart(bundle: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     database = tmp_path / "companion.db"
     process = _serve(bundle, database, port)
     try:
