@@ -11,8 +11,10 @@
 #   DVC_LOCK_FILE            where dvc.lock is kept between runs                    (optional)
 #   KEDRO_ENV                the Kedro environment the stages run in                (optional)
 # Arguments go to `dvc repro` and `dvc push` (e.g. stage names).
+#   BITZERO_RAW_DATA         the image's raw data, copied into data/01_raw          (optional)
 set -eu
 : "${DVC_REMOTE_URL:?must name the DVC remote, e.g. s3://bitzero-dvc/store}"
+sh deploy/docker/raw_data.sh
 # A full snapshot, not an increment: feedback that a user erased or stopped sharing leaves the
 # training data at the next retrain.
 if [ -n "${BITZERO_DATABASE_URL:-}" ]; then

@@ -30,7 +30,10 @@ COPY --chown=10001:10001 . /app
 RUN pip install --no-cache-dir -e ".[train,serve]" "dvc-s3==3.3.0" "boto3==1.43.117" \
  && pip uninstall --yes kedro-telemetry \
  && kedro registry list \
+ && cp -R /app/data/01_raw /opt/bitzero-raw \
  && chown 10001:10001 /app
+# A copy of the raw data outside /app/data, where the data volume is mounted (raw_data.sh).
+ENV BITZERO_RAW_DATA=/opt/bitzero-raw
 USER 10001:10001
 # No git in the image: DVC runs without an SCM (stage locks still work; experiments need git).
 RUN dvc config --local core.no_scm true

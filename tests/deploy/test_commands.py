@@ -95,12 +95,18 @@ def _check_dvc(args: list[str]) -> str:
     return f"dvc {args[0]}"
 
 
-def _check_retrain_script(args: list[str]) -> str:
-    assert args == ["deploy/docker/retrain.sh"], args
-    tools = {"dvc": _check_dvc, "bitzero": _check_bitzero}
-    seen = [tools[words[0]](words[1:]) for words in script_lines(DOCKER / "retrain.sh") if words[0] in tools]
-    assert {"dvc repro", "dvc push", "bitzero feedback"} <= set(seen)
-    return "retrain.sh"
+# The scripts of the training image that containers run, with the tool calls each must make.
+SCRIPTS = {"retrain.sh": {"raw_data.sh", "dvc repro", "dvc push", "bitzero feedback"}, "raw_data.sh": set()}
+
+
+def _check_script(args: list[str]) -> str:
+    assert len(args) == 1 and args[0].startswith("deploy/docker/"), args
+    name = args[0].removeprefix("deploy/docker/")
+    assert name in SCRIPTS, f"unknown script {args[0]}"
+    tools = {"dvc": _check_dvc, "bitzero": _check_bitzero, "sh": _check_script}
+    seen = [tools[words[0]](words[1:]) for words in script_lines(DOCKER / name) if words[0] in tools]
+    assert SCRIPTS[name] <= set(seen), f"{name} lacks {SCRIPTS[name] - set(seen)}"
+    return name
 
 
 CHECKS: dict[str, Callable[[list[str]], str]] = {
@@ -122,7 +128,7 @@ def check(argv: list[str]) -> str:
         compile(args[1], "<container>", "exec")
         return "python -c"
     if program == "sh":
-        return _check_retrain_script(args)
+        return _check_script(args)
     raise AssertionError(f"unknown command in a BitZero image: {shlex.join(argv)}")
 
 
@@ -149,7 +155,7 @@ def test_container_commands_are_real_invocations(rendered: dict[str, list[Doc]],
     assert commands["CronJob/bitzero-purge/purge"] == ["bitzero purge"]
     assert commands["CronJob/bitzero-retrain/retrain"] == ["retrain.sh"]
     assert commands["PyTorchJob/bitzero-train/Master/data-stages"] == [
-        "kedro run vocabulary", "kedro run augmentation"]
+        "raw_data.sh", "kedro run vocabulary", "kedro run augmentation"]
     distributed = ["torchrun kedro run distillation", "torchrun kedro run selfplay"]
     assert commands["PyTorchJob/bitzero-train/Worker/pytorch"] == distributed
     assert commands["PyTorchJob/bitzero-train/Master/pytorch"] == [*distributed, "kedro run export"]
@@ -168,6 +174,8 @@ def test_the_checks_reject_what_would_fail_in_the_pod(bad: list[str]) -> None:
         check(bad)
     with pytest.raises(AssertionError):
         _check_dvc(["reproduce"])
+    with pytest.raises(AssertionError):
+        check(["sh", "deploy/docker/raw_data.sh", "extra"])
 
 
 def test_dockerfile_commands_are_real_invocations() -> None:

@@ -38,12 +38,15 @@ def _retrain(root: Path, env: dict[str, str], *targets: str) -> str:
 
 
 def test_retrain_reproduces_pushes_and_resumes_from_the_kept_lock(project: Path, tmp_path: Path) -> None:  # noqa: F811
-    (project / SCRIPT).parent.mkdir(parents=True)
-    shutil.copy2(REPO / SCRIPT, project / SCRIPT)
+    shutil.copytree(REPO / SCRIPT.parent, project / SCRIPT.parent)
     shutil.copy2(REPO / ".dvcignore", project / ".dvcignore")
-    remote, volume = tmp_path / "remote", tmp_path / "volume"
+    remote, volume, image_raw = tmp_path / "remote", tmp_path / "volume", tmp_path / "image-raw"
+    # The data volume mounted over data/ hides the image's seed: the image keeps a copy elsewhere.
+    image_raw.mkdir()
+    (project / "data" / "01_raw" / "seed.jsonl").rename(image_raw / "seed.jsonl")
     env = {
         **os.environ,
+        "BITZERO_RAW_DATA": str(image_raw),
         "KEDRO_ENV": "test",
         "DVC_REMOTE_URL": str(remote),
         "DVC_CACHE_DIR": str(volume / ".dvc-cache"),
@@ -56,6 +59,7 @@ def test_retrain_reproduces_pushes_and_resumes_from_the_kept_lock(project: Path,
     first = _retrain(project, env, "vocabulary")
     assert "Running stage 'vocabulary'" in first
     assert (volume / "dvc.lock").is_file()
+    assert (project / "data" / "01_raw" / "seed.jsonl").read_bytes() == (image_raw / "seed.jsonl").read_bytes()
     assert (project / "data" / "01_raw" / "feedback" / "service.jsonl").is_file(), "the feedback snapshot"
     pushed = [p for p in remote.rglob("*") if p.is_file()]
     assert len(pushed) >= 3, "the stage's outputs are on the remote"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import mlflow
 import pytest
 
 from bitzero.model import load_checkpoint
+from tests.deploy.manifests import REPO, Doc, container_env, pod_templates
 from tests.net import free_port
-from tests.deploy.manifests import Doc, container_env, pod_templates
 from tests.pipelines.conftest import project  # noqa: F401 - the throwaway project fixture
 
 pytestmark = pytest.mark.timeout(1500)
@@ -36,8 +37,14 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     master, worker = pods["PyTorchJob/bitzero-train/Master"], pods["PyTorchJob/bitzero-train/Worker"]
     assert container_env(master.containers()[0], master, docs)["KEDRO_ENV"] == "test", "dev runs the micro profile"
 
+    # The data volume mounted over data/ hides the image's seed; the image keeps a copy elsewhere.
+    image_raw = project.parent / "image-raw"
+    image_raw.mkdir()
+    (project / "data" / "01_raw" / "seed.jsonl").rename(image_raw / "seed.jsonl")
+    shutil.copytree(REPO / "deploy" / "docker", project / "deploy" / "docker")
     init = master.spec["initContainers"][0]
-    done = subprocess.run(init["command"], cwd=project, env=_local_env(container_env(init, master, docs)),
+    done = subprocess.run(init["command"], cwd=project,
+                          env=_local_env(container_env(init, master, docs), BITZERO_RAW_DATA=str(image_raw)),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
