@@ -32,18 +32,22 @@ def kubectl() -> str | None:
     return shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
 
 
-def render(overlay: str) -> list[Doc]:
-    """The overlay's objects, exactly as `kubectl apply -k` would send them."""
+def render(path: str) -> list[Doc]:
+    """The objects of one kustomization under deploy/k8s (e.g. "overlays/dev", "overlays/dev/training",
+    "secrets"), exactly as `kubectl apply -k` / `kubectl create -k` would send them."""
     binary = kubectl()
     assert binary is not None, "kubectl is needed to render the kustomizations"
-    out = subprocess.run(
-        [binary, "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, f"kubectl kustomize {overlay} failed:\n{out.stderr}"
+    out = subprocess.run([binary, "kustomize", str(K8S / path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"kubectl kustomize {path} failed:\n{out.stderr}"
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def deployment(overlay: str) -> list[Doc]:
+    """What runs on the cluster once the guide is followed for `overlay`: the Secrets (dev applies
+    the placeholders; gpu and prod create them beforehand, as deploy/README.md shows), the overlay
+    applied, and the training run created."""
+    docs = render(f"overlays/{overlay}") + render(f"overlays/{overlay}/training")
+    return docs if overlay == "dev" else render("secrets") + docs
 
 
 def find(docs: list[Doc], kind: str, name: str) -> Doc:

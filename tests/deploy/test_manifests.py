@@ -14,7 +14,7 @@ import pytest
 from mlflow.server.security_utils import is_allowed_host_header
 from referencing import Registry, Resource
 
-from tests.deploy.manifests import K8S, OVERLAYS, Doc, container_env, find, pod_templates
+from tests.deploy.manifests import K8S, OVERLAYS, Doc, container_env, find, pod_templates, render
 
 K8S_VERSION = "1.37"
 CUSTOM_KINDS = {"PyTorchJob"}
@@ -76,7 +76,18 @@ def test_pytorchjob_matches_its_crd_schema(rendered: dict[str, list[Doc]], overl
     job = find(rendered[overlay], "PyTorchJob", "bitzero-train")
     errors = [e.message for e in _pytorchjob_validator().iter_errors(job)]
     assert not errors
-    assert job["spec"]["runPolicy"]["suspend"] is True, "a deploy must not start a training run by itself"
+    assert not job["spec"]["runPolicy"].get("suspend"), "created to run"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_apply_touches_neither_secrets_nor_a_training_run(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    """`kubectl apply -k overlays/X`, run again to roll out a change, must not put placeholder
+    Secrets back over real ones (gpu, prod) nor touch a running training job; the training run is
+    its own kustomization, started with `kubectl create -k`."""
+    applied = {(d["kind"], d["metadata"]["name"]) for d in render(f"overlays/{overlay}")}
+    assert not any(kind == "PyTorchJob" for kind, _ in applied)
+    assert any(kind == "Secret" for kind, _ in applied) == (overlay == "dev"), "placeholders belong to dev only"
+    assert [d["kind"] for d in render(f"overlays/{overlay}/training")] == ["PyTorchJob"]
 
 
 def test_pytorchjob_schema_rejects_what_the_operator_rejects(rendered: dict[str, list[Doc]]) -> None:
@@ -245,7 +256,9 @@ def test_gpu_overlays_ask_for_gpus_and_dev_does_not(rendered: dict[str, list[Doc
 
 
 def test_secrets_are_marked_placeholders(rendered: dict[str, list[Doc]]) -> None:
-    for doc in rendered["prod"]:
-        if doc["kind"] == "Secret":
-            assert doc["metadata"]["annotations"]["bitzero.io/placeholder"] == "true"
-            assert all("change-me" in v or v in {"bitzero"} for v in doc["stringData"].values())
+    secrets = render("secrets")
+    assert all(doc in rendered["dev"] for doc in secrets), "dev applies the placeholders"
+    assert {d["metadata"]["name"] for d in secrets} == {"bitzero-postgres", "bitzero-object-store"}
+    for doc in secrets:
+        assert doc["kind"] == "Secret" and doc["metadata"]["annotations"]["bitzero.io/placeholder"] == "true"
+        assert all("change-me" in v or v in {"bitzero"} for v in doc["stringData"].values())

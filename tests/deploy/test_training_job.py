@@ -17,7 +17,7 @@ import mlflow
 import pytest
 
 from bitzero.model import load_checkpoint
-from tests.deploy.manifests import REPO, Doc, container_env, pod_templates
+from tests.deploy.manifests import REPO, Doc, container_env, find, pod_templates
 from tests.net import free_port
 from tests.pipelines.conftest import project  # noqa: F401 - the throwaway project fixture
 
@@ -49,10 +49,12 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     port = str(free_port())
+    nproc = find(docs, "PyTorchJob", "bitzero-train")["spec"]["nprocPerNode"]  # as the operator sets it
+    assert nproc == "1", "dev: one CPU process a pod"
     nodes = []
     for rank, pod in enumerate((master, worker)):
         container = pod.containers(init=False)[0]
-        env = _local_env(container_env(container, pod, docs), PET_NNODES="2", PET_NPROC_PER_NODE="1",
+        env = _local_env(container_env(container, pod, docs), PET_NNODES="2", PET_NPROC_PER_NODE=nproc,
                          PET_NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         log = project / f"node{rank}.log"
         with log.open("w") as out:

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
+
+from bitzero.train import ddp
 
 SCRIPT = r'''
 import sys
@@ -52,3 +55,17 @@ def test_two_processes_match_one_with_the_doubled_batch(tmp_path):
     torch.testing.assert_close(torch.tensor(ddp["losses"]), torch.tensor(single["losses"]), rtol=1e-4, atol=1e-5)
     for name, value in single["state"].items():
         torch.testing.assert_close(ddp["state"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(("cpu_max", "local_world", "expected"), [
+    ("max 100000", "1", None),          # no limit: every core this process may use
+    ("200000 100000", "1", 2),          # limits.cpu: 2
+    ("250000 100000", "2", 1),          # 2.5 cores over two ranks
+    ("50000 100000", "1", 1),           # half a core still gets a thread
+])
+def test_cpu_threads_follow_the_container_limit(tmp_path, monkeypatch, cpu_max, local_world, expected):
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    monkeypatch.setattr(ddp, "CGROUP_CPU_MAX", tmp_path / "cpu.max")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)
+    cores = len(os.sched_getaffinity(0))
+    assert ddp.cpu_threads_per_rank() == (min(expected, cores) if expected is not None else cores)

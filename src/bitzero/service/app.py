@@ -62,7 +62,7 @@ def create_app(
         migrate(engine)
         with transaction(sessions) as session:
             log.info("retention at start: %s", purge_expired(session))
-        chat_model = model or load_bundle(settings.bundle, settings.variant)
+        chat_model = model or load_bundle(settings.bundle, settings.variant, settings.threads)
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, chat_embedder)
         app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions, memory_cache,

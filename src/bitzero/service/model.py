@@ -29,8 +29,10 @@ class ChatModel(Protocol):
         ...
 
 
-def load_bundle(bundle: Path, variant: str) -> ChatModel:
-    """The exported model, through onnxruntime (imported here so tests can run without a bundle)."""
+def load_bundle(bundle: Path, variant: str, threads: int | None = None) -> ChatModel:
+    """The exported model, through onnxruntime (imported here so tests can run without a bundle).
+    `threads` caps its thread pool: onnxruntime's default is every core of the host, not the
+    container's CPU limit."""
     from bitzero.export.runtime import BundleRuntime
 
-    return BundleRuntime.load(bundle, variant=variant)
+    return BundleRuntime.load(bundle, variant=variant, threads=threads)

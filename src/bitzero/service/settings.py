@@ -45,7 +45,7 @@ class Settings:
     persona: str | None = None
     # The vocabulary stage reads every JSONL file in data/01_raw/feedback/ (raw_feedback).
     feedback_export: Path = Path("data/01_raw/feedback/service.jsonl")
-    threads: int = 2  # onnxruntime threads of the embedder
+    threads: int = 2  # onnxruntime threads of the chat model and of the embedder
 
     def __post_init__(self) -> None:
         for name in ("bundle", "embedder", "emotion_model", "feedback_export"):

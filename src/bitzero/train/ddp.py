@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -58,6 +59,22 @@ def init_distributed(device: str = "auto") -> DistContext:
     return DistContext(rank, world_size, local_rank, resolved)
 
 
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def available_cpus() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU limit (a
+    container's ``limits.cpu``), which ``os.cpu_count()`` does not see on a 64-core node."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
 def cpu_threads_per_rank() -> int:
     """The cores split between the processes of this node (torchrun sets LOCAL_WORLD_SIZE).
 
@@ -65,7 +82,7 @@ def cpu_threads_per_rank() -> int:
     steps many times slower than two 1-thread processes (REFERENCES.md §7).
     """
     local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, (os.cpu_count() or 1) // local_world)
+    return max(1, available_cpus() // local_world)
 
 
 def shutdown_distributed() -> None:
