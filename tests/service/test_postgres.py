@@ -24,6 +24,16 @@ def test_migrations_create_the_schema(postgres_url: str) -> None:
     engine.dispose()
 
 
+def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
+    """A first deploy: several replicas (and the purge job) run the migrations at the same moment."""
+    engines = [make_engine(postgres_url) for _ in range(4)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        list(pool.map(migrate, engines))  # re-raises the first failure
+    assert "memories" in inspect(engines[0]).get_table_names()
+    for engine in engines:
+        engine.dispose()
+
+
 def test_service_on_postgres(postgres_url: str, settings: Settings, model, embedder, rows_mentioning) -> None:  # noqa: ANN001
     on_pg = Settings(**{**settings.__dict__, "database_url": postgres_url})
     with TestClient(create_app(on_pg, model=model, embedder=embedder)) as client:

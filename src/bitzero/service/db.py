@@ -53,14 +53,22 @@ def insert_missing(session: Session, table: type, values: dict) -> None:
     session.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 
+MIGRATION_LOCK = 0x6269747A65726F  # "bitzero": the PostgreSQL advisory lock key of migrations
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent; run at start and by the CLI)."""
+    """Bring the schema to the newest Alembic revision (idempotent; run at start and by the CLI).
+
+    On PostgreSQL the replicas of a first deploy all start here at once: a transaction-scoped
+    advisory lock lets one migrate while the others wait, then find the schema at head."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
