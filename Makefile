@@ -4,9 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-GOEMOTIONS ?= ../shared/data/goemotions
-# GoEmotions rows the emotion classifier trains on in `make run` (embedding them is the slow part).
-EMOTION_ROWS ?= 8000
 # No telemetry from any component.
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -39,12 +36,8 @@ $(STAMP): pyproject.toml
 run: setup
 	# Consented feedback from the service joins the training data (nothing when there is none).
 	$(BIN)/bitzero feedback export
+	# Every stage, the emotion classifier and the sentence embedder included (the service's).
 	$(BIN)/dvc repro
-	# Once: the sentence embedder as ONNX (the service runs it without torch)...
-	test -f data/06_models/embedder/model.onnx || $(BIN)/bitzero embedder export
-	# ...and the emotion classifier, trained on GoEmotions when its copy is beside the project.
-	test -f data/06_models/emotion.json || ! test -d $(GOEMOTIONS) || \
-	  $(BIN)/bitzero emotion train --data $(GOEMOTIONS) --limit $(EMOTION_ROWS) --cache data/06_models/.emotion-cache
 	@echo
 	@echo "Outputs:      data/ (reports in data/08_reporting/)"
 	@echo "MLflow runs:  mlflow/  — browse with: make mlflow-ui"

@@ -1,26 +1,29 @@
-"""A checkpoint folder as a Kedro input: the node gets its path once the folder is complete."""
+"""Outputs of earlier stages as Kedro inputs: the node gets a path once what it names is complete."""
 
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
 
+class StageOutputPathDataset(AbstractDataset[str, None]):
+    """Read-only: the path of a file, or of a folder holding the `required` files, written by an
+    earlier stage (`stage` names it in the error message)."""
 
-class CheckpointFolderDataset(AbstractDataset[str, None]):
-    """Read-only: the path of a checkpoint folder written by an earlier stage."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str, stage: str, required: list[str] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
         self._path = Path(path)
+        self._stage = stage
+        self._required = list(required or [])
         self.metadata = metadata
 
     def load(self) -> str:
-        missing = [name for name in REQUIRED if not (self._path / name).is_file()]
+        if not self._path.exists():
+            raise DatasetError(f"{self._path} does not exist; run the {self._stage} stage first")
+        missing = [name for name in self._required if not (self._path / name).is_file()]
         if missing:
             raise DatasetError(
-                f"checkpoint folder {self._path} is incomplete (missing: {', '.join(missing)}); "
-                "run the stage that writes it first"
+                f"{self._path} is incomplete (missing: {', '.join(missing)}); run the {self._stage} stage first"
             )
         return str(self._path)
 
@@ -28,7 +31,7 @@ class CheckpointFolderDataset(AbstractDataset[str, None]):
         raise DatasetError(f"{self._path} is an input of the export stage and read-only here")
 
     def _exists(self) -> bool:
-        return self._path.is_dir()
+        return self._path.exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
+        return {"path": str(self._path), "stage": self._stage}

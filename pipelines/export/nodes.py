@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from bitzero.companion.emotion import EMOTION_FILE
 from bitzero.data.records import Record
 from bitzero.export.exporter import export_bundle, held_out_inputs
 from bitzero.export.registry import register_bundle, source_run_id
@@ -13,8 +14,9 @@ from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
 
 
-def export_model(checkpoint_dir: str, validation: list[Record], params: dict[str, Any]) -> dict[str, Any]:
-    """Pack, build the ONNX variants, measure parity on held-out conversations, write the bundle."""
+def export_model(checkpoint_dir: str, emotion_classifier: str, validation: list[Record], params: dict[str, Any]) -> dict[str, Any]:
+    """Pack, build the ONNX variants, measure parity on held-out conversations, write the bundle
+    (with the emotion classifier, so a service that fetches the bundle has all it needs)."""
     torch.set_num_threads(params["torch_threads"])
     model = load_checkpoint(checkpoint_dir)
     _, metadata = read_checkpoint_config(checkpoint_dir)
@@ -33,6 +35,7 @@ def export_model(checkpoint_dir: str, validation: list[Record], params: dict[str
         tolerances=params["tolerances"],
         greedy_tokens=params["greedy_tokens"],
         source=source,
+        extras={EMOTION_FILE: emotion_classifier},
     )
 
 

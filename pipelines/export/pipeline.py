@@ -1,4 +1,4 @@
-"""The export stage: self-played student in, ONNX bundle + registry entry + report out."""
+"""The export stage: self-played student and emotion classifier in, ONNX bundle + registry entry + report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,7 +10,7 @@ def create_pipeline() -> Pipeline:
         [
             Node(
                 nodes.export_model,
-                ["export_checkpoint", "validation_records", "params:export"],
+                ["export_checkpoint", "export_emotion_classifier", "validation_records", "params:export"],
                 "export_manifest",
                 name="export_bundle",
             ),

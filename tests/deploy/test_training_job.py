@@ -72,6 +72,7 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     assert load_checkpoint(models / "student").config.quantized
     assert load_checkpoint(models / "selfplay_student").config.quantized
     assert (models / "bundle" / "bitzero.json").is_file()
+    assert (models / "bundle" / "emotion.json").is_file(), "the emotion classifier travels in the bundle"
     report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
     assert report["world_size"] == 2, "self-play ran on both nodes"
     client = mlflow.tracking.MlflowClient()
@@ -79,4 +80,4 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     assert int(version.version) == 1
     runs = client.search_runs([client.get_experiment_by_name("bitzero").experiment_id])
     names = sorted(run.info.run_name for run in runs)
-    assert names == ["augmentation", "distillation", "export", "selfplay", "vocabulary"], "one run a stage"
+    assert names == ["augmentation", "distillation", "emotion", "export", "selfplay", "vocabulary"], "one run a stage"

@@ -4,9 +4,11 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
+from bitzero.companion.emotion import EMOTION_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
 from bitzero.export.runtime import BundleRuntime
 from bitzero.model import BitZeroLM, ModelConfig, save_checkpoint
@@ -22,7 +24,8 @@ REPORT_KEYS = {
 
 
 def _inputs(root: Path) -> None:
-    """What selfplay and augmentation would leave: a tiny student checkpoint and held-out records."""
+    """What selfplay, augmentation and emotion would leave: a tiny student checkpoint, held-out records
+    and an emotion classifier."""
     tokenizer_path = Tokenizer.default().save(root / "data" / "06_models" / "tokenizer.json")
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=Tokenizer.default().vocab_size, n_layer=2, n_head=4, n_embd=64, block_size=96)
@@ -35,6 +38,8 @@ def _inputs(root: Path) -> None:
         for i in range(5)
     ]
     write_jsonl(root / "data" / "05_model_input" / "validation.jsonl", records)
+    EmotionClassifier(np.zeros((8, len(LABELS))), np.zeros(len(LABELS))).save(
+        root / "data" / "06_models" / EMOTION_FILE, {"source": "test"})
 
 
 def test_export_stage_writes_bundle_report_and_registers_the_model(project: Path) -> None:
@@ -55,6 +60,10 @@ def test_export_stage_writes_bundle_report_and_registers_the_model(project: Path
     assert report["model_bytes"] == (bundle / "nbits" / "model.onnx").stat().st_size
     assert manifest["config"]["n_embd"] == 64 and manifest["source"]["mlflow_run_id"] == "selfplay-run-1"
 
+    # The emotion classifier travels in the bundle, listed with its checksum.
+    assert manifest["extras"][EMOTION_FILE]["file"] == EMOTION_FILE
+    assert EmotionClassifier.load(bundle / EMOTION_FILE).labels == LABELS
+
     runtime = BundleRuntime.load(bundle)
     chunks = list(runtime.stream(runtime.tokenizer.encode_chat(
         [{"role": "user", "content": "hi"}], add_generation_prompt=True), max_tokens=4))
@@ -64,7 +73,7 @@ def test_export_stage_writes_bundle_report_and_registers_the_model(project: Path
     (version,) = client.search_model_versions("name = 'bitzero'")
     assert report["registered_model"]["version"] == int(version.version) == 1
     artifacts = {f.path for f in client.list_logged_model_artifacts(report["registered_model"]["logged_model_id"])}
-    assert {"bitzero.json", "tokenizer.json", "nbits", "exact"} <= artifacts
+    assert {"bitzero.json", "tokenizer.json", "nbits", "exact", EMOTION_FILE} <= artifacts
     (run,) = client.search_runs([client.get_experiment_by_name("bitzero").experiment_id])
     assert run.data.metrics["export.parity_max_rel_error_exact"] == report["parity_max_rel_error_exact"]
 
@@ -72,4 +81,4 @@ def test_export_stage_writes_bundle_report_and_registers_the_model(project: Path
 def test_export_stage_without_a_checkpoint_stops_with_a_clear_message(project: Path) -> None:
     done = kedro_run(project, "--pipelines", "export", "--env", "test")
     assert done.returncode != 0
-    assert "selfplay_student is incomplete" in done.stdout + done.stderr
+    assert "selfplay_student does not exist; run the selfplay stage first" in done.stdout + done.stderr

@@ -17,6 +17,7 @@ import numpy as np
 
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation")
 LABELS = (*EMOTIONS, "neutral")
+EMOTION_FILE = "emotion.json"  # its name in data/06_models/ and inside a bundle
 
 # The roadmap's keyword matcher (user-recommendations §6.1): the baseline, never the detector.
 KEYWORDS = {

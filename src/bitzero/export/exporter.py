@@ -73,8 +73,10 @@ def export_bundle(
     tolerances: Mapping[str, float],
     greedy_tokens: int,
     source: Mapping[str, Any] | None = None,
+    extras: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Write the bundle and return its manifest; raise ExportError when parity is out of tolerance."""
+    """Write the bundle and return its manifest; raise ExportError when parity is out of tolerance.
+    `extras` ({name in the bundle: file}) travel with the model, listed with their checksums."""
     tokenizer = Tokenizer.load(tokenizer_path)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ExportError(
@@ -90,6 +92,8 @@ def export_bundle(
             (staging / variant).mkdir()
             onnx.save_model(build_graph(packed, variant), staging / variant / ONNX_FILE)
             files[variant] = file_entry(staging, f"{variant}/{ONNX_FILE}")
+        for name, path in (extras or {}).items():
+            shutil.copyfile(path, staging / name)
         stop_ids = [tokenizer.eos_id, tokenizer.end_id]
         manifest: dict[str, Any] = {
             "model_id": model_id(list(files.values())),
@@ -101,6 +105,7 @@ def export_bundle(
             "stop_token_ids": stop_ids,
             "sizes": _sizes(packed, files, variants),
             "source": dict(source or {}),
+            "extras": {name: file_entry(staging, name) for name in extras or {}},
         }
         write_manifest(staging, manifest)
         reference = torch_reference(model, held_out.sequences, held_out.prompts, greedy_tokens, stop_ids)

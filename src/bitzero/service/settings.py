@@ -8,8 +8,10 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bitzero.companion.emotion import EMOTION_FILE
 
-DEFAULT_EMOTION = Path("data/06_models/emotion.json")
+
+DEFAULT_EMOTION = Path("data/06_models") / EMOTION_FILE
 
 
 class SettingsError(ValueError):
@@ -65,7 +67,7 @@ class Settings:
         """BITZERO_EMOTION_MODEL, else the classifier inside the bundle, else the pipeline's output."""
         if self.emotion_model is not None:
             return self.emotion_model
-        inside = self.bundle / "emotion.json"
+        inside = self.bundle / EMOTION_FILE
         return inside if inside.is_file() else DEFAULT_EMOTION
 
     @classmethod
