@@ -20,11 +20,14 @@ def train_emotion(
 ) -> tuple[tuple[EmotionClassifier, dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The classifier on GoEmotions when its copy is at `goemotions_dir`, else on the emotional
     records of the training data; words and word pairs plus MiniLM embeddings, one logistic
-    regression. The sentence embedder (the service's too) is converted to ONNX first if missing."""
+    regression. The sentence embedder (the service's too; the `embedder` DVC stage converts it) is
+    converted here when missing, for a `kedro run` on its own."""
     embedder = ensure_embedder(params["embedder_dir"], threads=params["threads"])
     folder = Path(params["goemotions_dir"]) if params.get("goemotions_dir") else None
     if folder is not None and folder.is_dir():
-        classifier, report = fit_goemotions(folder, embedder, limit=params["max_rows"], dev_limit=params["max_dev_rows"])
+        cache = Path(params["embedding_cache"]) if params.get("embedding_cache") else None
+        classifier, report = fit_goemotions(folder, embedder, limit=params["max_rows"],
+                                            dev_limit=params["max_dev_rows"], cache=cache)
     else:
         log.info("no GoEmotions at %s: training on the emotional records of the training data", folder)
         classifier, report = fit_records(records, embedder, seed=params["seed"])

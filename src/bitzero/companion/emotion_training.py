@@ -167,7 +167,12 @@ def records_dataset(records: Sequence[dict]) -> tuple[list[str], list[str]]:
     chat = [text for r in records if r.get("type") == "conversation" and (text := first_user_turn(r))]
     texts += chat[:per_emotion]
     labels += ["neutral"] * len(chat[:per_emotion])
-    return texts, labels
+    # One row per distinct text (the first label wins): a sentence on both sides of the held-out
+    # split would score memory, not recognition.
+    unique: dict[str, str] = {}
+    for text, label in zip(texts, labels, strict=True):
+        unique.setdefault(text, label)
+    return list(unique), list(unique.values())
 
 
 def fit_records(records: Sequence[dict], embedder: Embedder, *, holdout: float = 0.2, seed: int = 0) -> tuple[EmotionClassifier, dict]:

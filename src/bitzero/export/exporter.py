@@ -94,9 +94,10 @@ def export_bundle(
             files[variant] = file_entry(staging, f"{variant}/{ONNX_FILE}")
         for name, path in (extras or {}).items():
             shutil.copyfile(path, staging / name)
+        extra_files = {name: file_entry(staging, name) for name in extras or {}}
         stop_ids = [tokenizer.eos_id, tokenizer.end_id]
         manifest: dict[str, Any] = {
-            "model_id": model_id(list(files.values())),
+            "model_id": model_id([*files.values(), *extra_files.values()]),
             "config": model.config.to_dict(),
             "tokenizer": files["tokenizer"],
             "packed": files["packed"],
@@ -105,7 +106,7 @@ def export_bundle(
             "stop_token_ids": stop_ids,
             "sizes": _sizes(packed, files, variants),
             "source": dict(source or {}),
-            "extras": {name: file_entry(staging, name) for name in extras or {}},
+            "extras": extra_files,
         }
         write_manifest(staging, manifest)
         reference = torch_reference(model, held_out.sequences, held_out.prompts, greedy_tokens, stop_ids)

@@ -17,7 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
-from bitzero.companion.emotion import EmotionClassifier, EmotionDetector
+from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector
+from bitzero.export.bundle import BundleError, read_manifest, verify_file
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.limits import BodyLimit, RateLimiter
@@ -38,10 +39,16 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
 
 
 def _load_detector(settings: Settings, embedder: Embedder) -> EmotionDetector | None:
-    if not settings.emotion_path.is_file():
-        log.warning("no emotion classifier at %s: emotions are not detected", settings.emotion_path)
+    path = settings.emotion_path
+    if not path.is_file():
+        log.warning("no emotion classifier at %s: emotions are not detected", path)
         return None
-    return EmotionDetector(EmotionClassifier.load(settings.emotion_path))
+    if path == settings.bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists it
+        entry = read_manifest(settings.bundle).get("extras", {}).get(EMOTION_FILE)
+        if entry is None:
+            raise BundleError(f"{path} is not listed in the bundle's manifest")
+        verify_file(settings.bundle, entry)
+    return EmotionDetector(EmotionClassifier.load(path))
 
 
 def create_app(

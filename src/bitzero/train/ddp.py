@@ -55,7 +55,9 @@ def init_distributed(device: str = "auto") -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
+        # Both backends where CUDA is: one process may run a CUDA stage, then a CPU one, over the
+        # same group (`torchrun -m kedro run` of every stage); collectives pick by tensor device.
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return DistContext(rank, world_size, local_rank, resolved)
 
 
