@@ -122,3 +122,19 @@ def test_cache_dropped_by_load_state_dict():
     assert not layer.has_cache
     torch.testing.assert_close(layer(x), expected)
     assert torch.equal(layer.critical_mask, other.critical_mask)
+
+
+def test_a_frozen_mask_survives_training_while_a_live_one_follows_the_weights():
+    torch.manual_seed(0)
+    live, frozen = BitLinear(16, 8, critical_ratio=0.25), BitLinear(16, 8, critical_ratio=0.25)
+    frozen.load_state_dict(live.state_dict())
+    frozen.freeze_mask()
+    chosen = frozen.critical_mask.clone()
+    with torch.no_grad():  # the smallest rows become the largest
+        for layer in (live, frozen):
+            layer.weight.mul_(1.0 / layer.weight.norm(dim=1, keepdim=True) ** 2)
+    x = torch.randn(3, 16)
+    live.train()(x)
+    frozen.train()(x)
+    assert not torch.equal(live.critical_mask, chosen), "a live mask follows the weights"
+    assert torch.equal(frozen.critical_mask, chosen)

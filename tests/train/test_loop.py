@@ -89,3 +89,27 @@ def test_config_rejects_bad_values():
         cfg(schedule="linear")
     with pytest.raises(ValueError, match="needs CUDA"):
         fit(tiny(), toy_data(), cfg(precision="bf16"))
+
+
+def test_critical_channels_freeze_at_the_step_and_stay_frozen_in_checkpoints(tmp_path):
+    from bitzero.model import load_checkpoint, save_checkpoint
+
+    model = tiny(critical_ratio=0.25)
+    masks = {}
+
+    def record(step, metrics):
+        masks[step] = {name: layer.critical_mask.clone() for name, layer in model.bit_linears()}
+
+    fit(model, toy_data(), cfg(max_steps=30, log_every=10, critical_freeze_step=10), on_metrics=record)
+    assert model.config.critical_mask_frozen
+    for name in masks[10]:
+        assert torch.equal(masks[10][name], masks[30][name]), name
+    # A checkpoint keeps them fixed for later training (self-play).
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "ckpt"))
+    assert loaded.config.critical_mask_frozen and all(layer.mask_frozen for _, layer in loaded.bit_linears())
+    with torch.no_grad():  # the smallest rows become the largest: a live mask would move
+        for _, layer in loaded.bit_linears():
+            layer.weight.mul_(1.0 / layer.weight.norm(dim=1, keepdim=True) ** 2)
+    fit(loaded, toy_data(), cfg(max_steps=5))
+    for name, layer in loaded.bit_linears():
+        assert torch.equal(layer.critical_mask, masks[30][name]), name

@@ -106,7 +106,8 @@ class BitLinear(nn.Module):
     """Linear layer with ternary weights, int8 activations and full-precision critical channels."""
 
     def __init__(
-        self, in_features: int, out_features: int, critical_ratio: float = 0.0, bias: bool = False
+        self, in_features: int, out_features: int, critical_ratio: float = 0.0, bias: bool = False,
+        mask_frozen: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= critical_ratio < 1.0:
@@ -115,6 +116,7 @@ class BitLinear(nn.Module):
         self.out_features = out_features
         self.critical_ratio = critical_ratio
         self.n_critical = round(critical_ratio * out_features)
+        self.mask_frozen = mask_frozen
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.register_buffer("critical_mask", torch.zeros(out_features, dtype=torch.bool))
@@ -140,8 +142,16 @@ class BitLinear(nn.Module):
             self.critical_mask.copy_(top_rows_by_norm(self.weight, self.n_critical))
         self._mask_key = self._weight_key()
 
+    def freeze_mask(self) -> None:
+        """Choose the critical channels once more from the current weights, then keep them.
+
+        Re-chosen every step, a row that crosses the norm threshold jumps between its latent and
+        its ternary value, which costs the student (measured in the README's distillation section)."""
+        self._sync_mask()
+        self.mask_frozen = True
+
     def _sync_mask(self) -> None:
-        if self._mask_key != self._weight_key():
+        if not self.mask_frozen and self._mask_key != self._weight_key():
             self.refresh_critical_mask()
 
     def effective_weight(self) -> torch.Tensor:

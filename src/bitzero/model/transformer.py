@@ -42,6 +42,7 @@ class ModelConfig:
     critical_ratio: str | float = ADAPTIVE
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    critical_mask_frozen: bool = False  # the critical channels are fixed (see BitLinear.freeze_mask)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
@@ -69,7 +70,7 @@ class ModelConfig:
 
 def make_linear(config: ModelConfig, n_in: int, n_out: int, critical_ratio: float) -> nn.Module:
     if config.quantized:
-        return BitLinear(n_in, n_out, critical_ratio=critical_ratio)
+        return BitLinear(n_in, n_out, critical_ratio=critical_ratio, mask_frozen=config.critical_mask_frozen)
     return nn.Linear(n_in, n_out, bias=False)
 
 
@@ -201,6 +202,13 @@ class BitZeroLM(nn.Module):
 
     def bit_linears(self) -> list[tuple[str, BitLinear]]:
         return [(n, m) for n, m in self.named_modules() if isinstance(m, BitLinear)]
+
+    def freeze_critical_masks(self) -> None:
+        """Fix every layer's critical channels from here on, in this model and the checkpoints it
+        makes (the config records it), so later training (self-play) keeps them too."""
+        for _, layer in self.bit_linears():
+            layer.freeze_mask()
+        self.config.critical_mask_frozen = True
 
     def new_kv_cache(self, max_len: int | None = None) -> KVCache:
         return KVCache(self.config.n_layer, max_len or self.config.block_size)
@@ -334,6 +342,7 @@ class BitZeroLM(nn.Module):
             "ternary_fraction": n_ternary / n_bit if n_bit else 0.0,
             "critical_fraction": (n_bit - n_ternary) / n_bit if n_bit else 0.0,
             "ternary_share_of_all_params": n_ternary / self.num_params(),
+            "critical_mask_frozen": self.config.critical_mask_frozen,
         }
 
 

@@ -36,6 +36,8 @@ class TrainConfig:
     # (by difficulty, then length) and grows linearly to all of them over curriculum_growth of the run.
     curriculum_start: float = 1.0
     curriculum_growth: float = 0.5
+    # Ternary models: fix the critical channels after this many steps (0: re-chosen every step).
+    critical_freeze_step: int = 0
     pack: bool = False
     pad_id: int = 0
     eval_every: int = 0

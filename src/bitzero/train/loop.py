@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from bitzero.model import BitZeroLM
 from bitzero.train.autobatch import find_batch_size
 from bitzero.train.batching import Example, ExampleLike, as_examples, collate
 from bitzero.train.config import TrainConfig
@@ -132,6 +133,13 @@ def _micro_batch_size(trainer: Trainer, cfg: TrainConfig, local_batch: int, ctx:
     return all_reduce_min(found, ctx)
 
 
+def _freeze_critical_masks(model: nn.Module) -> None:
+    """Fix a ternary model's critical channels once (every rank holds the same weights, so the
+    same channels); a resumed run past the step freezes at its first step."""
+    if isinstance(model, BitZeroLM) and model.bit_linears() and not model.config.critical_mask_frozen:
+        model.freeze_critical_masks()
+
+
 def fit(
     model: nn.Module,
     train_data: Iterable[ExampleLike],
@@ -192,6 +200,8 @@ def fit(
             ]
             metrics = trainer.step(micro_batches)
             done = trainer.steps_done
+            if cfg.critical_freeze_step and done >= cfg.critical_freeze_step:
+                _freeze_critical_masks(trainer.model)
             result.train_tokens += metrics.pop("tokens")
             result.train_seconds += time.perf_counter() - started
             tokens_per_s = result.train_tokens / max(result.train_seconds, 1e-9)
