@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,8 +16,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout_s: float = 60.0) -> None:
-    """Return once `url` answers 200; raise TimeoutError after `timeout_s`."""
+def wait_for_http(url: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Return once `url` answers 200; raise ChildProcessError if `process` (the server) exits
+    first, TimeoutError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -25,6 +27,8 @@ def wait_for_http(url: str, timeout_s: float = 60.0) -> None:
                     return
         except (OSError, urllib.error.URLError):
             pass
+        if process is not None and process.poll() is not None:
+            raise ChildProcessError(f"the server exited with status {process.returncode} before {url} answered")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
         time.sleep(0.3)

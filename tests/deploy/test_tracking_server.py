@@ -29,10 +29,10 @@ def test_bundle_goes_through_the_server_and_back(project: Path, rendered: dict[s
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
          "--serve-artifacts", "--artifacts-destination", str(store), "--host", "127.0.0.1", "--port", str(port),
          "--allowed-hosts", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # an unread pipe could fill and stall it
     )
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout_s=120)
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout_s=120, process=server)
         client_env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
                       "MLFLOW_ARTIFACT_LOCATION": platform["MLFLOW_ARTIFACT_LOCATION"]}
         _inputs(project)

@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.net import free_port
+from tests.net import free_port, wait_for_http
 from tests.service.conftest import EMBEDDER_CACHE
 
 SERVE_TIMEOUT = 60
@@ -47,18 +46,14 @@ def _serve(bundle: Path, database: Path, port: int) -> subprocess.Popen[str]:
            "BITZERO_DATABASE_URL": f"sqlite:///{database}", "BITZERO_PORT": str(port), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "bitzero.cli", "serve"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + SERVE_TIMEOUT
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"bitzero serve exited: {process.stdout.read()}")
-        time.sleep(0.3)
-    process.kill()
-    raise AssertionError("bitzero serve did not become ready")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", SERVE_TIMEOUT, process)
+    except ChildProcessError:
+        raise AssertionError(f"bitzero serve exited: {process.stdout.read()}") from None
+    except TimeoutError:
+        process.kill()
+        raise AssertionError("bitzero serve did not become ready") from None
+    return process
 
 
 def _stop(process: subprocess.Popen[str]) -> str:

@@ -77,6 +77,15 @@ def verify_file(bundle_dir: Path, entry: dict[str, Any]) -> Path:
     return path
 
 
+def verify_extra(bundle_dir: Path, name: str) -> Path:
+    """A file that travels with the model (e.g. the emotion classifier), once the manifest lists
+    it under "extras" and its checksum matches."""
+    entry = read_manifest(bundle_dir).get("extras", {}).get(name)
+    if entry is None:
+        raise BundleError(f"{bundle_dir / name} is not listed in the bundle's {MANIFEST}")
+    return verify_file(bundle_dir, entry)
+
+
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write bitzero.json (format and version added) atomically."""
     path = bundle_dir / MANIFEST

@@ -197,18 +197,17 @@ class SelfPlay:
         rewards = self.verifier.score(repeated, answers)
         rates = [solve_rate(rewards[i * n : (i + 1) * n]) for i in range(len(tasks))]
         # Levels and metrics follow the rates and rewards of all ranks.
-        metrics: dict[str, float] = {}
+        local = [(t.kind, rate, rewards[i * n : (i + 1) * n]) for i, (t, rate) in enumerate(zip(tasks, rates, strict=True))]
         kind_rates: dict[str, list[float]] = defaultdict(list)
-        for kind, rate in gather_list([(t.kind, rate) for t, rate in zip(tasks, rates, strict=True)], self.ctx):
+        kind_rewards: dict[str, list[float]] = defaultdict(list)
+        for kind, rate, task_rewards in gather_list(local, self.ctx):
             kind_rates[kind].append(rate)
+            kind_rewards[kind].extend(task_rewards)
+        metrics: dict[str, float] = {}
         for kind, values in kind_rates.items():
             metrics[f"solve_rate/{kind}"] = sum(values) / len(values)
-        kind_rewards: dict[str, list[float]] = defaultdict(list)
-        for kind, reward in gather_list([(t.kind, rw) for t, rw in zip(repeated, rewards, strict=True)], self.ctx):
-            self.result.rewards[f"solve/{kind}"].append(reward)
-            kind_rewards[kind].append(reward)
-        for kind, values in kind_rewards.items():
-            metrics[f"reward/solve/{kind}"] = sum(values) / len(values)
+            metrics[f"reward/solve/{kind}"] = sum(kind_rewards[kind]) / len(kind_rewards[kind])
+            self.result.rewards[f"solve/{kind}"].extend(kind_rewards[kind])
         self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
         return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
 

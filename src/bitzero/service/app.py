@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector
-from bitzero.export.bundle import BundleError, read_manifest, verify_file
+from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.limits import BodyLimit, RateLimiter
@@ -44,10 +44,7 @@ def _load_detector(settings: Settings, embedder: Embedder) -> EmotionDetector | 
         log.warning("no emotion classifier at %s: emotions are not detected", path)
         return None
     if path == settings.bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists it
-        entry = read_manifest(settings.bundle).get("extras", {}).get(EMOTION_FILE)
-        if entry is None:
-            raise BundleError(f"{path} is not listed in the bundle's manifest")
-        verify_file(settings.bundle, entry)
+        verify_extra(settings.bundle, EMOTION_FILE)
     return EmotionDetector(EmotionClassifier.load(path))
 
 

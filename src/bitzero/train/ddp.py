@@ -101,12 +101,16 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return out
 
 
-def all_reduce_min(value: int, ctx: DistContext) -> int:
+def _reduce_int(value: int, op: dist.ReduceOp, ctx: DistContext) -> int:
     if not ctx.is_distributed:
         return value
     tensor = torch.tensor([value], dtype=torch.long, device=ctx.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    dist.all_reduce(tensor, op=op)
     return int(tensor.item())
+
+
+def all_reduce_min(value: int, ctx: DistContext) -> int:
+    return _reduce_int(value, dist.ReduceOp.MIN, ctx)
 
 
 def barrier(ctx: DistContext) -> None:
@@ -148,11 +152,7 @@ def gather_list(items: Sequence[T], ctx: DistContext) -> list[T]:
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True on every rank when ``flag`` is true on any: a decision such as "time is up" must be
     the same everywhere, or one rank waits forever in the next collective."""
-    if not ctx.is_distributed:
-        return flag
-    tensor = torch.tensor([int(flag)], dtype=torch.long, device=ctx.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return bool(tensor.item())
+    return bool(_reduce_int(int(flag), dist.ReduceOp.MAX, ctx))
 
 
 def map_sharded(fn: Callable[[list[T]], list[R]], items: Sequence[T], ctx: DistContext) -> list[R]:

@@ -136,7 +136,7 @@ def _micro_batch_size(trainer: Trainer, cfg: TrainConfig, local_batch: int, ctx:
 def _freeze_critical_masks(model: nn.Module) -> None:
     """Fix a ternary model's critical channels once (every rank holds the same weights, so the
     same channels); a resumed run past the step freezes at its first step."""
-    if isinstance(model, BitZeroLM) and model.bit_linears() and not model.config.critical_mask_frozen:
+    if isinstance(model, BitZeroLM) and not model.config.critical_mask_frozen and model.bit_linears():
         model.freeze_critical_masks()
 
 
