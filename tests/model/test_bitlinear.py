@@ -42,12 +42,13 @@ def test_critical_rows_keep_full_precision_and_gamma_skips_them():
     torch.testing.assert_close(quantize_weights(w, mask), expected)
 
 
-def test_critical_channels_are_the_largest_rows_by_l2_norm():
+def test_critical_channels_are_the_rows_ternary_rounding_hurts_most():
     layer = BitLinear(4, 10, critical_ratio=0.2)
     with torch.no_grad():
         layer.weight.fill_(0.01)
-        layer.weight[3] = 1.0
-        layer.weight[7] = -2.0
+        layer.weight[3] = torch.tensor([1.0, 0.02, -0.5, 0.3])  # outliers: far from any ternary value
+        layer.weight[7] = torch.tensor([-2.0, 0.7, 0.01, 1.3])
+        layer.weight[5] = 0.02  # large but uniform: rounds almost exactly
     layer(torch.randn(2, 4))
     assert layer.critical_mask.nonzero().flatten().tolist() == [3, 7]
 

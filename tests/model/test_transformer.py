@@ -20,13 +20,14 @@ from bitzero.model import (
 
 def tiny(**overrides) -> BitZeroLM:
     torch.manual_seed(0)
-    values = dict(vocab_size=40, n_layer=2, n_head=2, n_embd=32, block_size=48)
+    values = dict(vocab_size=40, n_layer=2, n_head=2, n_kv_head=1, n_embd=32, ffn_hidden=64, block_size=48,
+                  quantized=True)
     values.update(overrides)
     return BitZeroLM(ModelConfig(**values))
 
 
 # n_embd 100, hidden 400: every configured ratio gives a whole number of channels.
-REPORT_SIZES = dict(vocab_size=20, n_layer=6, n_head=2, n_embd=100, block_size=16)
+REPORT_SIZES = dict(vocab_size=20, n_layer=6, n_head=2, n_kv_head=2, n_embd=100, ffn_hidden=400, block_size=16)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_report_fractions_equal_the_configured_ratios(setting, per_block):
         assert layer["share_minus1"] + layer["share_zero"] + layer["share_plus1"] == pytest.approx(1)
         assert layer["gamma"] > 0
         weighted += ratio * layer["n_weights"]
-    assert len(report["layers"]) == 6 * 6  # q k v o up down
+    assert len(report["layers"]) == 6 * 7  # q k v o gate up down
     assert report["critical_fraction"] == pytest.approx(weighted / report["bitlinear_weights"])
     assert report["ternary_fraction"] == pytest.approx(1 - report["critical_fraction"])
 
@@ -60,11 +61,20 @@ def test_full_precision_teacher_has_no_bitlinear():
     assert report["layers"] == {} and report["ternary_fraction"] == 0.0
 
 
-def test_swiglu_builds_gate_projection():
-    model = tiny(ffn_type="swiglu", ffn_mult=2.0)
-    assert model.blocks[0].ffn.gate_proj is not None
-    logits, _ = model(torch.randint(0, 40, (2, 5)))
+def test_tied_embeddings_share_one_matrix_and_untied_have_two():
+    tied, untied = tiny(), tiny(tie_embeddings=False)
+    assert tied.lm_head is None and tied.output_weight is tied.embed.weight
+    assert untied.output_weight is untied.lm_head.weight
+    assert untied.num_params() - tied.num_params() == 40 * 32
+    logits, _ = untied(torch.randint(0, 40, (2, 5)))
     assert logits.shape == (2, 5, 40)
+
+
+def test_sub_norm_adds_a_norm_before_o_proj_and_down_proj():
+    plain, subln = tiny(), tiny(sub_norm=True)
+    assert isinstance(plain.blocks[0].attn.sub_norm, torch.nn.Identity)
+    assert subln.blocks[0].attn.sub_norm.weight.shape == (32,)
+    assert subln.blocks[0].ffn.sub_norm.weight.shape == (64,)
 
 
 def test_loss_ignores_masked_targets():
@@ -142,7 +152,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 def test_checkpoint_round_trip(tmp_path):
     model = tiny()
     tokenizer = tmp_path / "tok.json"
-    tokenizer.write_text('{"version": 1}')
+    tokenizer.write_text('{"version": 2}')
     folder = save_checkpoint(model, tmp_path / "ckpt", tokenizer=tokenizer, metadata={"run": "x"})
     save_checkpoint(model, folder, tokenizer=tokenizer)  # overwriting in place works
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
@@ -161,7 +171,7 @@ def test_loading_a_missing_checkpoint_says_what_is_missing(tmp_path):
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="ffn_type"):
-        ModelConfig(vocab_size=10, ffn_type="gelu")
+    with pytest.raises(ValueError, match="multiple of n_kv_head"):
+        ModelConfig(vocab_size=10, n_embd=32, n_head=4, n_kv_head=3)
     with pytest.raises(ValueError, match="heads"):
         ModelConfig(vocab_size=10, n_embd=30, n_head=4)

@@ -9,11 +9,14 @@ Recipe (REFERENCES.md §1):
 * straight-through estimator on both (``x + (q(x) - x).detach()``), so the latent weights stay in
   full precision and receive the gradient of the quantized forward.
 
-RMS normalisation is NOT done here: the transformer uses LLaMA pre-norms plus SubLN (a norm before
-o_proj and before down_proj, as in BitNet 2B4T), so every BitLinear input is already RMS-normalised.
+RMS normalisation is NOT done here: the transformer's pre-norms feed q/k/v and gate/up, and the
+optional SubLN norms (BitNet 2B4T) feed o_proj and down_proj; per-token absmax quantization is
+scale-free, so without SubLN those two only see unnormalised (but exactly quantized) inputs.
 
-Critical channels ("hybrid precision"): the ``round(ratio * out_features)`` output channels with
-the largest L2 norm of their latent weight row keep full-precision weights. The mask is a function
+Critical channels ("hybrid precision"): the ``round(ratio * out_features)`` output channels whose
+latent weight rows lose the most to ternary rounding (squared error against their absmean-ternary
+value) keep full-precision weights; on pretrained weights this keeps the outlier rows that
+ternary rounding would wreck (REFERENCES.md §8: 19.8 -> 12.1 nats untrained at 10%). The mask is a function
 of the weights and is recomputed whenever the weights have changed since it was last computed
 (tracked by the parameter's version counter). In training that is every step, so channels can
 migrate as they grow, at the cost of a small jump in a channel's effective weights when it switches
@@ -87,18 +90,21 @@ def quantize_weights(weight: torch.Tensor, critical_mask: torch.Tensor | None = 
     return torch.where(critical_mask.unsqueeze(1), weight, quantized)
 
 
-def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
-    """Forward ``quantized``, backward identity to ``x`` (no graph needed when x needs no grad)."""
-    if not x.requires_grad:
-        return quantized
-    return x + (quantized - x).detach()
+def straight_through(x: torch.Tensor, quantized: torch.Tensor, mix: float = 1.0) -> torch.Tensor:
+    """Forward ``x + mix * (quantized - x)``, backward identity to ``x`` (no graph needed when x
+    needs no grad); mix 1 is the plain straight-through estimator."""
+    if mix == 1.0:
+        return quantized if not x.requires_grad else x + (quantized - x).detach()
+    return x + mix * (quantized - x).detach()
 
 
-def top_rows_by_norm(weight: torch.Tensor, count: int) -> torch.Tensor:
-    """Boolean mask of the ``count`` output channels with the largest L2 norm."""
+def top_rows_by_error(weight: torch.Tensor, count: int) -> torch.Tensor:
+    """Boolean mask of the ``count`` output channels with the largest ternary rounding error."""
     mask = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
     if count > 0:
-        mask[weight.detach().norm(dim=1).topk(count).indices] = True
+        weight = weight.detach()
+        error = (weight - quantize_weights(weight)).pow(2).sum(dim=1)
+        mask[error.topk(count).indices] = True
     return mask
 
 
@@ -117,6 +123,9 @@ class BitLinear(nn.Module):
         self.critical_ratio = critical_ratio
         self.n_critical = round(critical_ratio * out_features)
         self.mask_frozen = mask_frozen
+        # Share of the quantization applied in training (1: full b1.58). A warm-up ramps it from 0
+        # so a converted pretrained model drifts into ternary instead of dropping into it.
+        self.quant_mix = 1.0
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.register_buffer("critical_mask", torch.zeros(out_features, dtype=torch.bool))
@@ -139,13 +148,13 @@ class BitLinear(nn.Module):
     def refresh_critical_mask(self) -> None:
         """Re-select the critical channels from the current latent weights."""
         with torch.no_grad():
-            self.critical_mask.copy_(top_rows_by_norm(self.weight, self.n_critical))
+            self.critical_mask.copy_(top_rows_by_error(self.weight, self.n_critical))
         self._mask_key = self._weight_key()
 
     def freeze_mask(self) -> None:
         """Choose the critical channels once more from the current weights, then keep them.
 
-        Re-chosen every step, a row that crosses the norm threshold jumps between its latent and
+        Re-chosen every step, a row that crosses the selection threshold jumps between its latent and
         its ternary value, which costs the student (measured in the README's distillation section)."""
         self._sync_mask()
         self.mask_frozen = True
@@ -183,12 +192,13 @@ class BitLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Quantizers see detached inputs: their graph would be cut by the STE anyway.
+        mix = self.quant_mix if self.training else 1.0
         if self.training:
             self._sync_mask()
-            weight = straight_through(self.weight, quantize_weights(self.weight.detach(), self.critical_mask))
+            weight = straight_through(self.weight, quantize_weights(self.weight.detach(), self.critical_mask), mix)
         else:
             weight = self._cached_weight()
-        x = straight_through(x, quantize_activations(x.detach()))
+        x = straight_through(x, quantize_activations(x.detach()), mix)
         return F.linear(x, weight, self.bias)
 
     def train(self, mode: bool = True) -> BitLinear:

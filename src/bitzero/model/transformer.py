@@ -1,15 +1,16 @@
-"""The BitZero decoder-only transformer, in one file (nanoGPT-style).
+"""The BitZero language model: the Llama architecture in one file (nanoGPT-style).
 
-LLaMA layout: RMSNorm pre-norms, rotary position embeddings, causal attention through
-``F.scaled_dot_product_attention``, a squared-ReLU or SwiGLU feed-forward, untied full-precision
-embeddings and lm_head. Every BitLinear input is RMS-normalised: the pre-norms feed q/k/v and
-up/gate, and "SubLN" norms (BitNet 2B4T) sit before o_proj and down_proj. The same code builds the
-full-precision teacher (``quantized=False``: plain ``nn.Linear``) and the ternary student.
+RMSNorm pre-norms, rotary position embeddings with the checkpoint's theta, grouped-query
+attention through ``F.scaled_dot_product_attention``, a SwiGLU feed-forward and (optionally) tied
+embeddings: the layout of SmolLM2, Llama 2/3 and TinyLlama, loaded from their Hugging Face weights
+(``bitzero.model.pretrained``) and held to transformers' logits in the tests. ``quantized`` swaps
+every q/k/v/o/gate/up/down projection for a ternary BitLinear: the teacher and its student are one
+model family. ``sub_norm`` adds BitNet's SubLN (a norm before o_proj and before down_proj; BitNet
+Distillation adds it when converting a full-precision model), initialised to the identity scale.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +24,6 @@ from bitzero.model.bitlinear import ADAPTIVE, BitLinear, block_critical_ratio, l
 from bitzero.model.generation import KVCache, Rollout, sample_next
 
 IGNORE_INDEX = -100
-FFN_TYPES = ("squared_relu", "swiglu")
 
 
 @dataclass
@@ -33,31 +33,29 @@ class ModelConfig:
     vocab_size: int
     n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 128
-    ffn_type: str = "squared_relu"
-    ffn_mult: float = 4.0
-    dropout: float = 0.0
-    quantized: bool = True
-    critical_ratio: str | float = ADAPTIVE
+    n_kv_head: int = 2
+    n_embd: int = 64
+    ffn_hidden: int = 172
+    block_size: int = 2048  # the context length
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+    quantized: bool = False
+    sub_norm: bool = False
+    critical_ratio: str | float = ADAPTIVE
     critical_mask_frozen: bool = False  # the critical channels are fixed (see BitLinear.freeze_mask)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError("n_embd must split into n_head heads of even size (rotary pairs)")
-        if self.ffn_type not in FFN_TYPES:
-            raise ValueError(f"ffn_type must be one of {FFN_TYPES}, got {self.ffn_type!r}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
         block_critical_ratio(self.critical_ratio, 0, self.n_layer)  # validates the setting
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-    @property
-    def ffn_hidden(self) -> int:
-        return int(round(self.ffn_mult * self.n_embd))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,18 +80,22 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x)
+
+
+def sub_norm(config: ModelConfig, dim: int) -> nn.Module:
+    return RMSNorm(dim, config.norm_eps) if config.sub_norm else nn.Identity()
 
 
 def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: (B, H, T, D); cos/sin: (B, 1, T, D)."""
+    """x: (B, H, T, D); cos/sin: (B, 1, T, D). Llama's rotate-half convention."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return (x * cos + rotated * sin).type_as(x)
@@ -103,11 +105,12 @@ class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int, ratio: float) -> None:
         super().__init__()
         self.layer_idx = layer_idx
-        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        kv_width = config.n_kv_head * config.head_dim
         self.q_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
-        self.k_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
-        self.v_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
-        self.sub_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.k_proj = make_linear(config, config.n_embd, kv_width, ratio)
+        self.v_proj = make_linear(config, config.n_embd, kv_width, ratio)
+        self.sub_norm = sub_norm(config, config.n_embd)
         self.o_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
         self.dropout = config.dropout
 
@@ -119,41 +122,39 @@ class Attention(nn.Module):
         kv_cache: KVCache | None,
     ) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = (
-            proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-            for proj in (self.q_proj, self.k_proj, self.v_proj)
-        )
+        q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
         dropout = self.dropout if self.training else 0.0
         causal = mask is None and kv_cache is None
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
+            enable_gqa=self.n_kv_head != self.n_head,
+        )
         return self.o_proj(self.sub_norm(y.transpose(1, 2).reshape(b, t, c)))
 
 
 class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
     def __init__(self, config: ModelConfig, ratio: float) -> None:
         super().__init__()
-        hidden = config.ffn_hidden
-        self.swiglu = config.ffn_type == "swiglu"
-        self.up_proj = make_linear(config, config.n_embd, hidden, ratio)
-        self.gate_proj = make_linear(config, config.n_embd, hidden, ratio) if self.swiglu else None
-        self.sub_norm = RMSNorm(hidden, config.norm_eps)
-        self.down_proj = make_linear(config, hidden, config.n_embd, ratio)
+        self.gate_proj = make_linear(config, config.n_embd, config.ffn_hidden, ratio)
+        self.up_proj = make_linear(config, config.n_embd, config.ffn_hidden, ratio)
+        self.sub_norm = sub_norm(config, config.ffn_hidden)
+        self.down_proj = make_linear(config, config.ffn_hidden, config.n_embd, ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_proj is not None:
-            h = F.silu(self.gate_proj(x)) * self.up_proj(x)
-        else:
-            h = F.relu(self.up_proj(x)).square()
-        return self.down_proj(self.sub_norm(h))
+        return self.down_proj(self.sub_norm(F.silu(self.gate_proj(x)) * self.up_proj(x)))
 
 
 class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
         super().__init__()
-        ratio = block_critical_ratio(config.critical_ratio, layer_idx, config.n_layer)
+        ratio = block_critical_ratio(config.critical_ratio, layer_idx, config.n_layer) if config.quantized else 0.0
         self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
         self.attn = Attention(config, layer_idx, ratio)
         self.ffn_norm = RMSNorm(config.n_embd, config.norm_eps)
@@ -182,20 +183,24 @@ class BitZeroLM(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = None if config.tie_embeddings else nn.Linear(config.n_embd, config.vocab_size, bias=False)
         cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)  # GPT-2: scale residual outputs
-        for name, module in self.named_modules():
+        """Small random weights: the tiny configs of the tests; real models load a checkpoint."""
+        for module in self.modules():
             if isinstance(module, (nn.Linear, BitLinear, nn.Embedding)):
-                std = residual_std if name.endswith(("o_proj", "down_proj")) else 0.02
-                nn.init.normal_(module.weight, std=std)
+                nn.init.normal_(module.weight, std=0.02)
             if isinstance(module, BitLinear):
                 module.refresh_critical_mask()
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The (vocab, n_embd) matrix of the output layer: the embeddings when they are tied."""
+        return self.embed.weight if self.lm_head is None else self.lm_head.weight
 
     def num_params(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -247,7 +252,7 @@ class BitZeroLM(nn.Module):
                 x = block(x, rotary, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(t)
-        logits = self.lm_head(self.norm(x))
+        logits = F.linear(self.norm(x), self.output_weight)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(
@@ -274,7 +279,7 @@ class BitZeroLM(nn.Module):
         """
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        device = self.lm_head.weight.device
+        device = self.embed.weight.device
         width = max(len(p) for p in prompts)
         total = width + max_new_tokens
         if total > self.config.block_size:

@@ -1,11 +1,11 @@
-"""A character tokenizer with code subwords, byte fallback and append-only adaptation.
+"""The teacher's tokenizer: Hugging Face ``tokenizers`` (BPE) plus its chat template, torch-free.
 
-Layout of ids (fixed, so checkpoints stay loadable): 8 special tokens, 256 byte tokens, then
-"text tokens" (characters, subwords, adapted sequences) that are matched against text
-longest-first through a trie. A character outside the vocabulary becomes its UTF-8 bytes, so
-encode -> decode is the identity for any string, and special tokens can never be produced from
-text (a literal "<|user|>" in a message is just characters). Pure Python, no torch: the
-serving path uses it too.
+One JSON file holds everything the service and the trainers need: the HF ``tokenizer.json``
+object, the checkpoint's Jinja chat template, its end-of-turn tokens, and the tokens adaptation
+appended. Chat prompts are rendered by the template with placeholders in place of the contents;
+the template's own text is encoded with its special tokens, every message's content literally, so
+a "<|im_start|>" typed by a user is just characters and can never open a turn. Byte-level BPE
+makes encode -> decode lossless for any text.
 """
 
 from __future__ import annotations
@@ -17,259 +17,256 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .alphabet import BASE_CHARACTERS, BASE_SUBWORDS, BYTE_TOKENS, SPECIAL_TOKENS
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import AddedToken
+from tokenizers import Tokenizer as HFTokenizer
 
 __all__ = ["FORMAT", "VERSION", "Tokenizer", "TokenizerError"]
 
 FORMAT = "bitzero-tokenizer"
-VERSION = 1
-BYTE_OFFSET = len(SPECIAL_TOKENS)
-TEXT_OFFSET = BYTE_OFFSET + len(BYTE_TOKENS)
+VERSION = 2
 ROLES = ("system", "user", "assistant")
-_END = ""  # trie key of a node's token id: no character is the empty string
+# End-of-turn / end-of-text tokens of the common chat formats; a reply stops at any of them.
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
+_SLOT = re.compile("\ue000(\\d+)\ue001")  # a message's place in the rendered template
 # Adaptation candidates: words with an optional leading space, whitespace runs (indentation)
 # and punctuation runs. Digits never join a candidate: arithmetic should see single digits.
 _PIECE = re.compile(r" ?[^\W\d]+|\s+|[^\w\s]+")
+_REPLACEMENT = "\ufffd"
 
 
 class TokenizerError(ValueError):
-    """A tokenizer file or token list that cannot be used as it is."""
+    """A tokenizer file, chat or token list that cannot be used as it is."""
 
 
-def _is_surrogate(char: str) -> bool:
-    return "\ud800" <= char <= "\udfff"
+@lru_cache(maxsize=8)
+def _compile_template(source: str) -> Any:
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise
+    return env.from_string(source)
 
 
-def _bytes_to_text(data: bytearray) -> str:
-    """Bytes from the fallback tokens; invalid sequences (a model's guess) become U+FFFD."""
-    try:
-        return data.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return data.decode("utf-8", "replace")
+def _raise(message: str) -> None:
+    raise TokenizerError(f"chat template: {message}")
 
 
 class Tokenizer:
-    """Longest-first trie tokenizer over a fixed special/byte block and appendable text tokens.
+    """BPE encoding with a chat template; special tokens come from the template, never from text."""
 
-    Invariant: every character of a multi-character token is itself a token, so a character is
-    encoded via bytes exactly when ``knows(char)`` is False (the vocabulary check relies on it).
-    """
-
-    def __init__(self, text_tokens: Iterable[str] = ()) -> None:
-        self._tokens: list[str] = [*SPECIAL_TOKENS, *BYTE_TOKENS]
-        self._ids: dict[str, int] = {}
-        self._root: dict[str, Any] = {}
-        for token in text_tokens:
-            self._append(token)
-
-    @classmethod
-    def default(cls) -> Tokenizer:
-        """The base vocabulary: specials, bytes, characters, then code/math subwords."""
-        return cls([*BASE_CHARACTERS, *BASE_SUBWORDS])
+    def __init__(
+        self,
+        hf_json: str | Mapping[str, Any],
+        chat_template: str,
+        eos_token: str,
+        added: Sequence[str] = (),
+        pad_token: str | None = None,
+    ) -> None:
+        source = hf_json if isinstance(hf_json, str) else json.dumps(hf_json)
+        try:
+            self._template_side = HFTokenizer.from_str(source)
+            self._literal = HFTokenizer.from_str(source)
+        except Exception as error:  # tokenizers raises a bare Exception on a malformed file
+            raise TokenizerError(f"not a Hugging Face tokenizer: {error}") from error
+        self._literal.encode_special_tokens = True
+        self._hf_json = json.loads(source)
+        self.chat_template = chat_template
+        _compile_template(chat_template)
+        self.eos_token = eos_token
+        self.pad_token = pad_token or eos_token
+        self.added: list[str] = []
+        self._base_size = self._template_side.get_vocab_size(with_added_tokens=True)
+        if self._template_side.token_to_id(eos_token) is None:
+            raise TokenizerError(f"the end-of-turn token {eos_token!r} is not in the vocabulary")
+        self._append(list(added))
+        self._single: dict[str, bool] = {}
 
     # -- vocabulary ---------------------------------------------------------------------------
 
-    def _append(self, token: str) -> int:
-        if not isinstance(token, str) or not token:
-            raise TokenizerError(f"a text token must be a non-empty string, got {token!r}")
-        if token in self._ids:
-            raise TokenizerError(f"duplicate token {token!r}")
-        if any(_is_surrogate(c) for c in token):
-            raise TokenizerError(f"token {token!r} contains a lone surrogate (not valid Unicode)")
-        if len(token) > 1 and any(c not in self._root for c in token):
-            missing = sorted({c for c in token if c not in self._root})
-            raise TokenizerError(f"token {token!r} uses characters that are not tokens: {missing!r}")
-        token_id = len(self._tokens)
-        self._tokens.append(token)
-        self._ids[token] = token_id
-        node = self._root
-        for char in token:
-            node = node.setdefault(char, {})
-        node[_END] = token_id
-        return token_id
-
     @property
     def vocab_size(self) -> int:
-        return len(self._tokens)
+        return self._template_side.get_vocab_size(with_added_tokens=True)
 
     @property
-    def tokens(self) -> tuple[str, ...]:
-        """Every token string in id order (specials and byte tokens included)."""
-        return tuple(self._tokens)
+    def eos_id(self) -> int:
+        return int(self._template_side.token_to_id(self.eos_token))
+
+    @property
+    def pad_id(self) -> int:
+        return int(self._template_side.token_to_id(self.pad_token))
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Ids that end a reply: the end-of-turn token and any end-of-text token of the vocabulary."""
+        ids = {self.eos_id}
+        ids.update(i for t in STOP_TOKENS if (i := self._template_side.token_to_id(t)) is not None)
+        return tuple(sorted(ids))
+
+    def id_to_token(self, token_id: int) -> str:
+        token = self._template_side.id_to_token(token_id)
+        if token is None:
+            raise TokenizerError(f"token id {token_id} is outside the vocabulary (size {self.vocab_size})")
+        return token
 
     def knows(self, char: str) -> bool:
-        """Whether a character is encoded directly rather than through byte fallback."""
-        return char in self._root
-
-    def token_id(self, token: str) -> int:
-        """The id of a text token (never a special or byte token: those are not text)."""
-        try:
-            return self._ids[token]
-        except KeyError:
-            raise TokenizerError(f"{token!r} is not a text token of this vocabulary") from None
-
-    pad_id = property(lambda self: 0, doc="Padding.")
-    unk_id = property(lambda self: 1, doc="Reserved; byte fallback means encode never emits it.")
-    bos_id = property(lambda self: 2, doc="Beginning of sequence.")
-    eos_id = property(lambda self: 3, doc="End of sequence.")
-    system_id = property(lambda self: 4, doc="Opens a system turn.")
-    user_id = property(lambda self: 5, doc="Opens a user turn.")
-    assistant_id = property(lambda self: 6, doc="Opens an assistant turn.")
-    end_id = property(lambda self: 7, doc="Closes every turn.")
-
-    def role_id(self, role: str) -> int:
-        """The token opening a turn of ``role`` ("system", "user" or "assistant")."""
-        if role not in ROLES:
-            raise TokenizerError(f"unknown chat role {role!r}; expected one of {ROLES}")
-        return self.system_id + ROLES.index(role)
+        """Whether a character encodes to whole tokens (no token holds only part of its bytes)."""
+        known = self._single.get(char)
+        if known is None:
+            ids = self._literal.encode(char, add_special_tokens=False).ids
+            known = all(_REPLACEMENT not in self._literal.decode([i]) for i in ids) or char == _REPLACEMENT
+            self._single[char] = known
+        return known
 
     # -- encoding -----------------------------------------------------------------------------
 
-    def _encode_into(self, text: str, ids: list[int]) -> int:
-        """Append the ids of ``text`` to ``ids``; return how many characters fell back to bytes."""
-        root_get = self._root.get
-        append = ids.append
-        unknown = 0
-        i, n = 0, len(text)
-        while i < n:
-            node = root_get(text[i])
-            if node is None:
-                ids.extend(BYTE_OFFSET + b for b in text[i].encode("utf-8", "surrogatepass"))
-                unknown += 1
-                i += 1
-                continue
-            best, i, j = node[_END], i + 1, i + 1
-            while j < n:
-                node = node.get(text[j])
-                if node is None:
-                    break
-                j += 1
-                if _END in node:
-                    best, i = node[_END], j
-            append(best)
-        return unknown
+    def encode(self, text: str) -> list[int]:
+        """Ids of plain text; special-token strings inside it are encoded as ordinary characters."""
+        return list(self._literal.encode(text, add_special_tokens=False).ids)
 
-    def encode_with_unknown(
-        self, text: str, bos: bool = False, eos: bool = False
-    ) -> tuple[list[int], int]:
-        """Ids of ``text`` and the number of its characters encoded through byte fallback."""
-        ids = [self.bos_id] if bos else []
-        unknown = self._encode_into(text, ids)
-        if eos:
-            ids.append(self.eos_id)
-        return ids, unknown
+    def encode_with_unknown(self, text: str) -> tuple[list[int], int]:
+        """Ids of ``text`` and how many of its characters fall back to partial byte tokens."""
+        return self.encode(text), sum(1 for c in text if not self.knows(c))
 
-    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
-        return self.encode_with_unknown(text, bos, eos)[0]
+    def render(self, conversation: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
+        """The chat template's text with a placeholder where each message's content goes."""
+        messages = []
+        for index, turn in enumerate(conversation):
+            role, content = turn.get("role"), turn.get("content")
+            if role not in ROLES:
+                raise TokenizerError(f"turn {index}: unknown chat role {role!r}; expected one of {ROLES}")
+            if not isinstance(content, str):
+                raise TokenizerError(f"turn {index}: content must be a string, got {content!r}")
+            messages.append({"role": role, "content": f"\ue000{index}\ue001"})
+        try:
+            return _compile_template(self.chat_template).render(
+                messages=messages, add_generation_prompt=add_generation_prompt,
+                eos_token=self.eos_token, bos_token="",
+            )
+        except TokenizerError:
+            raise
+        except Exception as error:  # a template is user-supplied code: name its failure
+            raise TokenizerError(f"chat template failed: {error}") from error
 
     def encode_chat_with_mask(
         self, conversation: Sequence[Mapping[str, str]], add_generation_prompt: bool = False
     ) -> tuple[list[int], list[bool]]:
-        """Chat ids (``<|role|> content <|end|>`` per turn) and a loss mask.
-
-        The mask is True on assistant content and its closing ``<|end|>`` (so the model learns
-        what to say and when to stop), False on everything the prompt already gives.
-        """
+        """Chat ids and a loss mask: True on assistant contents and the end-of-turn token that
+        closes each (so the model learns what to say and when to stop), False on the prompt."""
+        rendered = self.render(conversation, add_generation_prompt)
         ids: list[int] = []
         mask: list[bool] = []
-        for index, turn in enumerate(conversation):
-            role, content = turn.get("role"), turn.get("content")
-            if not isinstance(content, str):
-                raise TokenizerError(f"turn {index}: content must be a string, got {content!r}")
-            ids.append(self.role_id(role))  # type: ignore[arg-type]
-            start = len(ids)
-            self._encode_into(content, ids)
-            ids.append(self.end_id)
-            mask.append(False)
-            mask.extend([role == "assistant"] * (len(ids) - start))
-        if add_generation_prompt:
-            ids.append(self.assistant_id)
-            mask.append(False)
+        closing = False  # inside the template text right after an assistant message
+        position = 0
+        for match in _SLOT.finditer(rendered):
+            closing = self._template_piece(rendered[position : match.start()], closing, ids, mask)
+            index = int(match.group(1))
+            turn = conversation[index]
+            piece = self.encode(turn["content"])
+            ids.extend(piece)
+            mask.extend([turn["role"] == "assistant"] * len(piece))
+            closing = turn["role"] == "assistant"
+            position = match.end()
+        self._template_piece(rendered[position:], closing, ids, mask)
         return ids, mask
 
-    def encode_chat(
-        self, conversation: Sequence[Mapping[str, str]], add_generation_prompt: bool = False
-    ) -> list[int]:
-        """Chat ids; with ``add_generation_prompt`` they end in ``<|assistant|>`` for generation."""
+    def _template_piece(self, text: str, closing: bool, ids: list[int], mask: list[bool]) -> bool:
+        """Encode template text; after an assistant message, mark it up to its end-of-turn token."""
+        if not text:
+            return closing
+        piece = self._template_side.encode(text, add_special_tokens=False).ids
+        eos = self.eos_id
+        for token_id in piece:
+            ids.append(token_id)
+            mask.append(closing)
+            if closing and token_id == eos:
+                closing = False
+        return False
+
+    def encode_chat(self, conversation: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> list[int]:
+        """Chat ids; with ``add_generation_prompt`` they end where the assistant's reply begins."""
         return self.encode_chat_with_mask(conversation, add_generation_prompt)[0]
 
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
-        """Text of ``ids``; consecutive byte tokens are joined and decoded as UTF-8."""
-        tokens = self._tokens
-        size = len(tokens)
-        parts: list[str] = []
-        pending = bytearray()
+        """Text of ``ids``; bytes that do not form whole characters (a model's guess) become U+FFFD."""
+        ids = list(ids)
+        size = self.vocab_size
         for token_id in ids:
-            if TEXT_OFFSET <= token_id < size:
-                if pending:
-                    parts.append(_bytes_to_text(pending))
-                    pending.clear()
-                parts.append(tokens[token_id])
-            elif BYTE_OFFSET <= token_id < TEXT_OFFSET:
-                pending.append(token_id - BYTE_OFFSET)
-            elif 0 <= token_id < BYTE_OFFSET:
-                if pending:
-                    parts.append(_bytes_to_text(pending))
-                    pending.clear()
-                if not skip_special:
-                    parts.append(tokens[token_id])
-            else:
+            if not 0 <= token_id < size:
                 raise TokenizerError(f"token id {token_id} is outside the vocabulary (size {size})")
-        if pending:
-            parts.append(_bytes_to_text(pending))
-        return "".join(parts)
+        return self._template_side.decode(ids, skip_special_tokens=skip_special)
 
     # -- adaptation ---------------------------------------------------------------------------
 
-    def adapt(
-        self, texts: Iterable[str], min_count: int, max_new_tokens: int, max_len: int
-    ) -> list[str]:
-        """Append frequent sequences of ``texts`` as new tokens; existing ids never change.
+    def _append(self, tokens: Sequence[str]) -> None:
+        for token in tokens:
+            if not isinstance(token, str) or not token:
+                raise TokenizerError(f"a text token must be a non-empty string, got {token!r}")
+            if any("\ud800" <= c <= "\udfff" for c in token):
+                raise TokenizerError(f"token {token!r} contains a lone surrogate (not valid Unicode)")
+            if token in self._template_side.get_vocab(with_added_tokens=True):
+                raise TokenizerError(f"duplicate token {token!r}")
+        if tokens:
+            new = [AddedToken(t, normalized=False, special=False) for t in tokens]
+            for side in (self._template_side, self._literal):
+                side.add_tokens(new)
+            self.added.extend(tokens)
 
-        First characters that would fall back to bytes, most frequent first; then pieces of
-        2..max_len characters (a word with its leading space, a whitespace run such as an
-        indentation, a punctuation run) ranked by tokens saved, count x (current tokens - 1).
-        Only sequences seen more than ``min_count`` times qualify; ties go to the smaller string,
-        so the result depends on the texts alone. Returns the appended tokens.
+    def pieces_of(self, token: str) -> list[int]:
+        """The ids an appended token was made of (its embedding row starts as their mean)."""
+        return list(self._base_literal().encode(token, add_special_tokens=False).ids)
+
+    def _base_literal(self) -> HFTokenizer:
+        base = HFTokenizer.from_str(json.dumps(self._hf_json))
+        base.encode_special_tokens = True
+        return base
+
+    def adapt(self, texts: Iterable[str], min_count: int, max_new_tokens: int, max_len: int) -> list[str]:
+        """Append frequent pieces of ``texts`` that split into many tokens; ids never change.
+
+        Candidates are words with their leading space, whitespace runs (indentation) and
+        punctuation runs of 2..max_len characters seen more than ``min_count`` times, ranked by
+        tokens saved, count x (current tokens - 1); ties go to the smaller string, so the result
+        depends on the texts alone. Returns the appended tokens.
         """
         if min_count < 0 or max_new_tokens < 0 or max_len < 1:
             raise TokenizerError(
                 f"adapt needs min_count >= 0, max_new_tokens >= 0, max_len >= 1; "
                 f"got {min_count}, {max_new_tokens}, {max_len}"
             )
-        chars: Counter[str] = Counter()
         pieces: Counter[str] = Counter()
         for text in texts:
-            chars.update(text)
             pieces.update(_PIECE.findall(text))
-        new_chars = sorted(
-            (c for c, n in chars.items() if n > min_count and not self.knows(c) and not _is_surrogate(c)),
-            key=lambda c: (-chars[c], c),
-        )[:max_new_tokens]
-        for char in new_chars:
-            self._append(char)
+        vocab = self._template_side.get_vocab(with_added_tokens=True)
         ranked = sorted(
-            (-n * (len(self.encode(piece)) - 1), piece)
-            for piece, n in pieces.items()
-            if n > min_count and 2 <= len(piece) <= max_len and piece not in self._ids
-            and all(c in self._root for c in piece)
+            (-count * (cost - 1), piece)
+            for piece, count in pieces.items()
+            if count > min_count and 2 <= len(piece) <= max_len and piece not in vocab
+            and (cost := len(self.encode(piece))) > 1
         )
-        new_pieces = [piece for _, piece in ranked[: max_new_tokens - len(new_chars)]]
-        for piece in new_pieces:
-            self._append(piece)
-        return new_chars + new_pieces
+        new = [piece for _, piece in ranked[:max_new_tokens]]
+        self._append(new)
+        self._single.clear()
+        return new
 
     # -- persistence --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "tokens": list(self._tokens)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "tokenizer": self._hf_json,
+            "chat_template": self.chat_template,
+            "eos_token": self.eos_token,
+            "pad_token": self.pad_token,
+            "added": list(self.added),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tokenizer:
-        """Rebuild from ``to_dict`` output, checking format, version and the fixed id block."""
+        """Rebuild from ``to_dict`` output, checking format and version."""
         if not isinstance(data, Mapping):
             raise TokenizerError(f"a tokenizer must be a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
@@ -278,15 +275,11 @@ class Tokenizer:
             raise TokenizerError(
                 f"tokenizer version {data.get('version')!r} is not supported (this code reads {VERSION})"
             )
-        tokens = data.get("tokens")
-        if not isinstance(tokens, list):
-            raise TokenizerError("tokenizer has no 'tokens' list")
-        fixed = [*SPECIAL_TOKENS, *BYTE_TOKENS]
-        if tokens[:TEXT_OFFSET] != fixed:
-            raise TokenizerError(
-                f"the first {TEXT_OFFSET} tokens must be the special and byte tokens in their fixed order"
-            )
-        return cls(tokens[TEXT_OFFSET:])
+        missing = [k for k in ("tokenizer", "chat_template", "eos_token") if not data.get(k)]
+        if missing:
+            raise TokenizerError(f"tokenizer file lacks {', '.join(missing)}")
+        return cls(data["tokenizer"], data["chat_template"], data["eos_token"], data.get("added", ()),
+                   data.get("pad_token"))
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON file atomically (temp file + rename): readers never see half a file."""
@@ -295,7 +288,7 @@ class Tokenizer:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_dict(), handle, ensure_ascii=False, indent=1)
+                json.dump(self.to_dict(), handle, ensure_ascii=False)
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -1,0 +1,102 @@
+"""Pretrained checkpoints: this model's logits equal transformers' on the same weights, and the
+ternary student converted from them keeps the teacher's shape, weights and vocabulary."""
+
+import pytest
+import torch
+
+from bitzero.model import BitLinear
+from bitzero.model.pretrained import (
+    PretrainedError,
+    grow_vocabulary,
+    import_pretrained,
+    resolve_source,
+    ternary_student,
+)
+from tests.tiny import CHAT_TEMPLATE, tiny_hf_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_hf_checkpoint(tmp_path_factory.mktemp("hf") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def imported(checkpoint):
+    return import_pretrained(str(checkpoint))
+
+
+def test_logits_match_transformers(checkpoint, imported):
+    from transformers import AutoModelForCausalLM
+
+    model, _, facts = imported
+    reference = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    idx = torch.randint(0, model.config.vocab_size, (2, 37), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(idx).logits
+    actual, _ = model(idx)
+    torch.testing.assert_close(actual, expected, atol=2e-5, rtol=1e-4)
+    assert facts["architecture"] == "LlamaForCausalLM"
+    assert model.config.n_kv_head == 2 and model.config.tie_embeddings
+
+
+def test_kv_cached_decoding_matches_transformers_greedy(checkpoint, imported):
+    from transformers import AutoModelForCausalLM
+
+    model, _, _ = imported
+    reference = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    prompt = [5, 17, 42, 8]
+    expected = reference.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    assert model.generate(prompt, 12) == expected
+
+
+def test_tokenizer_and_template_come_from_the_checkpoint(checkpoint, imported):
+    from transformers import AutoTokenizer
+
+    _, tokenizer, _ = imported
+    reference = AutoTokenizer.from_pretrained(checkpoint)
+    chat = [{"role": "user", "content": "hello there, how are you?"}]
+    assert tokenizer.chat_template == CHAT_TEMPLATE
+    assert tokenizer.encode_chat(chat, add_generation_prompt=True) == reference.apply_chat_template(
+        chat, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+def test_student_keeps_the_teachers_weights_as_ternary_layers(imported):
+    teacher = imported[0]
+    student = ternary_student(teacher, critical_ratio=0.0)
+    layers = [m for m in student.modules() if isinstance(m, BitLinear)]
+    assert len(layers) == 2 * 7 and student.config.quantized
+    torch.testing.assert_close(student.blocks[1].ffn.down_proj.weight, teacher.blocks[1].ffn.down_proj.weight)
+    idx = torch.randint(0, teacher.config.vocab_size, (1, 20))
+    student.eval()
+    with torch.no_grad():
+        gap = (student(idx)[0] - teacher(idx)[0]).abs().mean()
+    assert 0 < gap < teacher(idx)[0].abs().mean()  # rounded, not random
+
+
+def test_fewer_layers_keep_the_first_and_the_last(imported):
+    teacher = imported[0]
+    student = ternary_student(teacher, critical_ratio=0.1, n_layer=1)
+    assert student.config.n_layer == 1
+    torch.testing.assert_close(student.blocks[0].attn.q_proj.weight, teacher.blocks[0].attn.q_proj.weight)
+    with pytest.raises(PretrainedError, match="between 1 and 2"):
+        ternary_student(teacher, critical_ratio=0.1, n_layer=3)
+
+
+def test_appended_tokens_start_as_the_mean_of_their_pieces(imported):
+    model, tokenizer, _ = imported
+    model = ternary_student(model, critical_ratio=0.0)  # a copy: the module fixture stays intact
+    old = model.config.vocab_size
+    added = tokenizer.adapt(["zebra-crossing " * 50], min_count=10, max_new_tokens=1, max_len=12)
+    grow_vocabulary(model, tokenizer)
+    assert model.config.vocab_size == old + 1 == model.embed.weight.shape[0]
+    pieces = tokenizer.pieces_of(added[0])
+    assert len(pieces) > 1
+    torch.testing.assert_close(model.embed.weight[old], model.embed.weight[pieces].mean(0))
+
+
+def test_unusable_sources_say_what_to_do(tmp_path):
+    with pytest.raises(PretrainedError, match="not a Hugging Face model folder"):
+        resolve_source(str(tmp_path))
+    with pytest.raises(PretrainedError, match="not installed"):
+        resolve_source("package:no_such_package_here/model.gguf")
