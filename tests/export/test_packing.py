@@ -1,15 +1,17 @@
-"""2-bit packing and the compact checkpoint: lossless for codes, bit-exact for the model."""
+"""2-bit packing and the compact checkpoint (lossless for codes, bit-exact for the model), and the
+4-bit block format as onnxruntime's MatMulNBits reads it."""
 
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from bitzero.export.convert import pack_model, unpack_model
-from bitzero.export.packing import PackingError, load_packed, pack_codes, save_packed, unpack_codes
-from bitzero.text import Tokenizer
-from tests.export.conftest import tiny_model
+from bitzero.export.packing import PackingError, load_packed, pack_codes, quantize_int4, save_packed, unpack_codes
+from tests.export.conftest import tiny_student
 
 
 @pytest.mark.parametrize("in_features", [1, 4, 7, 64, 130])
@@ -32,9 +34,9 @@ def test_non_ternary_codes_and_corrupt_bytes_are_refused() -> None:
         unpack_codes(np.array([[0]], dtype=np.uint8), 4)
 
 
-@pytest.mark.parametrize(("ffn_type", "seed"), [("squared_relu", 1), ("swiglu", 2)])
-def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, ffn_type: str, seed: int) -> None:
-    model = tiny_model(Tokenizer.default(), ffn_type=ffn_type, seed=seed)
+@pytest.mark.parametrize(("overrides", "seed"), [({}, 1), ({"sub_norm": True, "tie_embeddings": False}, 2)])
+def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, overrides: dict, seed: int) -> None:
+    model = tiny_student(seed, **overrides)
     path = save_packed(pack_model(model), tmp_path / "model.packed.safetensors")
     restored = unpack_model(load_packed(path))
     ids = torch.randint(0, model.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(seed))
@@ -45,7 +47,8 @@ def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, ffn_type: str,
         assert torch.equal(layer.critical_mask, back.critical_mask), name
 
 
-def test_sizes_report_two_bits_per_ternary_weight(model: torch.nn.Module) -> None:
+def test_sizes_report_two_bits_per_ternary_weight(student: torch.nn.Module) -> None:
+    model = student
     sizes = pack_model(model).sizes()
     assert 2.0 <= sizes["bits_per_weight_ternary"] < 2.01  # 2-bit codes + one fp32 gamma a layer
     n_params = sum(p.numel() for p in model.parameters())
@@ -58,3 +61,32 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"not a safetensors file")
     with pytest.raises(PackingError, match="cannot read"):
         load_packed(bogus)
+
+
+@pytest.mark.parametrize("in_features", [32, 96, 70])  # two blocks, an odd count, a padded last block
+def test_int4_blocks_dequantize_within_half_a_step(in_features: int) -> None:
+    weight = np.random.default_rng(in_features).normal(size=(6, in_features)).astype(np.float32)
+    weight[0, :5] = 0.0
+    packed = quantize_int4(weight)
+    blocks = -(-in_features // 32)
+    assert packed.blob.shape == (6, blocks, 16) and packed.zero_points.shape == (6, -(-blocks // 2))
+    step = np.repeat(packed.scales, 32, axis=1)[:, :in_features]
+    assert np.all(np.abs(packed.dense() - weight) <= step / 2 + 1e-6)
+    assert np.all(packed.dense()[0, :5] == 0.0)  # zero is on the grid
+
+
+@pytest.mark.parametrize("in_features", [64, 96])
+def test_int4_layout_is_what_matmulnbits_computes(in_features: int) -> None:
+    weight = np.random.default_rng(1).normal(size=(40, in_features)).astype(np.float32)
+    packed = quantize_int4(weight)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(packed.blob, "b"), (packed.scales, "s"), (packed.zero_points, "z")]]
+    node = helper.make_node("MatMulNBits", ["x", "b", "s", "z"], ["y"], domain="com.microsoft",
+                            K=in_features, N=40, bits=4, block_size=32)  # accuracy_level 0: fp32 activations
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, in_features])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 40])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=10)
+    x = np.random.default_rng(2).normal(size=(3, in_features)).astype(np.float32)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.allclose(got, x @ packed.dense().T, atol=1e-4)

@@ -1,26 +1,24 @@
-"""Each variant against PyTorch, within the tolerance the export states."""
+"""Bundles of both kinds: parity against PyTorch within the stated tolerance, sizes, held-out NLL."""
 
 import json
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import torch
 
-from bitzero.export.bundle import MANIFEST
-from bitzero.export.convert import pack_model
-from bitzero.export.exporter import ExportError, export_bundle
-from bitzero.export.graph import build_graph
+from bitzero.export.bundle import MANIFEST, PACKED
+from bitzero.export.exporter import ExportError, HeldOut, export_bundle
 from bitzero.export.parity import compare, torch_reference
 from bitzero.export.runtime import BundleRuntime
+from bitzero.model import BitZeroLM
 from tests.export.conftest import TOLERANCES
 
 
 @pytest.mark.parametrize("variant", ["exact", "nbits"])
-def test_variant_logits_within_tolerance(bundle: Path, model: torch.nn.Module, held_out, variant: str) -> None:
-    reference = torch_reference(model, held_out.sequences, held_out.prompts, 12, stop_ids=(3, 7))
-    figures = compare(BundleRuntime.load(bundle, variant), reference, 12)
+def test_student_variants_within_tolerance(bundle: Path, student: BitZeroLM, held_out: HeldOut, variant: str) -> None:
+    runtime = BundleRuntime.load(bundle, variant)
+    reference = torch_reference(student, held_out.sequences, held_out.prompts, 12, runtime.tokenizer.stop_ids)
+    figures = compare(runtime, reference, 12)
     assert figures["max_rel_error"] <= TOLERANCES[variant]
     assert figures["top1_agreement"] >= (1.0 if variant == "exact" else 0.9)
     assert figures["greedy_tokens"] >= len(held_out.prompts)
@@ -28,47 +26,63 @@ def test_variant_logits_within_tolerance(bundle: Path, model: torch.nn.Module, h
         assert figures["greedy_identical"] == 1.0
 
 
-def test_exact_variant_greedy_generations_match_pytorch(bundle: Path) -> None:
-    parity = json.loads((bundle / MANIFEST).read_text())["parity"]
-    assert parity["exact"]["greedy_identical"] == 1.0
-    assert parity["exact"]["greedy_tokens"] > 0
-    assert 0.0 <= parity["nbits"]["greedy_agreement"] <= 1.0
+def test_manifests_record_parity_for_every_variant(bundle: Path, teacher_bundle: Path) -> None:
+    student = json.loads((bundle / MANIFEST).read_text())
+    teacher = json.loads((teacher_bundle / MANIFEST).read_text())
+    assert student["kind"] == "student" and set(student["parity"]) == {"nbits", "exact"}
+    assert teacher["kind"] == "teacher" and set(teacher["parity"]) == {"int4", "fp32"}
+    assert student["parity"]["exact"]["greedy_identical"] == teacher["parity"]["fp32"]["greedy_identical"] == 1.0
+    assert teacher["parity"]["fp32"]["max_rel_error"] <= 1e-5
+    assert teacher["parity"]["int4"]["max_rel_error"] <= teacher["parity_tolerance"]["int4"]
+    assert 0.0 < teacher["parity"]["int4"]["top1_agreement"] <= 1.0
 
 
-def test_manifest_records_sizes_source_and_bits(bundle: Path) -> None:
+def test_manifest_records_sizes_source_and_bits(bundle: Path, teacher_bundle: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     sizes = manifest["sizes"]
-    assert sizes["nbits"]["bits_per_weight_ternary"] <= 2.5  # K=64 here: block 64, one fp32 scale each
-    assert sizes["nbits"]["bytes"] < sizes["exact"]["bytes"] < sizes["fp32_model_bytes"] * 2
-    assert manifest["source"] == {"mlflow_run_id": "run-123"}
+    assert 2.0 < sizes["nbits"]["bits_per_weight_linear"] <= 2.75  # K=64/96: one fp32 scale per block
+    assert sizes["exact"]["bits_per_weight_linear"] < 2.01  # 2-bit packed codes, unpacked at load
+    assert sizes["nbits"]["bytes"] < sizes["exact"]["bytes"] < sizes["fp32_model_bytes"]
+    assert manifest["source"] == {"mlflow_run_id": "run-123"} and (bundle / PACKED).is_file()
     assert (bundle / "nbits" / "model.onnx").stat().st_size == sizes["nbits"]["bytes"]
+    teacher = json.loads((teacher_bundle / MANIFEST).read_text())
+    assert teacher["sizes"]["int4"]["bits_per_weight_linear"] == 5.125
+    assert teacher["sizes"]["int4"]["bytes"] < teacher["sizes"]["fp32"]["bytes"] / 2
+    assert "packed" not in teacher and not (teacher_bundle / PACKED).exists()
 
 
-@pytest.mark.parametrize("variant", ["exact", "nbits", "fp32"])
-def test_graphs_pass_the_full_onnx_check(model: torch.nn.Module, variant: str) -> None:
-    onnx.checker.check_model(build_graph(pack_model(model), variant), full_check=True)
+def test_held_out_nll_is_pytorchs_on_the_assistant_tokens(teacher_bundle: Path, teacher: BitZeroLM, held_out: HeldOut) -> None:
+    """Through the fp32 graph the bundle's NLL is PyTorch's cross-entropy on the masked targets."""
+    from bitzero.export.heldout import assistant_nll
 
-
-def test_exact_graph_matches_pytorch_fake_quant_on_random_ids(model: torch.nn.Module) -> None:
-    import onnxruntime as ort
-
-    graph = build_graph(pack_model(model), "exact")
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(1, 12))
-    feeds = {i.name: np.zeros((1, 4, 0, 16), np.float32) for i in session.get_inputs()[1:]}
-    got = session.run(["logits"], {"input_ids": ids, **feeds})[0]
+    figures = assistant_nll(BundleRuntime.load(teacher_bundle, "fp32"), held_out.scored)
+    total = count = 0.0
     with torch.no_grad():
-        reference = model(torch.from_numpy(ids))[0].numpy()
-    assert np.abs(got - reference).max() <= 1e-5 * np.abs(reference).max() + 1e-6
+        for item in held_out.scored:
+            ids = torch.tensor([item.ids])
+            targets = torch.where(torch.tensor(item.mask[1:]), ids[0, 1:], -100)
+            logits, _ = teacher(ids[:, :-1])
+            total += float(torch.nn.functional.cross_entropy(logits[0], targets, reduction="sum"))
+            count += int((targets != -100).sum())
+    assert figures["overall"] == pytest.approx(total / count, rel=1e-5)
+    assert set(figures["per_source"]) == {"seed", "persona"} and figures["tokens"] == count
+    manifest = json.loads((teacher_bundle / MANIFEST).read_text())
+    assert manifest["held_out_nll"]["variant"] == "int4" and manifest["held_out_nll"]["tokens"] == count
 
 
 def test_out_of_tolerance_export_fails_and_keeps_the_old_bundle(
-    tmp_path: Path, model: torch.nn.Module, tokenizer_file: Path, held_out
+    tmp_path: Path, student: BitZeroLM, tokenizer_file: Path, held_out: HeldOut
 ) -> None:
     folder = tmp_path / "bundle"
-    export_bundle(model, tokenizer_file, folder, held_out, variants=["exact"], tolerances=TOLERANCES, greedy_tokens=2)
+    export_bundle(student, tokenizer_file, folder, held_out, variants=["exact"], tolerances=TOLERANCES, greedy_tokens=2)
     before = (folder / MANIFEST).read_text()
     with pytest.raises(ExportError, match="nbits export is off"):
-        export_bundle(model, tokenizer_file, folder, held_out, variants=["nbits"], tolerances={"nbits": 1e-9}, greedy_tokens=2)
+        export_bundle(student, tokenizer_file, folder, held_out, variants=["nbits"], tolerances={"nbits": 1e-9}, greedy_tokens=2)
     assert (folder / MANIFEST).read_text() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_variant_of_the_other_kind_is_refused(tmp_path: Path, teacher: BitZeroLM, tokenizer_file: Path, held_out: HeldOut) -> None:
+    with pytest.raises(ValueError, match="full-precision model exports as one of"):
+        export_bundle(teacher, tokenizer_file, tmp_path / "b", held_out, variants=["nbits"], tolerances=TOLERANCES, greedy_tokens=2)
+    assert not (tmp_path / "b").exists()

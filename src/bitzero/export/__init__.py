@@ -1,6 +1,6 @@
-"""Export: packed ternary weights, ONNX graphs with a KV cache, and the torch-free runtime.
+"""Export: packed weights, ONNX graphs with a KV cache, the torch-free runtime and the promotion gate.
 
-Only the torch-free modules (bundle, sampling, runtime, packing) may be imported by the service;
-convert, parity and exporter need torch. Nothing is imported here, so importing this package
-loads neither.
+Only the torch-free modules (bundle, sampling, runtime, packing, heldout, promotion) may be imported
+by the service; convert, parity and exporter need torch, registry needs MLflow. Nothing is imported
+here, so importing this package loads none of them.
 """

@@ -45,6 +45,17 @@ def model_id(entries: list[dict[str, Any]]) -> str:
     return f"bitzero-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
 
 
+def read_json_of_format(path: Path, format_name: str, error: type[Exception]) -> dict[str, Any]:
+    """A JSON object whose "format" is ``format_name``; anything else raises ``error`` naming the file."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(content, dict) or content.get("format") != format_name:
+        raise error(f"{path} is not a {format_name} file")
+    return content
+
+
 def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
     """The parsed manifest, after checking its format and that the files it names exist."""
     bundle_dir = Path(bundle_dir)
@@ -53,15 +64,10 @@ def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
         raise BundleError(f"bundle folder {bundle_dir} does not exist")
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a BitZero bundle: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    manifest = read_json_of_format(path, FORMAT, BundleError)
     if manifest.get("version") != VERSION:
         raise BundleError(f"{path} has bundle version {manifest.get('version')!r}; this runtime reads {VERSION}")
-    for key in ("model_id", "config", "tokenizer", "variants", "stop_token_ids"):
+    for key in ("model_id", "config", "tokenizer", "variants"):
         if key not in manifest:
             raise BundleError(f"{path} lacks the {key!r} entry")
     return manifest

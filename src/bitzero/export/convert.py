@@ -21,9 +21,8 @@ _MAX_NUDGES = 256
 
 
 def pack_model(model: BitZeroLM, metadata: dict | None = None) -> PackedModel:
-    """The packed form of a ternary model (eval-time codes, gamma and critical channels)."""
-    if not model.config.quantized:
-        raise PackingError("only a ternary (quantized) model can be packed")
+    """The packed form of a model: a ternary model's eval-time codes, gamma and critical channels;
+    a full-precision model's tensors as they are (its graph quantizes them to 4 bits itself)."""
     linears: dict[str, PackedLinear] = {}
     linear_names = set()
     for name, layer in model.bit_linears():

@@ -1,7 +1,11 @@
-"""Checkpoint -> bundle: pack, build one ONNX graph per variant, measure parity, write bitzero.json.
+"""Checkpoint -> bundle: pack, build one ONNX graph per variant, measure parity and held-out NLL,
+write bitzero.json.
 
-The bundle is assembled in a staging folder beside its destination and swapped in by rename, so
-the service never sees a bundle half written or one whose manifest describes other files.
+A ternary student's bundle holds the ``nbits`` and ``exact`` graphs plus the compact packed
+checkpoint; a full-precision teacher's holds the ``int4`` graph (``fp32`` on request): see
+bitzero.export.graph. The bundle is assembled in a staging folder beside its destination and
+swapped in by rename, so the service never sees a bundle half written or one whose manifest
+describes other files.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import onnx
 
 from bitzero.export.bundle import ONNX_FILE, PACKED, TOKENIZER, file_entry, model_id, write_manifest
 from bitzero.export.convert import pack_model
-from bitzero.export.graph import build_graph, nbits_tensors
-from bitzero.export.packing import PackedModel, save_packed
+from bitzero.export.graph import build_graph, check_variant, nbits_tensors, variants_for
+from bitzero.export.heldout import Scored, assistant_nll, scored_conversations
+from bitzero.export.packing import INT4_BLOCK, PackedModel, save_packed
 from bitzero.export.parity import compare, torch_reference
 from bitzero.export.runtime import CPU, BundleRuntime
 from bitzero.files import staged_folder
 from bitzero.model import BitZeroLM
 from bitzero.text import Tokenizer
+
+INT4_BITS = 4 + (32 + 4) / INT4_BLOCK  # codes, an fp32 scale and a 4-bit zero point per block
 
 
 class ExportError(RuntimeError):
@@ -31,26 +38,28 @@ class ExportError(RuntimeError):
 
 @dataclass(frozen=True)
 class HeldOut:
-    """Held-out token sequences (logit parity) and chat prompts (greedy parity)."""
+    """Held-out token sequences (logit parity), chat prompts (greedy parity) and the
+    conversations whose assistant tokens are scored (NLL), all from validation records."""
 
     sequences: list[list[int]]
     prompts: list[list[int]]
+    scored: list[Scored]
 
 
 def held_out_inputs(
-    conversations: Sequence[Sequence[Mapping[str, str]]], tokenizer: Tokenizer, block_size: int, limit: int
+    records: Sequence[Mapping[str, Any]], tokenizer: Tokenizer, max_tokens: int, parity_limit: int, nll_limit: int
 ) -> HeldOut:
-    """Whole conversations (cut to the context) and prompts up to their last assistant turn."""
+    """From records with a "conversation": whole conversations (cut to ``max_tokens``), prompts
+    up to their last assistant turn (its last ``max_tokens // 2`` ids), and the NLL set."""
     sequences, prompts = [], []
-    for turns in list(conversations)[:limit]:
-        ids = tokenizer.encode_chat(turns)
-        sequences.append(ids[:block_size])
+    for record in [r for r in records if r.get("conversation")][:parity_limit]:
+        turns = record["conversation"]
+        sequences.append(tokenizer.encode_chat(turns)[:max_tokens])
         last = max((i for i, t in enumerate(turns) if t.get("role") == "assistant"), default=len(turns))
-        prompt = tokenizer.encode_chat(turns[:last], add_generation_prompt=True)
-        prompts.append(prompt[-(block_size // 2) :])
+        prompts.append(tokenizer.encode_chat(turns[:last], add_generation_prompt=True)[-(max_tokens // 2) :])
     if not sequences:
         raise ExportError("no held-out conversations to measure parity on")
-    return HeldOut(sequences, prompts)
+    return HeldOut(sequences, prompts, scored_conversations(records, tokenizer, nll_limit, max_tokens))
 
 
 def nbits_bits_per_weight(packed: PackedModel) -> float:
@@ -69,14 +78,19 @@ def export_bundle(
     bundle_dir: str | Path,
     held_out: HeldOut,
     *,
-    variants: Sequence[str] = ("nbits", "exact"),
+    variants: Sequence[str] | None = None,
     tolerances: Mapping[str, float],
     greedy_tokens: int,
     source: Mapping[str, Any] | None = None,
     extras: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle and return its manifest; raise ExportError when parity is out of tolerance.
-    `extras` ({name in the bundle: file}) travel with the model, listed with their checksums."""
+    `variants` default to all of the model's kind, the first is the service's default (and the one
+    whose held-out NLL is measured); `extras` ({name in the bundle: file}) travel with the model,
+    listed with their checksums."""
+    variants = list(variants or variants_for(model.config.to_dict()))
+    for variant in variants:
+        check_variant(model.config.to_dict(), variant)
     tokenizer = Tokenizer.load(tokenizer_path)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ExportError(
@@ -85,9 +99,11 @@ def export_bundle(
     model = model.float().eval()
     with staged_folder(bundle_dir) as staging:
         packed = pack_model(model, metadata=dict(source or {}))
-        save_packed(packed, staging / PACKED)
         shutil.copyfile(tokenizer_path, staging / TOKENIZER)
-        files = {"tokenizer": file_entry(staging, TOKENIZER), "packed": file_entry(staging, PACKED)}
+        files = {"tokenizer": file_entry(staging, TOKENIZER)}
+        if model.config.quantized:  # the compact checkpoint; a teacher's would be its fp32 weights again
+            save_packed(packed, staging / PACKED)
+            files["packed"] = file_entry(staging, PACKED)
         for variant in variants:
             (staging / variant).mkdir()
             onnx.save_model(build_graph(packed, variant), staging / variant / ONNX_FILE)
@@ -95,26 +111,24 @@ def export_bundle(
         for name, path in (extras or {}).items():
             shutil.copyfile(path, staging / name)
         extra_files = {name: file_entry(staging, name) for name in extras or {}}
-        stop_ids = [tokenizer.eos_id, tokenizer.end_id]
         manifest: dict[str, Any] = {
             "model_id": model_id([*files.values(), *extra_files.values()]),
+            "kind": "student" if model.config.quantized else "teacher",
             "config": model.config.to_dict(),
             "tokenizer": files["tokenizer"],
-            "packed": files["packed"],
+            **({"packed": files["packed"]} if "packed" in files else {}),
             "variants": {v: files[v] for v in variants},
             "default_variant": variants[0],
-            "stop_token_ids": stop_ids,
             "sizes": _sizes(packed, files, variants),
             "source": dict(source or {}),
             "extras": extra_files,
         }
         write_manifest(staging, manifest)
-        reference = torch_reference(model, held_out.sequences, held_out.prompts, greedy_tokens, stop_ids)
-        manifest["parity"] = {
-            variant: compare(BundleRuntime.load(staging, variant, providers=[CPU]), reference, greedy_tokens)
-            for variant in variants
-        }
+        reference = torch_reference(model, held_out.sequences, held_out.prompts, greedy_tokens, tokenizer.stop_ids)
+        runtimes = {v: BundleRuntime.load(staging, v, providers=[CPU]) for v in variants}
+        manifest["parity"] = {v: compare(runtime, reference, greedy_tokens) for v, runtime in runtimes.items()}
         manifest["parity_tolerance"] = {v: float(tolerances[v]) for v in variants}
+        manifest["held_out_nll"] = assistant_nll(runtimes[variants[0]], held_out.scored)
         write_manifest(staging, manifest)
         _check_tolerances(manifest)
     return manifest
@@ -123,25 +137,35 @@ def export_bundle(
 def _sizes(packed: PackedModel, files: Mapping[str, Mapping[str, Any]], variants: Sequence[str]) -> dict[str, Any]:
     tensors = packed.sizes()
     fp32_bytes = tensors["fp32_tensor_bytes"]
+    """Bytes and bits per weight of every file: ``bits_per_weight_model`` is the whole file over all
+    parameters; ``bits_per_weight_linear`` the stored bits of one ternary (or 4-bit) projection weight."""
     sizes: dict[str, Any] = {
         "parameters": tensors["parameters"],
         "ternary_weights": tensors["ternary_weights"],
         "critical_weights": tensors["critical_weights"],
         "fp32_model_bytes": fp32_bytes,
-        "packed": {
-            "bytes": files["packed"]["bytes"],
-            "bits_per_weight_ternary": tensors["bits_per_weight_ternary"],
-            "bits_per_weight_model": tensors["bits_per_weight_model"],
-        },
     }
+    if "packed" in files:
+        sizes["packed"] = {
+            "bytes": files["packed"]["bytes"],
+            "bits_per_weight_linear": tensors["bits_per_weight_ternary"],
+            "bits_per_weight_model": tensors["bits_per_weight_model"],
+        }
     for variant in variants:
         size = files[variant]["bytes"]
-        sizes[variant] = {"bytes": size, "fp32_ratio": fp32_bytes / size, "bits_per_weight_model": 8 * size / tensors["parameters"]}
-    if "nbits" in variants:
-        sizes["nbits"]["bits_per_weight_ternary"] = nbits_bits_per_weight(packed)
-    if "exact" in variants:
-        sizes["exact"]["bits_per_weight_ternary"] = tensors["bits_per_weight_ternary"]  # the packed codes
+        sizes[variant] = {
+            "bytes": size, "fp32_ratio": fp32_bytes / size, "bits_per_weight_model": 8 * size / tensors["parameters"],
+            "bits_per_weight_linear": _linear_bits(packed, variant),
+        }
     return sizes
+
+
+def _linear_bits(packed: PackedModel, variant: str) -> float:
+    if variant == "nbits":
+        return nbits_bits_per_weight(packed)
+    if variant == "exact":
+        return packed.sizes()["bits_per_weight_ternary"]  # the 2-bit packed codes, unpacked at load
+    return INT4_BITS if variant == "int4" else 32.0
 
 
 def _check_tolerances(manifest: Mapping[str, Any]) -> None:

@@ -6,37 +6,62 @@ never produce, so tracing would need graph surgery on every layer anyway. Buildi
 numpy arrays also keeps the graph exactly what the bundle stores (no torch needed here).
 
 One graph serves prefill and decode: inputs ``input_ids`` (batch, seq) and, per layer,
-``past_key.i`` / ``past_value.i`` (batch, heads, past, head_dim), empty (past = 0) on the first
-call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_value.i`` (batch,
-heads, past + seq, head_dim). Positions and the causal mask come from the past length.
+``past_key.i`` / ``past_value.i`` (batch, n_kv_head, past, head_dim), empty (past = 0) on the
+first call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_value.i``
+(batch, n_kv_head, past + seq, head_dim). Positions and the causal mask come from the past length.
+Grouped-query attention multiplies the queries grouped as (batch, n_kv_head, group, seq, head_dim)
+with the keys broadcast over the group, so the cache holds only the KV heads.
 
-Variants of every BitLinear (activations always per-token absmax int8, as in training):
+Variants of a ternary (student) model; every BitLinear quantizes its activations per token to int8:
+* ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
+  dequantized activations, one scale per block of 128 along K; critical channels as fp16 weights;
 * ``exact``: int8 activations (as uint8 with zero point 128) x int8 ternary codes through
   MatMulInteger, rescaled by gamma / s; the codes are stored 2-bit packed and unpacked by
-  constant folding when the session starts;
-* ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
-  dequantized activations, one scale per block of 128 along K;
-* ``fp32``: a dense fp32 MatMul of the effective weights (a baseline for the benchmark).
-Critical channels run as a full-precision MatMul (fp32, or fp16 weights for ``nbits``) and are
-gathered back into place.
+  constant folding when the session starts; critical channels fp32.
+Variants of a full-precision (teacher) model:
+* ``int4``: every linear as MatMulNBits bits=4, block 32, asymmetric (``packing.quantize_int4``);
+* ``fp32``: plain fp32 MatMuls (the graph's own parity check, and a baseline).
+
+Embedding and lm_head (at SmolLM2's size the tied 49152 x 576 table is a fifth of the model):
+the 4-bit-minded variants (``nbits``, ``int4``) store the embedding table as fp16 (Gather, then
+Cast to fp32: lossless for the lookup up to fp16 rounding) and lm_head as a 4-bit MatMulNBits,
+also when it is tied; ``exact`` and ``fp32`` keep both in fp32 and, when tied, store the table once
+(lm_head multiplies by its transpose, folded when the session starts).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitzero.export.packing import ZERO_CODE, PackedLinear, PackedModel
+from bitzero.export.packing import ZERO_CODE, Int4Weight, PackedLinear, PackedModel, quantize_int4
 
-VARIANTS = ("nbits", "exact", "fp32")
+STUDENT_VARIANTS = ("nbits", "exact")
+TEACHER_VARIANTS = ("int4", "fp32")
+COMPACT = ("nbits", "int4")  # fp16 embedding table and a 4-bit lm_head
 OPSET = 21
 IR_VERSION = 10  # the newest onnxruntime 1.31 loads
 NBITS_BLOCK = 128
 ACT_QMAX = 127.0
 ACT_CLAMP = 1e-5
+PROJECTIONS = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj", "ffn.gate_proj", "ffn.up_proj", "ffn.down_proj")
+
+
+def variants_for(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The variants a model can be exported as: the student's for a quantized model, else the teacher's."""
+    return STUDENT_VARIANTS if config["quantized"] else TEACHER_VARIANTS
+
+
+def check_variant(config: Mapping[str, Any], variant: str) -> None:
+    allowed = variants_for(config)
+    if variant not in allowed:
+        kind = "ternary" if config["quantized"] else "full-precision"
+        raise ValueError(f"a {kind} model exports as one of {allowed}, not {variant!r}")
 
 
 def nbits_block_size(in_features: int) -> int:
@@ -53,6 +78,11 @@ def nbits_tensors(layer: PackedLinear) -> tuple[np.ndarray, np.ndarray, int]:
     padded[:, : layer.codes.shape[1]] = layer.codes
     scales = np.full(n * blocks, layer.gamma, dtype=np.float32)
     return padded.reshape(n, blocks, block // 4), scales, block
+
+
+def output_weight(packed: PackedModel) -> np.ndarray:
+    """lm_head's (vocab, n_embd) weights: the embedding table when they are tied."""
+    return packed.dense["embed.weight" if packed.config["tie_embeddings"] else "lm_head.weight"]
 
 
 class _Builder:
@@ -83,6 +113,22 @@ class _Builder:
         inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [mean_sq, self.const(float(eps))])])])
         return self.op("Mul", [self.op("Mul", [x, inv]), self.const(weight.astype(np.float32), name)])
 
+    def matmul_int4(self, x: str, weight: Int4Weight, name: str) -> str:
+        n, _, _ = weight.blob.shape
+        return self.op(
+            "MatMulNBits",
+            [x, self.const(weight.blob, f"{name}.int4"), self.const(weight.scales, f"{name}.scales"),
+             self.const(weight.zero_points, f"{name}.zero_points")],
+            domain="com.microsoft", K=weight.in_features, N=n, bits=4, block_size=weight.blob.shape[2] * 2,
+            accuracy_level=4,
+        )
+
+    def dense_linear(self, x: str, weight: np.ndarray, variant: str, name: str) -> str:
+        """A full-precision (N, K) matrix: 4-bit blocks for ``int4``, else an fp32 MatMul."""
+        if variant == "int4":
+            return self.matmul_int4(x, quantize_int4(weight), name)
+        return self.op("MatMul", [x, self.const(np.ascontiguousarray(weight.T, dtype=np.float32), f"{name}.weight")])
+
     def unpacked_codes(self, layer: PackedLinear, name: str) -> str:
         """(K, N) int8 codes, stored as the 2-bit packed bytes and unpacked by the graph itself.
 
@@ -106,8 +152,6 @@ class _Builder:
         scale = self.op("Div", [self.const(ACT_QMAX), amax])
         grid = self.op("Clip", [self.op("Round", [self.op("Mul", [x, scale])]), self.const(-ACT_QMAX - 1), self.const(ACT_QMAX)])
         dequant = self.op("Div", [grid, scale])
-        if variant == "fp32":
-            return self.op("MatMul", [dequant, self.const(layer.dense().T.copy(), f"{name}.weight")])
         n_ternary = layer.codes.shape[0]
         if variant == "exact":
             codes = self.unpacked_codes(layer, name)
@@ -118,15 +162,13 @@ class _Builder:
             gamma = self.const(np.float32(layer.gamma))
             ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
             critical_dtype = np.float32
-        elif variant == "nbits":
+        else:
             packed, scales, block = nbits_tensors(layer)
             ternary = self.op(
                 "MatMulNBits", [dequant, self.const(packed, f"{name}.nbits"), self.const(scales, f"{name}.scales")],
                 domain="com.microsoft", K=layer.in_features, N=n_ternary, bits=2, block_size=block, accuracy_level=4,
             )
             critical_dtype = np.float16
-        else:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         if not layer.critical_mask.any():
             return ternary
         critical_weight = self.const(layer.critical_weight.T.astype(critical_dtype), f"{name}.critical")
@@ -137,80 +179,122 @@ class _Builder:
         return self.op("Gather", [self.op("Concat", [ternary, critical], axis=-1), self.const(np.argsort(order))], axis=-1)
 
 
-def build_graph(packed: PackedModel, variant: str = "nbits") -> onnx.ModelProto:
-    """The model as one ONNX graph with past/present key-value inputs and outputs."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-    cfg = packed.config
-    n_layer, n_head, width = cfg["n_layer"], cfg["n_head"], cfg["n_embd"]
-    head_dim, eps = width // n_head, cfg["norm_eps"]
-    b = _Builder()
-    lin = packed.linears
-    dense = packed.dense
+class _GraphWriter:
+    """One model's graph: embeddings, blocks (GQA with a KV cache, SwiGLU) and lm_head."""
 
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", cfg["vocab_size"]])]
-    for i in range(n_layer):
-        for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_{kind}.{i}", TensorProto.FLOAT, ["batch", n_head, "past", head_dim]))
-            outputs.append(helper.make_tensor_value_info(f"present_{kind}.{i}", TensorProto.FLOAT, ["batch", n_head, "total", head_dim]))
+    def __init__(self, packed: PackedModel, variant: str) -> None:
+        self.packed, self.variant, self.b = packed, variant, _Builder()
+        cfg = packed.config
+        self.n_head, self.n_kv = cfg["n_head"], cfg["n_kv_head"]
+        self.head_dim = cfg["n_embd"] // self.n_head
+        self.eps = cfg["norm_eps"]
 
-    # Positions past .. past+seq-1, rotary tables, and the causal mask as an additive bias.
-    past = b.op("Squeeze", [b.op("Shape", ["past_key.0"], start=2, end=3)])
-    seq = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
-    total = b.op("Add", [past, seq])
-    one = b.const(np.int64(1))
-    positions = b.op("Range", [past, total, one])
-    keys = b.op("Range", [b.const(np.int64(0)), total, one])
-    allowed = b.op("LessOrEqual", [keys, b.op("Unsqueeze", [positions, b.const([1])])])
-    bias = b.op("Where", [allowed, b.const(0.0), b.const(-math.inf)])
-    cos = b.op("Gather", [b.const(dense["rope_cos"], "rope_cos"), positions])
-    sin = b.op("Gather", [b.const(dense["rope_sin"], "rope_sin"), positions])
-    heads_shape = b.const(np.array([0, 0, n_head, head_dim], dtype=np.int64))
-    merge_shape = b.const(np.array([0, 0, width], dtype=np.int64))
-    inv_sqrt = b.const(1.0 / math.sqrt(head_dim))
+    def linear(self, x: str, name: str) -> str:
+        layer = self.packed.linears.get(name)
+        if layer is not None:
+            return self.b.bit_linear(x, layer, self.variant, name)
+        return self.b.dense_linear(x, self.packed.dense[f"{name}.weight"], self.variant, name)
 
-    def rotate(x: str) -> str:
-        first, second = b.op("Split", [x], axis=-1, num_outputs=2, outputs=2)
-        rotated = b.op("Concat", [b.op("Neg", [second]), first], axis=-1)
-        return b.op("Add", [b.op("Mul", [x, cos]), b.op("Mul", [rotated, sin])])
+    def norm(self, x: str, name: str) -> str:
+        return self.b.rms_norm(x, self.packed.dense[f"{name}.weight"], self.eps, f"{name}.weight")
 
-    def heads(x: str) -> str:
-        return b.op("Transpose", [b.op("Reshape", [x, heads_shape])], perm=[0, 2, 1, 3])
+    def sub_norm(self, x: str, name: str) -> str:
+        return self.norm(x, name) if self.packed.config["sub_norm"] else x
 
-    x = b.op("Gather", [b.const(dense["embed.weight"], "embed.weight"), "input_ids"])
-    for i in range(n_layer):
-        p = f"blocks.{i}"
-        h = b.rms_norm(x, dense[f"{p}.attn_norm.weight"], eps, f"{p}.attn_norm.weight")
-        q, k, v = (heads(b.bit_linear(h, lin[f"{p}.attn.{n}_proj"], variant, f"{p}.attn.{n}_proj")) for n in "qkv")
-        q, k = rotate(q), rotate(k)
+    def embedding(self) -> str:
+        table = self.packed.dense["embed.weight"]
+        if self.variant in COMPACT:
+            rows = self.b.op("Gather", [self.b.const(table.astype(np.float16), "embed.weight"), "input_ids"])
+            return self.b.op("Cast", [rows], to=TensorProto.FLOAT)
+        return self.b.op("Gather", [self.b.const(table.astype(np.float32), "embed.weight"), "input_ids"])
+
+    def lm_head(self, x: str) -> None:
+        b, weight = self.b, output_weight(self.packed)
+        if self.variant in COMPACT:
+            logits = b.matmul_int4(x, quantize_int4(weight), "lm_head")
+        elif self.packed.config["tie_embeddings"]:
+            logits = b.op("MatMul", [x, b.op("Transpose", ["embed.weight"], perm=[1, 0])])
+        else:
+            logits = b.dense_linear(x, weight, "fp32", "lm_head")
+        b.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
+
+    def attention(self, x: str, i: int, rotary: tuple[str, str], bias: str) -> str:
+        b, p = self.b, f"blocks.{i}.attn"
+        n_head, n_kv, d = self.n_head, self.n_kv, self.head_dim
+
+        def heads(y: str, count: int) -> str:
+            shape = b.const(np.array([0, 0, count, d], dtype=np.int64))
+            return b.op("Transpose", [b.op("Reshape", [y, shape])], perm=[0, 2, 1, 3])
+
+        def rotate(y: str) -> str:
+            cos, sin = rotary
+            first, second = b.op("Split", [y], axis=-1, num_outputs=2, outputs=2)
+            rotated = b.op("Concat", [b.op("Neg", [second]), first], axis=-1)
+            return b.op("Add", [b.op("Mul", [y, cos]), b.op("Mul", [rotated, sin])])
+
+        q = rotate(heads(self.linear(x, f"{p}.q_proj"), n_head))
+        k = rotate(heads(self.linear(x, f"{p}.k_proj"), n_kv))
+        v = heads(self.linear(x, f"{p}.v_proj"), n_kv)
         b.nodes.append(helper.make_node("Concat", [f"past_key.{i}", k], [f"present_key.{i}"], axis=2))
         b.nodes.append(helper.make_node("Concat", [f"past_value.{i}", v], [f"present_value.{i}"], axis=2))
-        scores = b.op("MatMul", [q, b.op("Transpose", [f"present_key.{i}"], perm=[0, 1, 3, 2])])
-        weights = b.op("Softmax", [b.op("Add", [b.op("Mul", [scores, inv_sqrt]), bias])], axis=-1)
-        attn = b.op("MatMul", [weights, f"present_value.{i}"])
-        attn = b.op("Reshape", [b.op("Transpose", [attn], perm=[0, 2, 1, 3]), merge_shape])
-        attn = b.rms_norm(attn, dense[f"{p}.attn.sub_norm.weight"], eps, f"{p}.attn.sub_norm.weight")
-        x = b.op("Add", [x, b.bit_linear(attn, lin[f"{p}.attn.o_proj"], variant, f"{p}.attn.o_proj")])
+        # Query head h reads KV head h // group: (B, H, T, D) -> (B, KV, group, T, D).
+        grouped = b.op("Reshape", [q, b.const(np.array([0, n_kv, n_head // n_kv, -1, d], dtype=np.int64))])
+        group_axis = b.const([2])
+        keys = b.op("Transpose", [b.op("Unsqueeze", [f"present_key.{i}", group_axis])], perm=[0, 1, 2, 4, 3])
+        scores = b.op("Mul", [b.op("MatMul", [grouped, keys]), b.const(1.0 / math.sqrt(d))])
+        weights = b.op("Softmax", [b.op("Add", [scores, bias])], axis=-1)
+        attn = b.op("MatMul", [weights, b.op("Unsqueeze", [f"present_value.{i}", group_axis])])
+        attn = b.op("Reshape", [attn, b.const(np.array([0, n_head, -1, d], dtype=np.int64))])
+        attn = b.op("Reshape", [b.op("Transpose", [attn], perm=[0, 2, 1, 3]), b.const(np.array([0, 0, n_head * d], dtype=np.int64))])
+        return self.linear(self.sub_norm(attn, f"{p}.sub_norm"), f"{p}.o_proj")
 
-        h = b.rms_norm(x, dense[f"{p}.ffn_norm.weight"], eps, f"{p}.ffn_norm.weight")
-        up = b.bit_linear(h, lin[f"{p}.ffn.up_proj"], variant, f"{p}.ffn.up_proj")
-        if cfg["ffn_type"] == "swiglu":
-            gate = b.bit_linear(h, lin[f"{p}.ffn.gate_proj"], variant, f"{p}.ffn.gate_proj")
-            hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), up])
-        else:
-            relu = b.op("Relu", [up])
-            hidden = b.op("Mul", [relu, relu])
-        hidden = b.rms_norm(hidden, dense[f"{p}.ffn.sub_norm.weight"], eps, f"{p}.ffn.sub_norm.weight")
-        x = b.op("Add", [x, b.bit_linear(hidden, lin[f"{p}.ffn.down_proj"], variant, f"{p}.ffn.down_proj")])
+    def feed_forward(self, x: str, i: int) -> str:
+        b, p = self.b, f"blocks.{i}.ffn"
+        gate = self.linear(x, f"{p}.gate_proj")
+        hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), self.linear(x, f"{p}.up_proj")])
+        return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), f"{p}.down_proj")
 
-    x = b.rms_norm(x, dense["norm.weight"], eps, "norm.weight")
-    b.nodes.append(helper.make_node("MatMul", [x, b.const(dense["lm_head.weight"].T.copy(), "lm_head.weight")], ["logits"]))
-    graph = helper.make_graph(b.nodes, f"bitzero_{variant}", inputs, outputs, b.initializers)
-    opsets = [helper.make_opsetid("", OPSET)]
-    if variant == "nbits":
-        opsets.append(helper.make_opsetid("com.microsoft", 1))
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="bitzero")
+    def positions(self) -> tuple[tuple[str, str], str]:
+        """Rotary cos/sin rows for positions past .. past+seq-1, and the causal mask as an additive bias."""
+        b = self.b
+        past = b.op("Squeeze", [b.op("Shape", ["past_key.0"], start=2, end=3)])
+        seq = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
+        total = b.op("Add", [past, seq])
+        one = b.const(np.int64(1))
+        positions = b.op("Range", [past, total, one])
+        keys = b.op("Range", [b.const(np.int64(0)), total, one])
+        allowed = b.op("LessOrEqual", [keys, b.op("Unsqueeze", [positions, b.const([1])])])
+        bias = b.op("Where", [allowed, b.const(0.0), b.const(-math.inf)])
+        cos = b.op("Gather", [b.const(self.packed.dense["rope_cos"], "rope_cos"), positions])
+        sin = b.op("Gather", [b.const(self.packed.dense["rope_sin"], "rope_sin"), positions])
+        return (cos, sin), bias
+
+    def build(self) -> onnx.ModelProto:
+        cfg, b = self.packed.config, self.b
+        inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", cfg["vocab_size"]])]
+        for i in range(cfg["n_layer"]):
+            for kind in ("key", "value"):
+                inputs.append(helper.make_tensor_value_info(f"past_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "past", self.head_dim]))
+                outputs.append(helper.make_tensor_value_info(f"present_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "total", self.head_dim]))
+        rotary, bias = self.positions()
+        x = self.embedding()
+        for i in range(cfg["n_layer"]):
+            x = b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, rotary, bias)])
+            x = b.op("Add", [x, self.feed_forward(self.norm(x, f"blocks.{i}.ffn_norm"), i)])
+        self.lm_head(self.norm(x, "norm"))
+        graph = helper.make_graph(b.nodes, f"bitzero_{self.variant}", inputs, outputs, b.initializers)
+        opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+        return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="bitzero")
+
+
+def build_graph(packed: PackedModel, variant: str) -> onnx.ModelProto:
+    """The model as one ONNX graph with past/present key-value inputs and outputs."""
+    check_variant(packed.config, variant)
+    missing = [f"blocks.{i}.{n}" for i in range(packed.config["n_layer"]) for n in PROJECTIONS
+               if f"blocks.{i}.{n}" not in packed.linears and f"blocks.{i}.{n}.weight" not in packed.dense]
+    if missing:
+        raise ValueError(f"the packed model lacks {len(missing)} projections, e.g. {missing[0]}")
+    model = _GraphWriter(packed, variant).build()
     onnx.checker.check_model(model, full_check=True)
     return model
-

@@ -1,4 +1,5 @@
-"""Packed ternary weights: 2-bit codes (4 per byte) + one scale per layer, in plain numpy.
+"""Packed weights in plain numpy: ternary 2-bit codes (4 per byte) + one scale per layer, and the
+4-bit block format of a full-precision matrix.
 
 A ternary code q in {-1, 0, +1} is stored as q + 2 in {1, 2, 3}, four codes per byte with the
 first code in the lowest two bits. That is exactly the layout of onnxruntime's MatMulNBits with
@@ -6,6 +7,10 @@ bits=2 and its default zero point 2, so the ONNX builder reuses the bytes as the
 padding K to a whole block). Critical output channels, embeddings, norms and lm_head keep full
 precision. The compact checkpoint is one safetensors file (numpy, no torch needed to read it) with
 the model config in its metadata.
+
+``quantize_int4`` is the other format: asymmetric 4-bit codes in blocks of 32 along K, an fp32
+scale and a 4-bit zero point per block, in MatMulNBits' bits=4 layout (the teacher's linears and
+every lm_head of the 4-bit graphs): 4 + 32/32 + 4/32 = 5.125 bits a weight.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ ZERO_CODE = 2  # the stored value of a ternary 0 (MatMulNBits' default zero poin
 CODES_PER_BYTE = 4
 # Buffers the graph needs but that are not parameters (recomputed from the config by PyTorch).
 ROTARY_TABLES = ("rope_cos", "rope_sin")
+
+
+INT4_BLOCK = 32
+INT4_MAX = 15
 
 
 class PackingError(ValueError):
@@ -52,6 +61,61 @@ def unpack_codes(packed: np.ndarray, in_features: int) -> np.ndarray:
     if codes.size and codes.min() < -1:
         raise PackingError("packed codes hold the unused value 0 (corrupt data)")
     return codes
+
+
+@dataclass(frozen=True)
+class Int4Weight:
+    """An (N, K) matrix in MatMulNBits bits=4 layout: blob (N, blocks, 16), scales (N, blocks),
+    zero points (N, ceil(blocks / 2)), two 4-bit values a byte, the first in the low nibble."""
+
+    blob: np.ndarray
+    scales: np.ndarray
+    zero_points: np.ndarray
+    in_features: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.blob.nbytes + self.scales.nbytes + self.zero_points.nbytes
+
+    def dense(self) -> np.ndarray:
+        """The dequantized (N, K) float32 weights: (code - zero point) * scale."""
+        n, blocks, _ = self.blob.shape
+        codes = _nibbles(self.blob.reshape(n, blocks, -1)).astype(np.float32)
+        zero = _nibbles(self.zero_points)[:, :blocks, None].astype(np.float32)
+        return ((codes - zero) * self.scales[..., None]).reshape(n, -1)[:, : self.in_features]
+
+
+def _nibbles(packed: np.ndarray) -> np.ndarray:
+    """(..., B) uint8 -> (..., 2B) values, low nibble first."""
+    return np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1)
+
+
+def _pack_nibbles(values: np.ndarray) -> np.ndarray:
+    """(..., 2B) values in [0, 15] -> (..., B) uint8, the first value in the low nibble."""
+    values = values.astype(np.uint8)
+    return values[..., 0::2] | values[..., 1::2] << 4
+
+
+def quantize_int4(weight: np.ndarray, block: int = INT4_BLOCK) -> Int4Weight:
+    """Asymmetric min/max 4-bit codes per block of ``block`` along K (the range always holds 0,
+    so zero padding and zero weights are exact)."""
+    weight = np.asarray(weight, dtype=np.float32)
+    if weight.ndim != 2:
+        raise PackingError(f"a 4-bit matrix must be 2-D (out, in), got shape {weight.shape}")
+    n, k = weight.shape
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), dtype=np.float32)
+    padded[:, :k] = weight
+    grouped = padded.reshape(n, blocks, block)
+    low = np.minimum(grouped.min(-1), 0.0)
+    high = np.maximum(grouped.max(-1), 0.0)
+    scales = ((high - low) / INT4_MAX).astype(np.float32)
+    safe = np.where(scales == 0, 1.0, scales)
+    zero = np.clip(np.round(-low / safe), 0, INT4_MAX)
+    codes = np.clip(np.round(grouped / safe[..., None] + zero[..., None]), 0, INT4_MAX)
+    zero_pairs = np.zeros((n, blocks + blocks % 2))
+    zero_pairs[:, :blocks] = zero
+    return Int4Weight(_pack_nibbles(codes), scales, _pack_nibbles(zero_pairs), k)
 
 
 @dataclass
@@ -94,7 +158,7 @@ class PackedModel:
 
     config: dict[str, Any]
     linears: dict[str, PackedLinear]
-    dense: dict[str, np.ndarray]  # embeddings, norms, lm_head, rotary tables (float32) by name
+    dense: dict[str, np.ndarray]  # embeddings, norms, lm_head, rotary tables, full-precision linears
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, float]:

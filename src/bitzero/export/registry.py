@@ -38,14 +38,17 @@ def mlflow_experiment_name() -> str:
     return "bitzero"
 
 
-def register_bundle(bundle_dir: str | Path, name: str, tags: dict[str, str]) -> dict[str, Any]:
-    """Upload the bundle as a LoggedModel and register it; returns ids, version and URI."""
+def register_bundle(
+    bundle_dir: str | Path, name: str, tags: dict[str, str], model_type: str = "bitzero-onnx-bundle"
+) -> dict[str, Any]:
+    """Upload a folder (a bundle, or a checkpoint with ``model_type``) as a LoggedModel and
+    register it; returns ids, version and URI."""
     active = mlflow.active_run()
     model = mlflow.initialize_logged_model(
         name=name,
         source_run_id=active.info.run_id if active else None,
         tags=tags,
-        model_type="bitzero-onnx-bundle",
+        model_type=model_type,
     )
     try:
         MlflowClient().log_model_artifacts(model.model_id, str(bundle_dir))
@@ -60,3 +63,8 @@ def register_bundle(bundle_dir: str | Path, name: str, tags: dict[str, str]) -> 
         "logged_model_id": model.model_id,
         "model_uri": f"models:/{name}/{version.version}",
     }
+
+
+def set_alias(name: str, version: int, alias: str) -> None:
+    """Point the registered model's ``alias`` (e.g. ``champion``) at ``version``."""
+    MlflowClient().set_registered_model_alias(name, alias, str(version))

@@ -3,7 +3,9 @@
 ``BundleRuntime.load(bundle_dir, variant)`` checks the bundle (manifest, checksums, tokenizer
 against config, graph inputs against config) and opens one onnxruntime session, on the CUDA
 provider when onnxruntime offers it, else on the CPU; ``provider`` says which one runs.
-``stream()`` generates with the KV cache: the prompt in one call, then one token a call.
+``stream()`` generates with the KV cache: the prompt in one call, then one token a call, and ends
+a reply at any of ``tokenizer.stop_ids``; the context is the config's ``block_size``. The cache
+holds ``n_kv_head`` heads per layer (grouped-query attention).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import onnxruntime as ort
 
 from bitzero.export.bundle import BundleError, read_manifest, verify_file
 from bitzero.export.sampling import check_sampling, sample_token
-from bitzero.text.tokenizer import BYTE_OFFSET, TEXT_OFFSET, Tokenizer, TokenizerError
+from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+INCOMPLETE = "\ufffd"  # what decoding shows for the first bytes of a character still to come
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ class BundleRuntime:
         config = manifest["config"]
         self.context_length: int = int(config["block_size"])
         self._n_layer = int(config["n_layer"])
-        self._kv_shape = (1, int(config["n_head"]), 0, int(config["n_embd"]) // int(config["n_head"]))
-        self._stop_ids = frozenset(int(i) for i in manifest["stop_token_ids"])
+        self._kv_shape = (1, int(config["n_kv_head"]), 0, int(config["n_embd"]) // int(config["n_head"]))
+        self._stop_ids = frozenset(tokenizer.stop_ids)
         self._outputs = [o.name for o in session.get_outputs()]
 
     @classmethod
@@ -179,10 +182,10 @@ class BundleRuntime:
         stop: Sequence[str] = (),
         seed: int | None = None,
     ) -> Iterator[Chunk]:
-        """Generated text in pieces; the last chunk says "stop" (EOS, <|end|>, a stop string) or "length".
+        """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
         Text is held back while it could still be the start of a stop string (stop strings are
-        never emitted) or while it ends in an incomplete UTF-8 sequence of byte tokens.
+        never emitted) or while it ends in an incomplete UTF-8 sequence (byte-level BPE).
         """
         stops = [s for s in stop if s]
         generated: list[int] = []
@@ -200,20 +203,16 @@ class BundleRuntime:
             if cut >= 0:
                 yield Chunk(text[emitted:cut], tuple(pending), "stop")
                 return
-            safe = self._safe_length(generated, text, stops)
+            safe = _safe_length(text, stops)
             if safe > emitted:
                 yield Chunk(text[emitted:safe], tuple(pending), None)
                 emitted, pending = safe, []
         text = self.tokenizer.decode(generated, skip_special=True)
         yield Chunk(text[emitted:], tuple(pending), finish)
 
-    def _safe_length(self, generated: list[int], text: str, stops: list[str]) -> int:
-        """How much of ``text`` can be sent now."""
-        complete = len(generated)
-        while complete and BYTE_OFFSET <= generated[complete - 1] < TEXT_OFFSET:
-            complete -= 1
-        safe = len(text) if complete == len(generated) else len(self.tokenizer.decode(generated[:complete], skip_special=True))
-        held = max(
-            (k for s in stops for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0
-        )
-        return safe - held
+
+def _safe_length(text: str, stops: list[str]) -> int:
+    """How much of ``text`` can be sent now: not a trailing partial character, nor a prefix of a stop string."""
+    safe = len(text.rstrip(INCOMPLETE))
+    held = max((k for s in stops for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0)
+    return safe - held

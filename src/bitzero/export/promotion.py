@@ -1,0 +1,106 @@
+"""The promotion gate: which exported bundle the service serves by default, and the file that says so.
+
+Rule: the ternary student is champion when its held-out NLL per assistant token is at most
+``gate_factor`` x the teacher's 4-bit bundle's NLL (both measured through onnxruntime on the same
+validation conversations); otherwise the teacher's 4-bit bundle is. The export stage moves the
+MLflow registered-model alias ``champion`` accordingly and writes ``champion.json`` beside the
+bundles, so a service without MLflow knows the local champion. Torch-free and MLflow-free.
+
+``champion.json`` (in the folder that holds the bundle folders, e.g. data/06_models/bundles/)::
+
+    {
+      "format": "bitzero-champion", "version": 1,
+      "champion": "student" | "teacher",      # which bundle won
+      "bundle": "student",                     # the champion's folder, relative to this file
+      "model_id": "bitzero-1a2b3c4d",          # its bitzero.json model_id
+      "reason": "student NLL 2.10 <= 1.10 x teacher NLL 1.95 = 2.15",
+      "gate_factor": 1.1,
+      "held_out_nll": {"student": 2.10, "teacher": 1.95},
+      "bundles": {"student": "student", "teacher": "teacher"},   # every bundle's folder
+      "registered_model": "bitzero", "registered_version": 3     # null when not registered
+    }
+
+``champion_bundle(folder)`` reads it and returns the champion bundle's path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitzero.export.bundle import read_json_of_format
+
+FORMAT = "bitzero-champion"
+VERSION = 1
+CHAMPION_FILE = "champion.json"
+STUDENT, TEACHER = "student", "teacher"
+
+
+class ChampionError(ValueError):
+    """No, or a broken, champion.json."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict: which bundle is champion and why."""
+
+    champion: str
+    reason: str
+    student_nll: float
+    teacher_nll: float
+    gate_factor: float
+
+
+def decide(student_nll: float, teacher_nll: float, gate_factor: float) -> Decision:
+    """The student wins when ``student_nll <= gate_factor * teacher_nll``; else the teacher."""
+    if not gate_factor >= 1.0 or not math.isfinite(gate_factor):
+        raise ValueError(f"gate_factor must be a finite number >= 1, got {gate_factor!r}")
+    if not (math.isfinite(student_nll) and math.isfinite(teacher_nll)) or min(student_nll, teacher_nll) < 0:
+        raise ValueError(f"held-out NLLs must be finite and >= 0, got {student_nll!r} and {teacher_nll!r}")
+    bound = gate_factor * teacher_nll
+    if student_nll <= bound:
+        champion, verdict = STUDENT, "<="
+    else:
+        champion, verdict = TEACHER, ">"
+    reason = (f"student NLL {student_nll:.4f} {verdict} {gate_factor:g} x teacher-4bit NLL "
+              f"{teacher_nll:.4f} = {bound:.4f}: the {champion} is champion")
+    return Decision(champion, reason, student_nll, teacher_nll, gate_factor)
+
+
+def write_champion(
+    folder: str | Path, decision: Decision, model_ids: dict[str, str], registration: dict[str, Any] | None = None,
+) -> Path:
+    """champion.json in ``folder`` (which holds the bundle folders named ``student`` and ``teacher``)."""
+    registration = registration or {}
+    content = {
+        "format": FORMAT,
+        "version": VERSION,
+        "champion": decision.champion,
+        "bundle": decision.champion,
+        "model_id": model_ids[decision.champion],
+        "reason": decision.reason,
+        "gate_factor": decision.gate_factor,
+        "held_out_nll": {STUDENT: decision.student_nll, TEACHER: decision.teacher_nll},
+        "bundles": {STUDENT: STUDENT, TEACHER: TEACHER},
+        "registered_model": registration.get("registered_model"),
+        "registered_version": registration.get("version"),
+    }
+    path = Path(folder) / CHAMPION_FILE
+    staging = path.with_name(f".{CHAMPION_FILE}.tmp")
+    staging.write_text(json.dumps(content, indent=2), encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
+def champion_bundle(folder: str | Path) -> Path:
+    """The champion bundle's folder, as champion.json in ``folder`` names it."""
+    path = Path(folder) / CHAMPION_FILE
+    if not path.is_file():
+        raise ChampionError(f"{path} is missing: run the export stage, or name a bundle folder directly")
+    content = read_json_of_format(path, FORMAT, ChampionError)
+    if not isinstance(content.get("bundle"), str):
+        raise ChampionError(f"{path} names no champion bundle")
+    return Path(folder) / content["bundle"]

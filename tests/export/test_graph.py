@@ -1,0 +1,100 @@
+"""Every graph variant against PyTorch on tiny configs: GQA and MHA, tied and untied, with and without SubLN."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from bitzero.export.convert import pack_model
+from bitzero.export.graph import build_graph
+from bitzero.export.packing import quantize_int4
+from bitzero.model import BitZeroLM
+from tests.export.conftest import TOLERANCES, tiny_student, tiny_teacher
+
+CONFIGS = {
+    "gqa-tied": {},
+    "gqa-untied": {"tie_embeddings": False},
+    "mha-subnorm": {"n_kv_head": 4, "sub_norm": True},
+    "gqa1-untied-subnorm": {"n_kv_head": 1, "tie_embeddings": False, "sub_norm": True},
+}
+IDS = np.random.default_rng(0).integers(0, 300, size=(1, 24))
+
+
+def onnx_logits(graph: onnx.ModelProto, model: BitZeroLM, ids: np.ndarray = IDS) -> np.ndarray:
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    c = model.config
+    empty = np.zeros((1, c.n_kv_head, 0, c.head_dim), np.float32)
+    return session.run(["logits"], {"input_ids": ids, **{i.name: empty for i in session.get_inputs()[1:]}})[0]
+
+
+def rel_error(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+@torch.no_grad()
+def torch_logits(model: BitZeroLM, ids: np.ndarray = IDS) -> np.ndarray:
+    return model(torch.from_numpy(ids))[0].numpy()
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize(("variant", "tolerance"), [("exact", 1e-5), ("nbits", TOLERANCES["nbits"])])
+def test_student_graph_matches_pytorch(config: str, variant: str, tolerance: float) -> None:
+    model = tiny_student(seed=3, **CONFIGS[config])
+    got = onnx_logits(build_graph(pack_model(model), variant), model)
+    expected = torch_logits(model)
+    assert rel_error(got, expected) <= tolerance
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() >= (1.0 if variant == "exact" else 0.8)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_teacher_fp32_graph_matches_pytorch(config: str) -> None:
+    model = tiny_teacher(seed=4, **CONFIGS[config])
+    assert rel_error(onnx_logits(build_graph(pack_model(model), "fp32"), model), torch_logits(model)) <= 1e-5
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> None:
+    """The int4 graph computes the model whose linears and lm_head are the dequantized 4-bit blocks
+    and whose embeddings are fp16; what is left is MatMulNBits' int8 activations (accuracy_level 4)."""
+    model = tiny_teacher(seed=5, **CONFIGS[config])
+    graph = build_graph(pack_model(model), "int4")
+    four_bit = tiny_teacher(seed=5, **CONFIGS[config])
+    with torch.no_grad():
+        for name, parameter in four_bit.named_parameters():
+            if name == "embed.weight":
+                parameter.copy_(parameter.half().float())
+            elif parameter.dim() == 2:
+                parameter.copy_(torch.from_numpy(quantize_int4(parameter.numpy()).dense()))
+        head = torch.from_numpy(quantize_int4(model.output_weight.detach().numpy()).dense())
+        hidden = four_bit.embed(torch.from_numpy(IDS))
+        rotary = four_bit._rotary(torch.arange(IDS.shape[1]).unsqueeze(0))
+        for block in four_bit.blocks:
+            hidden = block(hidden, rotary)
+        expected = (four_bit.norm(hidden) @ head.T).numpy()
+    got = onnx_logits(graph, model)
+    assert rel_error(got, expected) <= 0.05
+    assert rel_error(got, torch_logits(model)) <= TOLERANCES["int4"]
+
+
+def test_cache_layout_is_grouped_query() -> None:
+    model = tiny_teacher(n_kv_head=1)
+    graph = build_graph(pack_model(model), "fp32")
+    past = next(i for i in graph.graph.input if i.name == "past_key.0")
+    dims = [d.dim_value or d.dim_param for d in past.type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, "past", model.config.head_dim]
+
+
+def test_compact_variants_store_the_embedding_in_fp16_and_lm_head_in_4_bits() -> None:
+    initializers = {t.name: t for t in build_graph(pack_model(tiny_student()), "nbits").graph.initializer}
+    assert initializers["embed.weight"].data_type == onnx.TensorProto.FLOAT16
+    assert "lm_head.int4" in initializers
+    exact = {t.name for t in build_graph(pack_model(tiny_student()), "exact").graph.initializer}
+    assert "embed.weight" in exact and not any(name.startswith("lm_head") for name in exact)  # tied: stored once
+
+
+def test_wrong_variant_for_the_model_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="full-precision model exports as one of"):
+        build_graph(pack_model(tiny_teacher()), "nbits")
+    with pytest.raises(ValueError, match="ternary model exports as one of"):
+        build_graph(pack_model(tiny_student()), "int4")
