@@ -23,7 +23,7 @@ class PolicyCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         tokenizer_path = self._filepath / TOKENIZER_FILE
         if not tokenizer_path.is_file():
             raise DatasetError(
-                f"no checkpoint with a tokenizer at {self._filepath}; run the distillation stage first"
+                f"no checkpoint with a tokenizer at {self._filepath}; run the stage that writes it first (dvc repro)"
             )
         try:
             model = load_checkpoint(self._filepath)

@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def self_play(
-    student: dict[str, Any], params: dict[str, Any]
+    student: dict[str, Any], teacher: dict[str, Any], params: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict], list[dict], dict[str, Any], dict[str, Any]]:
-    """Propose/verify/solve with PPO on the student; held-out rates before/after, PPO ablation."""
+    """Propose/verify/solve with PPO on the student; held-out rates before/after (the teacher's
+    as the reference), PPO ablation."""
     cfg = SelfPlayConfig.from_dict(params)
     history: dict[str, list[dict[str, float]]] = defaultdict(list)
 
@@ -24,10 +25,12 @@ def self_play(
         for key, value in metrics.items():
             history[metric_name(f"{arm}/{key}")].append({"value": float(value), "step": step})
 
-    outcome = run_experiment(student["model"], student["tokenizer"], cfg, on_metrics, log.info)
+    outcome = run_experiment(student["model"], student["tokenizer"], cfg, on_metrics, log.info,
+                             reference=(teacher["model"], teacher["tokenizer"]))
     metadata = {**student.get("metadata", {}), "selfplay": {
         "heldout_solve_rate_before": outcome.report["heldout_solve_rate_before"],
         "heldout_solve_rate_after": outcome.report["heldout_solve_rate_after"],
+        "heldout_solve_rate_teacher": outcome.report["heldout_solve_rate_teacher"],
     }}
     model = {"model": outcome.model, "tokenizer": student["tokenizer"], "metadata": metadata}
     metrics = {**report_metrics(outcome.report), **history}

@@ -1,4 +1,5 @@
-"""The self-play stage: distilled student in, self-played student + task buffers + report out."""
+"""The self-play stage: distilled student (and the teacher, as the reference) in, self-played
+student + task buffers + report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,7 +11,7 @@ def create_pipeline() -> Pipeline:
         [
             Node(
                 nodes.self_play,
-                ["selfplay_input_student", "params:selfplay"],
+                ["selfplay_input_student", "selfplay_input_teacher", "params:selfplay"],
                 ["selfplay_student", "selfplay_buffer", "selfplay_heldout", "selfplay_report", "selfplay_metrics"],
                 name="self_play",
             ),

@@ -6,18 +6,18 @@ import sqlite3
 from pathlib import Path
 
 import mlflow
-import torch
 
-from bitzero.model import BitZeroLM, ModelConfig, load_checkpoint, save_checkpoint
-from bitzero.text import Tokenizer
+from bitzero.model import load_checkpoint, save_checkpoint
 from tests.pipelines.conftest import kedro_run, torchrun_kedro
+from tests.tiny import tiny_model, tiny_tokenizer
 
 
 def make_student(root: Path) -> Path:
-    tokenizer_path = Tokenizer.default().save(root / "data" / "06_models" / "tokenizer.json")
-    torch.manual_seed(0)
-    model = BitZeroLM(ModelConfig(vocab_size=Tokenizer.default().vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=160))
-    return save_checkpoint(model, root / "data" / "06_models" / "student", tokenizer_path, {"stage": "test"})
+    """A tiny ternary student and its full-precision teacher, as the distillation stage leaves them."""
+    tokenizer = tiny_tokenizer()
+    models = root / "data" / "06_models"
+    save_checkpoint(tiny_model(tokenizer, seed=1), models / "teacher", tokenizer, {"stage": "test"})
+    return save_checkpoint(tiny_model(tokenizer, seed=0, quantized=True), models / "student", tokenizer, {"stage": "test"})
 
 
 def test_selfplay_pipeline_writes_model_buffers_and_report(project):
@@ -26,7 +26,7 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     assert run.returncode == 0, run.stderr[-3000:]
 
     model = load_checkpoint(project / "data" / "06_models" / "selfplay_student")
-    assert model.config.n_embd == 32
+    assert model.config.n_embd == 64 and model.config.quantized
     assert (project / "data" / "06_models" / "selfplay_student" / "tokenizer.json").is_file()
 
     report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
@@ -36,6 +36,9 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     for key in ("heldout_solve_rate_before", "heldout_solve_rate_after", "valid_proposal_rate"):
         assert 0.0 <= report[key] <= 1.0
     assert set(report["per_type"]) == {"deduction", "abduction", "induction", "math"}
+    assert set(report["per_level"]) == {"1"} and "teacher_ci95" in report["per_level"]["1"]
+    assert report["heldout_teacher"]["overall"]["tasks"] == len(heldout)
+    assert 0.0 <= report["heldout_solve_rate_teacher"] <= 1.0
     assert set(report["ppo_ablation"]) == {"ppo", "sft_only"}
     chosen = report["selected_model"]
     assert chosen in {"warmup", "ppo", "sft_only"}
@@ -64,7 +67,7 @@ def test_torchrun_two_ranks_self_play_and_write_once(project):
     report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
     assert report["world_size"] == 2
     assert report["proposals"]["made"] == 2 * 4  # one iteration of 4 proposals on each rank
-    assert load_checkpoint(project / "data" / "06_models" / "selfplay_student").config.n_embd == 32
+    assert load_checkpoint(project / "data" / "06_models" / "selfplay_student").config.n_embd == 64
     client = mlflow.tracking.MlflowClient()
     experiment = client.get_experiment_by_name("bitzero")
     (tracked,) = client.search_runs([experiment.experiment_id], "tags.mlflow.runName = 'selfplay'")

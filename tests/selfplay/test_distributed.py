@@ -30,10 +30,10 @@ from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.experiment import run_experiment
 from bitzero.selfplay.loop import make_trainer
 from bitzero.selfplay.ppo import PPOLoss, ppo_update
-from bitzero.text import Tokenizer
 from bitzero.train import init_distributed
-sys.path.insert(0, sys.argv[3])
+sys.path[:0] = [sys.argv[3], sys.argv[3] + "/../.."]  # this test's folder, and the repository for tests.tiny
 from test_distributed import PPO_MINIBATCH, micro_config, ppo_model, ppo_samples
+from tests.tiny import tiny_model, tiny_tokenizer
 
 ctx = init_distributed("cpu")
 torch.set_num_threads(1)
@@ -42,10 +42,9 @@ trainer = make_trainer(model, SelfPlayConfig(device="cpu"), 1e-2, ctx)
 trainer.loss_fn = PPOLoss()
 stats = ppo_update(trainer, ppo_samples(), epochs=2, minibatch_size=PPO_MINIBATCH // 2, seed=5)
 
-tokenizer = Tokenizer.default()
-torch.manual_seed(0)
-student = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=160))
-outcome = run_experiment(student, tokenizer, micro_config(sys.argv[2]))
+tokenizer = tiny_tokenizer()
+outcome = run_experiment(tiny_model(tokenizer, quantized=True), tokenizer, micro_config(sys.argv[2]),
+                         reference=(tiny_model(tokenizer, seed=1), tokenizer))
 report = {k: v for k, v in outcome.report.items() if k not in ("stage_seconds", "ppo_ablation", "warmup")}
 torch.save({"ppo": model.state_dict(), "ppo_stats": stats, "model": outcome.model.state_dict(),
             "buffer": outcome.buffer, "heldout": outcome.heldout, "report": report},

@@ -1,28 +1,31 @@
 """Learning from the verifier works: a tiny ternary model, trained for seconds on executor-labelled
-deduction tasks, solves held-out tasks (another seed, never trained on) that it could not before."""
+deduction tasks in their chat-templated prompts, solves held-out tasks (another seed, never
+trained on) that it could not before."""
 
 from random import Random
 
 import torch
 
-from bitzero.model import BitZeroLM, ModelConfig
 from bitzero.selfplay import Sandbox
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.evaluate import solve_rates, wilson_interval
 from bitzero.selfplay.experiment import label_all
 from bitzero.selfplay.generator import generate_tasks
-from bitzero.selfplay.learn import sft_steps, solver_examples
+from bitzero.selfplay.learn import length_buckets, sft_steps, solver_examples
 from bitzero.selfplay.loop import make_trainer
+from bitzero.selfplay.prompts import solver_prompt
 from bitzero.selfplay.verify import Verifier
-from bitzero.text import Tokenizer
+from bitzero.train.batching import Example
+from tests.tiny import tiny_model, tiny_tokenizer
+
+ANSWER_TOKENS = {"deduction": 6, "abduction": 6, "induction": 40, "math": 6}
 
 
 def test_verified_sft_raises_the_heldout_solve_rate_on_easy_deduction():
-    torch.manual_seed(0)
     torch.set_num_threads(1)
-    tokenizer = Tokenizer.default()
-    model = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=64, block_size=64))
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=0, quantized=True)
     cfg = SelfPlayConfig(device="cpu")
     with Sandbox() as box:
         verifier = Verifier(box)
@@ -30,31 +33,32 @@ def test_verified_sft_raises_the_heldout_solve_rate_on_easy_deduction():
         train = label_all(verifier, generate_tasks(400, seed=1, kinds=["deduction"], levels=[1],
                                                    exclude={t.key for t in heldout}))
         assert not {t.key for t in heldout} & {t.key for t in train}
-        agent = Agent(model, tokenizer)
-        before = solve_rates(agent, verifier, heldout, cfg.answer_tokens)["deduction"]
-        stats = sft_steps(make_trainer(model, cfg, 3e-3), solver_examples(agent, train), 200, 32, Random(0))
-        after = solve_rates(agent, verifier, heldout, cfg.answer_tokens)["deduction"]
-    assert stats["steps"] == 200
+        agent = Agent(model, tokenizer, max_prompt_tokens=200)
+        examples = solver_examples(agent, train, ANSWER_TOKENS)
+        assert len(examples) == len(train)  # every verified target fits the answer budget
+        before = solve_rates(agent, verifier, heldout, ANSWER_TOKENS)["deduction"]
+        stats = sft_steps(make_trainer(model, cfg, 3e-3), examples, 150, 16, Random(0), pad_id=tokenizer.pad_id)
+        after = solve_rates(agent, verifier, heldout, ANSWER_TOKENS)["deduction"]
+    assert stats["steps"] == 150
     assert before["solved"] == 0
     assert after["solved"] >= 4, after
     assert wilson_interval(after["solved"], after["tasks"])[0] > before["rate"]
+    assert after["levels"]["1"]["solved"] == after["solved"]
 
 
 def test_supervised_batches_come_from_one_length_bucket():
-    from bitzero.selfplay.learn import length_buckets
-    from bitzero.train.batching import Example
-
-    examples = [Example([1] * n, [True] * n) for n in (10, 30, 40, 60, 100, 120)]
-    assert [[len(e.ids) for e in group] for group in length_buckets(examples)] == [[10, 30], [40], [60], [100, 120]]
+    examples = [Example([1] * n, [True] * n) for n in (10, 40, 50, 60, 100, 120, 300)]
+    assert [[len(e.ids) for e in group] for group in length_buckets(examples)] == [[10, 40], [50, 60], [100, 120], [300]]
 
 
-def test_agent_samples_and_greedy_answers_match_with_and_without_cache():
-    torch.manual_seed(0)
-    tokenizer = Tokenizer.default()
-    model = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=48))
-    prompts = ["Compute:\n1 + 2", "Output?\ndef f(x):\n    return x\nf(3)", "x" * 200]
-    cached = Agent(model, tokenizer).sample(prompts, 6, temperature=0.0)
-    plain = Agent(model, tokenizer, use_cache=False).sample(prompts, 6, temperature=0.0)
-    assert [c.tokens for c in cached] == [c.tokens for c in plain]
-    assert cached[2].tokens == () and not cached[2].finished  # no room to answer: empty, unfinished
-    assert all(len(c.tokens) == len(c.logprobs) for c in cached)
+def test_examples_beyond_the_budgets_are_not_taught():
+    tokenizer = tiny_tokenizer()
+    task = generate_tasks(1, seed=0, kinds=["deduction"], levels=[1])[0].labelled(["7"])
+    prompt_tokens = len(tokenizer.encode_chat(solver_prompt(task), add_generation_prompt=True))
+    agent = Agent(tiny_model(tokenizer), tokenizer, max_prompt_tokens=prompt_tokens)
+    example = agent.example(solver_prompt(task), "7", max_new_tokens=4)
+    assert example is not None and len(example.ids) == prompt_tokens + sum(example.loss_mask)
+    assert tokenizer.decode([i for i, m in zip(example.ids, example.loss_mask) if m]).startswith("7")
+    assert example.ids[-1] in tokenizer.stop_ids  # the answer ends its turn, nothing after it
+    assert agent.example(solver_prompt(task), "123456789" * 4, max_new_tokens=4) is None
+    assert Agent(agent.model, tokenizer, max_prompt_tokens=prompt_tokens - 1).example(solver_prompt(task), "7", 4) is None

@@ -78,7 +78,7 @@ def test_kl_to_the_reference_is_zero_for_the_same_model_and_positive_after_a_cha
     _, metrics = loss_fn(model, ppo_batch([sample], 24))
     assert float(metrics["kl_ref"]) == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
-        model.lm_head.weight.add_(0.5 * torch.randn_like(model.lm_head.weight))
+        model.output_weight.add_(0.5 * torch.randn_like(model.output_weight))
     _, metrics = loss_fn(model, ppo_batch([sample], 24))
     assert float(metrics["kl_ref"]) > 1e-3
     with pytest.raises(ValueError):

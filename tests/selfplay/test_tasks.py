@@ -6,7 +6,7 @@ import pytest
 
 from bitzero.selfplay.generator import DifficultyController, curriculum_weights, generate_task, generate_tasks
 from bitzero.selfplay.tasks import (
-    FormatError, Task, parse_answer, parse_proposal, render_proposal, solver_prompt, solver_target,
+    FormatError, Task, parse_answer, parse_proposal, render_proposal, solver_target,
 )
 
 ADD = Task("deduction", "def f(x):\n    return x + 3", ("4",), ("7",))
@@ -28,16 +28,9 @@ def test_malformed_proposals_are_format_errors(kind, text):
         parse_proposal(kind, text)
 
 
-def test_prompts_show_what_each_kind_must_not_give_away():
-    abduction = Task("abduction", ADD.program, ("4",), ("7",))
-    induction = Task("induction", "def f(x):\n    return x + 1", ("1", "2", "3", "4"), ("2", "3", "4", "5"))
-    assert solver_prompt(ADD).endswith("f(4)") and "7" not in solver_prompt(ADD).split("\n")[-1]
-    assert solver_prompt(abduction).endswith("f(?) == 7") and solver_target(abduction) == "4"
-    assert "f(3) == 4" not in solver_prompt(induction) and "f(2) == 3" in solver_prompt(induction)
-    assert solver_target(induction) == induction.program
-
-
 def test_answers_are_checked_for_shape_only():
+    abduction = Task("abduction", ADD.program, ("4",), ("7",))
+    assert solver_target(ADD) == "7" and solver_target(abduction) == "4"
     assert parse_answer("deduction", " [1, 2] ") == "[1, 2]"
     assert parse_answer("abduction", "3, 'a'") == "3, 'a'"
     for kind, text in (("deduction", "x + 1"), ("math", ""), ("abduction", "3)"), ("induction", "return 1")):

@@ -1,9 +1,11 @@
-"""The language model in its two roles: chat-formatted prompts, batched KV-cached sampling,
+"""The language model in its two roles: chat-templated prompts, batched KV-cached sampling,
 and supervised examples from verified targets.
 
-Prompts use the serving chat format (`<|user|> text <|end|> <|assistant|>`), so what self-play
-teaches is what the service later asks. A completion counts as well-formed only if the model
-closed its turn with `<|end|>` within the token budget.
+Prompts are rendered by the tokenizer's own chat template (system + user turn, then the
+assistant's opening), so what self-play teaches is what the service later asks. A completion
+counts as well-formed only if the model closed its turn with a stop id within its token budget.
+The agent's context is `max_prompt_tokens` plus a role's token budget, far below the model's
+block size: a prompt longer than that is not asked, and an example longer than that is not taught.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from bitzero.model import BitZeroLM
+from bitzero.selfplay.config import SelfPlayConfig
+from bitzero.selfplay.prompts import Chat
 from bitzero.text import Tokenizer
 from bitzero.train.batching import Example
 
@@ -30,48 +34,52 @@ class Completion:
 class Agent:
     """One model + tokenizer; `sample` is the rollout for both roles."""
 
-    def __init__(self, model: BitZeroLM, tokenizer: Tokenizer, batch_size: int = 64, use_cache: bool = True) -> None:
+    def __init__(self, model: BitZeroLM, tokenizer: Tokenizer, batch_size: int = 64, use_cache: bool = True,
+                 max_prompt_tokens: int = 256) -> None:
+        if max_prompt_tokens >= model.config.block_size:
+            raise ValueError(f"max_prompt_tokens={max_prompt_tokens} leaves no room to answer in "
+                             f"block_size={model.config.block_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.use_cache = use_cache
-        self.stop_ids = (tokenizer.end_id, tokenizer.eos_id)
+        self.max_prompt_tokens = max_prompt_tokens
+        self.stop_ids = tokenizer.stop_ids
 
-    @property
-    def block_size(self) -> int:
-        return self.model.config.block_size
+    def prompt_ids(self, prompt: Chat) -> list[int]:
+        return self.tokenizer.encode_chat(prompt, add_generation_prompt=True)
 
-    def prompt_ids(self, text: str) -> list[int]:
-        return self.tokenizer.encode_chat([{"role": "user", "content": text}], add_generation_prompt=True)
+    def fits(self, prompt: Chat) -> bool:
+        return len(self.prompt_ids(prompt)) <= self.max_prompt_tokens
 
-    def example(self, prompt: str, answer: str, difficulty: float = 0.0) -> Example | None:
-        """A supervised example (loss on the answer and its `<|end|>`), None if it does not fit."""
-        conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
-        ids, mask = self.tokenizer.encode_chat_with_mask(conversation)
-        if len(ids) > self.block_size + 1:
+    def example(self, prompt: Chat, answer: str, max_new_tokens: int, difficulty: float = 0.0) -> Example | None:
+        """A supervised example (loss on the answer and its end-of-turn), None when the prompt or
+        the answer exceeds what a rollout would allow: the model must not learn answers it could
+        not finish."""
+        ids, mask = self.tokenizer.encode_chat_with_mask([*prompt, {"role": "assistant", "content": answer}])
+        answer_tokens = sum(mask)
+        prompt_tokens = mask.index(True) if answer_tokens else len(ids)
+        if prompt_tokens > self.max_prompt_tokens or answer_tokens > max_new_tokens:
             return None
-        return Example(ids, mask, difficulty)
-
-    def fits(self, prompt: str, max_new_tokens: int) -> bool:
-        return len(self.prompt_ids(prompt)) + max_new_tokens <= self.block_size
+        return Example(ids[: prompt_tokens + answer_tokens], mask[: prompt_tokens + answer_tokens], difficulty)
 
     def sample(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[Chat],
         max_new_tokens: int,
         temperature: float,
         generator: torch.Generator | None = None,
     ) -> list[Completion]:
-        """One completion per prompt (repeat a prompt for n samples), in order; prompts too long
-        to leave room for `max_new_tokens` give an empty, unfinished completion."""
+        """One completion per prompt (repeat a prompt for n samples), in order; a prompt over
+        `max_prompt_tokens` gives an empty, unfinished completion."""
         encoded = [self.prompt_ids(p) for p in prompts]
         out: list[Completion | None] = [None] * len(prompts)
-        room = [i for i, ids in enumerate(encoded) if len(ids) < self.block_size]
+        room = [i for i, ids in enumerate(encoded) if len(ids) <= self.max_prompt_tokens]
         room.sort(key=lambda i: len(encoded[i]))  # similar lengths batch with little padding
         for start in range(0, len(room), self.batch_size):
             chunk = room[start : start + self.batch_size]
             width = max(len(encoded[i]) for i in chunk)
-            budget = min(max_new_tokens, self.block_size - width)
+            budget = min(max_new_tokens, self.model.config.block_size - width)
             result = self.model.rollout(
                 [encoded[i] for i in chunk], budget, temperature=temperature, stop_ids=self.stop_ids,
                 use_cache=self.use_cache, generator=generator, pad_id=self.tokenizer.pad_id,
@@ -85,3 +93,8 @@ class Agent:
                 text = self.tokenizer.decode(body, skip_special=True)
                 out[index] = Completion(tuple(encoded[index]), tuple(tokens), tuple(logprobs), text, finished)
         return [c if c is not None else Completion(tuple(encoded[i]), (), (), "", False) for i, c in enumerate(out)]
+
+
+def agent_for(model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig) -> Agent:
+    """The agent with the stage's rollout batch and prompt budget."""
+    return Agent(model, tokenizer, cfg.rollout_batch, max_prompt_tokens=cfg.max_prompt_tokens)

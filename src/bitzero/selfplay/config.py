@@ -27,6 +27,7 @@ class SelfPlayConfig:
         default_factory=lambda: {"deduction": 12, "abduction": 12, "induction": 40, "math": 12}
     )
     proposal_tokens: int = 64
+    max_prompt_tokens: int = 192  # the chat-templated prompt (system, user, references) at most
     references: int = 3  # K references shown to the proposer
     proposals_per_iteration: int = 8
     tasks_per_iteration: int = 16
@@ -74,6 +75,8 @@ class SelfPlayConfig:
             raise ValueError(f"answer_tokens lacks {sorted(missing)}")
         if not 0.0 <= self.band_low < self.band_high <= 1.0:
             raise ValueError("need 0 <= band_low < band_high <= 1")
+        if min(self.max_prompt_tokens, self.proposal_tokens, *self.answer_tokens.values()) < 1:
+            raise ValueError("max_prompt_tokens, proposal_tokens and answer_tokens must be positive")
         if self.samples_per_task < 2:
             raise ValueError("samples_per_task must be at least 2 (a solve rate from one sample is 0 or 1)")
 

@@ -1,12 +1,14 @@
-"""Held-out solve rates: greedy answers, verified, per kind, with 95% Wilson intervals."""
+"""Held-out solve rates: greedy answers, verified, per kind and level, with 95% Wilson intervals."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 from bitzero.selfplay.agent import Agent
-from bitzero.selfplay.tasks import Task, solver_prompt
+from bitzero.selfplay.prompts import solver_prompt
+from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import CORRECT, Verifier
 from bitzero.train.ddp import DistContext, map_sharded
 
@@ -21,7 +23,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def rate_entry(successes: int, n: int) -> dict[str, float | int | list[float]]:
+def rate_entry(successes: int, n: int) -> dict[str, Any]:
     low, high = wilson_interval(successes, n)
     return {"rate": successes / n if n else 0.0, "solved": successes, "tasks": n, "ci95": [low, high]}
 
@@ -43,12 +45,22 @@ def solved(agent: Agent, verifier: Verifier, tasks: list[Task], answer_tokens: d
 
 def solve_rates(agent: Agent, verifier: Verifier, tasks: list[Task], answer_tokens: dict[str, int],
                 ctx: DistContext = DistContext()) -> dict:
-    """Greedy solve rate per kind and overall on `tasks` (the model is only read); under torchrun
-    each rank answers a share and every rank gets the whole report."""
+    """Greedy solve rate per kind and overall on `tasks`, each also per level (the model is only
+    read); under torchrun each rank answers a share and every rank gets the whole report."""
     correct = map_sharded(lambda part: solved(agent, verifier, part, answer_tokens), tasks, ctx)
-    by_kind: dict[str, list[bool]] = defaultdict(list)
+    by_kind: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for task, ok in zip(tasks, correct, strict=True):
-        by_kind[task.kind].append(ok)
-    report: dict = {kind: rate_entry(sum(oks), len(oks)) for kind, oks in sorted(by_kind.items())}
-    report["overall"] = rate_entry(sum(correct), len(tasks))
+        by_kind[task.kind].append((task.difficulty, ok))
+    report: dict = {kind: leveled_entry(results) for kind, results in sorted(by_kind.items())}
+    report["overall"] = leveled_entry([(t.difficulty, ok) for t, ok in zip(tasks, correct, strict=True)])
     return report
+
+
+def leveled_entry(results: list[tuple[int, bool]]) -> dict:
+    """The rate of (level, correct) results, and under "levels" the rate at each level."""
+    levels: dict[int, list[bool]] = defaultdict(list)
+    for level, ok in results:
+        levels[level].append(ok)
+    entry = rate_entry(sum(ok for _, ok in results), len(results))
+    entry["levels"] = {str(level): rate_entry(sum(oks), len(oks)) for level, oks in sorted(levels.items())}
+    return entry

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from bitzero.model import BitZeroLM
-from bitzero.selfplay.agent import Agent
+from bitzero.selfplay.agent import agent_for
 from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.evaluate import solve_rates
@@ -56,10 +56,12 @@ def label_all(verifier: Verifier, tasks: list[Task], ctx: DistContext = DistCont
 
 def run_experiment(
     model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig, on_metrics: MetricsFn | None = None,
-    log: Callable[[str], None] = lambda message: None,
+    log: Callable[[str], None] = lambda message: None, reference: tuple[BitZeroLM, Tokenizer] | None = None,
 ) -> Outcome:
     """Run the whole stage on `model` (left untouched) and return the self-played model and report.
-    Under torchrun every rank calls this with the same arguments and gets the same outcome."""
+    `reference` (the full-precision teacher and its tokenizer) is only evaluated on the held-out
+    set, as the level the student could reach. Under torchrun every rank calls this with the same
+    arguments and gets the same outcome."""
     started = time.perf_counter()
     ctx = init_distributed(cfg.device)
     if cfg.num_threads:
@@ -82,18 +84,21 @@ def run_experiment(
         log(f"held-out {len(heldout)} tasks, cold-start buffer {len(buffer)} tasks, {ctx.world_size} rank(s) on {ctx.device}")
 
         warm = copy.deepcopy(model)
-        agent = Agent(warm, tokenizer, cfg.rollout_batch)
+        agent = agent_for(warm, tokenizer, cfg)
         trainer = make_trainer(warm, cfg, cfg.sft_lr, ctx)
 
-        def evaluate(m: BitZeroLM, tasks: list[Task] = heldout) -> dict[str, Any]:
-            return solve_rates(Agent(m, tokenizer, cfg.rollout_batch), verifier, tasks, cfg.answer_tokens, ctx)
+        def evaluate(m: BitZeroLM, tasks: list[Task] = heldout, tok: Tokenizer = tokenizer) -> dict[str, Any]:
+            return solve_rates(agent_for(m, tok, cfg), verifier, tasks, cfg.answer_tokens, ctx)
 
         before = evaluate(warm)
         log(f"held-out before: {before['overall']['rate']:.3f}")
+        teacher = evaluate(reference[0].to(ctx.device), tok=reference[1]) if reference is not None else None
+        if teacher is not None:
+            log(f"held-out teacher (reference): {teacher['overall']['rate']:.3f}")
 
         r = Random(rank_seed(cfg.seed, ctx))
         tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
-        examples = solver_examples(agent, tasks)
+        examples = solver_examples(agent, tasks, cfg.answer_tokens)
         per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
         for kind in cfg.kinds:
             examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r, cfg.proposal_tokens)
@@ -130,11 +135,12 @@ def run_experiment(
         "heldout_before": before,
         "heldout_after_warmup": after_warmup,
         "heldout_after": after[chosen],
-        "per_type": {
-            kind: {"before": before[kind]["rate"], "after": after[chosen][kind]["rate"],
-                   "before_ci95": before[kind]["ci95"], "after_ci95": after[chosen][kind]["ci95"]}
-            for kind in cfg.kinds if kind in before
-        },
+        "heldout_teacher": teacher,
+        "heldout_solve_rate_teacher": teacher["overall"]["rate"] if teacher is not None else None,
+        "per_type": compare(before, after[chosen], teacher, [k for k in cfg.kinds if k in before]),
+        "per_level": compare(before["overall"]["levels"], after[chosen]["overall"]["levels"],
+                             teacher["overall"]["levels"] if teacher is not None else None,
+                             list(before["overall"]["levels"])),
         "ppo_ablation": {
             name: {"heldout_solve_rate": after[name]["overall"]["rate"], "ci95": after[name]["overall"]["ci95"],
                    "per_type": {k: v["rate"] for k, v in after[name].items() if k != "overall"},
@@ -157,3 +163,14 @@ def run_experiment(
         "stage_seconds": time.perf_counter() - started,
     }
     return Outcome(candidates[chosen].cpu().eval(), buffers[chosen].records(), [t.to_record() for t in heldout], report)
+
+
+def compare(before: dict, after: dict, teacher: dict | None, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """Rates and intervals side by side per key (a kind or a level): before, after, the teacher."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        rows[key] = {"before": before[key]["rate"], "after": after[key]["rate"],
+                     "before_ci95": before[key]["ci95"], "after_ci95": after[key]["ci95"]}
+        if teacher is not None:
+            rows[key] |= {"teacher": teacher[key]["rate"], "teacher_ci95": teacher[key]["ci95"]}
+    return rows

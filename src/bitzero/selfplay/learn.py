@@ -14,28 +14,29 @@ from random import Random
 
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.buffer import TaskBuffer
-from bitzero.selfplay.tasks import Task, proposer_prompt, render_proposal, solver_prompt, solver_target
+from bitzero.selfplay.prompts import Chat, proposer_prompt, solver_prompt
+from bitzero.selfplay.tasks import Task, render_proposal, solver_target
 from bitzero.train import Trainer
 from bitzero.train.batching import Example, collate
 from bitzero.train.ddp import any_rank
 
 
-def solver_examples(agent: Agent, tasks: Sequence[Task]) -> list[Example]:
-    """The verified target of each task as a supervised example (those that fit the block)."""
-    examples = (agent.example(solver_prompt(t), solver_target(t), t.difficulty) for t in tasks)
+def solver_examples(agent: Agent, tasks: Sequence[Task], answer_tokens: dict[str, int]) -> list[Example]:
+    """The verified target of each task as a supervised example (those within the budgets)."""
+    examples = (agent.example(solver_prompt(t), solver_target(t), answer_tokens[t.kind], t.difficulty) for t in tasks)
     return [ex for ex in examples if ex is not None]
 
 
-def fitting_proposer_prompt(agent: Agent, kind: str, references: list[Task], room: int) -> str:
-    """The proposer prompt with as many of `references` as leave `room` tokens in the block."""
+def fitting_proposer_prompt(agent: Agent, kind: str, references: list[Task]) -> Chat:
+    """The proposer prompt with as many of `references` as fit the agent's prompt budget."""
     shown = list(references)
-    while shown and not agent.fits(proposer_prompt(kind, shown), room):
+    while shown and not agent.fits(proposer_prompt(kind, shown)):
         shown.pop()
     return proposer_prompt(kind, shown)
 
 
 def proposer_examples(
-    agent: Agent, buffer: TaskBuffer, kind: str, count: int, references: int, r: Random, room: int
+    agent: Agent, buffer: TaskBuffer, kind: str, count: int, references: int, r: Random, proposal_tokens: int
 ) -> list[Example]:
     """`count` examples of proposing a buffer task of `kind` after up to K other references."""
     examples: list[Example] = []
@@ -44,8 +45,8 @@ def proposer_examples(
         if len(picked) < 2:
             break
         target, shown = picked[0], picked[1:]
-        prompt = fitting_proposer_prompt(agent, kind, shown, room)
-        example = agent.example(prompt, render_proposal(target), target.difficulty)
+        prompt = fitting_proposer_prompt(agent, kind, shown)
+        example = agent.example(prompt, render_proposal(target), proposal_tokens, target.difficulty)
         if example is not None:
             examples.append(example)
     return examples
@@ -75,8 +76,8 @@ def sft_steps(
     """Up to `steps` optimizer steps (and at most `seconds`) on batches drawn from `examples`.
 
     Batches are padded to their longest row, so each batch is drawn from one length bucket
-    (bucket chosen in proportion to its size): mixing a 100-token proposer example into a batch
-    of 30-token answers would triple the cost of the step for nothing.
+    (bucket chosen in proportion to its size): mixing a 150-token proposer example into a batch
+    of 50-token answers would triple the cost of the step for nothing.
 
     Under torchrun each rank draws its own `batch_size` rows from its own `examples` and DDP
     averages the gradients; the ranks agree on when to stop, since every step is a collective.
@@ -99,7 +100,7 @@ def sft_steps(
             "seconds": time.perf_counter() - start}
 
 
-def length_buckets(examples: Sequence[Example], edges: Sequence[int] = (32, 48, 64, 96)) -> list[list[Example]]:
+def length_buckets(examples: Sequence[Example], edges: Sequence[int] = (48, 64, 96, 128, 192)) -> list[list[Example]]:
     """Examples grouped by token length (<= each edge, then the rest); empty groups dropped."""
     groups: list[list[Example]] = [[] for _ in range(len(edges) + 1)]
     for example in examples:

@@ -33,7 +33,7 @@ from random import Random
 import torch
 
 from bitzero.model import BitZeroLM
-from bitzero.selfplay.agent import Agent, Completion
+from bitzero.selfplay.agent import Completion, agent_for
 from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.generator import DifficultyController, curriculum_weights
@@ -42,7 +42,8 @@ from bitzero.selfplay.learn import (
 )
 from bitzero.selfplay.ppo import PPOLoss, Sample, ppo_update
 from bitzero.selfplay.rewards import proposer_reward, solve_rate, task_relative_advantages
-from bitzero.selfplay.tasks import FormatError, Task, parse_proposal, solver_prompt
+from bitzero.selfplay.prompts import solver_prompt
+from bitzero.selfplay.tasks import FormatError, Task, parse_proposal
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train import TrainConfig, Trainer
@@ -84,7 +85,7 @@ class SelfPlay:
         """`sft_optimizer_state` continues the warm-up's AdamW moments: a fresh AdamW at the
         supervised rate takes full-size steps on its first updates and undoes part of the warm-up."""
         self.cfg, self.use_ppo, self.buffer, self.verifier = cfg, use_ppo, buffer, verifier
-        self.agent = Agent(model, tokenizer, cfg.rollout_batch)
+        self.agent = agent_for(model, tokenizer, cfg)
         self.sft = make_trainer(model, cfg, cfg.sft_lr, ctx)
         self.ctx = self.sft.ctx
         if sft_optimizer_state is not None:
@@ -153,8 +154,7 @@ class SelfPlay:
         cfg = self.cfg
         kinds = self.r.choices(list(weights), list(weights.values()), k=cfg.proposals_per_iteration)
         prompts = [
-            fitting_proposer_prompt(self.agent, k, self.buffer.sample(k, cfg.references, self.r, self.levels.levels[k]),
-                                    cfg.proposal_tokens)
+            fitting_proposer_prompt(self.agent, k, self.buffer.sample(k, cfg.references, self.r, self.levels.levels[k]))
             for k in kinds
         ]
         completions = self.agent.sample(prompts, cfg.proposal_tokens, cfg.temperature, self.generator)
@@ -173,7 +173,7 @@ class SelfPlay:
         labelled = iter(self.verifier.label([t for t in parsed if t is not None])[0])
         proposals = [next(labelled) if t is not None else None for t in parsed]
         for i, task in enumerate(proposals):  # the solver must have room to answer
-            if task is not None and not self.agent.fits(solver_prompt(task), cfg.answer_tokens[task.kind]):
+            if task is not None and not self.agent.fits(solver_prompt(task)):
                 self.verifier.stats.rejections["too long"] += 1
                 proposals[i] = None
         made, ok = (int(n) for n in sum_over_ranks([len(proposals), sum(t is not None for t in proposals)], self.ctx))
@@ -239,11 +239,12 @@ class SelfPlay:
         # Replay verified targets up to the frontier (never below the warm-up's levels): rollouts aim
         # at the practice level, but supervised steps on it alone would forget the levels above.
         frontier = {k: max(level, *self.cfg.warmup_levels) for k, level in self.levels.levels.items()}
-        examples = solver_examples(self.agent, sample_mixture(self.buffer, weights, count, r, frontier, up_to=True))
-        examples += solver_examples(self.agent, tasks)
+        replay = sample_mixture(self.buffer, weights, count, r, frontier, up_to=True)
+        examples = solver_examples(self.agent, replay + tasks, cfg.answer_tokens)
         correct = list(dict.fromkeys((task.key, c.text) for task, c, reward in samples if reward == 1.0))
         by_key = {t.key: t for t in tasks}
-        examples += [ex for key, text in correct if (ex := self.agent.example(solver_prompt(by_key[key]), text)) is not None]
+        examples += [ex for key, text in correct
+                     if (ex := self.agent.example(solver_prompt(by_key[key]), text, cfg.answer_tokens[by_key[key].kind]))]
         for kind in cfg.kinds:
             n = round(cfg.proposer_sft_fraction * count * weights[kind])
             examples += proposer_examples(self.agent, self.buffer, kind, n, cfg.references, r, cfg.proposal_tokens)

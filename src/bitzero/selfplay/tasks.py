@@ -4,8 +4,8 @@ A task is a program `f` with inputs and the outputs the executor computed for th
 §3): deduction shows (program, input) and asks for the output; abduction shows (program, output)
 and asks for an input; induction shows some input/output pairs and asks for a program that also
 passes the hidden ones; math shows an arithmetic expression and asks for its value. The same
-text forms serve the solver's prompt and answer and the proposer's references and proposals, so
-supervised targets, sampled answers and proposals are all checked by one parser.
+text forms serve the solver's answer and the proposer's references and proposals, so supervised
+targets, sampled answers and proposals are all checked by one parser; `prompts` puts them in chats.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 KINDS: tuple[str, ...] = ("deduction", "abduction", "induction", "math")
 CODE_KINDS: tuple[str, ...] = ("deduction", "abduction", "induction")
-HEADERS = {"deduction": "Output?", "abduction": "Input?", "induction": "Program?", "math": "Compute:"}
 CALL_PREFIX = ">>> f("
 
 
@@ -74,19 +73,6 @@ class Task:
         )
 
 
-def solver_prompt(task: Task) -> str:
-    """What the solver sees (the user turn)."""
-    header = HEADERS[task.kind]
-    if task.kind == "deduction":
-        return f"{header}\n{task.program}\nf({task.inputs[0]})"
-    if task.kind == "abduction":
-        return f"{header}\n{task.program}\nf(?) == {task.outputs[0]}"
-    if task.kind == "induction":
-        shown = zip(task.inputs[: task.visible()], task.outputs[: task.visible()], strict=True)
-        return header + "".join(f"\nf({i}) == {o}" for i, o in shown)
-    return f"{header}\n{task.inputs[0]}"
-
-
 def solver_target(task: Task) -> str:
     """The executor-verified answer the solver is taught (any correct answer is rewarded)."""
     if task.kind in ("deduction", "math"):
@@ -94,12 +80,6 @@ def solver_target(task: Task) -> str:
     if task.kind == "abduction":
         return task.inputs[0]
     return task.program
-
-
-def proposer_prompt(kind: str, references: list[Task]) -> str:
-    """The proposer's turn: K references of one kind, then a request for a new one."""
-    shown = "\n\n".join(render_proposal(task) for task in references)
-    return f"Propose {kind}:\n{shown}" if shown else f"Propose {kind}:"
 
 
 def render_proposal(task: Task) -> str:
@@ -119,7 +99,7 @@ def parse_proposal(kind: str, text: str) -> Task:
             raise FormatError("a math proposal is one expression on one line")
         _parse(text, "eval")
         return Task(kind, "", (text,), origin="proposer")
-    lines = text.split("\n")
+    lines = [line for line in text.split("\n") if not line.lstrip().startswith("```")]  # a fenced reply
     calls = [line for line in lines if line.startswith(CALL_PREFIX)]
     program = "\n".join(line for line in lines if not line.startswith(CALL_PREFIX)).strip("\n")
     if not calls or not program:

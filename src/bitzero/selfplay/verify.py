@@ -15,7 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bitzero.selfplay.sandbox import ExecResult, Sandbox, values_equal
-from bitzero.selfplay.tasks import FormatError, Task, parse_answer
+from bitzero.selfplay.prompts import extract_answer
+from bitzero.selfplay.tasks import FormatError, Task
 
 CORRECT, WRONG, FORMAT_ERROR = 1.0, 0.0, -1.0
 
@@ -80,12 +81,13 @@ class Verifier:
         return None
 
     def score(self, tasks: list[Task], answers: list[str]) -> list[float]:
-        """Solver rewards: 1 correct, 0 wrong, -1 when the answer has no valid shape."""
+        """Solver rewards for assistant replies: 1 correct, 0 wrong, -1 when no answer of a valid
+        shape can be read from the reply."""
         rewards: list[float | None] = []
         pending: list[tuple[int, str, str, str]] = []  # (answer index, program, call, expected repr)
         for index, (task, text) in enumerate(zip(tasks, answers, strict=True)):
             try:
-                answer = parse_answer(task.kind, text)
+                answer = extract_answer(task.kind, text)
             except FormatError:
                 rewards.append(FORMAT_ERROR)
                 continue
