@@ -1,1 +1,1 @@
-"""The export stage: the self-played student as an ONNX bundle, measured and registered."""
+"""The export stage: the self-played student and the teacher as ONNX bundles, measured, registered, gated."""

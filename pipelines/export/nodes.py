@@ -8,69 +8,97 @@ import torch
 from bitzero.companion.emotion import EMOTION_FILE
 from bitzero.data.records import Record
 from bitzero.export.exporter import export_bundle, held_out_inputs
-from bitzero.export.registry import register_bundle, source_run_id
+from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, write_champion
+from bitzero.export.registry import register_bundle, set_alias, source_run_id
 from bitzero.model import load_checkpoint, read_checkpoint_config
 from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
 
 
-def export_model(checkpoint_dir: str, emotion_classifier: str, validation: list[Record], params: dict[str, Any]) -> dict[str, Any]:
-    """Pack, build the ONNX variants, measure parity on held-out conversations, write the bundle
-    (with the emotion classifier, so a service that fetches the bundle has all it needs)."""
+def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+            params: dict[str, Any]) -> dict[str, Any]:
+    """One checkpoint as a bundle in ``bundles_dir/kind``, with the emotion classifier inside (so a
+    service that fetches either bundle has all it needs), parity and held-out NLL measured."""
     torch.set_num_threads(params["torch_threads"])
+    settings = params[kind]
     model = load_checkpoint(checkpoint_dir)
     _, metadata = read_checkpoint_config(checkpoint_dir)
     tokenizer_path = Path(checkpoint_dir) / "tokenizer.json"
-    conversations = [r["conversation"] for r in validation if r.get("conversation")]
-    held_out = held_out_inputs(
-        conversations, Tokenizer.load(tokenizer_path), model.config.block_size, params["held_out_conversations"]
-    )
-    source = {"checkpoint": checkpoint_dir, "mlflow_run_id": source_run_id(metadata, params["source_stage"])}
+    held_out = held_out_inputs(validation, Tokenizer.load(tokenizer_path), params["parity_max_tokens"],
+                               params["parity_conversations"], params["nll_conversations"])
+    source = {"checkpoint": checkpoint_dir, "mlflow_run_id": source_run_id(metadata, settings["source_stage"])}
     return export_bundle(
-        model,
-        tokenizer_path,
-        params["bundle_dir"],
-        held_out,
-        variants=params["variants"],
-        tolerances=params["tolerances"],
-        greedy_tokens=params["greedy_tokens"],
-        source=source,
+        model, tokenizer_path, Path(params["bundles_dir"]) / kind, held_out, variants=settings["variants"],
+        tolerances=settings["tolerances"], greedy_tokens=params["greedy_tokens"], source=source,
         extras={EMOTION_FILE: emotion_classifier},
     )
 
 
-def register(manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The bundle as a new version of the registered model (MLflow 3 LoggedModel + registry)."""
-    tags = {"bitzero_model_id": manifest["model_id"], "source_run_id": str(manifest["source"]["mlflow_run_id"])}
-    return register_bundle(params["bundle_dir"], params["registered_model_name"], tags)
+def export_student(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+                   params: dict[str, Any]) -> dict[str, Any]:
+    """The ternary student: nbits (the default) and exact graphs."""
+    return _export(STUDENT, checkpoint_dir, emotion_classifier, validation, params)
 
 
-def report(manifest: dict[str, Any], registration: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+def export_teacher(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+                   params: dict[str, Any]) -> dict[str, Any]:
+    """The full-precision teacher as 4-bit weights: the reference the student has to come close to."""
+    return _export(TEACHER, checkpoint_dir, emotion_classifier, validation, params)
+
+
+def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Register both bundles as versions of one registered model, move its `champion` alias by the
+    gate, and write champion.json beside the bundles (for a service without MLflow)."""
+    manifests = {STUDENT: student, TEACHER: teacher}
+    name = params["registered_model_name"]
+    registered = {
+        kind: register_bundle(Path(params["bundles_dir"]) / kind, name, {
+            "bitzero_model_id": m["model_id"], "kind": kind, "source_run_id": str(m["source"]["mlflow_run_id"]),
+        })
+        for kind, m in manifests.items()
+    }
+    decision = decide(student["held_out_nll"]["overall"], teacher["held_out_nll"]["overall"], params["gate_factor"])
+    set_alias(name, registered[decision.champion]["version"], CHAMPION)
+    path = write_champion(params["bundles_dir"], decision, {k: m["model_id"] for k, m in manifests.items()},
+                          registered[decision.champion])
+    return {"champion": decision.champion, "reason": decision.reason, "gate_factor": decision.gate_factor,
+            "champion_file": str(path), "registered": registered}
+
+
+def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str, Any]
+           ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Headline figures (DVC metrics) and the same numbers as MLflow metrics."""
-    sizes, parity = manifest["sizes"], manifest["parity"]
-    default = manifest["default_variant"]
+    bundles = {kind: _bundle_figures(m, promotion["registered"][kind])
+               for kind, m in ((STUDENT, student), (TEACHER, teacher))}
     summary: dict[str, Any] = {
+        "champion": promotion["champion"],
+        "reason": promotion["reason"],
+        "gate_factor": promotion["gate_factor"],
+        "student_nll": student["held_out_nll"]["overall"],
+        "teacher_nll": teacher["held_out_nll"]["overall"],
+        "student_bytes": bundles[STUDENT]["bytes"],
+        "teacher_bytes": bundles[TEACHER]["bytes"],
+        "provider": student["parity"][student["default_variant"]]["provider"],
+        "bundles": bundles,
+    }
+    return summary, report_metrics(summary)
+
+
+def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> dict[str, Any]:
+    sizes, parity, default = manifest["sizes"], manifest["parity"], manifest["default_variant"]
+    keys = ("max_abs_error", "max_rel_error", "median_rel_error", "top1_agreement", "greedy_identical",
+            "greedy_agreement", "greedy_divergence_margin")
+    return {
         "model_id": manifest["model_id"],
-        "bits_per_weight_ternary": sizes[default]["bits_per_weight_ternary"],
-        "bits_per_weight_model": sizes[default]["bits_per_weight_model"],
-        "packed_bits_per_weight_ternary": sizes["packed"]["bits_per_weight_ternary"],
-        "model_bytes": sizes[default]["bytes"],
-        "fp32_model_bytes": sizes["fp32_model_bytes"],
-        "fp32_size_ratio": sizes[default]["fp32_ratio"],
+        "default_variant": default,
+        "bytes": sizes[default]["bytes"],
         "parameters": sizes["parameters"],
-        "provider": parity[default]["provider"],
-        "variants": {v: {"bytes": sizes[v]["bytes"], **_figures(parity[v])} for v in parity},
+        "fp32_model_bytes": sizes["fp32_model_bytes"],
+        "held_out_nll": manifest["held_out_nll"],
+        "variants": {v: {"bytes": sizes[v]["bytes"], "bits_per_weight_model": sizes[v]["bits_per_weight_model"],
+                         "bits_per_weight_linear": sizes[v]["bits_per_weight_linear"],
+                         **{k: parity[v][k] for k in keys}} for v in parity},
         "tolerances": manifest["parity_tolerance"],
         "source_run_id": manifest["source"]["mlflow_run_id"],
         "registered_model": registration,
     }
-    for variant in parity:
-        summary[f"parity_max_rel_error_{variant}"] = parity[variant]["max_rel_error"]
-        summary[f"greedy_agreement_{variant}"] = parity[variant]["greedy_agreement"]
-    return summary, report_metrics(summary)
-
-
-def _figures(parity: dict[str, Any]) -> dict[str, float]:
-    keys = ("max_abs_error", "max_rel_error", "median_rel_error", "top1_agreement", "greedy_identical", "greedy_agreement",
-            "greedy_divergence_margin")
-    return {key: parity[key] for key in keys}

@@ -1,25 +1,22 @@
-"""The export stage: self-played student and emotion classifier in, ONNX bundle + registry entry + report out."""
+"""The export stage: student, teacher, validation records and emotion classifier in; two ONNX bundles,
+two registry versions, the `champion` alias, champion.json and a report out."""
 
 from kedro.pipeline import Node, Pipeline
 
 from pipelines.export import nodes
 
+INPUTS = ["export_emotion_classifier", "validation_records", "params:export"]
+
 
 def create_pipeline() -> Pipeline:
     return Pipeline(
         [
-            Node(
-                nodes.export_model,
-                ["export_checkpoint", "export_emotion_classifier", "validation_records", "params:export"],
-                "export_manifest",
-                name="export_bundle",
-            ),
-            Node(nodes.register, ["export_manifest", "params:export"], "export_registration", name="register_model"),
-            Node(
-                nodes.report,
-                ["export_manifest", "export_registration"],
-                ["export_report", "export_metrics"],
-                name="report_export",
-            ),
+            Node(nodes.export_student, ["export_checkpoint", *INPUTS], "export_student_manifest", name="export_student"),
+            Node(nodes.export_teacher, ["export_teacher_checkpoint", *INPUTS], "export_teacher_manifest",
+                 name="export_teacher"),
+            Node(nodes.promote, ["export_student_manifest", "export_teacher_manifest", "params:export"],
+                 "export_promotion", name="promote_champion"),
+            Node(nodes.report, ["export_student_manifest", "export_teacher_manifest", "export_promotion"],
+                 ["export_report", "export_metrics"], name="report_export"),
         ]
     )

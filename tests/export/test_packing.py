@@ -63,16 +63,27 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
         load_packed(bogus)
 
 
-@pytest.mark.parametrize("in_features", [32, 96, 70])  # two blocks, an odd count, a padded last block
+@pytest.mark.parametrize("in_features", [32, 96, 70])  # one block, three, a padded last block
 def test_int4_blocks_dequantize_within_half_a_step(in_features: int) -> None:
     weight = np.random.default_rng(in_features).normal(size=(6, in_features)).astype(np.float32)
-    weight[0, :5] = 0.0
+    weight[0, :32] = 0.5  # a constant block
     packed = quantize_int4(weight)
     blocks = -(-in_features // 32)
-    assert packed.blob.shape == (6, blocks, 16) and packed.zero_points.shape == (6, -(-blocks // 2))
+    assert packed.blob.shape == (6, blocks, 16) and packed.scales.shape == packed.zero_points.shape == (6, blocks)
     step = np.repeat(packed.scales, 32, axis=1)[:, :in_features]
     assert np.all(np.abs(packed.dense() - weight) <= step / 2 + 1e-6)
-    assert np.all(packed.dense()[0, :5] == 0.0)  # zero is on the grid
+    assert np.allclose(packed.dense()[0, :32], 0.5)
+
+
+def test_int4_restores_a_q4_1_grid_exactly() -> None:
+    """GGUF Q4_1 blocks (min + scale x code): the format the real SmolLM2 weights come in."""
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 16, size=(4, 64)).astype(np.float32)
+    codes[:, 0], codes[:, 1], codes[:, 32], codes[:, 33] = 0, 15, 0, 15  # every block spans its range
+    scale = rng.uniform(0.01, 0.1, size=(4, 2)).repeat(32, axis=1)
+    minimum = rng.uniform(-1.0, -0.2, size=(4, 2)).repeat(32, axis=1)
+    weight = (minimum + scale * codes).astype(np.float32)
+    assert np.allclose(quantize_int4(weight).dense(), weight, atol=1e-6)
 
 
 @pytest.mark.parametrize("in_features", [64, 96])

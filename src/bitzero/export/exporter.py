@@ -29,7 +29,7 @@ from bitzero.files import staged_folder
 from bitzero.model import BitZeroLM
 from bitzero.text import Tokenizer
 
-INT4_BITS = 4 + (32 + 4) / INT4_BLOCK  # codes, an fp32 scale and a 4-bit zero point per block
+INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # codes, an fp32 scale and an fp32 zero point per block
 
 
 class ExportError(RuntimeError):

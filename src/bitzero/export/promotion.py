@@ -37,6 +37,7 @@ FORMAT = "bitzero-champion"
 VERSION = 1
 CHAMPION_FILE = "champion.json"
 STUDENT, TEACHER = "student", "teacher"
+CHAMPION = "champion"  # the MLflow registered-model alias
 
 
 class ChampionError(ValueError):
