@@ -3,11 +3,11 @@ the KV cache.
 
 1. The verifier labels generator tasks (each call run twice, in different interpreters, for the
    determinism check) and scores abduction answers (one run each): programs per second.
-2. The solver's rollout on a batch of real task prompts, sampled at temperature 1, with the KV
-   cache and without it (the whole sequence re-run per token): generated tokens per second and
-   the ratio. The model is the demo student's size (4 layers, width 128), untrained: speed does
-   not depend on the weights.
-Figures only, no assertions: usage `python benchmarks/selfplay_bench.py [--tasks N] [--threads T]`.
+2. The solver's rollout on a batch of real chat-templated task prompts, sampled at temperature 1,
+   with the KV cache and without it (the whole sequence re-run per token): generated tokens per
+   second and the ratio, on the distilled student checkpoint (SmolLM2-135M's shape).
+Figures only, no assertions: usage
+`python benchmarks/selfplay_bench.py [--checkpoint data/06_models/student] [--tasks N] [--threads T]`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 
-from bitzero.model import BitZeroLM, ModelConfig
+from bitzero.model import load_checkpoint
+from bitzero.model.checkpoint import TOKENIZER_FILE
 from bitzero.selfplay import Sandbox
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.generator import generate_tasks
-from bitzero.selfplay.tasks import solver_prompt
+from bitzero.selfplay.prompts import solver_prompt
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 
@@ -43,11 +45,12 @@ def bench_verifier(count: int, workers: int) -> list[tuple[str, float, float]]:
     return rows
 
 
-def bench_rollout(batch: int, new_tokens: int, repeats: int) -> list[tuple[str, float, float]]:
+def bench_rollout(checkpoint: Path, batch: int, new_tokens: int, repeats: int) -> list[tuple[str, float, float]]:
     """(label, generated tokens, seconds) with and without the KV cache."""
-    tokenizer = Tokenizer.default()
-    torch.manual_seed(0)
-    model = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=4, n_head=4, n_embd=128, block_size=128)).eval()
+    if not (checkpoint / TOKENIZER_FILE).is_file():
+        raise SystemExit(f"no checkpoint with a tokenizer at {checkpoint}: run the distillation stage first")
+    tokenizer = Tokenizer.load(checkpoint / TOKENIZER_FILE)
+    model = load_checkpoint(checkpoint)
     tasks = [t.labelled(["0"]) for t in generate_tasks(batch, seed=1, kinds=["deduction"], levels=[1])][:batch]
     prompts = [solver_prompt(t) for t in tasks]
     rows = []
@@ -67,10 +70,11 @@ def bench_rollout(batch: int, new_tokens: int, repeats: int) -> list[tuple[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("data/06_models/student"))
     parser.add_argument("--tasks", type=int, default=600)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -83,7 +87,7 @@ def main() -> None:
         rate = programs / seconds
         print(f"{label:<52} {programs:>9.0f} {seconds:>8.2f} {rate:>8.1f} {rate / base:>10.2f}")
     print(f"\n{'rollout':<52} {'tokens':>9} {'seconds':>8} {'tok/s':>8} {'x no cache':>10}")
-    rows = bench_rollout(args.batch, args.new_tokens, args.repeats)
+    rows = bench_rollout(args.checkpoint, args.batch, args.new_tokens, args.repeats)
     base = rows[0][1] / rows[0][2]
     for label, tokens, seconds in rows:
         rate = tokens / seconds
