@@ -8,6 +8,7 @@ from typing import Any
 import mlflow
 from kedro.io import AbstractDataset
 
+from bitzero.export.registry import register_bundle
 from bitzero.model import BitZeroLM, load_checkpoint, save_checkpoint
 from bitzero.text import Tokenizer
 
@@ -17,14 +18,16 @@ class CheckpointDataset(AbstractDataset[dict[str, Any], BitZeroLM]):
 
     Save takes ``{"model", "tokenizer" (bitzero.text.Tokenizer), "metadata"}``; load returns the
     model in eval mode. With an active MLflow run and an ``artifact_path``, the folder is logged
-    there too, so it can be registered as a model version (see the stage's README section).
+    there too, and with ``registered_model`` that artifact becomes the model's next version.
     """
 
     def __init__(
-        self, filepath: str, artifact_path: str | None = None, metadata: dict[str, Any] | None = None
+        self, filepath: str, artifact_path: str | None = None, registered_model: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self._filepath = Path(filepath)
         self._artifact_path = artifact_path
+        self._registered_model = registered_model
         self.metadata = metadata
 
     def load(self) -> BitZeroLM:
@@ -33,11 +36,18 @@ class CheckpointDataset(AbstractDataset[dict[str, Any], BitZeroLM]):
     def save(self, data: dict[str, Any]) -> None:
         tokenizer: Tokenizer = data["tokenizer"]
         save_checkpoint(data["model"], self._filepath, tokenizer=tokenizer, metadata=data.get("metadata"))
-        if self._artifact_path and mlflow.active_run() is not None:
+        if mlflow.active_run() is None:
+            return
+        if self._artifact_path:
             mlflow.log_artifacts(str(self._filepath), self._artifact_path)
+        if self._registered_model:
+            role = str((data.get("metadata") or {}).get("role", "checkpoint"))
+            register_bundle(self._filepath, self._registered_model, {"role": role},
+                            model_type="bitzero-checkpoint")
 
     def _exists(self) -> bool:
         return (self._filepath / "config.json").is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "artifact_path": self._artifact_path}
+        return {"filepath": str(self._filepath), "artifact_path": self._artifact_path,
+                "registered_model": self._registered_model}

@@ -1,5 +1,10 @@
 """Nodes of the distillation stage: each one loads, calls the library, and returns.
 
+The student is the imported teacher converted to ternary (``ternary_student``), trained on
+CE + T^2 KL to the teacher's logits (+ attention relations when ``gamma`` > 0). Two baselines are
+measured in the same run on the same held-out conversations: PTQ (the converted student, untrained)
+and CE-only (the same conversion and steps without the teacher).
+
 Under torchrun every rank runs every node (training meets in DDP); outputs are returned on all
 ranks and written by rank 0 only (``MainRankDataset``), and step metrics go to MLflow from rank 0.
 """
@@ -14,16 +19,18 @@ from typing import Any
 import mlflow
 import torch
 
-from bitzero.model import BitZeroLM, CheckpointError, ModelConfig
+from bitzero.model import BitZeroLM, CheckpointError
+from bitzero.model.pretrained import grow_vocabulary, ternary_student
 from bitzero.text import Tokenizer
-from bitzero.train import DistillLoss, Example, TrainConfig, evaluate, fit
+from bitzero.train import DistillLoss, Example, TrainConfig, fit
 from bitzero.train.examples import records_to_examples
+from bitzero.train.heldout import held_out_nll
 from pipelines.ranks import is_main_rank
-from pipelines.distillation.registry import load_registered_model
 from pipelines.tracking import report_metrics
 
 log = logging.getLogger(__name__)
-VALIDATION_LOSS_ON = "assistant"  # validation always scores what the model should say
+VALIDATION_LOSS_ON = "assistant"  # held-out NLL always scores what the model should say
+ValidationSets = dict[str, list[Example]]
 
 
 def build_examples(
@@ -31,33 +38,61 @@ def build_examples(
     train_records: list[dict[str, Any]],
     validation_records: list[dict[str, Any]],
     params: dict[str, Any],
-) -> tuple[list[Example], list[Example], dict[str, Any]]:
-    """Token examples for training (loss on ``params.loss_on``) and validation (assistant tokens)."""
+) -> tuple[list[Example], ValidationSets, dict[str, Any]]:
+    """Token examples for training (loss on ``params.loss_on``) and held-out sets per source
+    (assistant tokens, at most ``validation.per_source`` conversations each, in file order)."""
     tokenizer = Tokenizer.from_dict(tokenizer_data)
     train = records_to_examples(train_records, tokenizer, params["loss_on"])
-    validation = records_to_examples(validation_records, tokenizer, VALIDATION_LOSS_ON)
-    if not train or not validation:
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for record in validation_records:
+        by_source.setdefault(record.get("source", "unknown"), []).append(record)
+    limit = params["validation"]["per_source"]
+    sets = {name: records_to_examples(rows[:limit], tokenizer, VALIDATION_LOSS_ON) for name, rows in sorted(by_source.items())}
+    sets = {name: examples for name, examples in sets.items() if examples}
+    if not train or not sets:
         raise CheckpointError("distillation needs training and validation records with assistant turns")
     stats = {
         "train_examples": len(train),
-        "validation_examples": len(validation),
-        "skipped_records": len(train_records) + len(validation_records) - len(train) - len(validation),
-        "validation_target_tokens": sum(sum(ex.loss_mask[1:]) for ex in validation),
+        "validation_examples": {name: len(examples) for name, examples in sets.items()},
+        "validation_target_tokens": sum(sum(ex.loss_mask[1:]) for v in sets.values() for ex in v),
     }
-    return train, validation, stats
+    return train, sets, stats
 
 
-def _train_config(params: dict[str, Any], role: str) -> TrainConfig:
-    """The shared training settings with the role's overrides (``teacher`` or ``student``)."""
-    return TrainConfig.from_dict({**params["train"], **params[role].get("train", {})})
+def prepare_teacher(teacher: BitZeroLM, tokenizer_data: dict[str, Any]) -> BitZeroLM:
+    """The imported teacher sized to the (possibly adapted) vocabulary, frozen."""
+    teacher = grow_vocabulary(teacher, Tokenizer.from_dict(tokenizer_data)).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
 
 
-def _new_model(params: dict[str, Any], vocab_size: int, quantized: bool) -> BitZeroLM:
-    # Same seed on every rank: DDP starts from identical weights, and each run is reproducible.
-    torch.manual_seed(params["seed"])
-    critical = params["student"]["critical_ratio"] if quantized else 0.0
-    config = ModelConfig(vocab_size=vocab_size, quantized=quantized, critical_ratio=critical, **params["model"])
-    return BitZeroLM(config)
+def _train_config(params: dict[str, Any], tokenizer: Tokenizer) -> TrainConfig:
+    return TrainConfig.from_dict({**params["train"], **params["student"]["train"], "pad_id": tokenizer.pad_id})
+
+
+def _convert(teacher: BitZeroLM, params: dict[str, Any]) -> BitZeroLM:
+    student = params["student"]
+    return ternary_student(teacher, student["critical_ratio"], student["sub_norm"], student["n_layer"])
+
+
+def _nll(model: BitZeroLM, sets: ValidationSets, params: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
+    return held_out_nll(model, sets, params["train"]["eval_batch_size"], params["train"]["seq_len"], tokenizer.pad_id)
+
+
+def measure_references(
+    teacher: BitZeroLM, tokenizer_data: dict[str, Any], sets: ValidationSets, params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Held-out NLL of the full-precision teacher and of PTQ (converted to ternary, untrained)."""
+    tokenizer = Tokenizer.from_dict(tokenizer_data)
+    if params["train"]["num_threads"]:
+        torch.set_num_threads(params["train"]["num_threads"])
+    started = time.perf_counter()
+    reference = _nll(teacher, sets, params, tokenizer)
+    ptq = _nll(_convert(teacher, params).eval(), sets, params, tokenizer)
+    log.info("held-out NLL: teacher %.3f, PTQ %.3f (%.0f s)", reference["overall"], ptq["overall"],
+             time.perf_counter() - started)
+    return reference, ptq
 
 
 def _mlflow_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
@@ -70,119 +105,88 @@ def _mlflow_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
     return log_metrics
 
 
-def _fit(
-    model: BitZeroLM,
-    train: list[Example],
-    validation: list[Example],
-    cfg: TrainConfig,
-    role: str,
-    loss_fn: DistillLoss | None = None,
-) -> dict[str, Any]:
+def _train(
+    teacher: BitZeroLM, tokenizer: Tokenizer, train: list[Example], sets: ValidationSets,
+    params: dict[str, Any], role: str, with_teacher: bool,
+) -> tuple[BitZeroLM, dict[str, Any]]:
+    """Convert, train (with the teacher's logits or CE only), then measure held-out NLL."""
+    torch.manual_seed(params["seed"])  # same on every rank: DDP starts from identical weights
+    model = _convert(teacher, params)
+    student = params["student"]
+    loss_fn = None
+    if with_teacher:
+        loss_fn = DistillLoss(teacher, student["alpha"], student["beta"], student["temperature"],
+                              student["gamma"], student["relation_layer"], tokenizer.pad_id)
+    cfg = _train_config(params, tokenizer)
     started = time.perf_counter()
-    result = fit(model, train, cfg, val_data=validation, loss_fn=loss_fn, on_metrics=_mlflow_logger(role))
-    return {
-        "val_loss": result.val_loss,
+    # Validation curves only when asked for: the held-out table below measures the end point.
+    curve = [ex for examples in sets.values() for ex in examples] if cfg.eval_every else None
+    result = fit(model, train, cfg, val_data=curve, loss_fn=loss_fn, on_metrics=_mlflow_logger(role))
+    summary = {
+        "held_out_nll": _nll(model, sets, params, tokenizer),
         "train_loss": result.train_loss,
         "train_tokens_per_s": result.tokens_per_s,
         "train_tokens": result.train_tokens,
         "steps": result.steps,
-        "micro_batch_size": result.micro_batch_size,
         "wall_s": time.perf_counter() - started,
         "params": model.num_params(),
     }
-
-
-def _checkpoint(model: BitZeroLM, tokenizer: Tokenizer, role: str, summary: dict[str, Any]) -> dict[str, Any]:
-    metadata = {"role": role, "val_loss": summary["val_loss"]}
-    if mlflow.active_run() is not None:
-        metadata["mlflow_run_id"] = mlflow.active_run().info.run_id
-    return {"model": model.cpu().eval(), "tokenizer": tokenizer, "metadata": metadata}
-
-
-def train_teacher(
-    tokenizer_data: dict[str, Any],
-    train: list[Example],
-    validation: list[Example],
-    params: dict[str, Any],
-) -> tuple[BitZeroLM, dict[str, Any], dict[str, Any]]:
-    """The full-precision teacher: trained here, or loaded from the MLflow model registry."""
-    tokenizer = Tokenizer.from_dict(tokenizer_data)
-    registered = params["teacher"].get("registered_model")
-    if registered:
-        model = load_registered_model(registered)
-        if model.config.vocab_size != tokenizer.vocab_size:
-            raise CheckpointError(
-                f"teacher {registered} has a vocabulary of {model.config.vocab_size}, "
-                f"the tokenizer {tokenizer.vocab_size}: distillation needs the same ids"
-            )
-        cfg = _train_config(params, "teacher")
-        summary = {
-            "source": registered,
-            "val_loss": evaluate(model, validation, cfg.eval_batch_size),
-            "train_tokens_per_s": None,
-            "params": model.num_params(),
-        }
-        log.info("teacher loaded from %s: validation loss %.4f", registered, summary["val_loss"])
-    else:
-        model = _new_model(params, tokenizer.vocab_size, quantized=False)
-        summary = {"source": "trained", **_fit(model, train, validation, _train_config(params, "teacher"), "teacher")}
-    return model, _checkpoint(model, tokenizer, "teacher", summary), summary
+    return model, summary
 
 
 def train_student(
-    teacher: BitZeroLM,
-    tokenizer_data: dict[str, Any],
-    train: list[Example],
-    validation: list[Example],
+    teacher: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example], sets: ValidationSets,
     params: dict[str, Any],
 ) -> tuple[BitZeroLM, dict[str, Any], dict[str, Any]]:
-    """The ternary student on CE + T^2 * KL(teacher || student)."""
+    """The ternary student distilled from the teacher, and its checkpoint."""
     tokenizer = Tokenizer.from_dict(tokenizer_data)
-    student = params["student"]
-    loss_fn = DistillLoss(teacher, student["alpha"], student["beta"], student["temperature"])
-    model = _new_model(params, tokenizer.vocab_size, quantized=True)
-    summary = _fit(model, train, validation, _train_config(params, "student"), "student", loss_fn)
-    return model, _checkpoint(model, tokenizer, "student", summary), summary
+    model, summary = _train(teacher, tokenizer, train, sets, params, "student", with_teacher=True)
+    metadata = {"role": "student", "held_out_nll": summary["held_out_nll"]["overall"]}
+    if mlflow.active_run() is not None:
+        metadata["mlflow_run_id"] = mlflow.active_run().info.run_id
+    checkpoint = {"model": model.cpu().eval(), "tokenizer": tokenizer, "metadata": metadata}
+    return model, checkpoint, summary
 
 
-def train_baseline(
-    tokenizer_data: dict[str, Any],
-    train: list[Example],
-    validation: list[Example],
+def train_ce_only(
+    teacher: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example], sets: ValidationSets,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """The same ternary model, settings and token budget as the student, without the teacher."""
-    tokenizer = Tokenizer.from_dict(tokenizer_data)
-    model = _new_model(params, tokenizer.vocab_size, quantized=True)
-    return _fit(model, train, validation, _train_config(params, "student"), "baseline")
+    """The baseline: the same conversion, data and steps, trained on the data alone."""
+    if not params["baselines"]["ce_only"]:
+        return {"skipped": True}
+    _, summary = _train(teacher, Tokenizer.from_dict(tokenizer_data), train, sets, params, "ce_only",
+                        with_teacher=False)
+    return summary
 
 
 def report(
     teacher: dict[str, Any],
+    ptq: dict[str, Any],
     student: dict[str, Any],
-    baseline: dict[str, Any],
+    ce_only: dict[str, Any],
     data_stats: dict[str, Any],
     student_model: BitZeroLM,
     params: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
-    """Headline figures (DVC metrics), the per-layer quantization report, and MLflow metrics."""
+    """The NLL table (DVC metrics), the per-layer quantization report, and MLflow metrics."""
     quantization = student_model.quantization_report()
+    nll = {"teacher_fp32": teacher, "ptq": ptq, "student": student["held_out_nll"]}
+    if not ce_only.get("skipped"):
+        nll["ce_only"] = ce_only["held_out_nll"]
     summary = {
-        "teacher_val_loss": teacher["val_loss"],
-        "student_val_loss": student["val_loss"],
-        "baseline_val_loss": baseline["val_loss"],
-        "student_vs_teacher": student["val_loss"] / teacher["val_loss"] - 1.0,
-        "student_beats_baseline": student["val_loss"] < baseline["val_loss"],
+        "nll_unit": "nats per assistant token, held-out validation conversations",
+        "held_out_nll": {name: figures["overall"] for name, figures in nll.items()},
+        "held_out_nll_by_source": {name: figures["sources"] for name, figures in nll.items()},
+        "student_vs_teacher": student["held_out_nll"]["overall"] / teacher["overall"],
+        "student_beats_ptq": student["held_out_nll"]["overall"] < ptq["overall"],
+        "student_beats_ce_only": None if ce_only.get("skipped") else
+        student["held_out_nll"]["overall"] < ce_only["held_out_nll"]["overall"],
         "ternary_fraction": quantization["ternary_fraction"],
         "critical_fraction": quantization["critical_fraction"],
         "critical_ratio": str(params["student"]["critical_ratio"]),
-        "train_tokens_per_s_teacher": teacher["train_tokens_per_s"],
-        "train_tokens_per_s_student": student["train_tokens_per_s"],
-        "train_tokens_per_s_baseline": baseline["train_tokens_per_s"],
-        "val_loss_unit": "nats per assistant token",
-        "teacher": teacher,
-        "student": student,
-        "baseline": baseline,
+        "student": {k: v for k, v in student.items() if k != "held_out_nll"},
+        "ce_only": {k: v for k, v in ce_only.items() if k != "held_out_nll"},
         "data": data_stats,
     }
     return summary, quantization, report_metrics(summary)

@@ -1,4 +1,5 @@
-"""The distillation stage: tokenizer and train/validation records in; teacher, student, report out."""
+"""The distillation stage: teacher, tokenizer and train/validation records in; the ternary
+student, the NLL table of teacher / PTQ / student / CE-only and the quantization report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -11,33 +12,33 @@ def create_pipeline() -> Pipeline:
             Node(
                 nodes.build_examples,
                 ["tokenizer", "train_records", "validation_records", "params:distillation"],
-                ["distillation_train_examples", "distillation_validation_examples", "distillation_data_stats"],
+                ["distillation_train_examples", "distillation_validation_sets", "distillation_data_stats"],
                 name="build_examples",
             ),
+            Node(nodes.prepare_teacher, ["teacher_checkpoint", "tokenizer"], "teacher_model", name="prepare_teacher"),
             Node(
-                nodes.train_teacher,
-                ["tokenizer", "distillation_train_examples", "distillation_validation_examples",
-                 "params:distillation"],
-                ["teacher_model", "teacher_checkpoint", "teacher_summary"],
-                name="train_teacher",
+                nodes.measure_references,
+                ["teacher_model", "tokenizer", "distillation_validation_sets", "params:distillation"],
+                ["teacher_nll", "ptq_nll"],
+                name="measure_references",
             ),
             Node(
                 nodes.train_student,
-                ["teacher_model", "tokenizer", "distillation_train_examples",
-                 "distillation_validation_examples", "params:distillation"],
+                ["teacher_model", "tokenizer", "distillation_train_examples", "distillation_validation_sets",
+                 "params:distillation"],
                 ["student_model", "student_checkpoint", "student_summary"],
                 name="train_student",
             ),
             Node(
-                nodes.train_baseline,
-                ["tokenizer", "distillation_train_examples", "distillation_validation_examples",
+                nodes.train_ce_only,
+                ["teacher_model", "tokenizer", "distillation_train_examples", "distillation_validation_sets",
                  "params:distillation"],
-                "baseline_summary",
-                name="train_baseline",
+                "ce_only_summary",
+                name="train_ce_only",
             ),
             Node(
                 nodes.report,
-                ["teacher_summary", "student_summary", "baseline_summary", "distillation_data_stats",
+                ["teacher_nll", "ptq_nll", "student_summary", "ce_only_summary", "distillation_data_stats",
                  "student_model", "params:distillation"],
                 ["distillation_report", "quantization_report", "distillation_metrics"],
                 name="report_distillation",

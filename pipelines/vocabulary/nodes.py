@@ -39,14 +39,9 @@ def check_quarantine(
     return len(valid) + len(quarantine)
 
 
-def build_tokenizer(valid: list[Record], params: dict[str, Any]) -> dict[str, Any]:
-    """Append frequent sequences of the training text to a base vocabulary.
-
-    The base is the built-in one, or an existing tokenizer file (``base_tokenizer``, e.g. the one
-    of a registered teacher) whose ids are kept, so models trained with it stay loadable.
-    """
-    base = params.get("base_tokenizer")
-    tokenizer = Tokenizer.load(base) if base else Tokenizer.default()
+def build_tokenizer(valid: list[Record], teacher_tokenizer: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The teacher's tokenizer with frequent pieces of the training text appended (ids kept)."""
+    tokenizer = Tokenizer.from_dict(teacher_tokenizer)
     tokenizer.adapt(
         (record_text(r) for r in valid),
         min_count=params["adapt_min_count"],
@@ -78,11 +73,13 @@ def report(
         "records_total": records_total,
         "records_quarantined": len(quarantine),
         "coverage": overall["coverage"],
-        "vocab_size": len(tokenizer["tokens"]),
+        "vocab_size": Tokenizer.from_dict(tokenizer).vocab_size,
+        "adapted_tokens": len(tokenizer.get("added", [])),
         "tokens_per_char": overall["tokens_per_char"],
-        "tokens_per_char_chars_only": overall["tokens_per_char_chars_only"],
+        "round_trip_failures": overall["round_trip_failures"],
+        "emoji": overall["emoji"],
         "sources": {
-            name: {"records": s.get("records", 0), "coverage": s["coverage"]}
+            name: {"records": s.get("records", 0), "coverage": s["coverage"], "tokens_per_char": s["tokens_per_char"]}
             for name, s in check["sources"].items()
         },
     }

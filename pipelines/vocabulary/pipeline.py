@@ -28,7 +28,7 @@ def create_pipeline() -> Pipeline:
             ),
             Node(
                 nodes.build_tokenizer,
-                ["records", "params:vocabulary.tokenizer"],
+                ["records", "teacher_tokenizer", "params:vocabulary.tokenizer"],
                 "tokenizer",
                 name="build_tokenizer",
             ),

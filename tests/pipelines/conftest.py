@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from bitzero.model import save_checkpoint
+from bitzero.model.pretrained import import_pretrained
+from tests.tiny import tiny_hf_checkpoint
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
-def _not_in_git(folder: str, names: list[str]) -> list[str]:
-    """Only what a fresh clone of data/01_raw has: the seed dataset and the .gitkeep files."""
+def _seed_only(folder: str, names: list[str]) -> list[str]:
+    """The seed dataset and the feedback folder of data/01_raw (the micro profile reads no other)."""
     return [n for n in names if n not in ("seed.jsonl", ".gitkeep", "feedback")]
 
 
@@ -25,9 +29,18 @@ def _copy_project(dest: Path) -> Path:
     for name in ("pyproject.toml", "dvc.yaml"):
         shutil.copy2(REPO / name, dest / name)
     (dest / "data").mkdir()
-    shutil.copytree(REPO / "data" / "01_raw", dest / "data" / "01_raw", ignore=_not_in_git)
+    shutil.copytree(REPO / "data" / "01_raw", dest / "data" / "01_raw", ignore=_seed_only)
     (dest / "mlflow").mkdir()
+    tiny_hf_checkpoint(dest / "tiny-teacher")  # conf/test's teacher source
     return dest
+
+
+def write_teacher(root: Path) -> None:
+    """What the teacher stage writes, from the tiny checkpoint: for tests of the later stages."""
+    model, tokenizer, facts = import_pretrained(str(root / "tiny-teacher"), context=256)
+    save_checkpoint(model, root / "data" / "06_models" / "teacher", tokenizer=tokenizer,
+                    metadata={"role": "teacher", **facts})
+    tokenizer.save(root / "data" / "06_models" / "teacher_tokenizer.json")
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def import_pretrained(source: str, context: int = MAX_CONTEXT) -> tuple[BitZeroL
     facts = {
         "source": source,
         "architecture": arch,
-        "name": getattr(hf_model.config, "_name_or_path", None) or (gguf_file or folder.name),
+        "name": Path(gguf_file).stem if gguf_file else folder.name,
         "parameters": model.num_params(),
     }
     return model.eval(), tokenizer_from_hf(hf_tokenizer), facts

@@ -113,6 +113,9 @@ class Attention(nn.Module):
         self.sub_norm = sub_norm(config, config.n_embd)
         self.o_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
         self.dropout = config.dropout
+        # Set to a dict to receive this layer's queries, keys and values (attention-relation
+        # distillation reads them); None otherwise.
+        self.capture: dict[str, torch.Tensor] | None = None
 
     def forward(
         self,
@@ -125,6 +128,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.capture is not None:
+            self.capture.update(q=q, k=k, v=v)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)

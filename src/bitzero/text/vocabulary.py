@@ -1,7 +1,10 @@
 """The vocabulary check: how much of each source the tokenizer knows, and what it does not.
 
-Run before training so that a new data source full of characters the vocabulary lacks is
-noticed (and shown, with examples) instead of being learnt as byte soup.
+Run before training so that a new data source full of characters the teacher's vocabulary lacks
+is noticed (and shown, with examples) instead of being learnt as byte soup. A character is
+"unknown" when byte-level BPE splits it into tokens that each hold only part of its UTF-8 bytes
+(emoji and scripts the vocabulary never merged); every text still round-trips, and the report
+counts any text that does not.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from .tokenizer import Tokenizer
 
 __all__ = ["VocabularyCoverageError", "check_vocabulary"]
 
+# Emoji blocks (pictographs, symbols, dingbats, flags) and the joiners/selectors inside emoji.
+EMOJI_RANGES = ((0x1F000, 0x1FAFF), (0x2600, 0x27BF), (0x1F1E6, 0x1F1FF))
 SNIPPET_RADIUS = 20  # characters of context on each side of an unknown character
 TOP_UNKNOWN = 20  # unknown characters listed per block
 
@@ -32,6 +37,9 @@ class _Tally:
     records: int = 0
     characters: int = 0
     tokens: int = 0
+    round_trip_failures: int = 0
+    emoji: int = 0
+    emoji_tokens: int = 0
     unknown: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -40,6 +48,11 @@ class _Tally:
         self.records += 1
         self.characters += len(text)
         self.tokens += len(ids)
+        self.round_trip_failures += tokenizer.decode(ids) != text
+        for char in text:
+            if _is_emoji(char):
+                self.emoji += 1
+                self.emoji_tokens += len(tokenizer.encode(char))
         if unknown_count:
             for char in {c for c in text if not tokenizer.knows(c)}:
                 self.unknown[char] += text.count(char)
@@ -56,6 +69,9 @@ class _Tally:
         self.records += other.records
         self.characters += other.characters
         self.tokens += other.tokens
+        self.round_trip_failures += other.round_trip_failures
+        self.emoji += other.emoji
+        self.emoji_tokens += other.emoji_tokens
         self.unknown.update(other.unknown)
         for char, snippets in other.examples.items():
             found = self.examples.setdefault(char, [])
@@ -63,9 +79,6 @@ class _Tally:
 
     def figures(self) -> dict[str, Any]:
         unknown_total = sum(self.unknown.values())
-        # Character-only encoding: one token per known character, one per UTF-8 byte otherwise.
-        fallback_bytes = sum(n * len(c.encode("utf-8", "surrogatepass")) for c, n in self.unknown.items())
-        chars_only = self.characters - unknown_total + fallback_bytes
         top = sorted(self.unknown.items(), key=lambda item: (-item[1], item[0]))[:TOP_UNKNOWN]
         return {
             "records": self.records,
@@ -74,12 +87,18 @@ class _Tally:
             "coverage": (self.characters - unknown_total) / self.characters if self.characters else 1.0,
             "tokens": self.tokens,
             "tokens_per_char": self.tokens / self.characters if self.characters else 0.0,
-            "tokens_per_char_chars_only": chars_only / self.characters if self.characters else 0.0,
+            "round_trip_failures": self.round_trip_failures,
+            "emoji": {"count": self.emoji, "tokens_per_emoji": self.emoji_tokens / self.emoji if self.emoji else 0.0},
             "unknown_characters": [
                 {"char": c, "codepoint": f"U+{ord(c):04X}", "count": n, "examples": self.examples[c]}
                 for c, n in top
             ],
         }
+
+
+def _is_emoji(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in EMOJI_RANGES)
 
 
 def check_vocabulary(
@@ -90,8 +109,8 @@ def check_vocabulary(
 ) -> dict[str, Any]:
     """Coverage, unknown characters and tokens per character, per source and overall.
 
-    Each text counts as one record. Coverage is the fraction of characters encoded directly
-    (not through byte fallback). Raises VocabularyCoverageError naming every block below
+    Each text counts as one record. Coverage is the fraction of characters that encode to whole
+    tokens (not split into partial bytes). Raises VocabularyCoverageError naming every block below
     ``min_coverage``; the error carries the report.
     """
     if not 0.0 <= min_coverage <= 1.0:
@@ -120,5 +139,5 @@ def _failure_message(failing: list[tuple[str, dict[str, Any]]], min_coverage: fl
             f"{u['char']!r} {u['codepoint']} x{u['count']}" for u in block["unknown_characters"][:5]
         )
         lines.append(f"  {label}: coverage {block['coverage']:.4f}; top unknown characters: {top}")
-    lines.append("Add these characters (Tokenizer.adapt with a lower min_count) or clean the source.")
+    lines.append("Clean the source, lower min_coverage, or use a teacher whose vocabulary covers this script.")
     return "\n".join(lines)

@@ -38,6 +38,11 @@ class TrainConfig:
     curriculum_growth: float = 0.5
     # Ternary models: fix the critical channels after this many steps (0: re-chosen every step).
     critical_freeze_step: int = 0
+    # Ternary models: blend quantization in linearly over this many steps (0: fully ternary from
+    # the start), the warm-up that converts pretrained weights without a loss spike.
+    quant_warmup_steps: int = 0
+    # Tokens per training sequence (long examples keep their last seq_len + 1); null: the context.
+    seq_len: int | None = None
     pack: bool = False
     pad_id: int = 0
     eval_every: int = 0

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bitzero.model import BitZeroLM
+from bitzero.model import BitLinear, BitZeroLM
 from bitzero.train.autobatch import find_batch_size
 from bitzero.train.batching import Example, ExampleLike, as_examples, collate
 from bitzero.train.config import TrainConfig
@@ -54,7 +54,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(
+def nll_totals(
     model: nn.Module,
     data: Iterable[ExampleLike],
     batch_size: int = 32,
@@ -62,11 +62,13 @@ def evaluate(
     pad_id: int = 0,
     ctx: DistContext | None = None,
     dtype: torch.dtype = torch.float32,
-) -> float:
-    """Mean cross-entropy in nats per target token (examples are sharded over ranks)."""
+    seq_len: int | None = None,
+) -> tuple[float, int]:
+    """(summed cross-entropy in nats, target tokens) over every rank's shard of ``data``; each
+    example keeps its last ``seq_len`` + 1 tokens, the whole context by default."""
     ctx = ctx or DistContext(device=next(model.parameters()).device)
     examples = shard(as_examples(data), ctx.rank, ctx.world_size)
-    block_size = model.config.block_size
+    block_size = seq_len or model.config.block_size
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
@@ -80,9 +82,24 @@ def evaluate(
     finally:
         model.train(was_training)
     totals = all_reduce_sum(totals, ctx)
-    if totals[1] == 0:
+    return float(totals[0]), int(totals[1])
+
+
+def evaluate(
+    model: nn.Module,
+    data: Iterable[ExampleLike],
+    batch_size: int = 32,
+    pack: bool = False,
+    pad_id: int = 0,
+    ctx: DistContext | None = None,
+    dtype: torch.dtype = torch.float32,
+    seq_len: int | None = None,
+) -> float:
+    """Mean cross-entropy in nats per target token (see ``nll_totals``)."""
+    total, count = nll_totals(model, data, batch_size, pack, pad_id, ctx, dtype, seq_len)
+    if count == 0:
         raise ValueError("the validation set has no target tokens")
-    return float(totals[0] / totals[1])
+    return total / count
 
 
 def _save_state(path: Path, trainer: Trainer, sampler: CurriculumSampler, ctx: DistContext) -> None:
@@ -119,7 +136,7 @@ def _micro_batch_size(trainer: Trainer, cfg: TrainConfig, local_batch: int, ctx:
 
     def try_step(size: int) -> None:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-        trainer.probe(size, trainer.model.config.block_size)
+        trainer.probe(size, cfg.seq_len or trainer.model.config.block_size)
 
     found = find_batch_size(
         try_step,
@@ -138,6 +155,12 @@ def _freeze_critical_masks(model: nn.Module) -> None:
     same channels); a resumed run past the step freezes at its first step."""
     if isinstance(model, BitZeroLM) and not model.config.critical_mask_frozen and model.bit_linears():
         model.freeze_critical_masks()
+
+
+def _set_quant_mix(model: nn.Module, mix: float) -> None:
+    for module in model.modules():
+        if isinstance(module, BitLinear):
+            module.quant_mix = mix
 
 
 def fit(
@@ -163,7 +186,7 @@ def fit(
     torch.manual_seed(cfg.seed * 1000 + ctx.rank)  # dropout differs per rank, reproducibly
     examples = as_examples(train_data)
     val_examples: Sequence[Example] = as_examples(val_data) if val_data is not None else []
-    block_size = model.config.block_size
+    block_size = cfg.seq_len or model.config.block_size
     sampler = CurriculumSampler(examples, cfg.max_steps, cfg.curriculum_start, cfg.curriculum_growth, cfg.seed)
     trainer = Trainer(model, cfg, ctx, loss_fn)
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
@@ -180,7 +203,8 @@ def fit(
     result = TrainResult(trainer.steps_done, float("nan"), None, 0.0, micro)
 
     def validate(step: int) -> float:
-        loss = evaluate(trainer.model, val_examples, cfg.eval_batch_size, cfg.pack, cfg.pad_id, ctx, trainer.dtype)
+        loss = evaluate(trainer.model, val_examples, cfg.eval_batch_size, cfg.pack, cfg.pad_id, ctx, trainer.dtype,
+                        cfg.seq_len)
         result.val_history.append((step, loss))
         result.val_loss = loss
         return loss
@@ -194,6 +218,8 @@ def fit(
             started = time.perf_counter()
             step = trainer.steps_done
             local = shard(sampler.sample(step, cfg.batch_size), ctx.rank, ctx.world_size)
+            if cfg.quant_warmup_steps:
+                _set_quant_mix(trainer.model, min(1.0, (step + 1) / cfg.quant_warmup_steps))
             micro_batches = [
                 collate([examples[i] for i in local[j : j + micro]], block_size, cfg.pack, cfg.pad_id)
                 for j in range(0, len(local), micro)
@@ -218,6 +244,8 @@ def fit(
                 _save_state(state_path, trainer, sampler, ctx)
     finally:
         bar.close()
+        if cfg.quant_warmup_steps:
+            _set_quant_mix(trainer.model, 1.0)
     if val_examples and not cfg.eval_every:
         loss = validate(trainer.steps_done)
         if on_metrics and ctx.is_main:

@@ -1,0 +1,1 @@
+"""The teacher stage: a pretrained checkpoint imported once, for every later stage."""
