@@ -1,8 +1,10 @@
 """Nodes of the augmentation stage: each one calls the library and returns."""
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+from bitzero.companion.feedback import erased_record_ids, without_erased
 from bitzero.data.augment import augment_records
 from bitzero.data.mix import domain_weights, sample_mix, split_records
 from bitzero.data.records import Record
@@ -12,9 +14,11 @@ from pipelines.tracking import report_metrics
 def make_variants(
     records: list[Record], params: dict[str, Any]
 ) -> tuple[list[Record], dict[str, Any]]:
-    """Math variants with changed numbers and recomputed answers, next to their originals."""
+    """Math variants with changed numbers and recomputed answers, next to their originals; records
+    a user erased (the service's erasure ledger) are dropped first, so no split made here holds them."""
+    erased = erased_record_ids(Path(params.get("erasure_ledger", "data/01_raw/erasures.jsonl")))
     return augment_records(
-        records,
+        without_erased(records, erased),
         n_variants=params["math_variants"],
         seed=params["seed"],
         max_change=params["max_change"],

@@ -71,8 +71,12 @@ def embedder() -> OnnxEmbedder:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    """Every path in tmp_path: nothing read from the working tree's pipeline outputs (an emotion
+    classifier there would change replies); TestClient's Host "testserver" allowed."""
     return Settings(database_url=f"sqlite:///{tmp_path}/companion.db", bundle=tmp_path / "no-bundle",
-                    embedder=EMBEDDER_CACHE, feedback_export=tmp_path / "feedback.jsonl")
+                    embedder=EMBEDDER_CACHE, feedback_export=tmp_path / "feedback.jsonl",
+                    emotion_model=tmp_path / "no-emotion.json", erasure_ledger=tmp_path / "erasures.jsonl",
+                    allowed_hosts="testserver")
 
 
 @pytest.fixture

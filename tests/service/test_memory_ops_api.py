@@ -47,7 +47,7 @@ def test_contradiction_invalidates_and_the_prompt_carries_memories(client: TestC
 
 def test_operations_endpoints(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"ready": True, "model": True, "database": True}
+    assert client.get("/readyz").json() == {"ready": True, "model": True, "database": True, "capacity": True}
     _say(client, "hello")
     metrics = client.get("/metrics").text
     assert 'bitzero_requests_total{route="/v1/chat/completions",status="200"} 1.0' in metrics

@@ -104,7 +104,7 @@ from fastapi.testclient import TestClient
 from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
 settings = Settings(bundle={str(bundle)!r}, embedder={str(EMBEDDER_CACHE)!r},
-                    database_url="sqlite:///{tmp_path}/c.db")
+                    database_url="sqlite:///{tmp_path}/c.db", allowed_hosts="testserver")
 with TestClient(create_app(settings)) as client:
     reply = client.post("/v1/chat/completions", json={{"messages": [{{"role": "user", "content": "I love tea."}}],
                                                       "max_tokens": 4}})

@@ -7,7 +7,10 @@ Records carry no user id: the id is ``feedback-<feedback id>``, which erasure us
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bitzero.data.records import Record, read_jsonl, write_jsonl
@@ -47,3 +50,30 @@ def scrub_records(path: Path, feedback_ids: set[str]) -> int:
     if len(kept) != len(records) or quarantined:
         write_jsonl(path, kept)
     return len(records) - len(kept)
+
+
+def record_erasure(ledger: Path, feedback_ids: set[str]) -> None:
+    """Append the erased feedback's record ids to the erasure ledger, durably (fsync).
+
+    The ledger holds ids only, never content; the pipeline removes these records from every file
+    it derived (see `erased_record_ids`), including copies made after this service last ran."""
+    if not feedback_ids:
+        return
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    line = {"erased_at": datetime.now(UTC).isoformat(), "record_ids": sorted(f"{RECORD_PREFIX}{i}" for i in feedback_ids)}
+    with ledger.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def erased_record_ids(ledger: Path) -> set[str]:
+    """Every record id the ledger says was erased (empty when there is no ledger)."""
+    if not ledger.is_file():
+        return set()
+    lines = ledger.read_text(encoding="utf-8").splitlines()
+    return {record_id for line in lines if line.strip() for record_id in json.loads(line)["record_ids"]}
+
+
+def without_erased(records: Iterable[dict], erased: set[str]) -> list[dict]:
+    return [record for record in records if record.get("id") not in erased]

@@ -11,21 +11,31 @@ stdio onto /dev/null, an empty working directory, rlimits (CPU, address space, f
 files, no new processes, no core), root dropped to `nobody` (so RLIMIT_NPROC binds), a builtins
 allow-list, module proxies without private or module-valued attributes, and an audit hook that
 refuses every audited event (open, os.*, subprocess, socket, import, compile, exec, frame
-access, ...) except executing the program's own two code objects.
+access, ...) except executing the program's own two code objects, and last a seccomp filter.
+
+The seccomp filter is the wall that does not depend on Python: a program that escapes every
+Python-level check (CPython cannot hide `__globals__` from code that finds a way to name it)
+still reaches only the system calls a pure computation needs (memory, writing its result,
+exiting). Every other call (stat, mknod, mkfifo, kill, pidfd_send_signal, socket, fork,
+execve, ...) fails with EPERM, whatever the caller's uid or capabilities.
 """
 
 from __future__ import annotations
 
 import builtins
+import ctypes
+import errno
 import gc
 import importlib
 import json
 import os
+import platform
 import resource
 import select
 import shutil
 import signal
 import sys
+import struct
 import tempfile
 import time
 import types
@@ -46,6 +56,62 @@ EXIT_MEMORY = 3  # the child ran out of memory even for reporting it
 CPU_SIGNALS = (signal.SIGXCPU,)
 
 
+# The system calls a confined child may make, by architecture: (audit arch, {name: number}).
+# Enough for CPython to compute (allocate, free, handle its own signals) and to report.
+_SYSCALLS = {
+    "x86_64": (0xC000003E, {
+        "read": 0, "write": 1, "close": 3, "fstat": 5, "lseek": 8, "mmap": 9, "mprotect": 10, "munmap": 11,
+        "brk": 12, "rt_sigaction": 13, "rt_sigprocmask": 14, "rt_sigreturn": 15, "writev": 20, "mremap": 25,
+        "madvise": 28, "getpid": 39, "exit": 60, "sigaltstack": 131, "gettid": 186, "futex": 202,
+        "clock_gettime": 228, "exit_group": 231, "getrandom": 318,
+    }),
+    "aarch64": (0xC00000B7, {
+        "read": 63, "write": 64, "close": 57, "fstat": 80, "lseek": 62, "mmap": 222, "mprotect": 226,
+        "munmap": 215, "brk": 214, "rt_sigaction": 134, "rt_sigprocmask": 135, "rt_sigreturn": 139,
+        "writev": 66, "mremap": 216, "madvise": 233, "getpid": 172, "exit": 93, "sigaltstack": 132,
+        "gettid": 178, "futex": 98, "clock_gettime": 113, "exit_group": 94, "getrandom": 278,
+    }),
+}
+_X32_BIT = 0x40000000
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+_BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_JGE_K, _BPF_RET_K = 0x20, 0x15, 0x35, 0x06
+_RET_KILL_PROCESS, _RET_ALLOW, _RET_ERRNO = 0x80000000, 0x7FFF0000, 0x00050000
+
+
+def seccomp_program() -> bytes | None:
+    """The classic-BPF allow-list for this machine, packed; None where the architecture is unknown.
+
+    Wrong architecture: kill (a 32-bit syscall table would map numbers differently); x32 numbers:
+    EPERM; an allowed number: allow; anything else: EPERM, so an escaped program sees an OSError.
+    """
+    known = _SYSCALLS.get(platform.machine())
+    if known is None:
+        return None
+    arch, table = known
+    allowed = sorted(table.values())
+    deny = _RET_ERRNO | errno.EPERM
+    code = [(_BPF_LD_W_ABS, 0, 0, 4), (_BPF_JEQ_K, 1, 0, arch), (_BPF_RET_K, 0, 0, _RET_KILL_PROCESS),
+            (_BPF_LD_W_ABS, 0, 0, 0), (_BPF_JGE_K, len(allowed), 0, _X32_BIT)]
+    code += [(_BPF_JEQ_K, len(allowed) - i, 0, number) for i, number in enumerate(allowed)]
+    code += [(_BPF_RET_K, 0, 0, deny), (_BPF_RET_K, 0, 0, _RET_ALLOW)]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in code)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def install_seccomp(program: bytes | None, libc: ctypes.CDLL) -> None:
+    """Load the filter into the calling process, irreversibly; raises OSError when the kernel refuses."""
+    if program is None:
+        return
+    fprog = _SockFprog(len(program) // 8, program)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
+
+
 class _Refused(BaseException):
     """An audited event during the program; BaseException so `except Exception` cannot hide it."""
 
@@ -55,9 +121,12 @@ class _OutputLimit(BaseException):
 
 
 class Environment:
-    """What every child starts from: safe builtins and proxies of the allowed modules."""
+    """What every child starts from: safe builtins, proxies of the allowed modules, and the
+    seccomp filter with the libc to load it (both prepared here, so the child only installs)."""
 
     def __init__(self, modules: list[str], hidden: list[str]) -> None:
+        self.seccomp = seccomp_program()
+        self.libc = ctypes.CDLL(None, use_errno=True)
         self.proxies = {name: _proxy(name, set(hidden)) for name in sorted(modules)}
         for name, proxy in self.proxies.items():
             parent, _, child = name.rpartition(".")
@@ -73,12 +142,17 @@ class Environment:
 
 
 def _proxy(name: str, hidden: set[str]) -> types.ModuleType:
-    """A stand-in for a module holding only its public, non-module attributes."""
+    """A stand-in for a module holding only its public attributes that are neither modules nor
+    metaclasses (a metaclass such as `collections.abc.ABCMeta` builds classes from a dict whose
+    keys, dunders included, can be computed at run time)."""
     module = importlib.import_module(name)
     proxy = types.ModuleType(name)
     for key, value in vars(module).items():
-        if not key.startswith("_") and key not in hidden and not isinstance(value, types.ModuleType):
-            setattr(proxy, key, value)
+        if key.startswith("_") or key in hidden or isinstance(value, types.ModuleType):
+            continue
+        if isinstance(value, type) and issubclass(value, type):
+            continue
+        setattr(proxy, key, value)
     return proxy
 
 
@@ -160,6 +234,7 @@ def _child(request: dict, env: Environment, workdir: str, result_fd: int) -> Non
         os.dup2(result_fd, RESULT_FD)
         os.closerange(RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         confine(workdir, request["cpu_s"], request["memory_mb"], request["drop_uid"])
+        install_seccomp(env.seccomp, env.libc)
         result = _execute(request, env)
     except MemoryError:
         result = {"reason": "memory limit"}

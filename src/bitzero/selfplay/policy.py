@@ -9,6 +9,14 @@ methods may still be *defined* as `__init__` or `__eq__`. It may not name the bu
 code, files or the interpreter, and may not use the statements Absolute Zero bans for proposals
 (`raise`, `global`, `nonlocal`, async). Loops are allowed: the runtime limits catch infinite ones.
 
+Every identifier the syntax can carry is checked, not only names and attributes: the attribute
+names of class patterns (`case object(__globals__=g)` reads an attribute), keyword arguments,
+bound pattern names, parameters and aliases. Strings become attribute paths at run time through
+`str.format` and `format_map` (`'{0._' + '_globals_' + '_}'.format(f)`), so those methods are
+banned outright, as is the three-argument `type(name, bases, namespace)`, whose namespace keys
+(`__match_args__`, `__instancecheck__`) can be computed. CPython cannot be made airtight from
+the inside; the worker's seccomp filter and namespaces are what a complete escape meets.
+
 The same lists travel to the worker (see `_sandbox_worker.py`), which hides the banned names and
 private attributes at run time as well: this check is the first wall, not the only one.
 """
@@ -49,7 +57,10 @@ BANNED_NAMES: frozenset[str] = frozenset(
         "eval",
         "exec",
         "exit",
+        "ForwardRef",
+        "format_map",
         "Formatter",
+        "get_type_hints",
         "getattr",
         "globals",
         "hasattr",
@@ -69,6 +80,8 @@ BANNED_NAMES: frozenset[str] = frozenset(
 # worker's globals (`gen.gi_frame.f_back.f_globals`).
 _INTROSPECTION_ATTRIBUTE = re.compile(r"^(f|gi|cr|ag|tb|co)_")
 _DUNDER_IN_STRING = re.compile(r"__\w+__")
+# Methods whose receiver string becomes attribute lookups on their arguments.
+_FORMATTING_ATTRIBUTES = frozenset({"format", "format_map"})
 
 MAX_PROGRAM_CHARS = 10_000
 MAX_CALL_CHARS = 1_000
@@ -125,13 +138,25 @@ def _violation(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):
         return _name_violation(node.id)
     if isinstance(node, ast.Attribute):
-        if node.attr.startswith("_"):
-            return f"private attribute {node.attr}"
-        if _INTROSPECTION_ATTRIBUTE.match(node.attr):
-            return f"introspection attribute {node.attr}"
-        if node.attr in BANNED_NAMES:
-            return f"use of {node.attr}"
-        return None
+        if node.attr in _FORMATTING_ATTRIBUTES:
+            return f"run-time format string ({node.attr})"
+        return _attribute_violation(node.attr)
+    if isinstance(node, ast.MatchClass):
+        return next(filter(None, map(_attribute_violation, node.kwd_attrs)), None)
+    if isinstance(node, ast.keyword) and node.arg is not None:
+        return _attribute_violation(node.arg)
+    if isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name is not None:
+        return _name_violation(node.name)
+    if isinstance(node, ast.MatchMapping) and node.rest is not None:
+        return _name_violation(node.rest)
+    if isinstance(node, ast.arg):
+        return _name_violation(node.arg)
+    if isinstance(node, ast.alias) and node.asname is not None:
+        return _name_violation(node.asname)
+    if isinstance(node, ast.ClassDef):
+        return _name_violation(node.name)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type":
+        return "type() with more than one argument" if len(node.args) + len(node.keywords) != 1 else None
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         found = _DUNDER_IN_STRING.search(node.value)
         return f"dunder name {found.group()} in a string" if found else None
@@ -143,6 +168,17 @@ def _violation(node: ast.AST) -> str | None:
         return "nonlocal statement"
     if isinstance(node, (ast.AsyncFunctionDef, ast.AsyncFor, ast.AsyncWith, ast.Await)):
         return "async code"
+    return None
+
+
+def _attribute_violation(name: str) -> str | None:
+    """Why reading attribute `name` is not allowed (by `.name`, a class pattern or a keyword)."""
+    if name.startswith("_"):
+        return f"private attribute {name}"
+    if _INTROSPECTION_ATTRIBUTE.match(name):
+        return f"introspection attribute {name}"
+    if name in BANNED_NAMES:
+        return f"use of {name}"
     return None
 
 

@@ -1,18 +1,24 @@
 """Run untrusted, model-generated Python for self-play verification, safely and fast.
 
 Absolute Zero verifies every proposed program by running it; its executor did so with `exec` in
-a process pool behind a leaky import filter (REFERENCES.md §3). Here three walls stand between a
+a process pool behind a leaky import filter (REFERENCES.md §3). Here four walls stand between a
 program and the machine:
 
 1. the AST allow-list of `policy.py`, checked in this process before anything runs;
 2. a zygote worker: a separate `python -I -S -B` interpreter with an empty environment, started
-   in its own session (and in a fresh network namespace when `unshare` allows it), importing only
-   the standard library;
+   in its own session and, where bubblewrap works, as `nobody` in new user, PID, mount, IPC and
+   network namespaces that see the system read-only and only their own scratch directory
+   writable (else in a fresh network namespace when `unshare` allows it), importing only the
+   standard library; each worker has its own namespaces, so programs on two workers cannot see
+   or signal each other;
 3. per program, a child forked from that worker which is confined before the program starts:
    empty working directory (removed afterwards), rlimits on CPU time, address space, file size,
    open files and process count, root dropped to `nobody`, builtins allow-list, module proxies,
    an audit hook refusing every audited event, and a wall-clock deadline after which the worker
-   kills it.
+   kills it;
+4. last, in that child, a seccomp allow-list of the few system calls pure computation needs:
+   a program that escapes the Python walls (CPython cannot make them complete) finds no system
+   call that reaches files, processes, signals or the network.
 
 A program can therefore never change another program's result: each runs in its own fork and
 nothing flows back but a JSON line. A worker that dies is replaced and the program re-run once
@@ -91,9 +97,59 @@ def _same_value(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
+INSIDE_ROOT = "/scratch"  # where a worker in bubblewrap sees its scratch directory
+INSIDE_WORKER = "/sandbox/worker.py"
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How workers are walled off from the host: a command prefix and a description.
+
+    `scratch` is where the worker sees its directory (None: the host path); `drops_uid`: the
+    prefix already runs the worker as `nobody`, so children need not drop root themselves.
+    """
+
+    prefix: tuple[str, ...]
+    label: str
+    scratch: str | None = None
+    drops_uid: bool = False
+
+
+def _bubblewrap_prefix(bwrap: str, root: str) -> list[str]:
+    """bubblewrap: new user (as nobody), PID, mount, IPC, UTS, cgroup and network namespaces; a
+    read-only view of the system and the interpreter; the worker's scratch directory the only
+    writable place; no environment."""
+    binds = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"):
+        if os.path.islink(top):
+            binds += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            binds += ["--ro-bind", top, top]
+    prefix = os.path.realpath(sys.base_prefix)
+    if not prefix.startswith("/usr/"):
+        binds += ["--ro-bind", prefix, prefix]
+    return [
+        bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY_UID), "--gid", str(NOBODY_UID),
+        "--die-with-parent", "--clearenv", *binds, "--ro-bind", str(WORKER_SCRIPT), INSIDE_WORKER,
+        "--bind", root, INSIDE_ROOT, "--proc", "/proc", "--dev", "/dev", "--chdir", INSIDE_ROOT,
+    ]
+
+
 @functools.cache
-def _network_isolation() -> tuple[tuple[str, ...], str]:
-    """The command prefix that gives a worker its own empty network namespace, if any works."""
+def _isolation() -> Isolation:
+    """The strongest wall this host allows: bubblewrap, else `unshare` of the network, else none."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is not None:
+        probe_root = tempfile.mkdtemp(prefix="bitzero-probe-")
+        try:
+            command = [*_bubblewrap_prefix(bwrap, probe_root), os.path.realpath(sys.executable), "-I", "-S", "-c", "0"]
+            if subprocess.run(command, capture_output=True, timeout=20).returncode == 0:
+                return Isolation((bwrap,), "bubblewrap: user, pid, mount, ipc and network namespaces",
+                                 INSIDE_ROOT, drops_uid=True)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        finally:
+            shutil.rmtree(probe_root, ignore_errors=True)
     unshare = shutil.which("unshare")
     if unshare is not None:
         for flag, label in (("-n", "network namespace"), ("-rn", "user and network namespace")):
@@ -102,8 +158,8 @@ def _network_isolation() -> tuple[tuple[str, ...], str]:
             except (OSError, subprocess.SubprocessError):
                 continue
             if probe.returncode == 0:
-                return (unshare, flag), label
-    return (), "shared (the socket module is unreachable and socket events are refused)"
+                return Isolation((unshare, flag), label, drops_uid=flag == "-rn")
+    return Isolation((), "shared (the socket module is unreachable and socket events are refused)")
 
 
 @functools.cache
@@ -117,12 +173,12 @@ def _scratch_dir() -> str | None:
 class _Worker:
     """One zygote worker process and its JSON-lines channel."""
 
-    def __init__(self, command: list[str], config: dict) -> None:
+    def __init__(self, isolation: Isolation, config: dict) -> None:
         self.root = tempfile.mkdtemp(prefix="bitzero-sandbox-", dir=_scratch_dir())
         self._buffer = b""
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                _worker_command(isolation, self.root), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env={}, cwd=self.root, start_new_session=True, bufsize=0,
             )
         except OSError as error:
@@ -130,7 +186,7 @@ class _Worker:
             raise SandboxUnavailable(f"cannot start sandbox worker: {error}") from error
         # Also runs when the Sandbox is garbage-collected or the interpreter exits unclosed.
         self._finalizer = weakref.finalize(self, _stop_worker, self.process, self.root)
-        reply, failure = self.request({**config, "root": self.root}, STARTUP_S)
+        reply, failure = self.request({**config, "root": isolation.scratch or self.root}, STARTUP_S)
         if reply is None or not reply.get("ready"):
             self.close()
             raise SandboxUnavailable(f"sandbox worker did not start ({failure or 'bad greeting'})")
@@ -163,6 +219,13 @@ class _Worker:
     def close(self) -> None:
         """Kill the worker with its process group (any child it forked) and remove its files."""
         self._finalizer()
+
+
+def _worker_command(isolation: Isolation, root: str) -> list[str]:
+    if isolation.scratch is None:
+        return [*isolation.prefix, sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT)]
+    interpreter = os.path.realpath(sys.executable)  # a venv's link may point outside the view
+    return [*_bubblewrap_prefix(isolation.prefix[0], root), interpreter, "-I", "-S", "-B", INSIDE_WORKER]
 
 
 def _stop_worker(process: subprocess.Popen, root: str) -> None:
@@ -200,10 +263,9 @@ class Sandbox:
         self.memory_mb = int(memory_mb)
         self.max_output_chars = max_output_chars
         self.max_program_chars = max_program_chars
-        prefix, self.network = _network_isolation()
-        in_user_namespace = prefix[-1:] == ("-rn",)
-        self.drop_uid = NOBODY_UID if os.geteuid() == 0 and not in_user_namespace else None
-        self._command = [*prefix, sys.executable, "-I", "-S", "-B", str(WORKER_SCRIPT)]
+        self.isolation = _isolation()
+        self.network = self.isolation.label
+        self.drop_uid = NOBODY_UID if os.geteuid() == 0 and not self.isolation.drops_uid else None
         self._config = {"modules": sorted(ALLOWED_MODULES), "hidden": sorted(BANNED_NAMES), "drop_uid": self.drop_uid}
         self._pools: tuple[list[_Worker | None], list[_Worker | None]] = ([None] * workers, [None] * workers)
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="sandbox") if workers > 1 else None
@@ -289,7 +351,7 @@ class Sandbox:
         start = time.perf_counter()
         failure = None
         for _attempt in range(2):  # a worker that died is replaced and the program re-run once
-            worker = pool[slot] or _Worker(self._command, self._config)
+            worker = pool[slot] or _Worker(self.isolation, self._config)
             pool[slot] = worker
             reply, failure = worker.request(message, self.timeout_s + REPLY_GRACE_S)
             if reply is not None:

@@ -21,7 +21,8 @@ from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDe
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
-from bitzero.service.limits import BodyLimit, RateLimiter
+from bitzero.service.gate import UserGates
+from bitzero.service.limits import BodyLimit, HostGuard, RateLimiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, load_bundle
@@ -70,7 +71,9 @@ def create_app(
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, chat_embedder)
         app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions, memory_cache,
-                                        persona=settings.persona, memory_limit=settings.memory_limit)
+                                        persona=settings.persona, memory_limit=settings.memory_limit,
+                                        max_waiting=settings.max_waiting_chats,
+                                        max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
         log.info("serving %s (%s) at http://%s:%d", chat_model.model_id, chat_model.provider,
@@ -93,7 +96,7 @@ def create_app(
     app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
     app.state.settings, app.state.engine, app.state.sessions, app.state.readers = settings, engine, sessions, readers
     app.state.metrics, app.state.limiter = metrics, RateLimiter(settings.rate_limit_per_minute)
-    app.state.memory_cache = memory_cache
+    app.state.memory_cache, app.state.gates = memory_cache, UserGates()
     app.state.companion, app.state.started = None, time.time()
 
     @app.middleware("http")
@@ -124,4 +127,5 @@ def create_app(
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(HostGuard, hosts=settings.hosts, every_route=settings.single_user)
     return app

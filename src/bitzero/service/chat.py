@@ -7,8 +7,9 @@ slow reply never holds a database transaction open.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +19,7 @@ from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
 from bitzero.companion.extraction import Candidate, extract
 from bitzero.service.db import transaction
+from bitzero.service.gate import Erased, UserGates
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ChatModel
 from bitzero.service.store import UserData
@@ -41,6 +43,25 @@ class Turn:
     reading: Reading | None
 
 
+class Lease:
+    """One admitted turn: its place among the server's chats, the user's gate, a cancel flag.
+
+    Closed exactly once, by whoever sees the turn end first (the reply finished, the client went
+    away, an error): closing sets the flag, so a generation still running stops at its next token."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.cancel = threading.Event()
+        self._release: Callable[[], None] | None = release
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.cancel.set()
+        with self._lock:
+            release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 @dataclass(frozen=True)
 class Piece:
     text: str
@@ -60,12 +81,46 @@ class Companion:
         persona: str | None = None,
         memory_limit: int = 5,
         generation_slots: int = 1,
+        max_waiting: int = 8,
+        max_seconds: float = 120.0,
     ) -> None:
         self.model, self.embedder, self.detector, self.sessions = model, embedder, detector, sessions
         self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
         self.memory_limit = memory_limit
+        self.max_seconds = max_seconds
+        self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
         self._slots = threading.Semaphore(generation_slots)
+        self._admitted = 0
+        self._admitted_lock = threading.Lock()
+
+    @property
+    def saturated(self) -> bool:
+        """Every slot busy and the queue full: new chats are refused (readiness says so too)."""
+        return self._admitted >= self.capacity
+
+    def admit(self, user_id: str, gates: UserGates, epoch: int) -> Lease:
+        """A place for one turn, or ChatError 503 when saturated (409 when the user was erased
+        after the request arrived). Blocks while the user's erasure runs: call it off the loop."""
+        with self._admitted_lock:
+            if self._admitted >= self.capacity:
+                raise ChatError("the server is busy with other chats; retry in a few seconds", status=503)
+            self._admitted += 1
+        try:
+            gates.enter(user_id, epoch)
+        except Erased:
+            self._discharge()
+            raise ChatError("your data was erased while this request waited; send it again", status=409) from None
+
+        def release() -> None:
+            gates.leave(user_id)
+            self._discharge()
+
+        return Lease(release)
+
+    def _discharge(self) -> None:
+        with self._admitted_lock:
+            self._admitted -= 1
 
     def prepare(
         self, user_id: str, messages: Sequence[Mapping[str, str]], max_tokens: int, conversation_id: str | None
@@ -120,15 +175,36 @@ class Companion:
         )
 
     def generate(
-        self, turn: Turn, *, max_tokens: int, temperature: float, top_p: float, stop: Sequence[str], seed: int | None
+        self, turn: Turn, *, max_tokens: int, temperature: float, top_p: float, stop: Sequence[str],
+        seed: int | None, cancel: threading.Event | None = None,
     ) -> Iterator[Piece]:
-        """The reply in pieces: the empathetic opening (if any), then the model's chunks."""
+        """The reply in pieces: the empathetic opening (if any), then the model's chunks.
+
+        Stops as soon as ``cancel`` is set (the client left), waiting for the slot included, and
+        after ``max_seconds`` of generation (finish reason "length"); the slot is free the moment
+        it stops."""
+        cancel = cancel or threading.Event()
         if turn.opening:
             yield Piece(turn.opening + " ", 0, None)
-        with self._slots:
-            for chunk in self.model.stream(turn.prompt_ids, max_tokens=max_tokens, temperature=temperature,
-                                           top_p=top_p, stop=stop, seed=seed):
-                yield Piece(chunk.text, len(chunk.token_ids), chunk.finish_reason)
+        while not self._slots.acquire(timeout=0.1):
+            if cancel.is_set():
+                return
+        try:
+            deadline = time.monotonic() + self.max_seconds
+            stream = self.model.stream(turn.prompt_ids, max_tokens=max_tokens, temperature=temperature,
+                                       top_p=top_p, stop=stop, seed=seed)
+            try:
+                for chunk in stream:
+                    if cancel.is_set():
+                        return
+                    if time.monotonic() > deadline:
+                        yield Piece("", 0, "length")
+                        return
+                    yield Piece(chunk.text, len(chunk.token_ids), chunk.finish_reason)
+            finally:
+                getattr(stream, "close", lambda: None)()  # a generator's own cleanup, now, not at GC
+        finally:
+            self._slots.release()
 
     def finish(self, turn: Turn, reply: str) -> None:
         if turn.conversation_id is None:

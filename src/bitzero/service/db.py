@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ def make_engine(url: str) -> Engine:
         # NORMAL in WAL mode survives a killed process (only power loss can drop the last commit).
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left in free pages (erasure must hold).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -84,6 +87,31 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+CHECKPOINT_TRIES = 20
+
+
+def scrub_database(engine: Engine) -> bool:
+    """After an erasure: move the WAL into the (secure-delete) main file and truncate it, so the
+    erased text is in neither file. Retries while readers pin old frames; True when it succeeded.
+
+    PostgreSQL: a deleted row stays in its heap page until VACUUM marks the space reusable, and
+    VACUUM neither zeroes it nor touches the WAL already written, its archives or replicas; only
+    VACUUM FULL rewrites the table, and old WAL segments age out with checkpoints. Nothing here
+    runs on PostgreSQL; the operator's retention of WAL archives and backups bounds erasure there."""
+    if engine.dialect.name != "sqlite":
+        return False
+    for _ in range(CHECKPOINT_TRIES):
+        connection = engine.raw_connection()  # the driver's autocommit: a checkpoint needs no transaction
+        try:
+            busy, _, _ = connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            connection.close()
+        if not busy:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def reachable(engine: Engine) -> bool:

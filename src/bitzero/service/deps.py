@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy.orm import Session
 
 from bitzero.service.auth import LOCAL_USER, TOKEN_PREFIX, verify
 from bitzero.service.chat import Companion
 from bitzero.service.db import transaction
 from bitzero.service.store import UserData
+
+INVALID_KEYS = "invalid-key:"  # rate-limit bucket prefix of a client address that sent bad keys
+
+
+def _too_many(wait: float, what: str) -> HTTPException:
+    return HTTPException(429, f"{what}; retry in {wait:.1f} s", headers={"Retry-After": str(int(wait) + 1)})
+
+
+def _key_owner(request: Request, token: str) -> str:
+    """The user of a BitZero key, checked in a read-only transaction. Failures spend the client
+    address's bucket, so guessing keys is rate-limited like any other request."""
+    state = request.app.state
+    bucket = INVALID_KEYS + (request.client.host if request.client else "unknown")
+    wait = state.limiter.waiting(bucket)
+    if wait > 0:
+        raise _too_many(wait, "too many invalid API keys from this address")
+    with transaction(state.readers) as session:
+        user = verify(session, token)
+    if user is None:
+        wait = state.limiter.acquire(bucket)
+        if wait > 0:
+            raise _too_many(wait, "too many invalid API keys from this address")
+        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return user
 
 
 def current_user(request: Request) -> str:
@@ -28,10 +54,7 @@ def current_user(request: Request) -> str:
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "the Authorization header must be 'Bearer <api key>'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        with transaction(state.sessions) as session:
-            user = verify(session, token.strip())
-        if user is None:
-            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        user = _key_owner(request, token.strip())
     elif state.settings.single_user:
         user = LOCAL_USER
     else:
@@ -39,19 +62,37 @@ def current_user(request: Request) -> str:
                                  "(create one with `bitzero keys create`)", headers={"WWW-Authenticate": "Bearer"})
     wait = state.limiter.acquire(user)
     if wait > 0:
-        raise HTTPException(429, f"rate limit of {state.settings.rate_limit_per_minute} requests a minute "
-                                 f"reached; retry in {wait:.1f} s", headers={"Retry-After": str(int(wait) + 1)})
+        raise _too_many(wait, f"rate limit of {state.settings.rate_limit_per_minute} requests a minute reached")
     return user
 
 
-def user_data(request: Request, user: str = Depends(current_user)) -> Iterator[UserData]:
-    """The user's rows inside one transaction that commits when the route returns."""
-    session: Session
-    with transaction(request.app.state.sessions) as session:
-        yield UserData(session, user, request.app.state.memory_cache)
+@dataclass(frozen=True)
+class UserScope:
+    """The caller and a way to open their rows in one transaction.
+
+    Routes use ``with scope.data() as data:`` and answer after the block: the commit happens
+    before the response exists, so a 2xx is only ever sent for a write that is durable. (A
+    dependency with ``yield`` would commit after the response had left.)"""
+
+    request: Request
+    user: str
+
+    @contextmanager
+    def data(self) -> Iterator[UserData]:
+        state = self.request.app.state
+        with transaction(state.sessions) as session:
+            yield UserData(session, self.user, state.memory_cache)
+
+
+def user_scope(request: Request, user: Annotated[str, Depends(current_user)]) -> UserScope:
+    return UserScope(request, user)
 
 
 def companion(request: Request) -> Companion:
     if request.app.state.companion is None:
         raise HTTPException(503, "the model is still loading")
     return request.app.state.companion
+
+
+User = Annotated[str, Depends(current_user)]
+Scope = Annotated[UserScope, Depends(user_scope)]

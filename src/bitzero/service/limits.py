@@ -1,4 +1,5 @@
-"""Per-key rate limits (token bucket) and a request-size cap that also catches chunked bodies."""
+"""Request gates: per-key rate limits (token bucket), a request-size cap that also catches
+chunked bodies, and the Host/Origin allow-list that defeats DNS rebinding."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bitzero.service.settings import ANY_HOST
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -36,9 +42,30 @@ class RateLimiter:
                 return 0.0
             return (1 - bucket.tokens) / self.rate
 
+    def waiting(self, key: str) -> float:
+        """The seconds until ``key`` may make a request, without spending one."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+
+async def send_error(send, status: int, message: str, code: str) -> None:  # noqa: ANN001
+    """An OpenAI-shaped JSON error, sent straight from ASGI middleware."""
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed.
+
+    A streamed body over the limit is answered here, and the app sees the client as gone: the
+    answer is 413 whatever the app makes of a body cut short (FastAPI would say 400)."""
 
     def __init__(self, app, limit: int) -> None:  # noqa: ANN001
         self.app, self.limit = app, limit
@@ -51,29 +78,62 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._reject(send)
             return
-        seen = 0
+        seen, rejected = 0, False
 
         async def counted():  # noqa: ANN202
-            nonlocal seen
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    rejected = True
+                    await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(send)
+        async def unless_rejected(message) -> None:  # noqa: ANN001
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, counted, unless_rejected)
 
     async def _reject(self, send) -> None:  # noqa: ANN001
-        body = json.dumps({"error": {"message": f"request body over {self.limit} bytes",
-                                     "type": "invalid_request_error", "code": "request_too_large"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, f"request body over {self.limit} bytes", "request_too_large")
 
 
-class _TooLarge(Exception):
-    pass
+def host_name(value: str) -> str:
+    """The lower-case name of a Host header: "[::1]:8000" gives "::1", "Example.com:80" "example.com"."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.partition(":")[0] if value.count(":") == 1 else value
+
+
+class HostGuard:
+    """ASGI middleware: 403 unless the Host is allowed and a sent Origin names an allowed host.
+
+    A page that rebinds its own name to 127.0.0.1 sends its own name as Host; a cross-site form
+    or fetch sends its site as Origin. Checked on every route when ``every_route`` (single-user
+    mode, where no key stands in the way), else on state-changing methods only."""
+
+    def __init__(self, app, hosts: frozenset[str], every_route: bool) -> None:  # noqa: ANN001
+        self.app, self.hosts, self.every_route = app, hosts, every_route
+
+    def _allowed(self, name: str | None, host: str) -> bool:
+        return bool(name) and (name in self.hosts or (ANY_HOST in self.hosts and name == host))
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http" or (not self.every_route and scope["method"] in SAFE_METHODS):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = host_name(headers.get(b"host", b"").decode("latin-1"))
+        origin = headers.get(b"origin")
+        origin_name = urlsplit(origin.decode("latin-1")).hostname if origin is not None else host
+        if not self._allowed(host, host) or not self._allowed(origin_name, host):
+            await send_error(send, 403, "this Host or Origin is not allowed (set BITZERO_ALLOWED_HOSTS)",
+                             "forbidden_host")
+            return
+        await self.app(scope, receive, send)

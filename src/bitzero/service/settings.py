@@ -12,6 +12,8 @@ from bitzero.companion.emotion import EMOTION_FILE
 
 
 DEFAULT_EMOTION = Path("data/06_models") / EMOTION_FILE
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+ANY_HOST = "*"
 
 
 class SettingsError(ValueError):
@@ -42,15 +44,26 @@ class Settings:
     rate_limit_per_minute: int = 120
     max_request_bytes: int = 256 * 1024
     max_tokens_default: int = 128
+    # Work one request may cause: characters in (before any tokenizing), seconds of generation,
+    # and how many chats may wait for the generation slot before the server says it is saturated.
+    max_message_chars: int = 8000
+    max_prompt_chars: int = 32000
+    max_generation_seconds: int = 120
+    max_waiting_chats: int = 8
+    # Host names the service answers to, comma-separated, beside the loopback names ("*": any).
+    # A web page cannot reach the API by rebinding its own name to 127.0.0.1: its Host is foreign.
+    allowed_hosts: str = ""
     memory_limit: int = 5
     retention_sweep_seconds: int = 3600
     persona: str | None = None
     # The vocabulary stage reads every JSONL file in data/01_raw/feedback/ (raw_feedback).
     feedback_export: Path = Path("data/01_raw/feedback/service.jsonl")
+    # Ids of training records whose user erased them; the augmentation stage applies it on its next run.
+    erasure_ledger: Path = Path("data/01_raw/erasures.jsonl")
     threads: int = 2  # onnxruntime threads of the chat model and of the embedder
 
     def __post_init__(self) -> None:
-        for name in ("bundle", "embedder", "emotion_model", "feedback_export"):
+        for name in ("bundle", "embedder", "emotion_model", "feedback_export", "erasure_ledger"):
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, Path(value))
@@ -59,8 +72,19 @@ class Settings:
                 f"single-user mode (no API keys) is only allowed on a loopback address, not {self.host!r}; "
                 "set BITZERO_SINGLE_USER=false and create keys with `bitzero keys create`"
             )
-        if self.rate_limit_per_minute <= 0 or self.max_request_bytes <= 0:
-            raise SettingsError("rate limit and request size limit must be positive")
+        limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_message_chars, self.max_prompt_chars,
+                  self.max_generation_seconds, self.max_waiting_chats)
+        if min(limits) <= 0:
+            raise SettingsError("rate, size, character, time and queue limits must be positive")
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The Host names requests may carry: loopback, the bind address, BITZERO_ALLOWED_HOSTS.
+        Off single-user mode on a wildcard bind, any (API keys, not names, guard that setup)."""
+        extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if not self.single_user and not extra and self.host in ("0.0.0.0", "::"):
+            return frozenset({ANY_HOST})
+        return frozenset({*LOOPBACK_NAMES, self.host.lower(), *extra})
 
     @property
     def emotion_path(self) -> Path:

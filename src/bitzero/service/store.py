@@ -109,15 +109,15 @@ class UserData:
     # -- conversations ------------------------------------------------------------------------
 
     def conversation(self, conversation_id: str | None) -> Conversation | None:
-        """The user's conversation with this id (created when new); None if another user owns it."""
+        """A new conversation (server-made id) for None; else the user's own with this id, or None.
+        Clients never choose ids, so nobody can squat another's id or learn that it exists."""
         if conversation_id is None:
-            conversation_id = new_id()
-        row = self.session.get(Conversation, conversation_id)
-        if row is None:
-            row = Conversation(id=conversation_id, user_id=self.user_id)
+            row = Conversation(id=new_id(), user_id=self.user_id)
             self.session.add(row)
             self.session.flush()
-        return row if row.user_id == self.user_id else None
+            return row
+        return self.session.scalar(select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == self.user_id))
 
     def add_message(self, conversation_id: str, role: str, content: str, emotion: str | None = None,
                     message_id: str | None = None) -> Message:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from bitzero.companion.feedback import scrub_records
-from bitzero.service.deps import user_data
+from bitzero.companion.feedback import record_erasure, scrub_records
+from bitzero.service.db import scrub_database
+from bitzero.service.deps import Scope
+from bitzero.service.fields import Text
 from bitzero.service.store import PRIVACY_FIELDS, UserData
 
 router = APIRouter(prefix="/v1", tags=["account"])
@@ -16,8 +17,8 @@ router = APIRouter(prefix="/v1", tags=["account"])
 
 class FeedbackIn(BaseModel):
     message_id: str = Field(min_length=1, max_length=64)
-    score: Literal[-1, 0, 1]
-    text: str | None = Field(None, max_length=4000)
+    score: StrictInt = Field(ge=-1, le=1)
+    text: Text | None = Field(None, max_length=4000)
 
 
 class PrivacyIn(BaseModel):
@@ -26,7 +27,7 @@ class PrivacyIn(BaseModel):
     extract_personal_info: bool | None = None
     remember_emotions: bool | None = None
     allow_training: bool | None = None
-    retention_days: int | None = Field(None, ge=1, le=3650)
+    retention_days: StrictInt | None = Field(None, ge=1, le=3650)
 
 
 def _privacy(data: UserData) -> dict:
@@ -35,35 +36,46 @@ def _privacy(data: UserData) -> dict:
 
 
 @router.post("/feedback", status_code=201)
-def feedback(body: FeedbackIn, data: UserData = Depends(user_data)) -> dict:
-    message = data.message(body.message_id)
-    if message is None or message.role != "assistant":
-        raise HTTPException(404, f"no reply {body.message_id!r} of yours is stored (replies are stored only "
-                                 "while 'store_conversations' is on)")
-    row = data.add_feedback(message, body.score, body.text)
+def feedback(body: FeedbackIn, scope: Scope) -> dict:
+    with scope.data() as data:
+        message = data.message(body.message_id)
+        if message is None or message.role != "assistant":
+            raise HTTPException(404, f"no reply {body.message_id!r} of yours is stored (replies are stored only "
+                                     "while 'store_conversations' is on)")
+        row = data.add_feedback(message, body.score, body.text)
     return {"id": row.id, "message_id": message.id, "score": row.score}
 
 
 @router.get("/privacy")
-def get_privacy(data: UserData = Depends(user_data)) -> dict:
-    return _privacy(data)
+def get_privacy(scope: Scope) -> dict:
+    with scope.data() as data:
+        return _privacy(data)
 
 
 @router.patch("/privacy")
-def set_privacy(body: PrivacyIn, data: UserData = Depends(user_data)) -> dict:
-    data.update_privacy(body.model_dump(exclude_none=True))
-    return _privacy(data)
+def set_privacy(body: PrivacyIn, scope: Scope) -> dict:
+    with scope.data() as data:
+        data.update_privacy(body.model_dump(exclude_none=True))
+        settings = _privacy(data)
+    return settings
 
 
 @router.get("/export")
-def export(data: UserData = Depends(user_data)) -> dict:
-    return data.export()
+def export(scope: Scope) -> dict:
+    with scope.data() as data:
+        return data.export()
 
 
 @router.delete("/me")
-def erase(request: Request, data: UserData = Depends(user_data)) -> dict:
-    """Every row of the user, and their records in the exported training file."""
-    ids = data.feedback_ids()
-    counts = data.erase()
-    counts["training_records"] = scrub_records(request.app.state.settings.feedback_export, ids)
+def erase(request: Request, scope: Scope) -> dict:
+    """Every row of the user, after their chats in flight; their records in the exported training
+    file now, and in every file the pipeline derived from it on its next run (the ledger)."""
+    state = request.app.state
+    with state.gates.erasure(scope.user):
+        with scope.data() as data:
+            ids = data.feedback_ids()
+            counts = data.erase()
+        record_erasure(state.settings.erasure_ledger, ids)
+        scrub_database(state.engine)
+        counts["training_records"] = scrub_records(state.settings.feedback_export, ids)
     return {"erased": counts}

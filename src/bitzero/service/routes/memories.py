@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from bitzero.companion.extraction import Candidate
 from bitzero.companion.memory import rank
 from bitzero.service.db import transaction
-from bitzero.service.deps import companion, current_user, user_data
+from bitzero.service.deps import Scope, User, companion
+from bitzero.service.fields import Text, is_utf8
 from bitzero.service.store import UserData, memory_dict
 from bitzero.service.tables import utcnow
 
@@ -18,28 +20,28 @@ Category = Literal["fact", "preference", "emotion", "note"]
 
 
 class MemoryEdit(BaseModel):
-    content: str | None = Field(None, min_length=1, max_length=2000)
+    content: Text | None = Field(None, min_length=1, max_length=2000)
     importance: float | None = Field(None, ge=1.0, le=10.0)
     category: Category | None = None
 
 
 class MemoryCreate(BaseModel):
-    content: str = Field(min_length=1, max_length=2000)
+    content: Text = Field(min_length=1, max_length=2000)
     importance: float = Field(5.0, ge=1.0, le=10.0)
     category: Category = "note"
 
 
 @router.get("")
-def list_memories(data: UserData = Depends(user_data), include_invalid: bool = False,
-                  category: Category | None = None) -> dict:
-    return {"object": "list", "data": [memory_dict(m) for m in data.memories(include_invalid, category)]}
+def list_memories(scope: Scope, include_invalid: bool = False, category: Category | None = None) -> dict:
+    with scope.data() as data:
+        return {"object": "list", "data": [memory_dict(m) for m in data.memories(include_invalid, category)]}
 
 
 @router.get("/search")
-def search_memories(request: Request, q: str = "", limit: int = 5, user: str = Depends(current_user)) -> dict:
+def search_memories(request: Request, user: User, q: str = "", limit: int = 5) -> dict:
     """Scored in a read-only transaction (searches run side by side), then a short write refreshes
     the last access of what was found."""
-    if not q.strip() or len(q) > 2000:
+    if not q.strip() or len(q) > 2000 or not is_utf8(q):
         raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
     if not 1 <= limit <= 100:
         raise HTTPException(400, "limit must be between 1 and 100")
@@ -50,29 +52,31 @@ def search_memories(request: Request, q: str = "", limit: int = 5, user: str = D
     ranked = rank(vector, index, utcnow(), limit)
     with transaction(state.sessions) as session:
         found = UserData(session, user, state.memory_cache).touch(index, ranked)
-        return {"object": "list", "data": [{**memory_dict(row), "score": round(score, 4)} for row, score in found]}
+        result = [{**memory_dict(row), "score": round(score, 4)} for row, score in found]
+    return {"object": "list", "data": result}
 
 
 @router.post("", status_code=201)
-def add_memory(body: MemoryCreate, request: Request, data: UserData = Depends(user_data)) -> dict:
-    from bitzero.companion.extraction import Candidate
-
+def add_memory(body: MemoryCreate, request: Request, scope: Scope) -> dict:
     vector = companion(request).embedder.encode([body.content])[0]
-    _, row = data.remember(Candidate(body.category, None, body.content, body.importance), vector)
+    with scope.data() as data:
+        _, row = data.remember(Candidate(body.category, None, body.content, body.importance), vector)
     return memory_dict(row)
 
 
 @router.patch("/{memory_id}")
-def edit_memory(memory_id: str, body: MemoryEdit, request: Request, data: UserData = Depends(user_data)) -> dict:
+def edit_memory(memory_id: str, body: MemoryEdit, request: Request, scope: Scope) -> dict:
     vector = companion(request).embedder.encode([body.content])[0] if body.content is not None else None
-    row = data.edit_memory(memory_id, body.content, vector, body.importance, body.category)
-    if row is None:
-        raise HTTPException(404, f"memory {memory_id!r} not found")
+    with scope.data() as data:
+        row = data.edit_memory(memory_id, body.content, vector, body.importance, body.category)
+        if row is None:
+            raise HTTPException(404, f"memory {memory_id!r} not found")
     return memory_dict(row)
 
 
 @router.delete("/{memory_id}", status_code=204)
-def delete_memory(memory_id: str, data: UserData = Depends(user_data)) -> Response:
-    if not data.delete_memory(memory_id):
-        raise HTTPException(404, f"memory {memory_id!r} not found")
+def delete_memory(memory_id: str, scope: Scope) -> Response:
+    with scope.data() as data:
+        if not data.delete_memory(memory_id):
+            raise HTTPException(404, f"memory {memory_id!r} not found")
     return Response(status_code=204)

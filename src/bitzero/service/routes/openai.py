@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from bitzero.service.chat import ChatError, Companion, Turn
-from bitzero.service.deps import companion, current_user
+from bitzero.service.chat import ChatError, Companion, Lease, Turn
+from bitzero.service.deps import User, companion
+from bitzero.service.fields import Text
+from bitzero.service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = logging.getLogger("bitzero.service")
@@ -22,13 +27,13 @@ log = logging.getLogger("bitzero.service")
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[TextPart]
+    content: Text | list[TextPart]
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
@@ -46,13 +51,14 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-    stop: str | list[str] | None = None
-    stream: bool = False
+    max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
+    stop: Text | list[Text] | None = None
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    n: int = Field(1, ge=1, le=1)
+    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
+    n: StrictInt = Field(1, ge=1, le=1)
+    # Ids are made by the server (the first reply carries one); an id the user does not own is 404.
     conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     @field_validator("stop")
@@ -64,12 +70,18 @@ class ChatRequest(BaseModel):
         return stops
 
 
-def _turns(body: ChatRequest) -> list[dict[str, str]]:
-    return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+def _turns(body: ChatRequest, settings: Settings) -> list[dict[str, str]]:
+    """The messages as turns, refused before any tokenizing when longer than the limits allow."""
+    turns = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    longest = max(len(t["content"]) for t in turns)
+    if longest > settings.max_message_chars or sum(len(t["content"]) for t in turns) > settings.max_prompt_chars:
+        raise HTTPException(413, f"messages are limited to {settings.max_message_chars} characters each and "
+                                 f"{settings.max_prompt_chars} in all")
+    return turns
 
 
 @router.get("/models")
-def models(request: Request, _: str = Depends(current_user)) -> dict:
+def models(request: Request, _: User) -> dict:
     model = companion(request).model
     return {"object": "list", "data": [
         {"id": model.model_id, "object": "model", "created": int(request.app.state.started), "owned_by": "bitzero"}
@@ -77,28 +89,69 @@ def models(request: Request, _: str = Depends(current_user)) -> dict:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatRequest, request: Request, user: Annotated[str, Depends(current_user)]
-) -> dict | StreamingResponse:
+async def chat_completions(body: ChatRequest, request: Request, user: User) -> dict | StreamingResponse:
     engine = companion(request)
+    state = request.app.state
     if body.model not in (None, "", engine.model.model_id):
         raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists "
                                  f"{engine.model.model_id!r}")
-    max_tokens = body.max_completion_tokens or body.max_tokens or request.app.state.settings.max_tokens_default
+    turns = _turns(body, state.settings)
+    max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.max_tokens_default
+    epoch = state.gates.epoch(user)
     try:
-        turn = await run_in_threadpool(engine.prepare, user, _turns(body), max_tokens, body.conversation_id)
+        lease = await run_in_threadpool(engine.admit, user, state.gates, epoch)
     except ChatError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
+        raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status == 503 else None) from exc
+    try:
+        turn = await run_in_threadpool(engine.prepare, user, turns, max_tokens, body.conversation_id)
+    except BaseException as exc:
+        lease.close()
+        if isinstance(exc, ChatError):
+            raise HTTPException(exc.status, str(exc)) from exc
+        raise
     options = dict(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                   stop=body.stop or [], seed=body.seed)
-    metrics = request.app.state.metrics
+                   stop=body.stop or [], seed=body.seed, cancel=lease.cancel)
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(engine, turn, options, created, include_usage, metrics)
-        return StreamingResponse(events, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return await run_in_threadpool(_complete, engine, turn, options, created, metrics)
+        events = _events(engine, turn, options, created, include_usage, state.metrics)
+        return LeasedStream(events, lease, media_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    try:
+        return await _until_disconnect(request, lease.cancel,
+                                       run_in_threadpool(_complete, engine, turn, options, created, state.metrics))
+    finally:
+        lease.close()
+
+
+class LeasedStream(StreamingResponse):
+    """A stream that ends its turn when it ends, however: finished, failed or the client gone.
+
+    Starlette stops iterating when the client disconnects but leaves the generator suspended
+    (holding the generation slot) until garbage collection; here it is closed at once."""
+
+    def __init__(self, content: Iterator[str], lease: Lease, **kwargs: object) -> None:
+        super().__init__(content, **kwargs)
+        self.source, self.lease = content, lease
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.lease.cancel.set()
+            with contextlib.suppress(ValueError):  # still running in its thread: the flag stops it
+                self.source.close()
+            self.lease.close()
+
+
+async def _until_disconnect(request: Request, cancel: threading.Event, work):  # noqa: ANN001, ANN202
+    """Await ``work``, setting ``cancel`` if the client disconnects first (generation then stops)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.25)
+        if not task.done() and await request.is_disconnected():
+            cancel.set()
+    return task.result()
 
 
 def _usage(turn: Turn, tokens: int) -> dict:
@@ -130,6 +183,8 @@ class _Reply:
             if piece.text:
                 yield piece.text
         self.metrics.tokens.inc(self.tokens)
+        if self.options["cancel"].is_set():  # the client left: nobody saw this reply, so it is not kept
+            return
         self.engine.finish(self.turn, "".join(self.parts))
 
 

@@ -19,7 +19,8 @@ def healthz() -> dict:
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
     state = request.app.state
-    checks = {"model": state.companion is not None, "database": reachable(state.engine)}
+    checks = {"model": state.companion is not None, "database": reachable(state.engine),
+              "capacity": state.companion is not None and not state.companion.saturated}
     return JSONResponse({"ready": all(checks.values()), **checks}, status_code=200 if all(checks.values()) else 503)
 
 
