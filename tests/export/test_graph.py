@@ -67,7 +67,7 @@ def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> Non
             elif parameter.dim() == 2:
                 parameter.copy_(torch.from_numpy(quantize_int4(parameter.numpy()).dense()))
     got = onnx_logits(graph, model)
-    assert rel_error(got, torch_logits(four_bit)) <= 0.02
+    assert rel_error(got, torch_logits(four_bit)) <= 0.03
     assert rel_error(got, torch_logits(model)) <= TOLERANCES["int4"]
 
 

@@ -19,7 +19,9 @@ Variants of a ternary (student) model; every BitLinear quantizes its activations
   MatMulInteger, rescaled by gamma / s; the codes are stored 2-bit packed and unpacked by
   constant folding when the session starts; critical channels fp32.
 Variants of a full-precision (teacher) model:
-* ``int4``: every linear as MatMulNBits bits=4, block 32, asymmetric (``packing.quantize_int4``);
+* ``int4``: every linear as MatMulNBits bits=4, block 32, min/max blocks (``packing.quantize_int4``)
+  with fp32 activations (accuracy_level 0: the int8 fast path cost 2% median logit error on
+  SmolLM2's activation outliers, for 15% more decode speed);
 * ``fp32``: plain fp32 MatMuls (the graph's own parity check, and a baseline).
 
 Embedding and lm_head (at SmolLM2's size the tied 49152 x 576 table is a fifth of the model):
@@ -52,6 +54,8 @@ HEAD_4BIT = ("nbits",)  # lm_head as a 4-bit MatMulNBits
 OPSET = 21
 IR_VERSION = 10  # the newest onnxruntime 1.31 loads
 NBITS_BLOCK = 128
+INT4_DEFAULT_ZERO = 8.0  # MatMulNBits' zero point for 4 bits when none is given
+INT4_ACCURACY = 0  # fp32 activations
 ACT_QMAX = 127.0
 ACT_CLAMP = 1e-5
 PROJECTIONS = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj", "ffn.gate_proj", "ffn.up_proj", "ffn.down_proj")
@@ -119,14 +123,26 @@ class _Builder:
         return self.op("Mul", [self.op("Mul", [x, inv]), self.const(weight.astype(np.float32), name)])
 
     def matmul_int4(self, x: str, weight: Int4Weight, name: str) -> str:
-        n, _, _ = weight.blob.shape
-        return self.op(
-            "MatMulNBits",
-            [x, self.const(weight.blob, f"{name}.int4"), self.const(weight.scales, f"{name}.scales"),
-             self.const(weight.zero_points, f"{name}.zero_points")],
-            domain="com.microsoft", K=weight.in_features, N=n, bits=4, block_size=weight.blob.shape[2] * 2,
-            accuracy_level=4,
+        """x @ W.T for 4-bit blocks with float zero points, on MatMulNBits' fast path.
+
+        onnxruntime runs MatMulNBits with float zero points by dequantizing all of B on every call
+        (measured: 10x slower decoding). So the node gets the codes with its default zero point 8,
+        and the rest, W = s (q - z) = s (q - 8) + s (8 - z), is added as the per-block sums of x
+        times s (8 - z): a (K/32, N) fp32 matmul, 1/32 of the work.
+        """
+        n, blocks, blob = weight.blob.shape
+        block = blob * 2
+        codes = self.op(
+            "MatMulNBits", [x, self.const(weight.blob, f"{name}.int4"), self.const(weight.scales, f"{name}.scales")],
+            domain="com.microsoft", K=weight.in_features, N=n, bits=4, block_size=block, accuracy_level=INT4_ACCURACY,
         )
+        padding = blocks * block - weight.in_features
+        if padding:
+            x = self.op("Pad", [x, self.const(np.array([0, 0, 0, 0, 0, padding], dtype=np.int64))])
+        sums = self.op("ReduceSum", [self.op("Reshape", [x, self.const(np.array([0, 0, blocks, block], dtype=np.int64))]),
+                                     self.const([-1])], keepdims=0)
+        offset = (weight.scales * (INT4_DEFAULT_ZERO - weight.zero_points)).T
+        return self.op("Add", [codes, self.op("MatMul", [sums, self.const(np.ascontiguousarray(offset), f"{name}.offset")])])
 
     def dense_linear(self, x: str, weight: np.ndarray, variant: str, name: str) -> str:
         """A full-precision (N, K) matrix: 4-bit blocks for ``int4``, else an fp32 MatMul."""
