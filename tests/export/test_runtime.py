@@ -27,6 +27,11 @@ def test_load_reports_provider_model_and_context(runtime: BundleRuntime, bundle:
     assert runtime.model_id == manifest["model_id"] and runtime.model_id.startswith("bitzero-")
     assert runtime.context_length == manifest["config"]["block_size"] == 256
     assert runtime.tokenizer.vocab_size == manifest["config"]["vocab_size"]
+    assert runtime.variant == manifest["default_variant"] == "nbits"
+
+
+def test_a_teacher_bundle_opens_on_its_own_default_variant(teacher_bundle: Path) -> None:
+    assert BundleRuntime.load(teacher_bundle).variant == "int4"
 
 
 VARIANTS = [("bundle", "nbits"), ("bundle", "exact"), ("teacher_bundle", "int4"), ("teacher_bundle", "fp32")]

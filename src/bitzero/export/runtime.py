@@ -66,14 +66,16 @@ class BundleRuntime:
     def load(
         cls,
         bundle_dir: str | Path,
-        variant: str = "nbits",
+        variant: str | None = None,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> BundleRuntime:
-        """Open a bundle; any missing, corrupt or mismatched part raises BundleError."""
+        """Open a bundle (``variant`` None: the manifest's default, nbits for a student, int4 for a
+        teacher); any missing, corrupt or mismatched part raises BundleError."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
+        variant = variant or manifest.get("default_variant") or next(iter(variants))
         if variant not in variants:
             raise BundleError(f"bundle {bundle_dir} has no {variant!r} variant (it has: {', '.join(sorted(variants))})")
         tokenizer_path = verify_file(bundle_dir, manifest["tokenizer"])
