@@ -18,7 +18,7 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     from bitzero.service.settings import Settings
 
     return Settings.from_env(
-        database_url=getattr(args, "database_url", None), bundle=getattr(args, "bundle", None),
+        database_url=getattr(args, "database_url", None), bundles=getattr(args, "bundles", None),
         host=getattr(args, "host", None), port=getattr(args, "port", None),
     )
 
@@ -35,12 +35,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bitzero.service.app import create_app
+    from bitzero.service.model import bundle_folders
 
     settings = _settings(args)
-    if not (settings.bundle / "bitzero.json").is_file():
-        print(f"error: no exported bundle at {settings.bundle} (run `make run` or `dvc repro` first, "
-              "or set BITZERO_BUNDLE)", file=sys.stderr)
-        return 2
+    bundle_folders(settings.bundles)  # a missing bundle is a one-line error now, not a failed start later
     if not (settings.embedder / "model.onnx").is_file():
         print(f"error: no embedder at {settings.embedder}; create it once with `bitzero embedder export`",
               file=sys.stderr)
@@ -138,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="overrides BITZERO_DATABASE_URL")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve the exported model (default http://127.0.0.1:8000)")
-    serve.add_argument("--bundle", type=Path, help="bundle folder (BITZERO_BUNDLE)")
+    serve = commands.add_parser("serve", help="serve the exported models (default http://127.0.0.1:8000)")
+    serve.add_argument("--bundles", "--bundle", type=Path,
+                       help="a folder of bundles with champion.json, or one bundle (BITZERO_BUNDLES)")
     serve.add_argument("--host", help="bind address (BITZERO_HOST); keys are required off loopback")
     serve.add_argument("--port", type=int, help="port (BITZERO_PORT)")
     serve.set_defaults(func=cmd_serve)
@@ -191,9 +190,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bitzero.companion.embeddings import EmbedderError
     from bitzero.companion.emotion import EmotionModelError
     from bitzero.export.bundle import BundleError
+    from bitzero.export.promotion import ChampionError
+    from bitzero.service.model import ModelError
     from bitzero.service.settings import SettingsError
 
-    return (SettingsError, EmbedderError, EmotionModelError, BundleError, OperationalError, OSError)
+    return (SettingsError, EmbedderError, EmotionModelError, BundleError, ChampionError, ModelError,
+            OperationalError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

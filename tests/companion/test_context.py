@@ -1,42 +1,66 @@
-"""The prompt fits the context length and keeps what matters most."""
+"""The prompt goes through the chat template, fits the budget exactly and keeps what matters most:
+older turns go first, then the least relevant memories; the newest user turn always stays."""
 
 from __future__ import annotations
 
 import pytest
 
-from bitzero.companion.context import build_prompt
-from bitzero.text import Tokenizer
+from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, system_text
+from tests.tiny import tiny_tokenizer
 
-TOKENIZER = Tokenizer.default()
+TOKENIZER = tiny_tokenizer()  # SmolLM2's chat template (ChatML)
+MEMORIES = [f"memory {i} about something the user said" for i in range(10)]
 
 
 def _length(conversation: list[dict[str, str]]) -> int:
     return len(TOKENIZER.encode_chat(conversation, add_generation_prompt=True))
 
 
-def test_everything_fits_when_there_is_room() -> None:
-    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-             {"role": "user", "content": "how are you"}]
-    prompt = build_prompt(TOKENIZER, turns, 400, user_name="Ana", memories=["The user loves tea."],
-                          emotion_note="The user seems to feel joy (mild); respond with empathy.")
-    system = prompt[0]["content"]
-    assert prompt[0]["role"] == "system" and prompt[1:] == turns
-    assert "The user's name is Ana." in system and "- The user loves tea." in system and "joy" in system
-
-
-@pytest.mark.parametrize("budget", [40, 80, 150, 300])
-def test_prompt_never_exceeds_the_budget(budget: int) -> None:
+def _long_chat() -> list[dict[str, str]]:
     turns = []
     for i in range(30):
         turns += [{"role": "user", "content": f"message number {i} " * 3}, {"role": "assistant", "content": f"reply {i}"}]
-    turns.append({"role": "user", "content": "the newest question " * 3})
-    memories = [f"memory {i} about something the user said" for i in range(10)]
-    prompt = build_prompt(TOKENIZER, turns, budget, persona="You are kind.", user_name="Ana", memories=memories)
+    return [*turns, {"role": "user", "content": "the newest question " * 3}]
+
+
+def test_everything_fits_in_one_system_turn_when_there_is_room() -> None:
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": "how are you"}]
+    prompt = build_prompt(TOKENIZER, turns, 2048, user_name="Ana", memories=["The user loves tea."],
+                          emotion_note="The user seems to feel joy (mild); respond with empathy.")
+    system = prompt[0]["content"]
+    assert prompt[0]["role"] == "system" and prompt[1:] == turns
+    assert system.startswith(DEFAULT_PERSONA)
+    assert "The user's name is Ana." in system and "- The user loves tea." in system and "joy" in system
+    text = TOKENIZER.decode(TOKENIZER.encode_chat(prompt, add_generation_prompt=True))
+    assert text.startswith("<|im_start|>system\nYou are BitZero") and text.count("<|im_start|>system") == 1
+    assert text.endswith("<|im_start|>user\nhow are you<|im_end|>\n<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("budget", [60, 120, 250, 600, 2000])
+def test_prompt_fits_exactly_turns_going_before_memories(budget: int) -> None:
+    turns = _long_chat()
+    prompt = build_prompt(TOKENIZER, turns, budget, persona="You are kind.", user_name="Ana", memories=MEMORIES)
     assert _length(prompt) <= budget
-    assert prompt[-1]["role"] == "user" and prompt[-1]["content"].endswith("newest question ")
-    if budget >= 300:
-        assert "memory 0" in prompt[0]["content"]  # the most relevant memory is the last to go
-        assert prompt[-3]["content"].startswith("message number 29")  # recent turns kept first
+    assert prompt[-1] == turns[-1] or prompt[-1]["content"] in turns[-1]["content"]  # the newest stays
+    kept = len(prompt) - 1
+    assert prompt[1:-1] == turns[-kept:-1]
+    one_more = [prompt[0], *turns[-kept - 1:]]
+    assert _length(one_more) > budget, "an older turn that fitted was dropped"
+    present = [m in prompt[0]["content"] for m in MEMORIES]
+    assert present == sorted(present, reverse=True), "the most relevant memories are the last to go"
+    if not all(present):  # a memory went only because it could not fit even beside the newest turn alone
+        more = system_text("You are kind.", "Ana", MEMORIES[: sum(present) + 1], None, "")
+        assert _length([{"role": "system", "content": more}, turns[-1]]) > budget
+
+
+def test_an_overlong_newest_turn_keeps_its_end() -> None:
+    question = "word " * 400 + "the real question?"
+    prompt = build_prompt(TOKENIZER, [{"role": "user", "content": question}], 100, persona="You are kind. " * 40)
+    assert _length(prompt) <= 100 and len(prompt) == 2
+    assert prompt[1]["content"].endswith("the real question?") and question.endswith(prompt[1]["content"])
+    assert prompt[0]["content"].startswith("You are kind.")
+    assert _length([prompt[0], {"role": "user", "content": ""}]) <= 50  # the system text takes at most half
 
 
 def test_client_system_messages_are_kept_and_tiny_budgets_refused() -> None:

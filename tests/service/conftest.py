@@ -1,5 +1,6 @@
-"""Service fixtures: a deterministic fake model (the ChatModel protocol), the real MiniLM embedder
-(converted to ONNX once and cached), and an app on a throwaway SQLite file."""
+"""Service fixtures: a deterministic fake model (the ChatModel protocol) on the tiny tokenizer with
+SmolLM2's chat template, the real MiniLM embedder (converted to ONNX once and cached), and an app
+on a throwaway SQLite file."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from fastapi.testclient import TestClient
 from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
 from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
-from bitzero.text import Tokenizer
 from tests.net import free_port
+from tests.tiny import tiny_tokenizer
 
 EMBEDDER_CACHE = Path(tempfile.gettempdir()) / "bitzero-test-embedder-minilm-v1"
+TOKENIZER = tiny_tokenizer()  # trained once (a second), shared by every fake model
 
 
 @dataclass(frozen=True)
@@ -31,21 +33,25 @@ class Chunk:
 
 
 class FakeModel:
-    """Replies "You said: <last user text>" word by word; records each prompt it was given."""
+    """Replies "You said: <last user text>" word by word; records each prompt it was given (as the
+    ChatML text the template made) and the max_tokens it was asked for."""
 
     provider = "fake"
-    model_id = "bitzero-fake"
 
-    def __init__(self, context_length: int = 512) -> None:
-        self.context_length = context_length
-        self.tokenizer = Tokenizer.default()
+    def __init__(self, context_length: int = 2048, model_id: str = "bitzero-fake") -> None:
+        self.context_length, self.model_id = context_length, model_id
+        self.tokenizer = TOKENIZER
         self.prompts: list[str] = []
+        self.max_tokens: list[int] = []
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
                top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> Iterator[Chunk]:
+        assert len(prompt_ids) + max_tokens <= self.context_length
         prompt = self.tokenizer.decode(prompt_ids)
+        assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]
         self.prompts.append(prompt)
-        last_user = prompt.rsplit("<|user|>", 1)[-1].split("<|end|>", 1)[0]
+        self.max_tokens.append(max_tokens)
+        last_user = prompt.rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>", 1)[0]
         reply = f"You said: {last_user}"
         for stop_text in stop:
             if stop_text in reply:
@@ -73,7 +79,7 @@ def embedder() -> OnnxEmbedder:
 def settings(tmp_path: Path) -> Settings:
     """Every path in tmp_path: nothing read from the working tree's pipeline outputs (an emotion
     classifier there would change replies); TestClient's Host "testserver" allowed."""
-    return Settings(database_url=f"sqlite:///{tmp_path}/companion.db", bundle=tmp_path / "no-bundle",
+    return Settings(database_url=f"sqlite:///{tmp_path}/companion.db", bundles=tmp_path / "no-bundle",
                     embedder=EMBEDDER_CACHE, feedback_export=tmp_path / "feedback.jsonl",
                     emotion_model=tmp_path / "no-emotion.json", erasure_ledger=tmp_path / "erasures.jsonl",
                     allowed_hosts="testserver")

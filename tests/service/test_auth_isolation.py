@@ -66,7 +66,7 @@ def test_single_user_mode_is_refused_off_loopback() -> None:
         Settings.from_env({"BITZERO_PORT": "eighty"})
 
 
-def test_users_never_see_each_other(client: TestClient, settings: Settings) -> None:
+def test_users_never_see_each_other(client: TestClient, settings: Settings, model) -> None:  # noqa: ANN001
     alice, bob = _key(settings, "alice"), _key(settings, "bob")
     as_alice, as_bob = ({"Authorization": f"Bearer {t}"} for t in (alice, bob))
     reply = _chat(client, alice, "My name is Alice and I love green tea.")
@@ -93,5 +93,5 @@ def test_users_never_see_each_other(client: TestClient, settings: Settings) -> N
     # Bob's key went with his erasure.
     assert client.get("/v1/memories", headers=as_bob).status_code == 401
     # Alice's name reached her prompt, never Bob's.
-    assert "Alice" in client.app.state.companion.model.prompts[0]
-    assert "Alice" not in client.app.state.companion.model.prompts[1]
+    assert "Alice" in model.prompts[0]
+    assert "Alice" not in model.prompts[1]

@@ -1,4 +1,4 @@
-"""The emotion classifier that travels in a bundle is used only as the bundle's manifest lists it."""
+"""The emotion classifier that travels in the champion's bundle is used only as the bundle's manifest lists it."""
 
 from pathlib import Path
 
@@ -21,17 +21,19 @@ def _bundle(root: Path, listed: bool) -> Path:
     return bundle
 
 
-def test_a_listed_classifier_loads_and_a_tampered_one_stops_the_start(tmp_path: Path, embedder) -> None:  # noqa: ANN001
-    settings = Settings(bundle=_bundle(tmp_path, listed=True), database_url=f"sqlite:///{tmp_path}/c.db")
-    assert settings.emotion_path == settings.bundle / EMOTION_FILE
-    assert _load_detector(settings, embedder) is not None
-    path = settings.bundle / EMOTION_FILE
+def test_a_listed_classifier_loads_and_a_tampered_one_stops_the_start(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, listed=True)
+    settings = Settings(bundles=tmp_path, database_url=f"sqlite:///{tmp_path}/c.db")
+    assert settings.emotion_path(bundle) == bundle / EMOTION_FILE
+    assert _load_detector(settings, bundle) is not None
+    path = bundle / EMOTION_FILE
     path.write_text(path.read_text().replace('"labels"', '"labels" ', 1))
     with pytest.raises(BundleError, match="corrupt"):
-        _load_detector(settings, embedder)
+        _load_detector(settings, bundle)
 
 
-def test_an_unlisted_classifier_in_the_bundle_is_refused(tmp_path: Path, embedder) -> None:  # noqa: ANN001
-    settings = Settings(bundle=_bundle(tmp_path, listed=False), database_url=f"sqlite:///{tmp_path}/c.db")
+def test_an_unlisted_classifier_in_the_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, listed=False)
+    settings = Settings(bundles=bundle, database_url=f"sqlite:///{tmp_path}/c.db")
     with pytest.raises(BundleError, match="not listed"):
-        _load_detector(settings, embedder)
+        _load_detector(settings, bundle)

@@ -257,7 +257,7 @@ class HashEmbedder:
         rows = np.array([[hash((t, i)) % 1000 + 1 for i in range(8)] for t in texts], dtype=np.float32)
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
-settings = Settings(database_url=sys.argv[1], bundle=sys.argv[3], emotion_model=sys.argv[3],
+settings = Settings(database_url=sys.argv[1], bundles=sys.argv[3], emotion_model=sys.argv[3],
                     embedder=sys.argv[3], feedback_export=sys.argv[3], erasure_ledger=sys.argv[4])
 uvicorn.run(create_app(settings, model=FakeModel(), embedder=HashEmbedder()), host="127.0.0.1",
             port=int(sys.argv[2]), log_level="warning")

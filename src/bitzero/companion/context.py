@@ -1,22 +1,26 @@
-"""The prompt the model sees: persona, the user's name, top memories, emotion, recent turns.
+"""The prompt the model sees, through the tokenizer's chat template: one system turn (persona, the
+user's name, top memories, the emotion note, the client's own system messages), then the turns.
 
-Everything is fitted to the model's context length minus the tokens reserved for the reply:
-older turns go first, then the least relevant memories; the newest user turn always stays
-(its oldest characters are cut if it alone is too long).
+Everything is fitted to a token budget (the context minus the room kept for the reply), counted
+exactly by encoding the templated chat: older turns go first, then the least relevant memories;
+the newest user turn always stays (only when it alone is too long are its oldest characters cut,
+after the system text is cut to half the budget).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bitzero.text import Tokenizer
 
-# Short on purpose: a character-level model pays one token per character of context.
-DEFAULT_PERSONA = "You are BitZero, a kind companion who remembers the user."
+Chat = list[dict[str, str]]
 
-
-def _turn_cost(tokenizer: Tokenizer, content: str) -> int:
-    return len(tokenizer.encode(content)) + 2  # role token + content + <|end|>
+# Short enough for a 135M model to follow; plain words, because the model answers in the same register.
+DEFAULT_PERSONA = (
+    "You are BitZero, a warm and caring companion. You listen closely, remember what the user "
+    "tells you, and answer kindly in plain, simple English, in a few sentences. When the user is "
+    "sad or worried, comfort them first. Use the user's name when you know it."
+)
 
 
 def system_text(
@@ -43,43 +47,53 @@ def build_prompt(
     user_name: str | None = None,
     memories: Sequence[str] = (),
     emotion_note: str | None = None,
-) -> list[dict[str, str]]:
-    """A conversation whose ``encode_chat(..., add_generation_prompt=True)`` fits in ``budget`` tokens."""
+) -> Chat:
+    """A conversation whose ``encode_chat(..., add_generation_prompt=True)`` is at most ``budget``
+    tokens. ``memories`` come most relevant first; the last turn is the user's."""
     client_system = "\n".join(t["content"] for t in turns if t["role"] == "system")
-    dialogue = [dict(role=t["role"], content=t["content"]) for t in turns if t["role"] != "system"]
-    if budget < 8:
-        raise ValueError(f"a prompt budget of {budget} tokens leaves no room for a conversation")
-    kept = list(memories)
-    system = system_text(persona, user_name, kept, emotion_note, client_system)
-    # The system turn may take at most half the budget; memories are dropped, least relevant first.
-    while kept and _turn_cost(tokenizer, system) > budget // 2:
-        kept.pop()
-        system = system_text(persona, user_name, kept, emotion_note, client_system)
-    if _turn_cost(tokenizer, system) > budget // 2:
-        system = _tail(tokenizer, system, budget // 2 - 2, keep_head=True)
-    room = budget - 1 - _turn_cost(tokenizer, system)
-    chosen: list[dict[str, str]] = []
-    for turn in reversed(dialogue):
-        cost = _turn_cost(tokenizer, turn["content"])
-        if cost > room:
-            if not chosen:  # the newest turn always stays, cut to fit
-                chosen.append({"role": turn["role"], "content": _tail(tokenizer, turn["content"], room - 2)})
-            break
-        chosen.append(turn)
-        room -= cost
-    return [{"role": "system", "content": system}, *reversed(chosen)]
+    dialogue = [{"role": t["role"], "content": t["content"]} for t in turns if t["role"] != "system"]
+
+    def length(chat: Chat) -> int:
+        return len(tokenizer.encode_chat(chat, add_generation_prompt=True))
+
+    def system(kept: Sequence[str]) -> dict[str, str]:
+        return {"role": "system", "content": system_text(persona, user_name, kept, emotion_note, client_system)}
+
+    for count in range(len(memories), -1, -1):  # least relevant memories go only when no turn fits
+        head = system(memories[:count])
+        newest = _newest_fitting(dialogue, lambda kept, head=head: length([head, *kept]) <= budget)
+        if newest:
+            return [head, *dialogue[-newest:]]
+    content = _cut(system([])["content"], lambda s: length([{"role": "system", "content": s},
+                                                            {"role": "user", "content": ""}]) <= budget // 2,
+                   keep_head=True, budget=budget)
+    head = {"role": "system", "content": content}
+    last = _cut(dialogue[-1]["content"], lambda s: length([head, {"role": "user", "content": s}]) <= budget,
+                keep_head=False, budget=budget)
+    return [head, {"role": "user", "content": last}]
 
 
-def _tail(tokenizer: Tokenizer, text: str, tokens: int, keep_head: bool = False) -> str:
-    """The longest end (or start) of ``text`` that encodes to at most ``tokens`` tokens."""
-    if tokens <= 0:
-        return ""
-    low, high = 0, len(text)
-    while low < high:  # smallest cut whose remainder fits
-        mid = (low + high) // 2
-        piece = text[: len(text) - mid] if keep_head else text[mid:]
-        if len(tokenizer.encode(piece)) <= tokens:
-            high = mid
+def _newest_fitting(dialogue: Chat, fits: Callable[[Chat], bool]) -> int:
+    """How many of the newest turns fit (0: not even the newest); a prompt grows with every turn."""
+    low, high = 0, len(dialogue)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(dialogue[-mid:]):
+            low = mid
         else:
-            low = mid + 1
-    return text[: len(text) - low] if keep_head else text[low:]
+            high = mid - 1
+    return low
+
+
+def _cut(text: str, fits: Callable[[str], bool], *, keep_head: bool, budget: int) -> str:
+    """The longest start (``keep_head``) or end of ``text`` that fits."""
+    if not fits(""):
+        raise ValueError(f"a prompt budget of {budget} tokens leaves no room for a conversation")
+    low, high = 0, len(text)  # characters kept
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(text[:mid] if keep_head else text[len(text) - mid:]):
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low] if keep_head else text[len(text) - low:]

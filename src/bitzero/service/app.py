@@ -1,4 +1,4 @@
-"""The FastAPI app factory: settings in, app out. The model, embedder and emotion classifier load
+"""The FastAPI app factory: settings in, app out. The models, embedder and emotion classifier load
 in the lifespan (so a startupProbe can wait for them) unless the caller passes them in (tests)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bitzero.service.gate import UserGates
 from bitzero.service.limits import BodyLimit, HostGuard, RateLimiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
-from bitzero.service.model import ChatModel, load_bundle
+from bitzero.service.model import ChatModel, ModelSet, load_models
 from bitzero.service.routes import account, memories, ops, openai
 from bitzero.service.settings import Settings
 from bitzero.service.store import purge_expired
@@ -39,13 +39,14 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
-def _load_detector(settings: Settings, embedder: Embedder) -> EmotionDetector | None:
-    path = settings.emotion_path
+def _load_detector(settings: Settings, bundle: Path | None) -> EmotionDetector | None:
+    """The classifier of ``bundle`` (the champion's) unless the settings name one."""
+    path = settings.emotion_path(bundle)
     if not path.is_file():
         log.warning("no emotion classifier at %s: emotions are not detected", path)
         return None
-    if path == settings.bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists it
-        verify_extra(settings.bundle, EMOTION_FILE)
+    if bundle is not None and path == bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists it
+        verify_extra(bundle, EMOTION_FILE)
     return EmotionDetector(EmotionClassifier.load(path))
 
 
@@ -53,6 +54,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     model: ChatModel | None = None,
+    models: ModelSet | None = None,
     embedder: Embedder | None = None,
     detector: EmotionDetector | None = None,
 ) -> FastAPI:
@@ -67,16 +69,18 @@ def create_app(
         migrate(engine)
         with transaction(sessions) as session:
             log.info("retention at start: %s", purge_expired(session))
-        chat_model = model or load_bundle(settings.bundle, settings.variant, settings.threads)
+        served = models or (ModelSet.single(model) if model is not None
+                            else load_models(settings.bundles, settings.variant, settings.threads))
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
-        chat_detector = detector if detector is not None else _load_detector(settings, chat_embedder)
-        app.state.companion = Companion(chat_model, chat_embedder, chat_detector, sessions, memory_cache,
-                                        persona=settings.persona, memory_limit=settings.memory_limit,
+        chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
+        app.state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
+                                        persona=settings.persona, max_tokens_default=settings.max_tokens_default,
+                                        memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
-        log.info("serving %s (%s) at http://%s:%d", chat_model.model_id, chat_model.provider,
+        log.info("serving %s (champion %s) at http://%s:%d", ", ".join(served.ids), served.champion.id,
                  settings.host, settings.port)
         try:
             yield

@@ -21,7 +21,7 @@ from bitzero.companion.extraction import Candidate, extract
 from bitzero.service.db import transaction
 from bitzero.service.gate import Erased, UserGates
 from bitzero.service.memory_cache import IndexCache
-from bitzero.service.model import ChatModel
+from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
 
 
@@ -37,7 +37,9 @@ class ChatError(ValueError):
 class Turn:
     completion_id: str
     user_id: str
+    served: Served  # the model that answers
     prompt_ids: list[int]
+    max_tokens: int  # what was asked (or the default), clipped to the context the prompt leaves
     conversation_id: str | None  # None when the user does not store conversations
     opening: str | None
     reading: Reading | None
@@ -69,24 +71,37 @@ class Piece:
     finish_reason: str | None
 
 
+def reply_room(served: Served, max_tokens: int | None, default: int) -> int:
+    """Tokens kept free for the reply while the prompt is fitted: as asked (else the default), but
+    at most half the context, so a long reply never squeezes the conversation out; the reply may
+    still grow into whatever the prompt leaves. Only a request for more than the context is refused."""
+    context = served.model.context_length
+    if max_tokens is not None and max_tokens >= context:
+        raise ChatError(f"max_tokens={max_tokens} does not fit in the {context}-token context of "
+                        f"{served.id}; ask for fewer than {context}")
+    return min(max_tokens or default, context // 2)
+
+
 class Companion:
     def __init__(
         self,
-        model: ChatModel,
+        models: ModelSet,
         embedder: Embedder,
         detector: EmotionDetector | None,
         sessions: sessionmaker[Session],
         memory_cache: IndexCache | None = None,
         *,
         persona: str | None = None,
+        max_tokens_default: int = 256,
         memory_limit: int = 5,
         generation_slots: int = 1,
         max_waiting: int = 8,
         max_seconds: float = 120.0,
     ) -> None:
-        self.model, self.embedder, self.detector, self.sessions = model, embedder, detector, sessions
+        self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
         self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
+        self.max_tokens_default = max_tokens_default
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
         self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
@@ -123,16 +138,13 @@ class Companion:
             self._admitted -= 1
 
     def prepare(
-        self, user_id: str, messages: Sequence[Mapping[str, str]], max_tokens: int, conversation_id: str | None
+        self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
+        conversation_id: str | None,
     ) -> Turn:
         if not messages or messages[-1]["role"] != "user":
             raise ChatError("the last message must come from the user (role 'user')")
-        budget = self.model.context_length - max_tokens
-        if budget < 16:
-            raise ChatError(
-                f"max_tokens={max_tokens} leaves no room for a prompt in a context of "
-                f"{self.model.context_length} tokens; ask for at most {self.model.context_length - 16}"
-            )
+        model = served.model
+        budget = model.context_length - reply_room(served, max_tokens, self.max_tokens_default)
         text = messages[-1]["content"]
         # The model-side work happens before the transaction, so the write lock is held briefly.
         candidates = extract(text)
@@ -165,17 +177,18 @@ class Companion:
                 data.add_message(conversation.id, "user", text,
                                  emotion=reading.emotion if felt and privacy.remember_emotions else None)
             name = data.name()
-        prompt = build_prompt(self.model.tokenizer, messages, budget, persona=self.persona, user_name=name,
+        prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=name,
                               memories=memories, emotion_note=context_note(reading) if felt else None)
+        prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         return Turn(
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id,
-            prompt_ids=self.model.tokenizer.encode_chat(prompt, add_generation_prompt=True),
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, prompt_ids=prompt_ids,
+            max_tokens=min(max_tokens or self.max_tokens_default, model.context_length - len(prompt_ids)),
             conversation_id=conversation.id if conversation is not None else None,
             opening=opening(reading) if felt else None, reading=reading,
         )
 
     def generate(
-        self, turn: Turn, *, max_tokens: int, temperature: float, top_p: float, stop: Sequence[str],
+        self, turn: Turn, *, temperature: float, top_p: float, stop: Sequence[str],
         seed: int | None, cancel: threading.Event | None = None,
     ) -> Iterator[Piece]:
         """The reply in pieces: the empathetic opening (if any), then the model's chunks.
@@ -191,8 +204,8 @@ class Companion:
                 return
         try:
             deadline = time.monotonic() + self.max_seconds
-            stream = self.model.stream(turn.prompt_ids, max_tokens=max_tokens, temperature=temperature,
-                                       top_p=top_p, stop=stop, seed=seed)
+            stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, temperature=temperature,
+                                              top_p=top_p, stop=stop, seed=seed)
             try:
                 for chunk in stream:
                     if cancel.is_set():

@@ -31,11 +31,14 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    bundle: Path = Path("data/06_models/bundle")
-    variant: str = "nbits"
+    # A folder of bundle folders with the export stage's champion.json (every bundle is served,
+    # the champion by default), or one bundle folder. BITZERO_BUNDLE (the old name) still works.
+    bundles: Path = Path("data/06_models/bundles")
+    # Used by each bundle that has it; the others load their default variant (bitzero.json).
+    variant: str | None = None
     database_url: str = "sqlite:///data/companion/bitzero.db"
     embedder: Path = Path("data/06_models/embedder")
-    # The emotion classifier: inside the bundle when the export put it there (see emotion_path).
+    # The emotion classifier: inside the champion's bundle when the export put it there (see emotion_path).
     emotion_model: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -43,7 +46,8 @@ class Settings:
     single_user: bool = True
     rate_limit_per_minute: int = 120
     max_request_bytes: int = 256 * 1024
-    max_tokens_default: int = 128
+    # A reply's length when the request names none; clipped to what the prompt leaves of the context.
+    max_tokens_default: int = 256
     # Work one request may cause: characters in (before any tokenizing), seconds of generation,
     # and how many chats may wait for the generation slot before the server says it is saturated.
     max_message_chars: int = 8000
@@ -63,7 +67,7 @@ class Settings:
     threads: int = 2  # onnxruntime threads of the chat model and of the embedder
 
     def __post_init__(self) -> None:
-        for name in ("bundle", "embedder", "emotion_model", "feedback_export", "erasure_ledger"):
+        for name in ("bundles", "embedder", "emotion_model", "feedback_export", "erasure_ledger"):
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, Path(value))
@@ -72,10 +76,10 @@ class Settings:
                 f"single-user mode (no API keys) is only allowed on a loopback address, not {self.host!r}; "
                 "set BITZERO_SINGLE_USER=false and create keys with `bitzero keys create`"
             )
-        limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_message_chars, self.max_prompt_chars,
+        limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_tokens_default, self.max_message_chars, self.max_prompt_chars,
                   self.max_generation_seconds, self.max_waiting_chats)
         if min(limits) <= 0:
-            raise SettingsError("rate, size, character, time and queue limits must be positive")
+            raise SettingsError("rate, size, token, character, time and queue limits must be positive")
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -86,18 +90,20 @@ class Settings:
             return frozenset({ANY_HOST})
         return frozenset({*LOOPBACK_NAMES, self.host.lower(), *extra})
 
-    @property
-    def emotion_path(self) -> Path:
-        """BITZERO_EMOTION_MODEL, else the classifier inside the bundle, else the pipeline's output."""
+    def emotion_path(self, bundle: Path | None) -> Path:
+        """BITZERO_EMOTION_MODEL, else the classifier inside ``bundle`` (the champion's), else the
+        pipeline's output."""
         if self.emotion_model is not None:
             return self.emotion_model
-        inside = self.bundle / EMOTION_FILE
-        return inside if inside.is_file() else DEFAULT_EMOTION
+        inside = bundle / EMOTION_FILE if bundle is not None else None
+        return inside if inside is not None and inside.is_file() else DEFAULT_EMOTION
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         """BITZERO_<FIELD> for every field (e.g. BITZERO_DATABASE_URL), then explicit overrides."""
         env = os.environ if environ is None else environ
+        if "BITZERO_BUNDLES" not in env and "BITZERO_BUNDLE" in env:  # the single-bundle name of old
+            env = {**env, "BITZERO_BUNDLES": env["BITZERO_BUNDLE"]}
         values: dict[str, object] = {}
         for spec in fields(cls):
             raw = env.get(f"BITZERO_{spec.name.upper()}")

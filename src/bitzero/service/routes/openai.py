@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
 from bitzero.service.deps import User, companion
 from bitzero.service.fields import Text
+from bitzero.service.model import UnknownModel
 from bitzero.service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -80,36 +81,58 @@ def _turns(body: ChatRequest, settings: Settings) -> list[dict[str, str]]:
     return turns
 
 
+class ModelCard(BaseModel):
+    """OpenAI's model object, plus what a BitZero client needs to choose one."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "bitzero"
+    champion: bool = Field(description="answers requests that name no model (the export stage's promotion gate)")
+    kind: str | None = Field(description="student (ternary) or teacher")
+    variant: str | None = Field(description="the bundle's ONNX variant served")
+    context_length: int
+    bundle_id: str = Field(description="the bundle's content id (bitzero.json model_id); requests may use it too")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
 @router.get("/models")
-def models(request: Request, _: User) -> dict:
-    model = companion(request).model
-    return {"object": "list", "data": [
-        {"id": model.model_id, "object": "model", "created": int(request.app.state.started), "owned_by": "bitzero"}
-    ]}
+def models(request: Request, _: User) -> ModelList:
+    created = int(request.app.state.started)
+    return ModelList(data=[
+        ModelCard(id=s.id, created=created, champion=s.champion, kind=s.kind, variant=s.variant,
+                  context_length=s.model.context_length, bundle_id=s.model.model_id)
+        for s in companion(request).models
+    ])
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request, user: User) -> dict | StreamingResponse:
     engine = companion(request)
     state = request.app.state
-    if body.model not in (None, "", engine.model.model_id):
-        raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists "
-                                 f"{engine.model.model_id!r}")
+    try:
+        served = engine.models.pick(body.model)
+    except UnknownModel as exc:
+        raise HTTPException(404, str(exc)) from exc
     turns = _turns(body, state.settings)
-    max_tokens = body.max_completion_tokens or body.max_tokens or state.settings.max_tokens_default
+    max_tokens = body.max_completion_tokens or body.max_tokens
     epoch = state.gates.epoch(user)
     try:
         lease = await run_in_threadpool(engine.admit, user, state.gates, epoch)
     except ChatError as exc:
         raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status == 503 else None) from exc
     try:
-        turn = await run_in_threadpool(engine.prepare, user, turns, max_tokens, body.conversation_id)
+        turn = await run_in_threadpool(engine.prepare, user, turns, served, max_tokens, body.conversation_id)
     except BaseException as exc:
         lease.close()
         if isinstance(exc, ChatError):
             raise HTTPException(exc.status, str(exc)) from exc
         raise
-    options = dict(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+    options = dict(temperature=body.temperature, top_p=body.top_p,
                    stop=body.stop or [], seed=body.seed, cancel=lease.cancel)
     created = int(time.time())
     if body.stream:
@@ -192,7 +215,7 @@ def _complete(engine: Companion, turn: Turn, options: dict, created: int, metric
     reply = _Reply(engine, turn, options, metrics)
     content = "".join(reply)
     return {
-        "id": turn.completion_id, "object": "chat.completion", "created": created, "model": engine.model.model_id,
+        "id": turn.completion_id, "object": "chat.completion", "created": created, "model": turn.served.id,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                      "finish_reason": reply.finish}],
         "usage": _usage(turn, reply.tokens), **_extras(turn),
@@ -203,7 +226,7 @@ def _events(engine: Companion, turn: Turn, options: dict, created: int, include_
             metrics) -> Iterator[str]:  # noqa: ANN001
     """Server-sent events as OpenAI sends them: role first, content deltas, finish, [DONE]."""
     head = {"id": turn.completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": engine.model.model_id, **_extras(turn)}
+            "model": turn.served.id, **_extras(turn)}
 
     def event(delta: dict, finish: str | None) -> str:
         return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
