@@ -32,6 +32,7 @@ def _copy_project(dest: Path) -> Path:
     shutil.copytree(REPO / "data" / "01_raw", dest / "data" / "01_raw", ignore=_seed_only)
     (dest / "mlflow").mkdir()
     tiny_hf_checkpoint(dest / "tiny-teacher")  # conf/test's teacher source
+    write_teacher(dest)
     return dest
 
 

@@ -16,7 +16,7 @@ from bitzero.model import BitZeroLM, ModelConfig
 from bitzero.train import TrainConfig, fit, init_distributed, shutdown_distributed
 
 torch.manual_seed(0)
-model = BitZeroLM(ModelConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=32, block_size=32))
+model = BitZeroLM(ModelConfig(vocab_size=16, n_layer=2, n_head=2, n_embd=32, ffn_hidden=64, block_size=32, quantized=True))
 sequence = [(i * 7) % 16 for i in range(64)]
 # Different lengths and answer masks: ranks see different target counts, which the global
 # per-token normalisation must absorb exactly.

@@ -44,7 +44,7 @@ def test_identical_teacher_gives_zero_kl():
 def test_distill_loss_fn_keeps_teacher_frozen_and_trains_student():
     torch.manual_seed(0)
     teacher = BitZeroLM(ModelConfig(vocab_size=12, n_layer=1, n_head=2, n_embd=16, block_size=8, quantized=False))
-    student = BitZeroLM(ModelConfig(vocab_size=12, n_layer=1, n_head=2, n_embd=16, block_size=8))
+    student = BitZeroLM(ModelConfig(vocab_size=12, n_layer=1, n_head=2, n_embd=16, block_size=8, quantized=True))
     idx = torch.randint(0, 12, (2, 6))
     loss, metrics = DistillLoss(teacher, alpha=0.5, beta=0.5, temperature=2.0)(student, Batch(idx, idx))
     loss.backward()

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bitzero.text import Tokenizer
 from bitzero.train.examples import record_example, records_to_examples
+from tests.tiny import tiny_tokenizer
 
-TOKENIZER = Tokenizer.default()
+TOKENIZER = tiny_tokenizer()
 CHAT = [
     {"role": "system", "content": "Be kind."},
     {"role": "user", "content": "2+2?"},
@@ -16,7 +16,7 @@ CHAT = [
 def test_assistant_loss_covers_the_answer_and_its_end_only():
     example = record_example({"conversation": CHAT, "difficulty": 3}, TOKENIZER)
     targets = [t for t, m in zip(example.ids, example.loss_mask, strict=True) if m]
-    assert TOKENIZER.decode(targets) == "4<|end|>"
+    assert TOKENIZER.decode(targets) == "4<|im_end|>"
     assert example.difficulty == 3.0
 
 

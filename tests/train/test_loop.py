@@ -10,7 +10,7 @@ from bitzero.train import DistillLoss, TrainConfig, evaluate, fit
 
 def tiny(seed: int = 0, **overrides) -> BitZeroLM:
     torch.manual_seed(seed)
-    values = dict(vocab_size=16, n_layer=2, n_head=2, n_embd=32, block_size=32)
+    values = dict(vocab_size=16, n_layer=2, n_head=2, n_embd=32, ffn_hidden=64, block_size=32, quantized=True)
     values.update(overrides)
     return BitZeroLM(ModelConfig(**values))
 
