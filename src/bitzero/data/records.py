@@ -81,14 +81,20 @@ def iter_jsonl(path: str | Path) -> Iterator[Record]:
 
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
     """Write records atomically: a crash mid-write leaves the previous file whole."""
+    return write_lines(path, (json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in records))
+
+
+def write_lines(path: str | Path, lines: Iterable[bytes]) -> int:
+    """Write raw lines atomically (temp file beside it, fsync, rename, fsync of the folder), so a
+    crash leaves the old file or the new one, never half of it; returns the number of lines."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with os.fdopen(fd, "wb") as handle:
+            for line in lines:
+                handle.write(line)
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
@@ -96,6 +102,11 @@ def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    finally:
+        os.close(folder)
     return count
 
 
