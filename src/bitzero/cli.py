@@ -120,6 +120,18 @@ def cmd_feedback_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erasure_purge(args: argparse.Namespace) -> int:
+    from bitzero.privacy_purge import PurgeError, describe, purge
+
+    try:
+        report = purge(args.ledger, Path.cwd(), args.experiment, args.dry_run)
+    except PurgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(describe(report, args.ledger, args.dry_run)))
+    return 0
+
+
 def cmd_emotion_train(args: argparse.Namespace) -> int:
     from bitzero.companion.embeddings import OnnxEmbedder
     from bitzero.companion.emotion_training import train_from_goemotions
@@ -169,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     fexport = feedback.add_parser("export", help="write consented feedback as training records (JSON Lines)")
     fexport.add_argument("--out", type=Path, help="default data/01_raw/feedback/service.jsonl (BITZERO_FEEDBACK_EXPORT)")
     fexport.set_defaults(func=cmd_feedback_export)
+
+    erasure = commands.add_parser("erasure", help="erasure ledger").add_subparsers(dest="erasure_command",
+                                                                                  required=True)
+    epurge = erasure.add_parser("purge", help="after `dvc repro`: dvc gc the old outputs, delete the MLflow runs "
+                                "built before the latest erasure (run at the project root)")
+    epurge.add_argument("--ledger", type=Path, default=Path("data/01_raw/erasures.jsonl"))
+    epurge.add_argument("--experiment", help="MLflow experiment (MLFLOW_EXPERIMENT_NAME, default bitzero)")
+    epurge.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    epurge.set_defaults(func=cmd_erasure_purge)
 
     emotion = commands.add_parser("emotion", help="emotion classifier").add_subparsers(dest="emotion_command",
                                                                                        required=True)
