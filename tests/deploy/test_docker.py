@@ -81,7 +81,7 @@ def test_dockerignore_keeps_the_code_and_drops_the_rest() -> None:
                  "conf/base/catalog.yml", "conf/local/README.md", "dvc.yaml", ".dvc/config",
                  "data/01_raw/seed.jsonl", "data/06_models/.gitkeep", "deploy/docker/retrain.sh"):
         assert in_context(path), path
-    for path in (".venv/bin/python", ".git/HEAD", "data/06_models/bundle/model.onnx", "mlflow/mlflow.db",
+    for path in (".venv/bin/python", ".git/HEAD", "data/06_models/bundles/student/nbits/model.onnx", "mlflow/mlflow.db",
                  "conf/local/credentials.yml", ".dvc/cache/files/md5/ab/cd", "src/bitzero/__pycache__/x.pyc",
                  "tests/deploy/test_docker.py", "dvc.lock"):
         assert not in_context(path), path

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bitzero.export.promotion import champion_bundle
 from tests.deploy.manifests import REPO, Doc, find
 from tests.net import free_port, wait_for_http
 from tests.pipelines.conftest import BIN, kedro_run, project  # noqa: F401 - the throwaway project fixture
@@ -43,12 +44,12 @@ def test_bundle_goes_through_the_server_and_back(project: Path, rendered: dict[s
 
         dest = tmp_path / "serve" / "bundle"
         fetch = subprocess.run(
-            [sys.executable, str(REPO / "deploy" / "docker" / "fetch_bundle.py"), "--model-uri", "models:/bitzero/latest",
+            [sys.executable, str(REPO / "deploy" / "docker" / "fetch_bundle.py"), "--model-uri", "models:/bitzero@champion",
              "--dest", str(dest)],
             cwd=tmp_path, env={**client_env, "PATH": str(BIN)}, capture_output=True, text=True, timeout=300,
         )
         assert fetch.returncode == 0, fetch.stderr[-3000:]
-        bundle = project / "data" / "06_models" / "bundle"
+        bundle = champion_bundle(project / "data" / "06_models" / "bundles")  # the gate's choice
         assert sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file()) == sorted(
             p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file())
     finally:
