@@ -175,18 +175,16 @@ def tiny_bundle(folder: Path) -> Path:
     import torch
 
     from bitzero.export.exporter import export_bundle, held_out_inputs
-    from bitzero.model import BitZeroLM, ModelConfig
-    from bitzero.text import Tokenizer
+    from tests.tiny import tiny_model, tiny_tokenizer
 
-    torch.manual_seed(0)
     torch.set_num_threads(1)
-    tokenizer_path = Tokenizer.default().save(folder / "tokenizer.json")
-    tokenizer = Tokenizer.load(tokenizer_path)
-    model = BitZeroLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=4, n_head=4, n_embd=128, block_size=512))
-    held = held_out_inputs([[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"}]],
-                           tokenizer, 32, 1)
-    export_bundle(model.eval(), tokenizer_path, folder / "bundle", held, variants=("nbits",),
-                  tolerances={"nbits": 0.1}, greedy_tokens=4)
+    tokenizer = tiny_tokenizer()
+    tokenizer_path = tokenizer.save(folder / "tokenizer.json")
+    model = tiny_model(tokenizer, quantized=True, n_layer=4, n_embd=128, ffn_hidden=384, block_size=2048)
+    held = held_out_inputs([{"conversation": [{"role": "user", "content": "hello"},
+                                              {"role": "assistant", "content": "hi!"}]}], tokenizer, 256, 1, 1)
+    export_bundle(model, tokenizer_path, folder / "bundle", held, variants=("nbits",),
+                  tolerances={"nbits": 0.15}, greedy_tokens=4)
     return folder / "bundle"
 
 
@@ -200,7 +198,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = ensure_embedder(EMBEDDER_CACHE)
     work = Path(tempfile.mkdtemp(prefix="bitzero-bench-"))
-    base = Settings(database_url=f"sqlite:///{work}/bench.db", embedder=EMBEDDER_CACHE, bundle=work / "none",
+    base = Settings(database_url=f"sqlite:///{work}/bench.db", embedder=EMBEDDER_CACHE, bundles=work / "none",
                     rate_limit_per_minute=1_000_000, feedback_export=work / "feedback.jsonl",
                     emotion_model=args.emotion or work / "no-emotion.json")
 

@@ -4,6 +4,7 @@ on a throwaway SQLite file."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
@@ -97,21 +99,28 @@ def client(settings: Settings, model: FakeModel, embedder: OnnxEmbedder) -> Iter
         yield test_client
 
 
-@pytest.fixture
-def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real uvicorn server on a free loopback port, for clients that need one."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings, model=model, embedder=embedder), host="127.0.0.1", port=port,
-                            log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 20
     while not srv.started:
         assert time.time() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
+    with serving(create_app(settings, model=model, embedder=embedder)) as url:
+        yield url
 
 
 def _rows_mentioning(url: str, user: str) -> dict[str, int]:

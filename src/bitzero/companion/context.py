@@ -15,11 +15,11 @@ from bitzero.text import Tokenizer
 
 Chat = list[dict[str, str]]
 
-# Short enough for a 135M model to follow; plain words, because the model answers in the same register.
+# Short enough for a 135M model to follow. Measured on SmolLM2-135M-Instruct: a longer persona
+# (e.g. "use the user's name") and a name outside the list of facts made it answer "I'm Ada".
 DEFAULT_PERSONA = (
     "You are BitZero, a warm and caring companion. You listen closely, remember what the user "
-    "tells you, and answer kindly in plain, simple English, in a few sentences. When the user is "
-    "sad or worried, comfort them first. Use the user's name when you know it."
+    "tells you, and answer kindly in plain, simple English, in a few sentences."
 )
 
 
@@ -29,10 +29,9 @@ def system_text(
     parts = [persona]
     if client_system:
         parts.append(client_system)
-    if user_name:
-        parts.append(f"The user's name is {user_name}.")
-    if memories:
-        parts.append("What you remember about the user:\n" + "\n".join(f"- {m}" for m in memories))
+    facts = [f"The user's name is {user_name}.", *memories] if user_name else list(memories)
+    if facts:
+        parts.append("Facts about the user:\n" + "\n".join(f"- {fact}" for fact in facts))
     if emotion_note:
         parts.append(emotion_note)
     return "\n".join(parts)

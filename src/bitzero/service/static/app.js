@@ -1,9 +1,9 @@
-// BitZero web page: streaming chat, thumbs, memories, privacy. Plain JS, no build step, no CDN.
+// BitZero web page: streaming chat with a model picker, thumbs, memories, privacy. Plain JS, no build step, no CDN.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const keyInput = $("key");
 keyInput.value = localStorage.getItem("bitzero-key") || "";
-keyInput.addEventListener("change", () => { localStorage.setItem("bitzero-key", keyInput.value.trim()); loadAll(); });
+keyInput.addEventListener("change", () => { localStorage.setItem("bitzero-key", keyInput.value.trim()); loadAll(); loadModels(); });
 
 let history = [];
 let conversationId = sessionStorage.getItem("bitzero-conversation") || null;
@@ -26,13 +26,40 @@ async function api(path, options = {}) {
 
 function status(text) { $("status").textContent = text || ""; }
 
+// A message: its text in a span, so the model's name and the thumbs can sit beside it.
 function bubble(role, text) {
   const item = document.createElement("li");
   item.className = role;
-  item.textContent = text;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  item.appendChild(body);
   $("log").appendChild(item);
   item.scrollIntoView({ block: "end" });
   return item;
+}
+
+function showModel(item, model) {
+  let label = item.querySelector(".model");
+  if (!label) {
+    label = document.createElement("small");
+    label.className = "model";
+    item.appendChild(label);
+  }
+  label.textContent = model;
+}
+
+// The picker lists every served model; the champion (which answers by default) is preselected.
+async function loadModels() {
+  try {
+    const { data } = await api("/v1/models");
+    const picker = $("model");
+    picker.replaceChildren(...data.map((model) => {
+      const option = new Option(model.champion ? `${model.id} (champion)` : model.id, model.id);
+      option.selected = model.champion;
+      return option;
+    }));
+  } catch (error) { status(error.message); }
 }
 
 function addRating(item, messageId) {
@@ -61,7 +88,9 @@ async function send(text) {
   history.push({ role: "user", content: text });
   bubble("user", text);
   const item = bubble("assistant", "");
-  const body = { messages: history.slice(-12), stream: true };
+  // The server fits the conversation to the model's context; this only bounds the upload.
+  const body = { messages: history.slice(-20), stream: true };
+  if ($("model").value) body.model = $("model").value;
   if (conversationId) body.conversation_id = conversationId;
   $("send").disabled = true;
   status("…");
@@ -87,13 +116,15 @@ async function send(text) {
         buffer = buffer.slice(cut + 2);
         if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
         const chunk = JSON.parse(line.slice(6));
+        if (chunk.error) throw new Error(chunk.error.message);  // a failure after the reply began
         messageId = chunk.id;
+        if (chunk.model) showModel(item, chunk.model);
         if (chunk.conversation_id) {
           conversationId = chunk.conversation_id;
           sessionStorage.setItem("bitzero-conversation", conversationId);
         }
         const delta = chunk.choices.length ? chunk.choices[0].delta.content : null;
-        if (delta) { reply += delta; item.textContent = reply; }
+        if (delta) { reply += delta; item.querySelector(".text").textContent = reply; }
       }
     }
     history.push({ role: "assistant", content: reply });
@@ -201,6 +232,8 @@ $("erase").addEventListener("click", async () => {
     history = []; conversationId = null; sessionStorage.removeItem("bitzero-conversation");
     $("log").replaceChildren(); status("Everything about you was erased.");
     loadAll();
+loadModels();
   } catch (error) { status(error.message); }
 });
 loadAll();
+loadModels();
