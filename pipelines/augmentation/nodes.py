@@ -6,6 +6,7 @@ from typing import Any
 
 from bitzero.companion.feedback import erased_record_ids, without_erased
 from bitzero.data.augment import augment_records
+from bitzero.data.erasure import LEDGER
 from bitzero.data.mix import domain_weights, sample_mix, split_records
 from bitzero.data.records import Record
 from pipelines.tracking import report_metrics
@@ -16,7 +17,7 @@ def make_variants(
 ) -> tuple[list[Record], dict[str, Any]]:
     """Math variants with changed numbers and recomputed answers, next to their originals; records
     a user erased (the service's erasure ledger) are dropped first, so no split made here holds them."""
-    erased = erased_record_ids(Path(params.get("erasure_ledger", "data/01_raw/erasures.jsonl")))
+    erased = erased_record_ids(Path(params.get("erasure_ledger", LEDGER)))
     return augment_records(
         without_erased(records, erased),
         n_variants=params["math_variants"],

@@ -1,7 +1,11 @@
 """Nodes of the vocabulary stage: each one calls the library and returns."""
 
+import logging
+from pathlib import Path
 from typing import Any
 
+from bitzero.companion.feedback import erased_record_ids, without_erased
+from bitzero.data.erasure import FEEDBACK_FOLDER, LEDGER, purge_feedback_files
 from bitzero.data.readers import read_sources
 from bitzero.data.records import Record, parse_jsonl_lines, record_text
 from bitzero.data.validation import enforce_quarantine_limit, validate_records
@@ -9,18 +13,34 @@ from bitzero.text.tokenizer import Tokenizer
 from bitzero.text.vocabulary import check_vocabulary
 from pipelines.tracking import report_metrics
 
+logger = logging.getLogger(__name__)
+
+
+def purge_erased_feedback(
+    raw_feedback: dict[str, list[bytes]], params: dict[str, Any]
+) -> tuple[dict[str, list[bytes]], list[str], dict[str, int]]:
+    """Rewrite every exported feedback file without the records users erased (the service's
+    ledger) before anything reads them, so neither this stage's outputs nor later ones hold them."""
+    erased = erased_record_ids(Path(params.get("erasure_ledger", LEDGER)))
+    feedback, purged = purge_feedback_files(Path(params.get("feedback_folder", FEEDBACK_FOLDER)), raw_feedback, erased)
+    for name, count in purged.items():
+        if count:
+            logger.info("erasure ledger: %d record(s) purged from data/01_raw/feedback/%s", count, name)
+    return feedback, sorted(erased), purged
+
 
 def collect_records(
-    raw_seed: list[bytes], raw_feedback: dict[str, list[bytes]], external_sources: dict[str, Any]
+    raw_seed: list[bytes], feedback: dict[str, list[bytes]], erased: list[str], external_sources: dict[str, Any]
 ) -> tuple[list[Record], list[Record]]:
-    """The seed dataset, exported feedback, and every external dataset switched on in the parameters."""
+    """The seed dataset, exported feedback, and every external dataset switched on in the parameters;
+    a ledgered record id is dropped from all of them (a copy of feedback may sit in any source)."""
     records, quarantine = parse_jsonl_lines(raw_seed, "data/01_raw/seed.jsonl")
-    for name, lines in raw_feedback.items():
-        feedback, bad = parse_jsonl_lines(lines, f"data/01_raw/feedback/{name}")
-        records += feedback
+    for name, lines in feedback.items():
+        parsed, bad = parse_jsonl_lines(lines, f"data/01_raw/feedback/{name}")
+        records += parsed
         quarantine += bad
     external, external_quarantine = read_sources(external_sources or {})
-    return records + external, quarantine + external_quarantine
+    return without_erased(records + external, set(erased)), quarantine + external_quarantine
 
 
 def validate(
@@ -66,11 +86,13 @@ def report(
     quarantine: list[Record],
     tokenizer: dict[str, Any],
     check: dict[str, Any],
+    erased_purged: dict[str, int],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The stage's headline figures (DVC metrics) and the same numbers as MLflow metrics."""
     overall = check["overall"]
     summary = {
         "records_total": records_total,
+        "erased_records_purged": erased_purged,
         "records_quarantined": len(quarantine),
         "coverage": overall["coverage"],
         "vocab_size": Tokenizer.from_dict(tokenizer).vocab_size,

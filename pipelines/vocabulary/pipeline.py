@@ -1,4 +1,4 @@
-"""The vocabulary stage: records in, validated records + quarantine + tokenizer + report out."""
+"""The vocabulary stage: erased feedback purged, records in, validated records + quarantine + tokenizer + report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -9,8 +9,14 @@ def create_pipeline() -> Pipeline:
     return Pipeline(
         [
             Node(
+                nodes.purge_erased_feedback,
+                ["raw_feedback", "params:vocabulary"],
+                ["feedback", "erased_record_ids", "erased_records_purged"],
+                name="purge_erased_feedback",
+            ),
+            Node(
                 nodes.collect_records,
-                ["raw_seed", "raw_feedback", "params:vocabulary.external_sources"],
+                ["raw_seed", "feedback", "erased_record_ids", "params:vocabulary.external_sources"],
                 ["collected_records", "unreadable_records"],
                 name="collect_records",
             ),
@@ -40,7 +46,7 @@ def create_pipeline() -> Pipeline:
             ),
             Node(
                 nodes.report,
-                ["records_total", "quarantine", "tokenizer", "vocabulary_check"],
+                ["records_total", "quarantine", "tokenizer", "vocabulary_check", "erased_records_purged"],
                 ["vocabulary_report", "vocabulary_metrics"],
                 name="report_vocabulary",
             ),
