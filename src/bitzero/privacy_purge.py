@@ -98,17 +98,19 @@ def trained_versions(client: MlflowClient, run_ids: set[str]) -> list[TrainedVer
 
 
 def delete_runs(client: MlflowClient, uri: str, run_ids: list[str]) -> str:
-    """Mark the runs deleted, then `mlflow gc` them from the backend store with their artifacts;
-    returns what a person must know about it."""
-    from mlflow.cli import gc
-
+    """Mark the runs deleted, then `mlflow gc` them from the backend store with their artifacts
+    (in a child process: the command sets the tracking URI process-wide); returns what a person
+    must know about it."""
     for run_id in run_ids:
         client.delete_run(run_id)
     if uri.startswith(("http://", "https://", "databricks")):
         return (f"runs marked deleted on {uri}; run `mlflow gc` against the server's backend store "
                 "to remove them and their artifacts for good")
-    gc.main(["--backend-store-uri", uri, "--tracking-uri", uri, "--run-ids", ",".join(run_ids)],
-            standalone_mode=False)
+    command = [sys.executable, "-m", "mlflow", "gc", "--backend-store-uri", uri, "--run-ids", ",".join(run_ids)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    if done.returncode != 0:
+        raise PurgeError(f"`mlflow gc` failed (the runs stay marked deleted): {done.stderr.strip()[-2000:]}")
     return "runs and their artifacts removed for good (mlflow gc also collected anything already marked deleted)"
 
 
