@@ -4,7 +4,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bitzero.companion.feedback import erased_record_ids, without_erased
+from bitzero.companion.feedback import erased_record_ids, imitable, is_feedback, without_erased
 from bitzero.data.augment import augment_records
 from bitzero.data.erasure import LEDGER
 from bitzero.data.mix import domain_weights, sample_mix, split_records
@@ -16,14 +16,18 @@ def make_variants(
     records: list[Record], params: dict[str, Any]
 ) -> tuple[list[Record], dict[str, Any]]:
     """Math variants with changed numbers and recomputed answers, next to their originals; records
-    a user erased (the service's erasure ledger) are dropped first, so no split made here holds them."""
+    a user erased (the service's erasure ledger) are dropped first, so no split made here holds them.
+    A thumbs-down without a correction is no example to imitate: it is left to the personalize
+    stage (as a one-sided preference pair) and only counted here."""
     erased = erased_record_ids(Path(params.get("erasure_ledger", LEDGER)))
-    return augment_records(
-        without_erased(records, erased),
+    kept = without_erased(records, erased)
+    augmented, stats = augment_records(
+        [r for r in kept if imitable(r)],
         n_variants=params["math_variants"],
         seed=params["seed"],
         max_change=params["max_change"],
     )
+    return augmented, {**stats, "feedback_not_imitated": sum(not imitable(r) for r in kept)}
 
 
 def split(records: list[Record], params: dict[str, Any]) -> tuple[list[Record], list[Record]]:
@@ -34,12 +38,15 @@ def split(records: list[Record], params: dict[str, Any]) -> tuple[list[Record], 
 def mix(
     train: list[Record], params: dict[str, Any]
 ) -> tuple[list[Record], dict[str, Any]]:
-    """Resample the training set to the domain mix (companion domains up-weighted)."""
+    """Resample the training set to the domain mix (companion domains up-weighted); every feedback
+    record is in it at least once."""
     counts = dict(Counter(r["type"] for r in train))
     weights = domain_weights(counts, params["upweight"])
     size = params["train_size"] or len(train)
-    sampled, realised = sample_mix(train, weights, size, params["seed"])
-    return sampled, {"domain_counts": counts, "domain_weights": weights, "domain_mix": realised}
+    feedback = [r for r in train if is_feedback(r)]
+    sampled, realised = sample_mix(train, weights, size, params["seed"], always=feedback)
+    return sampled, {"domain_counts": counts, "domain_weights": weights, "domain_mix": realised,
+                     "feedback_trained": len(feedback)}
 
 
 def report(

@@ -1,6 +1,7 @@
 """The train/validation split keeps variants with their originals; the mix follows its weights."""
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -102,3 +103,15 @@ def test_sample_refuses_weights_it_cannot_honour() -> None:
     with pytest.raises(ValueError, match="without training records"):
         sample_mix([{"id": "a", "type": "math"}], {"math": 0.5, "code": 0.5}, size=10, seed=0)
     assert sample_mix([], {}, size=0, seed=0) == ([], {})
+
+
+def test_feedback_never_lands_in_validation_and_always_in_the_mix():
+    feedback = [{"id": f"feedback-{i}", "type": "conversation", "source": "feedback"} for i in range(50)]
+    records = corpus(200) + feedback
+    train, validation = split_records(records, 0.5, seed=2)
+    assert not [r for r in validation if r["id"].startswith("feedback-")]
+    assert all(r in train for r in feedback)
+    weights = domain_weights(Counter(r["type"] for r in train))
+    sample, realised = sample_mix(train, weights, size=60, seed=1, always=feedback)
+    assert len(sample) == 60 and all(r in sample for r in feedback)
+    assert sum(realised.values()) == pytest.approx(1.0)

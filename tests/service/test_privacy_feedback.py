@@ -95,10 +95,19 @@ def test_feedback_becomes_training_records_only_with_consent(client: TestClient)
     client.patch("/v1/privacy", json={"allow_training": True})
     with transaction(sessions) as session:
         records = training_records(session)
-    assert [r["conversation"] for r in records] == [
+    # Each starts with the system turn the reply was generated from; a bare thumbs-down keeps the
+    # rejected reply, marked as never to imitate.
+    assert all(r["conversation"][0]["role"] == "system" for r in records)
+    assert [r["conversation"][1:] for r in records] == [
         [{"role": "user", "content": "Tell me something nice."},
          {"role": "assistant", "content": "You said: Tell me something nice."}],
         [{"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "I'm well, thanks for asking!"}],
+        [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "You said: Hello?"}],
+    ]
+    assert [r["feedback"] for r in records] == [
+        {"score": 1, "corrected": False},
+        {"score": -1, "corrected": True, "rejected": "You said: How are you?"},
+        {"score": -1, "corrected": False, "rejected": "You said: Hello?"},
     ]
     assert all(r["type"] == "conversation" and r["source"] == "feedback" for r in records)
     assert client.post("/v1/feedback", json={"message_id": good["id"], "score": 5}).status_code == 400
@@ -117,3 +126,22 @@ def test_database_survives_a_restart(settings, model, embedder) -> None:  # noqa
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert session_factory(engine)
     engine.dispose()
+
+
+def test_a_thumbs_down_exports_a_pair_with_the_prompt_the_reply_came_from(client: TestClient) -> None:
+    from bitzero.companion.feedback import preference_pair
+
+    client.patch("/v1/privacy", json={"allow_training": True})
+    first = _say(client, "My name is Ana and I love green tea.")
+    reply = _say(client, "What should I drink?", first["conversation_id"])
+    client.post("/v1/feedback", json={"message_id": reply["id"], "score": -1})
+    client.post("/v1/feedback", json={"message_id": first["id"], "score": -1, "text": "Nice to meet you, Ana!"})
+    with transaction(client.app.state.sessions) as session:
+        records = {r["id"]: r for r in training_records(session)}
+    pairs = sorted((preference_pair(r) for r in records.values()), key=lambda p: p.chosen is None)
+    corrected, bare = pairs
+    assert corrected.chosen == "Nice to meet you, Ana!" and bare.chosen is None
+    assert bare.rejected == reply["choices"][0]["message"]["content"]
+    system = bare.prompt[0]
+    assert system["role"] == "system" and "BitZero" in system["content"] and "green tea" in system["content"]
+    assert [t["content"] for t in bare.prompt[1:]] == ["What should I drink?"]  # what the client sent, as fitted

@@ -1,7 +1,14 @@
-"""Feedback into training records (the schema of ``bitzero.data.records``) for the augmentation stage.
+"""Feedback into training records (the schema of ``bitzero.data.records``) for the pipeline.
 
-A thumbs-up keeps the assistant's reply as a target; a thumbs-down with a text takes that text
-as the corrected reply; a thumbs-down without one teaches nothing by imitation and is skipped.
+The record's conversation is the full prompt the reply was generated from (the service's system
+turn with persona, memories and emotion note, then the turns), ending with an assistant turn:
+
+- thumbs-up: the model's reply, an SFT example;
+- thumbs-down with a text: the correction, an SFT example and a preference pair (chosen = the
+  correction, rejected = the model's reply, kept in ``feedback.rejected``);
+- thumbs-down without a text: the model's reply itself, marked ``corrected: false``: never imitated
+  (augmentation leaves it out of SFT), only a one-sided pair that lowers that reply's likelihood.
+
 Records carry no user id: the id is ``feedback-<feedback id>``, which erasure uses to remove them.
 """
 
@@ -10,34 +17,68 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bitzero.data.records import Record, read_jsonl, write_jsonl
 
 RECORD_PREFIX = "feedback-"
 
 
+@dataclass(frozen=True)
+class PreferencePair:
+    """A prompt (the full chat the reply was generated from, ending with the user's turn), the
+    reply the user rejected, and the reply they would have wanted (None: not given)."""
+
+    id: str
+    prompt: list[dict[str, str]]
+    rejected: str
+    chosen: str | None
+
+
 def feedback_record(
-    feedback_id: str, turns: Sequence[Mapping[str, str]], reply: str, score: int, text: str | None
+    feedback_id: str, prompt: Sequence[Mapping[str, str]], reply: str, score: int, text: str | None
 ) -> Record | None:
-    """One record from one piece of feedback, or None when it holds nothing to imitate."""
-    if score > 0:
-        target = reply
-    elif score < 0 and text and text.strip():
-        target = text.strip()
-    else:
+    """One record from one piece of feedback on ``reply``, or None when it holds nothing to learn
+    (a neutral score, or a prompt that does not end with the user's turn)."""
+    if score == 0:
         return None
-    conversation = [{"role": t["role"], "content": t["content"]} for t in turns if t["content"]]
+    conversation = [{"role": t["role"], "content": t["content"]} for t in prompt if t["content"]]
     if not conversation or conversation[-1]["role"] != "user":
         return None
+    correction = text.strip() if score < 0 and text and text.strip() else None
+    details: dict[str, object] = {"score": score, "corrected": correction is not None}
+    if score < 0:
+        details["rejected"] = reply
     return {
         "id": f"{RECORD_PREFIX}{feedback_id}",
         "type": "conversation",
         "source": "feedback",
-        "conversation": [*conversation, {"role": "assistant", "content": target}],
-        "feedback": {"score": score, "corrected": score < 0},
+        "conversation": [*conversation, {"role": "assistant", "content": correction or reply}],
+        "feedback": details,
     }
+
+
+def is_feedback(record: Mapping[str, object]) -> bool:
+    return str(record.get("id", "")).startswith(RECORD_PREFIX)
+
+
+def imitable(record: Mapping[str, object]) -> bool:
+    """False for a thumbs-down without a correction: its last turn is the reply the user rejected."""
+    details = record.get("feedback")
+    return not (isinstance(details, Mapping) and details.get("score", 0) < 0 and not details.get("corrected"))
+
+
+def preference_pair(record: Mapping[str, Any]) -> PreferencePair | None:
+    """The record's pair when it is a thumbs-down (chosen: the correction, or None without one)."""
+    details = record.get("feedback")
+    if not is_feedback(record) or not isinstance(details, Mapping) or details.get("score", 0) >= 0:
+        return None
+    *prompt, last = record["conversation"]
+    return PreferencePair(id=str(record["id"]), prompt=[dict(t) for t in prompt], rejected=str(details["rejected"]),
+                          chosen=last["content"] if details.get("corrected") else None)
 
 
 def scrub_records(path: Path, feedback_ids: set[str]) -> int:

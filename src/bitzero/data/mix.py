@@ -4,6 +4,9 @@ The split hashes a record's *group* (its original's id), so an augmented variant
 validation while its original trains: that would leak the answer's structure. Weights follow the
 size of each domain, with the companion domains (conversation, emotional) up-weighted, because
 they are the product's purpose while math and code dominate by volume.
+
+Users' feedback is never held out and never left to chance: every feedback record trains, once
+for sure and again whenever the mix draws it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from bitzero.companion.feedback import is_feedback
 from bitzero.data.records import COMPANION_TYPES, Record
 
 DEFAULT_UPWEIGHT = {domain: 1.5 for domain in COMPANION_TYPES}
@@ -26,7 +30,8 @@ def group_id(record: Record) -> str:
 def split_records(
     records: Sequence[Record], validation_fraction: float, seed: int
 ) -> tuple[list[Record], list[Record]]:
-    """(train, validation), decided per group by a seeded hash: stable under reordering and re-runs."""
+    """(train, validation), decided per group by a seeded hash: stable under reordering and re-runs;
+    feedback records always train (a user's correction is there to be learnt, not to score)."""
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     train: list[Record] = []
@@ -34,7 +39,8 @@ def split_records(
     for record in records:
         digest = hashlib.sha256(f"{seed}:{group_id(record)}".encode()).digest()
         position = int.from_bytes(digest[:8], "big") / 2**64
-        (validation if position < validation_fraction else train).append(record)
+        held_out = position < validation_fraction and not is_feedback(record)
+        (validation if held_out else train).append(record)
     return train, validation
 
 
@@ -53,9 +59,11 @@ def domain_weights(
 
 
 def sample_mix(
-    train_records: Sequence[Record], weights: Mapping[str, float], size: int | None, seed: int
+    train_records: Sequence[Record], weights: Mapping[str, float], size: int | None, seed: int,
+    always: Sequence[Record] = (),
 ) -> tuple[list[Record], dict[str, float]]:
-    """Draw `size` records with replacement, a record's chance being weight[type] / count[type].
+    """``always`` once each, then ``size`` minus those draws with replacement from ``train_records``,
+    a record's chance being weight[type] / count[type].
 
     Returns the sample and its realised share per weighted domain. A domain with weight but no
     records cannot be honoured, so it raises rather than silently shifting the mix.
@@ -63,6 +71,7 @@ def sample_mix(
     size = len(train_records) if size is None else size
     if size < 0:
         raise ValueError(f"size must not be negative, got {size}")
+    draws = max(size - len(always), 0)
     by_type: dict[str, list[Record]] = {}
     for record in train_records:
         by_type.setdefault(record.get("type", ""), []).append(record)
@@ -70,11 +79,11 @@ def sample_mix(
     missing = [domain for domain in domains if domain not in by_type]
     if missing:
         raise ValueError(f"weighted domains without training records: {missing}")
-    if not domains and size:
+    if not domains and draws:
         raise ValueError("no domain has a positive weight")
     rng = random.Random(seed)
-    chosen = rng.choices(domains, weights=[weights[d] for d in domains], k=size) if size else []
-    sample = [by_type[domain][rng.randrange(len(by_type[domain]))] for domain in chosen]
-    drawn = Counter(chosen)
-    realised = {domain: (drawn[domain] / size if size else 0.0) for domain in weights}
+    chosen = rng.choices(domains, weights=[weights[d] for d in domains], k=draws) if draws else []
+    sample = [*always, *(by_type[domain][rng.randrange(len(by_type[domain]))] for domain in chosen)]
+    drawn = Counter(chosen) + Counter(record.get("type", "") for record in always)
+    realised = {domain: (drawn[domain] / len(sample) if sample else 0.0) for domain in weights}
     return sample, realised

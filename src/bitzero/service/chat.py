@@ -43,6 +43,7 @@ class Turn:
     conversation_id: str | None  # None when the user does not store conversations
     opening: str | None
     reading: Reading | None
+    prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
 
 
 class Lease:
@@ -80,6 +81,17 @@ def reply_room(served: Served, max_tokens: int | None, default: int) -> int:
         raise ChatError(f"max_tokens={max_tokens} does not fit in the {context}-token context of "
                         f"{served.id}; ask for fewer than {context}")
     return min(max_tokens or default, context // 2)
+
+
+def storable_prompt(prompt: list[dict[str, str]], unconsented_note: str | None) -> list[dict[str, str]] | None:
+    """The prompt to keep with the reply: without an emotion note the user did not consent to
+    having remembered (None when a cut system turn holds only part of it)."""
+    if unconsented_note is None:
+        return prompt
+    head, *rest = prompt
+    if unconsented_note not in head["content"]:
+        return None
+    return [{**head, "content": head["content"].replace("\n" + unconsented_note, "")}, *rest]
 
 
 class Companion:
@@ -177,14 +189,17 @@ class Companion:
                 data.add_message(conversation.id, "user", text,
                                  emotion=reading.emotion if felt and privacy.remember_emotions else None)
             name = data.name()
+            keeps_emotions = privacy.remember_emotions
+        note = context_note(reading) if felt else None
         prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=name,
-                              memories=memories, emotion_note=context_note(reading) if felt else None)
+                              memories=memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         return Turn(
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, prompt_ids=prompt_ids,
             max_tokens=min(max_tokens or self.max_tokens_default, model.context_length - len(prompt_ids)),
             conversation_id=conversation.id if conversation is not None else None,
             opening=opening(reading) if felt else None, reading=reading,
+            prompt=storable_prompt(prompt, None if keeps_emotions else note),
         )
 
     def generate(
@@ -224,4 +239,4 @@ class Companion:
             return
         with transaction(self.sessions) as session:
             UserData(session, turn.user_id).add_message(turn.conversation_id, "assistant", reply,
-                                                        message_id=turn.completion_id)
+                                                        message_id=turn.completion_id, prompt=turn.prompt)

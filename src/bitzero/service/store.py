@@ -3,6 +3,7 @@ can read or change another user's rows. Erasure and retention sweep every user t
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,9 @@ class UserData:
         self._memories_changed()
         for message in self.session.scalars(select(Message).where(Message.user_id == self.user_id, Message.emotion.is_not(None))):
             message.emotion = None
+        # Stored prompts may hold emotion notes: they go too (feedback then trains on the turns alone).
+        self.session.execute(update(Message).where(Message.user_id == self.user_id, Message.prompt.is_not(None))
+                             .values(prompt=None))
 
     # -- conversations ------------------------------------------------------------------------
 
@@ -120,9 +124,10 @@ class UserData:
             Conversation.id == conversation_id, Conversation.user_id == self.user_id))
 
     def add_message(self, conversation_id: str, role: str, content: str, emotion: str | None = None,
-                    message_id: str | None = None) -> Message:
+                    message_id: str | None = None, prompt: list[dict[str, str]] | None = None) -> Message:
         row = Message(id=message_id or new_id(), user_id=self.user_id, conversation_id=conversation_id,
-                      role=role, content=content, emotion=emotion)
+                      role=role, content=content, emotion=emotion,
+                      prompt=json.dumps(prompt, ensure_ascii=False) if prompt is not None else None)
         self.session.add(row)
         self.session.flush()
         return row
@@ -297,7 +302,8 @@ def purge_expired(session: Session, now: datetime | None = None) -> dict[str, in
 
 
 def training_records(session: Session, context_turns: int = 8) -> list[Record]:
-    """Feedback of users who allow training use, as records for the augmentation stage."""
+    """Feedback of users who allow training use, as records for the pipeline: each with the prompt
+    the reply was generated from (replies stored before prompts were kept: the turns before it)."""
     records = []
     consenting = select(PrivacySettings.user_id).where(PrivacySettings.allow_training.is_(True))
     for feedback in session.scalars(select(Feedback).where(Feedback.user_id.in_(consenting)).order_by(Feedback.created_at)):
@@ -305,8 +311,9 @@ def training_records(session: Session, context_turns: int = 8) -> list[Record]:
         message = data.message(feedback.message_id)
         if message is None or message.role != "assistant":
             continue
-        turns = [{"role": m.role, "content": m.content} for m in data.messages_before(message, context_turns)]
-        record = feedback_record(feedback.id, turns, message.content, feedback.score, feedback.text)
+        prompt = json.loads(message.prompt) if message.prompt else [
+            {"role": m.role, "content": m.content} for m in data.messages_before(message, context_turns)]
+        record = feedback_record(feedback.id, prompt, message.content, feedback.score, feedback.text)
         if record is not None:
             records.append(record)
     return records

@@ -76,6 +76,9 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     # Filled only when the user consented to emotions being remembered (special-category data).
     emotion: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Replies only: the prompt (JSON list of turns, system turn first) the reply was generated from,
+    # so feedback on it trains on what the model really saw.
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
