@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from bitzero.export.promotion import champion_bundle
 from bitzero.model import load_checkpoint
 from tests.deploy.manifests import REPO, Doc, container_env, find, pod_templates
 from tests.net import free_port
@@ -71,13 +72,15 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     models = project / "data" / "06_models"
     assert load_checkpoint(models / "student").config.quantized
     assert load_checkpoint(models / "selfplay_student").config.quantized
-    assert (models / "bundle" / "bitzero.json").is_file()
-    assert (models / "bundle" / "emotion.json").is_file(), "the emotion classifier travels in the bundle"
+    champion = champion_bundle(models / "bundles")
+    assert (champion / "bitzero.json").is_file()
+    assert (champion / "emotion.json").is_file(), "the emotion classifier travels in the bundle"
     report = json.loads((project / "data" / "08_reporting" / "selfplay.json").read_text())
     assert report["world_size"] == 2, "self-play ran on both nodes"
     client = mlflow.tracking.MlflowClient()
-    (version,) = client.search_model_versions("name = 'bitzero'")
-    assert int(version.version) == 1
+    versions = client.search_model_versions("name = 'bitzero'")
+    assert sorted(v.tags["kind"] for v in versions) == ["student", "teacher"], "both bundles registered"
     runs = client.search_runs([client.get_experiment_by_name("bitzero").experiment_id])
     names = sorted(run.info.run_name for run in runs)
-    assert names == ["augmentation", "distillation", "emotion", "export", "selfplay", "vocabulary"], "one run a stage"
+    assert names == ["augmentation", "distillation", "emotion", "export", "selfplay", "teacher", "vocabulary"], \
+        "one run a stage"
