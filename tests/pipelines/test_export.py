@@ -21,14 +21,14 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _inputs(root: Path) -> None:
-    """What teacher, selfplay, augmentation and emotion would leave: tiny teacher and student
+    """What teacher, personalize, augmentation and emotion would leave: tiny teacher and student
     checkpoints, held-out records of two sources and an emotion classifier."""
     models = root / "data" / "06_models"
     tokenizer = tiny_tokenizer()
     teacher = visible(tiny_model(tokenizer))
     save_checkpoint(teacher, models / "teacher", tokenizer, metadata={"mlflow_run_id": "teacher-run-1"})
-    save_checkpoint(ternary_student(teacher, critical_ratio=0.1), models / "selfplay_student", tokenizer,
-                    metadata={"mlflow_run_id": "selfplay-run-1"})
+    save_checkpoint(ternary_student(teacher, critical_ratio=0.1), models / "personalized_student", tokenizer,
+                    metadata={"mlflow_run_id": "personalize-run-1"})
     records = [
         {"id": f"v{i}", "type": "conversation", "source": "seed" if i % 2 else "persona",
          "conversation": [{"role": "user", "content": f"How was day {i}?"},
@@ -51,7 +51,7 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
     assert student["variants"]["nbits"]["max_rel_error"] <= 0.15
     assert teacher["variants"]["int4"]["bits_per_weight_linear"] == 6.0
     assert set(student["held_out_nll"]["per_source"]) == {"seed", "persona"}
-    assert student["source_run_id"] == "selfplay-run-1" and teacher["source_run_id"] == "teacher-run-1"
+    assert student["source_run_id"] == "personalize-run-1" and teacher["source_run_id"] == "teacher-run-1"
     assert report["student_bytes"] == (bundles_dir / "student" / "nbits" / "model.onnx").stat().st_size
     assert report["teacher_bytes"] == (bundles_dir / "teacher" / "int4" / "model.onnx").stat().st_size
 

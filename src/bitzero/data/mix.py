@@ -27,6 +27,12 @@ def group_id(record: Record) -> str:
     return str(record.get("parent_id") or record["id"])
 
 
+def split_position(key: str, seed: int) -> float:
+    """A key's place in [0, 1): a seeded hash, so splits are stable under reordering and re-runs."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def split_records(
     records: Sequence[Record], validation_fraction: float, seed: int
 ) -> tuple[list[Record], list[Record]]:
@@ -37,9 +43,7 @@ def split_records(
     train: list[Record] = []
     validation: list[Record] = []
     for record in records:
-        digest = hashlib.sha256(f"{seed}:{group_id(record)}".encode()).digest()
-        position = int.from_bytes(digest[:8], "big") / 2**64
-        held_out = position < validation_fraction and not is_feedback(record)
+        held_out = split_position(group_id(record), seed) < validation_fraction and not is_feedback(record)
         (validation if held_out else train).append(record)
     return train, validation
 

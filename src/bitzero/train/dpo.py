@@ -22,6 +22,7 @@ from torch import nn
 
 from bitzero.companion.feedback import PreferencePair
 from bitzero.config import check_keys
+from bitzero.data.mix import split_position
 from bitzero.model.transformer import IGNORE_INDEX
 from bitzero.text import Tokenizer
 from bitzero.train.batching import Batch, Example, collate
@@ -60,6 +61,13 @@ class DPOConfig:
 class EncodedPair:
     chosen: Example | None
     rejected: Example
+
+
+def split_pairs(pairs: Sequence[PreferencePair], heldout_fraction: float, seed: int
+                ) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, held-out) by each pair's id: a pair stays on its side as more feedback arrives."""
+    heldout = [p for p in pairs if split_position(p.id, seed) < heldout_fraction]
+    return [p for p in pairs if p not in heldout], heldout
 
 
 def encode_reply(tokenizer: Tokenizer, prompt: Chat, reply: str) -> Example:

@@ -1,0 +1,1 @@
+"""The personalize stage: consented feedback as preference pairs, a DPO step on the student."""

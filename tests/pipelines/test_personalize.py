@@ -1,0 +1,102 @@
+"""The personalize stage on the micro profile: a pass-through without feedback; with feedback pairs a
+DPO step that raises held-out preference accuracy; and the whole path from the service's feedback."""
+
+import json
+from pathlib import Path
+
+import torch
+from fastapi.testclient import TestClient
+from safetensors.torch import load_file
+
+from bitzero.cli import main as bitzero
+from bitzero.companion.feedback import feedback_record
+from bitzero.data.records import write_jsonl
+from bitzero.model import save_checkpoint
+from bitzero.service.app import create_app
+from bitzero.service.settings import Settings
+from tests.pipelines.conftest import kedro_run
+from tests.service.conftest import EMBEDDER_CACHE, FakeModel
+from tests.train.test_dpo import synthetic_pairs
+from tests.tiny import tiny_model, tiny_tokenizer
+
+CHAT = [{"role": "user", "content": "How was your day?"}, {"role": "assistant", "content": "Quiet, thank you."}]
+
+
+def _inputs(root: Path, records: list[dict]) -> None:
+    """What selfplay and vocabulary/augmentation leave: a tiny student, records, validation."""
+    tokenizer = tiny_tokenizer()
+    save_checkpoint(tiny_model(tokenizer, quantized=True), root / "data" / "06_models" / "selfplay_student", tokenizer,
+                    {"stage": "selfplay"})
+    write_jsonl(root / "data" / "03_primary" / "records.jsonl", records)
+    write_jsonl(root / "data" / "05_model_input" / "validation.jsonl",
+                [{"id": f"v{i}", "type": "conversation", "source": "seed", "conversation": CHAT} for i in range(3)])
+
+
+def _report(root: Path) -> dict:
+    return json.loads((root / "data" / "08_reporting" / "personalize.json").read_text())
+
+
+def _weights(root: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(root / "data" / "06_models" / name / "model.safetensors")
+
+
+def test_without_feedback_pairs_the_student_passes_through(project: Path) -> None:
+    _inputs(project, [{"id": "s1", "type": "conversation", "source": "seed", "conversation": CHAT}])
+    run = kedro_run(project, "--pipelines", "personalize", "--env", "test")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _report(project) == {"status": "no feedback pairs", "pairs": 0, "kept_pre_step_model": True}
+    before, after = _weights(project, "selfplay_student"), _weights(project, "personalized_student")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_feedback_pairs_raise_heldout_preference_accuracy(project: Path) -> None:
+    train, heldout = synthetic_pairs()
+    records = [feedback_record(p.id, p.prompt, p.rejected, -1, p.chosen) for p in train + heldout]
+    records.append(feedback_record("bare", train[0].prompt, "def add", -1, None))  # one-sided
+    _inputs(project, records)
+    run = kedro_run(project, "--pipelines", "personalize", "--env", "test")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = _report(project)
+    assert report["status"] == "personalized" and report["pairs"] == 13
+    assert report["after"]["preference_accuracy"] > report["before"]["preference_accuracy"]
+    config = json.loads((project / "data" / "06_models" / "personalized_student" / "config.json").read_text())
+    assert config["metadata"]["stage"] == "personalize" and config["metadata"]["mlflow_run_id"]
+
+
+def test_feedback_from_the_service_trains_through_the_stages(project: Path, tmp_path: Path) -> None:
+    """Chat with the service (a fake model that echoes), correct its replies, export the consented
+    feedback, then vocabulary -> augmentation -> personalize on the micro profile."""
+    from bitzero.companion.embeddings import ensure_embedder
+
+    database = f"sqlite:///{tmp_path}/companion.db"
+    settings = Settings(database_url=database, bundles=tmp_path / "no-bundle", embedder=EMBEDDER_CACHE,
+                        feedback_export=tmp_path / "unused.jsonl", emotion_model=tmp_path / "none.json",
+                        erasure_ledger=tmp_path / "erasures.jsonl", allowed_hosts="testserver")
+    # Corrections longer than the echoed replies, so an untrained model gives them the lower log-prob.
+    warm = ["thanks my friend, you are so kind and I love hiking in the mountains with you today",
+            "hello there my friend, I am fine, thanks! I love the mountains and my dog today",
+            "you are a kind companion, thanks for telling me, I love hiking with my dog today",
+            "I feel you my friend, that sounds hard. thanks for telling me how you are today"]
+    questions = [f"Day {i}?" for i in range(24)]
+    with TestClient(create_app(settings, model=FakeModel(), embedder=ensure_embedder(EMBEDDER_CACHE))) as client:
+        client.patch("/v1/privacy", json={"allow_training": True})
+        for i, question in enumerate(questions):
+            reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": question}]}).json()
+            text = warm[i % len(warm)] if i else None  # the first: a thumbs-down without a correction
+            assert client.post("/v1/feedback", json={"message_id": reply["id"], "score": -1, "text": text}).status_code == 201
+    export = project / "data" / "01_raw" / "feedback" / "service.jsonl"
+    assert bitzero(["--database-url", database, "feedback", "export", "--out", str(export)]) == 0
+    tokenizer = tiny_tokenizer()
+    save_checkpoint(tiny_model(tokenizer, quantized=True), project / "data" / "06_models" / "selfplay_student", tokenizer,
+                    {"stage": "selfplay"})
+
+    run = kedro_run(project, "--pipelines", "vocabulary,augmentation,personalize", "--env", "test")
+    assert run.returncode == 0, run.stderr[-3000:]
+    validation = (project / "data" / "05_model_input" / "validation.jsonl").read_text()
+    train = [json.loads(line) for line in (project / "data" / "05_model_input" / "train.jsonl").open()]
+    assert "feedback-" not in validation
+    assert len({r["id"] for r in train if r["id"].startswith("feedback-")}) == 23  # the bare one is not imitated
+    report = _report(project)
+    assert report["pairs"] == 24 and report["status"] == "personalized"
+    assert report["after"]["preference_accuracy"] > report["before"]["preference_accuracy"]
+    print(json.dumps({k: report[k] for k in ("before", "after", "validation_nll_change", "train_pairs", "heldout_pairs")}))
