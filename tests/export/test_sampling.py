@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitzero.export.sampling import sample_token
+from bitzero.export.sampling import penalize, sample_token
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 
@@ -31,3 +31,12 @@ def test_temperature_sampling_follows_the_distribution_and_the_seed() -> None:
 def test_bad_settings_are_refused(temperature: float, top_p: float) -> None:
     with pytest.raises(ValueError, match="temperature must be"):
         sample_token(LOGITS, temperature, top_p, np.random.default_rng(0))
+
+
+def test_penalties_follow_openai_and_break_a_greedy_loop() -> None:
+    logits = np.array([3.0, 2.5, 0.0], dtype=np.float32)
+    assert penalize(logits, {}, 0.5, 0.5) is logits
+    adjusted = penalize(logits, {0: 2, 2: 1}, frequency=0.5, presence=0.25)
+    np.testing.assert_allclose(adjusted, [3.0 - 1.0 - 0.25, 2.5, 0.0 - 0.5 - 0.25])
+    assert sample_token(adjusted, 0.0, 1.0, np.random.default_rng(0)) == 1  # the repeated token loses
+    np.testing.assert_array_equal(logits, [3.0, 2.5, 0.0])  # the row itself is untouched

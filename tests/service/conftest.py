@@ -47,7 +47,8 @@ class FakeModel:
         self.max_tokens: list[int] = []
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
-               top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None) -> Iterator[Chunk]:
+               top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None,
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
         prompt = self.tokenizer.decode(prompt_ids)
         assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]

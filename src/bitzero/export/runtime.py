@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bitzero.export.bundle import BundleError, read_manifest, verify_file
-from bitzero.export.sampling import check_sampling, sample_token
+from bitzero.export.sampling import check_sampling, penalize, sample_token
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
@@ -134,19 +134,25 @@ class BundleRuntime:
         top_p: float = 1.0,
         seed: int | None = None,
         use_cache: bool = True,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
+        The penalties (OpenAI's) count the reply's own tokens, not the prompt's.
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         check_sampling(temperature, top_p)
         rng = np.random.default_rng(seed)
         budget = min(max_tokens, self.context_length - len(prompt))
         sequence = list(prompt)
+        counts: dict[int, int] = {}
         logits, cache = self.forward(sequence)
         for step in range(budget):
-            token = sample_token(logits[-1], temperature, top_p, rng)
+            row = penalize(logits[-1], counts, frequency_penalty, presence_penalty)
+            token = sample_token(row, temperature, top_p, rng)
+            counts[token] = counts.get(token, 0) + 1
             yield token
             sequence.append(token)
             if token in self._stop_ids or step == budget - 1:
@@ -183,6 +189,8 @@ class BundleRuntime:
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
@@ -194,7 +202,8 @@ class BundleRuntime:
         pending: list[int] = []
         emitted = 0
         finish = "length"
-        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed):
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty):
             if token in self._stop_ids:
                 finish = "stop"
                 break

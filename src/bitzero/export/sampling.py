@@ -10,6 +10,18 @@ def check_sampling(temperature: float, top_p: float) -> None:
         raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature} and {top_p}")
 
 
+def penalize(logits: np.ndarray, counts: dict[int, int], frequency: float, presence: float) -> np.ndarray:
+    """OpenAI's penalties on a (vocab,) logit row: minus ``frequency`` per earlier occurrence of a
+    token in the reply and ``presence`` once if it occurred at all (a small model's loops break)."""
+    if not counts or (frequency == 0 and presence == 0):
+        return logits
+    ids = np.fromiter(counts, dtype=np.int64, count=len(counts))
+    seen = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+    adjusted = logits.astype(np.float32, copy=True)
+    adjusted[ids] -= frequency * seen + presence
+    return adjusted
+
+
 def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
     """One token id from a (vocab,) logit row; greedy (argmax) when temperature is 0.
 

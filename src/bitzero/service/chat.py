@@ -205,6 +205,7 @@ class Companion:
     def generate(
         self, turn: Turn, *, temperature: float, top_p: float, stop: Sequence[str],
         seed: int | None, cancel: threading.Event | None = None,
+        frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
     ) -> Iterator[Piece]:
         """The reply in pieces: the empathetic opening (if any), then the model's chunks.
 
@@ -220,7 +221,9 @@ class Companion:
         try:
             deadline = time.monotonic() + self.max_seconds
             stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, temperature=temperature,
-                                              top_p=top_p, stop=stop, seed=seed)
+                                              top_p=top_p, stop=stop, seed=seed,
+                                              frequency_penalty=frequency_penalty,
+                                              presence_penalty=presence_penalty)
             try:
                 for chunk in stream:
                     if cancel.is_set():

@@ -32,6 +32,8 @@ class ChatModel(Protocol):
         top_p: float = 1.0,
         stop: Sequence[str] = (),
         seed: int | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only)."""
         ...

@@ -52,6 +52,8 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
     max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
     stop: Text | list[Text] | None = None
@@ -132,7 +134,8 @@ async def chat_completions(body: ChatRequest, request: Request, user: User) -> d
         if isinstance(exc, ChatError):
             raise HTTPException(exc.status, str(exc)) from exc
         raise
-    options = dict(temperature=body.temperature, top_p=body.top_p,
+    options = dict(temperature=body.temperature, top_p=body.top_p, frequency_penalty=body.frequency_penalty,
+                   presence_penalty=body.presence_penalty,
                    stop=body.stop or [], seed=body.seed, cancel=lease.cancel)
     created = int(time.time())
     if body.stream:

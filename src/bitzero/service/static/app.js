@@ -89,7 +89,8 @@ async function send(text) {
   bubble("user", text);
   const item = bubble("assistant", "");
   // The server fits the conversation to the model's context; this only bounds the upload.
-  const body = { messages: history.slice(-20), stream: true };
+  // A 135M model loops on its own phrases: a mild frequency penalty keeps replies moving.
+  const body = { messages: history.slice(-20), stream: true, frequency_penalty: 0.5 };
   if ($("model").value) body.model = $("model").value;
   if (conversationId) body.conversation_id = conversationId;
   $("send").disabled = true;
