@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -85,18 +86,9 @@ def nll_totals(
     return float(totals[0]), int(totals[1])
 
 
-def evaluate(
-    model: nn.Module,
-    data: Iterable[ExampleLike],
-    batch_size: int = 32,
-    pack: bool = False,
-    pad_id: int = 0,
-    ctx: DistContext | None = None,
-    dtype: torch.dtype = torch.float32,
-    seq_len: int | None = None,
-) -> float:
-    """Mean cross-entropy in nats per target token (see ``nll_totals``)."""
-    total, count = nll_totals(model, data, batch_size, pack, pad_id, ctx, dtype, seq_len)
+def evaluate(model: nn.Module, data: Iterable[ExampleLike], *args: Any, **kwargs: Any) -> float:
+    """Mean cross-entropy in nats per target token; the arguments are ``nll_totals``'."""
+    total, count = nll_totals(model, data, *args, **kwargs)
     if count == 0:
         raise ValueError("the validation set has no target tokens")
     return total / count
