@@ -18,7 +18,7 @@ from bitzero.companion.emotion import (
 )
 from bitzero.companion.emotion_training import check_mapping, ekman_f1, fit_classifier, read_split
 
-GOEMOTIONS = Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions"
+GOEMOTIONS = Path(__file__).resolve().parents[2] / "data" / "01_raw" / "goemotions"
 
 
 def test_keyword_baseline_is_the_roadmaps_matcher() -> None:
@@ -67,7 +67,6 @@ def test_detector_reads_category_from_classifier_and_intensity_from_vader() -> N
     assert flat.emotion == "neutral" and opening(flat) is None and context_note(flat) is None
 
 
-@pytest.mark.skipif(not GOEMOTIONS.is_dir(), reason="GoEmotions not present in ../shared/data")
 def test_goemotions_mapping_agrees_with_ekman_and_macro_f1() -> None:
     check_mapping(GOEMOTIONS)
     texts, labels = read_split(GOEMOTIONS, "dev")

@@ -11,7 +11,7 @@ import pytest
 from bitzero.data.arithmetic import evaluate
 from bitzero.data.augment import augment_records, math_variants
 
-GSM8K_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
+GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "data" / "01_raw" / "gsm8k" / "train.jsonl"
 NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?!\w)")
 STEP = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 
@@ -269,7 +269,6 @@ def test_augment_records_counts_and_is_deterministic() -> None:
     assert len(rerun) == len(output) + 4
 
 
-@pytest.mark.skipif(not GSM8K_TRAIN.exists(), reason="GSM8K train split not present")
 def test_real_gsm8k_records_give_sound_variants() -> None:
     records = []
     with GSM8K_TRAIN.open(encoding="utf-8") as handle:

@@ -17,14 +17,11 @@ from bitzero.data.readers import (
 )
 from bitzero.data.records import RECORD_TYPES, ROLES
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+RAW_DATA = Path(__file__).resolve().parents[2] / "data" / "01_raw"  # the vendored open datasets
 
 
-def shared(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"{path} is not available")
-    return path
+def raw_file(relative: str) -> Path:
+    return RAW_DATA / relative
 
 
 def assert_well_formed(records: list[dict], source: str, kind: str) -> None:
@@ -43,7 +40,7 @@ def assert_well_formed(records: list[dict], source: str, kind: str) -> None:
 
 
 def test_gsm8k_real_file():
-    records, quarantine = read_gsm8k(shared("gsm8k/train.jsonl"), limit=200)
+    records, quarantine = read_gsm8k(raw_file("gsm8k/train.jsonl"), limit=200)
     assert len(records) == 200 and quarantine == []
     assert_well_formed(records, "gsm8k", "math")
     first = records[0]
@@ -57,13 +54,13 @@ def test_gsm8k_real_file():
 
 
 def test_gsm8k_test_split_ids_do_not_collide_with_train():
-    train, _ = read_gsm8k(shared("gsm8k/train.jsonl"), limit=5)
-    test, _ = read_gsm8k(shared("gsm8k/test.jsonl"), limit=5)
+    train, _ = read_gsm8k(raw_file("gsm8k/train.jsonl"), limit=5)
+    test, _ = read_gsm8k(raw_file("gsm8k/test.jsonl"), limit=5)
     assert not {r["id"] for r in train} & {r["id"] for r in test}
 
 
 def test_mbpp_full_real_file():
-    records, quarantine = read_mbpp(shared("mbpp/mbpp.jsonl"), limit=50)
+    records, quarantine = read_mbpp(raw_file("mbpp/mbpp.jsonl"), limit=50)
     assert len(records) == 50 and quarantine == []
     assert_well_formed(records, "mbpp", "code")
     first = records[0]
@@ -73,7 +70,7 @@ def test_mbpp_full_real_file():
 
 
 def test_mbpp_setup_code_is_kept_and_the_tests_pass():
-    records, _ = read_mbpp(shared("mbpp/mbpp.jsonl"))
+    records, _ = read_mbpp(raw_file("mbpp/mbpp.jsonl"))
     with_setup = [r for r in records if any("\n" in t for t in r["tests"])]
     assert with_setup, "mbpp.jsonl has tasks with test_setup_code"
     for record in with_setup:
@@ -84,7 +81,7 @@ def test_mbpp_setup_code_is_kept_and_the_tests_pass():
 
 
 def test_mbpp_sanitized_real_file():
-    records, quarantine = read_mbpp(shared("mbpp/sanitized-mbpp.json"), limit=30)
+    records, quarantine = read_mbpp(raw_file("mbpp/sanitized-mbpp.json"), limit=30)
     assert len(records) == 30 and quarantine == []
     assert_well_formed(records, "mbpp-sanitized", "code")
     assert records[0]["id"] == "mbpp-sanitized-2"
@@ -93,7 +90,7 @@ def test_mbpp_sanitized_real_file():
 
 def test_persona_chat_real_file():
     records, quarantine = read_persona_chat(
-        shared("synthetic_persona_chat/Synthetic-Persona-Chat_valid.csv"), limit=40
+        raw_file("synthetic_persona_chat/Synthetic-Persona-Chat_valid.csv"), limit=40
     )
     assert len(records) + len(quarantine) == 40 and len(records) >= 38
     assert_well_formed(records, "persona_chat", "conversation")
@@ -108,7 +105,7 @@ def test_persona_chat_real_file():
 
 
 def test_topical_chat_real_file():
-    records, quarantine = read_topical_chat(shared("topical_chat/valid_freq.json"), limit=25)
+    records, quarantine = read_topical_chat(raw_file("topical_chat/valid_freq.json"), limit=25)
     assert len(records) == 25 and quarantine == []
     assert_well_formed(records, "topical_chat", "conversation")
     assert records[0]["id"] == "topical_chat-t_a2b769a0-c082-4c26-8d8d-e2c5b8a79d93"

@@ -155,10 +155,11 @@ def test_container_commands_are_real_invocations(rendered: dict[str, list[Doc]],
     assert commands["CronJob/bitzero-purge/purge"] == ["bitzero purge"]
     assert commands["CronJob/bitzero-retrain/retrain"] == ["retrain.sh"]
     assert commands["PyTorchJob/bitzero-train/Master/data-stages"] == [
-        "raw_data.sh", "kedro run vocabulary", "kedro run augmentation", "kedro run emotion"]
+        "raw_data.sh", "kedro run teacher", "kedro run vocabulary", "kedro run augmentation", "kedro run emotion"]
     distributed = ["torchrun kedro run distillation", "torchrun kedro run selfplay"]
     assert commands["PyTorchJob/bitzero-train/Worker/pytorch"] == distributed
-    assert commands["PyTorchJob/bitzero-train/Master/pytorch"] == [*distributed, "kedro run export"]
+    assert commands["PyTorchJob/bitzero-train/Master/pytorch"] == [*distributed, "kedro run personalize",
+                                                                   "kedro run export"]
 
 
 @pytest.mark.parametrize(

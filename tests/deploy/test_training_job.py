@@ -82,5 +82,6 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
     assert sorted(v.tags["kind"] for v in versions) == ["student", "teacher"], "both bundles registered"
     runs = client.search_runs([client.get_experiment_by_name("bitzero").experiment_id])
     names = sorted(run.info.run_name for run in runs)
-    assert names == ["augmentation", "distillation", "emotion", "export", "selfplay", "teacher", "vocabulary"], \
+    assert names == ["augmentation", "distillation", "emotion", "export", "personalize", "selfplay", "teacher",
+                     "vocabulary"], \
         "one run a stage"

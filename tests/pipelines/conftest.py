@@ -13,7 +13,7 @@ from bitzero.model.pretrained import import_pretrained
 from tests.tiny import tiny_hf_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
+RAW_DATA = REPO / "data" / "01_raw"  # the vendored open datasets
 BIN = Path(sys.executable).parent
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bitzero.companion.embeddings import ensure_embedder
 from bitzero.companion.emotion import LABELS, EmotionClassifier
-from tests.pipelines.conftest import SHARED_DATA, kedro_run
+from tests.pipelines.conftest import RAW_DATA, kedro_run
 from tests.service.conftest import EMBEDDER_CACHE
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,11 +45,10 @@ def test_emotion_stage_trains_on_the_seed_records_without_goemotions(project: Pa
     assert run.data.metrics["emotion.dev_macro_f1_plutchik"] == report["dev_macro_f1_plutchik"]
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "goemotions").is_dir(), reason="GoEmotions is not beside the project")
 def test_emotion_stage_trains_on_goemotions_when_it_is_there(project: Path) -> None:
     _inputs(project)
     done = kedro_run(project, "--pipelines", "emotion", "--env", "test",
-                     "--params", f"emotion.goemotions_dir={SHARED_DATA / 'goemotions'},emotion.max_rows=1500")
+                     "--params", f"emotion.goemotions_dir={RAW_DATA / 'goemotions'},emotion.max_rows=1500")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = _report(project)
     assert (report["source"], report["train_rows"], report["dev_rows"]) == ("goemotions", 1500, 300)
