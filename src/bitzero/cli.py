@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bitzero.data.erasure import LEDGER
+
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
     from bitzero.service.settings import Settings
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                   required=True)
     epurge = erasure.add_parser("purge", help="after `dvc repro`: dvc gc the old outputs, delete the MLflow runs "
                                 "built before the latest erasure (run at the project root)")
-    epurge.add_argument("--ledger", type=Path, default=Path("data/01_raw/erasures.jsonl"))
+    epurge.add_argument("--ledger", type=Path, default=LEDGER)
     epurge.add_argument("--experiment", help="MLflow experiment (MLFLOW_EXPERIMENT_NAME, default bitzero)")
     epurge.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     epurge.set_defaults(func=cmd_erasure_purge)

@@ -108,12 +108,16 @@ def record_erasure(ledger: Path, feedback_ids: set[str]) -> None:
         os.fsync(handle.fileno())
 
 
+def ledger_entries(ledger: Path) -> list[dict[str, Any]]:
+    """The ledger's entries (``erased_at``, ``record_ids``); none when nobody erased anything."""
+    if not ledger.is_file():
+        return []
+    return [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def erased_record_ids(ledger: Path) -> set[str]:
     """Every record id the ledger says was erased (empty when there is no ledger)."""
-    if not ledger.is_file():
-        return set()
-    lines = ledger.read_text(encoding="utf-8").splitlines()
-    return {record_id for line in lines if line.strip() for record_id in json.loads(line)["record_ids"]}
+    return {record_id for entry in ledger_entries(ledger) for record_id in entry["record_ids"]}
 
 
 def without_erased(records: Iterable[dict], erased: set[str]) -> list[dict]:

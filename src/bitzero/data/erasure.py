@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+from bitzero.companion.feedback import ledger_entries
 from bitzero.data.records import write_lines
 
 LEDGER = Path("data/01_raw/erasures.jsonl")
@@ -20,14 +21,7 @@ FEEDBACK_FOLDER = Path("data/01_raw/feedback")
 
 def latest_erasure(ledger: Path) -> datetime | None:
     """When the last erasure was recorded (timezone-aware), or None when nobody erased anything."""
-    if not ledger.is_file():
-        return None
-    times = [
-        datetime.fromisoformat(json.loads(line)["erased_at"])
-        for line in ledger.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    return max(times, default=None)
+    return max((datetime.fromisoformat(entry["erased_at"]) for entry in ledger_entries(ledger)), default=None)
 
 
 def _record_id(line: bytes) -> str | None:

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from bitzero.model.bitlinear import BitLinear
 from bitzero.model.transformer import BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
 
@@ -169,10 +168,7 @@ def ternary_student(
     allowed = ("sub_norm.weight", "critical_mask")
     if unexpected or any(not k.endswith(allowed) for k in missing):
         raise PretrainedError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
-    for module in student.modules():
-        if isinstance(module, BitLinear):
-            module.refresh_critical_mask()
-    return student
+    return student  # BitLinear chose its critical channels on loading weights without a mask
 
 
 def _kept_layers(total: int, keep: int) -> list[int]:

@@ -17,7 +17,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +216,11 @@ class Tokenizer:
 
     def pieces_of(self, token: str) -> list[int]:
         """The ids an appended token was made of (its embedding row starts as their mean)."""
-        return list(self._base_literal().encode(token, add_special_tokens=False).ids)
+        return list(self._base_literal.encode(token, add_special_tokens=False).ids)
 
+    @cached_property
     def _base_literal(self) -> HFTokenizer:
+        """The vocabulary before adaptation, built once (the file is megabytes of JSON)."""
         base = HFTokenizer.from_str(json.dumps(self._hf_json))
         base.encode_special_tokens = True
         return base
