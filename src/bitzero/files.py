@@ -1,7 +1,8 @@
-"""Whole-folder writes (checkpoints, bundles, the embedder): all of the new folder or none of it.
+"""Whole-folder and whole-file writes (checkpoints, bundles, the embedder, model files): all of the
+new one or none of it.
 
-The folder is assembled beside its destination and swapped in by rename, so a crash leaves either
-the previous folder or the new one, never a mix of files from both.
+The folder or file is assembled beside its destination and swapped in by rename, so a crash leaves
+either the previous one or the new one, never a mix of both.
 """
 
 from __future__ import annotations
@@ -31,3 +32,14 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+
+def write_atomically(target: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a temporary file beside it and a rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp")
+    staging.write_bytes(data)
+    staging.replace(target)
+    return target

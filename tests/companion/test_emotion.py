@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 
 from bitzero.companion.emotion import (
+    ENCODER_FILE,
     LABELS,
     EmotionClassifier,
     EmotionDetector,
     EmotionModelError,
     context_note,
+    emotion_files,
     keyword_emotion,
     opening,
 )
+from bitzero.companion.emotion_finetune import FinetuneSettings, finetune_encoder
 from bitzero.companion.emotion_training import check_mapping, ekman_f1, fit_classifier, read_split
+from tests.tiny import tiny_emotion_encoder
 
 GOEMOTIONS = Path(__file__).resolve().parents[2] / "data" / "01_raw" / "goemotions"
 
@@ -53,6 +57,45 @@ def test_classifier_learns_words_and_embeddings_and_round_trips(tmp_path: Path) 
         EmotionClassifier.load(tmp_path / "bad.json")
     with pytest.raises(EmotionModelError, match="labels"):
         EmotionClassifier(np.zeros((16, 3)), np.zeros(3))
+
+
+def _cue_rows(count: int, offset: int = 0) -> tuple[list[str], list[str]]:
+    cues = {"joy": "wonderful", "sadness": "miserable", "anger": "furious", "neutral": "tuesday"}
+    rows = [(f"it was {cues[label]} {['today', 'again', 'honestly'][i % 3]} number {i}", label)
+            for i in range(offset, offset + count) for label in [list(cues)[i % 4]]]
+    return [t for t, _ in rows], [label for _, label in rows]
+
+
+def test_encoder_is_averaged_in_and_travels_beside_the_json(tmp_path: Path) -> None:
+    texts, labels = _cue_rows(80)
+    words = fit_classifier(texts, labels, np.zeros((80, 0), dtype=np.float32), max_features=50)
+    encoder = tiny_emotion_encoder(LABELS)
+    both = EmotionClassifier(words.weights, words.bias, LABELS, words.vocabulary, words.idf, encoder, 0.25)
+    none = np.zeros((3, 0), dtype=np.float32)
+    expected = 0.75 * words.probabilities(none, texts[:3]) + 0.25 * encoder.probabilities(texts[:3])
+    assert np.allclose(both.probabilities(none, texts[:3]), expected, atol=1e-6)
+    assert np.allclose(both.probabilities(none, texts[:3]).sum(axis=1), 1.0, atol=1e-5)
+
+    path = both.save(tmp_path / "emotion" / "emotion.json")
+    assert set(emotion_files(path)) == {"emotion.json", "emotion.onnx", "emotion-tokenizer.json"}
+    loaded = EmotionClassifier.load(path)
+    assert loaded.encoder_weight == 0.25
+    assert np.allclose(loaded.probabilities(none, texts[:3]), expected, atol=1e-5)
+    # A service reading vectors of the memory embedder's width: the word softmax ignores them.
+    assert np.allclose(loaded.probabilities(np.ones((3, 384), dtype=np.float32), texts[:3]), expected, atol=1e-5)
+    (path.parent / ENCODER_FILE).unlink()
+    with pytest.raises(EmotionModelError, match="emotion.onnx, which is missing"):
+        EmotionClassifier.load(path)
+
+
+def test_finetuned_encoder_learns_cues_it_did_not_see_as_sentences() -> None:
+    texts, labels = _cue_rows(160)
+    encoder = finetune_encoder(texts, labels, LABELS, FinetuneSettings(epochs=3, learning_rate=2e-4,
+                                                                       batch_size=16, max_tokens=16))
+    held_texts, held_labels = _cue_rows(40, offset=1000)  # other numbers: sentences never seen
+    predicted = [LABELS[i] for i in encoder.probabilities(held_texts).argmax(axis=1)]
+    accuracy = np.mean([p == g for p, g in zip(predicted, held_labels, strict=True)])
+    assert accuracy >= 0.9, f"held-out accuracy {accuracy:.2f} (chance: 0.25)"
 
 
 def test_detector_reads_category_from_classifier_and_intensity_from_vader() -> None:

@@ -38,7 +38,7 @@ def test_emotion_stage_trains_on_the_seed_records_without_goemotions(project: Pa
     report = _report(project)
     assert report["source"] == "records" and report["dev_rows"] > 100
     assert report["dev_macro_f1_plutchik"] > report["keyword_baseline_dev_macro_f1_plutchik"] + 0.1
-    classifier = EmotionClassifier.load(project / "data" / "06_models" / "emotion.json")
+    classifier = EmotionClassifier.load(project / "data" / "06_models" / "emotion" / "emotion.json")
     assert classifier.labels == LABELS
     (run,) = mlflow.tracking.MlflowClient().search_runs(
         [mlflow.tracking.MlflowClient().get_experiment_by_name("bitzero").experiment_id])
@@ -52,4 +52,8 @@ def test_emotion_stage_trains_on_goemotions_when_it_is_there(project: Path) -> N
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = _report(project)
     assert (report["source"], report["train_rows"], report["dev_rows"]) == ("goemotions", 1500, 300)
+    assert report["finetune_rows"] == 64, "the micro profile fine-tunes MiniLM on 64 rows"
     assert report["dev_macro_f1_ekman"] > report["keyword_baseline_dev_macro_f1_ekman"]
+    assert sum(map(sum, (row.values() for row in report["confusion_ekman"].values()))) == 300
+    classifier = EmotionClassifier.load(project / "data" / "06_models" / "emotion" / "emotion.json")
+    assert classifier.encoder is not None and classifier.embedding_dims == 0

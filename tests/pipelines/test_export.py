@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from bitzero.companion.emotion import EMOTION_FILE, LABELS, EmotionClassifier
+from bitzero.companion.emotion import EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
 from bitzero.export.promotion import champion_bundle
 from bitzero.export.runtime import BundleRuntime
@@ -15,7 +15,7 @@ from bitzero.model import save_checkpoint
 from bitzero.model.pretrained import ternary_student
 from tests.export.conftest import visible
 from tests.pipelines.conftest import kedro_run
-from tests.tiny import tiny_model, tiny_tokenizer
+from tests.tiny import tiny_emotion_encoder, tiny_model, tiny_tokenizer
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -36,7 +36,8 @@ def _inputs(root: Path) -> None:
         for i in range(5)
     ]
     write_jsonl(root / "data" / "05_model_input" / "validation.jsonl", records)
-    EmotionClassifier(np.zeros((8, len(LABELS))), np.zeros(len(LABELS))).save(models / EMOTION_FILE, {"source": "test"})
+    EmotionClassifier(np.zeros((0, len(LABELS))), np.zeros(len(LABELS)), encoder=tiny_emotion_encoder(LABELS)).save(
+        models / "emotion" / EMOTION_FILE, {"source": "test"})
 
 
 def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> None:
@@ -65,8 +66,8 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
     # Both bundles carry the emotion classifier and serve.
     for kind in ("student", "teacher"):
         manifest = json.loads((bundles_dir / kind / "bitzero.json").read_text())
-        assert manifest["extras"][EMOTION_FILE]["file"] == EMOTION_FILE
-        assert EmotionClassifier.load(bundles_dir / kind / EMOTION_FILE).labels == LABELS
+        assert set(manifest["extras"]) == {EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE}
+        assert EmotionClassifier.load(bundles_dir / kind / EMOTION_FILE).encoder is not None
         runtime = BundleRuntime.load(bundles_dir / kind, manifest["default_variant"])
         chunks = list(runtime.stream(runtime.tokenizer.encode_chat(
             [{"role": "user", "content": "hi"}], add_generation_prompt=True), max_tokens=4))

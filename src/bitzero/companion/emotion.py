@@ -1,8 +1,10 @@
-"""Noticing how the user feels: a classifier over words and sentence embeddings, VADER for intensity.
+"""Noticing how the user feels: a fine-tuned sentence encoder and a softmax over words, VADER for intensity.
 
-The eight categories are Plutchik's (roadmap 6.1). The classifier is a softmax layer trained on
-GoEmotions by ``bitzero.companion.emotion_training``; the roadmap's keyword matcher is kept only
-as the baseline it is measured against. What is detected shapes the reply (an opening line and a
+The eight categories are Plutchik's (roadmap 6.1). On GoEmotions the reader averages two views of
+a message: MiniLM fine-tuned for emotion (ONNX, ``emotion.onnx``) and a softmax over words and word
+pairs (``emotion.json``), both trained by ``bitzero.companion.emotion_training``; where no
+GoEmotions copy is at hand the softmax reads the frozen sentence embedding instead. The roadmap's
+keyword matcher is kept only as the baseline it is measured against. What is detected shapes the reply (an opening line and a
 note in the model's context); whether it is *stored* is the privacy settings' decision.
 """
 
@@ -15,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bitzero.files import write_atomically
+
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation")
 LABELS = (*EMOTIONS, "neutral")
-EMOTION_FILE = "emotion.json"  # its name in data/06_models/ and inside a bundle
+EMOTION_FILE = "emotion.json"  # its name in data/06_models/emotion/ and inside a bundle
+ENCODER_FILE = "emotion.onnx"  # the fine-tuned encoder beside it (when there is one) ...
+ENCODER_TOKENIZER_FILE = "emotion-tokenizer.json"  # ... with its tokenizer
 
 # The roadmap's keyword matcher (user-recommendations §6.1): the baseline, never the detector.
 KEYWORDS = {
@@ -54,16 +60,60 @@ def text_features(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
-class EmotionClassifier:
-    """Softmax over [tf-idf of words and word pairs | sentence embedding]; labels are ``LABELS``.
+class EmotionEncoder:
+    """MiniLM fine-tuned for emotion, through onnxruntime: texts -> label probabilities. Held as
+    bytes (the ONNX graph, the tokenizer's JSON) so a freshly trained one needs no scratch files."""
 
-    Pure numpy at prediction time, so serving needs no scikit-learn: the vocabulary, idf and
-    weights are plain arrays in one JSON file.
+    def __init__(self, model: bytes, tokenizer: str, labels: tuple[str, ...], threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model, self.tokenizer, self.labels = model, tokenizer, labels
+        self._tokenizer = Tokenizer.from_str(tokenizer)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def load(cls, folder: Path, labels: tuple[str, ...], threads: int = 1) -> EmotionEncoder:
+        files = (folder / ENCODER_FILE, folder / ENCODER_TOKENIZER_FILE)
+        for file in files:
+            if not file.is_file():
+                raise EmotionModelError(f"the emotion classifier needs {file}, which is missing")
+        return cls(files[0].read_bytes(), files[1].read_text(encoding="utf-8"), labels, threads)
+
+    def save(self, folder: Path) -> None:
+        write_atomically(folder / ENCODER_FILE, self.model)
+        write_atomically(folder / ENCODER_TOKENIZER_FILE, self.tokenizer.encode("utf-8"))
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            encodings = self._tokenizer.encode_batch(texts[start : start + batch_size])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            rows.append(softmax(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]))
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class EmotionClassifier:
+    """Softmax over [tf-idf of words and word pairs | sentence embedding]; labels are ``LABELS``;
+    with an ``encoder``, its probabilities are averaged in with weight ``encoder_weight``.
+
+    Pure numpy (and onnxruntime for the encoder) at prediction time, so serving needs no
+    scikit-learn or torch: the vocabulary, idf and weights are plain arrays in one JSON file.
     """
 
     def __init__(
         self, weights: np.ndarray, bias: np.ndarray, labels: tuple[str, ...] = LABELS,
         vocabulary: dict[str, int] | None = None, idf: np.ndarray | None = None,
+        encoder: EmotionEncoder | None = None, encoder_weight: float = 0.5,
     ) -> None:
         self.vocabulary = vocabulary or {}
         self.idf = np.asarray(idf if idf is not None else np.zeros(0), dtype=np.float32)
@@ -73,6 +123,14 @@ class EmotionClassifier:
             raise EmotionModelError(f"weights {weights.shape} / bias {bias.shape} do not fit {len(labels)} labels")
         self.weights, self.bias, self.labels = weights.astype(np.float32), bias.astype(np.float32), labels
         self.text_dims = len(self.vocabulary)
+        if encoder is not None and encoder.labels != labels:
+            raise EmotionModelError(f"the encoder's labels {encoder.labels} are not the classifier's {labels}")
+        self.encoder, self.encoder_weight = encoder, encoder_weight
+
+    @property
+    def embedding_dims(self) -> int:
+        """How many sentence-embedding dimensions the softmax reads (0: words only)."""
+        return self.weights.shape[0] - self.text_dims
 
     def tfidf(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(indices, values) of the text's L2-normalised sublinear tf-idf vector."""
@@ -88,34 +146,40 @@ class EmotionClassifier:
         return indices, values / np.linalg.norm(values)
 
     def probabilities(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
-        logits = vectors @ self.weights[self.text_dims :] + self.bias
-        if self.text_dims:
+        """One row a message; ``vectors`` are its sentence embeddings (unused when the softmax reads
+        words only and may then have zero columns)."""
+        logits = vectors[:, : self.embedding_dims] @ self.weights[self.text_dims :] + self.bias
+        if self.text_dims or self.encoder is not None:
             if texts is None or len(texts) != len(vectors):
                 raise EmotionModelError("this classifier reads the text as well as its embedding")
-            for row, text in enumerate(texts):
-                indices, values = self.tfidf(text)
-                logits[row] += values @ self.weights[indices]
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        for row, text in enumerate(texts if self.text_dims else []):
+            indices, values = self.tfidf(text)
+            logits[row] += values @ self.weights[indices]
+        words = softmax(logits)
+        if self.encoder is None or texts is None:
+            return words
+        return (1 - self.encoder_weight) * words + self.encoder_weight * self.encoder.probabilities(texts)
 
     def predict(self, vectors: np.ndarray, texts: list[str] | None = None) -> list[str]:
         return [self.labels[i] for i in self.probabilities(vectors, texts).argmax(axis=1)]
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
+        """The JSON file at ``path``, the encoder's files beside it (written first: the JSON, replaced
+        last, is what makes the new classifier the one that loads)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": "bitzero-emotion", "version": 2, "labels": list(self.labels),
+        encoder = None
+        if self.encoder is not None:
+            self.encoder.save(path.parent)
+            encoder = {"model": ENCODER_FILE, "tokenizer": ENCODER_TOKENIZER_FILE, "weight": self.encoder_weight}
+        data = {"format": "bitzero-emotion", "version": 3, "labels": list(self.labels),
                 "vocabulary": sorted(self.vocabulary, key=self.vocabulary.__getitem__),
                 "idf": self.idf.round(5).tolist(), "bias": self.bias.tolist(),
-                "weights": self.weights.round(5).tolist(), "metrics": metrics or {}}
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        tmp.replace(path)
-        return path
+                "weights": self.weights.round(5).tolist(), "encoder": encoder, "metrics": metrics or {}}
+        return write_atomically(path, json.dumps(data).encode("utf-8"))
 
     @classmethod
-    def load(cls, path: str | Path) -> EmotionClassifier:
+    def load(cls, path: str | Path, threads: int = 1) -> EmotionClassifier:
         path = Path(path)
         if not path.is_file():
             raise EmotionModelError(f"no emotion classifier at {path}; train one with `bitzero emotion train`")
@@ -126,8 +190,22 @@ class EmotionClassifier:
         if not isinstance(data, dict) or data.get("format") != "bitzero-emotion":
             raise EmotionModelError(f"{path} is not a BitZero emotion classifier")
         vocabulary = {feature: i for i, feature in enumerate(data.get("vocabulary", []))}
-        return cls(np.array(data["weights"], dtype=np.float32), np.array(data["bias"], dtype=np.float32),
-                   tuple(data["labels"]), vocabulary, np.array(data.get("idf", []), dtype=np.float32))
+        labels = tuple(data["labels"])
+        spec = data.get("encoder")
+        encoder = EmotionEncoder.load(path.parent, labels, threads) if spec else None
+        weights = np.array(data["weights"], dtype=np.float32).reshape(-1, len(labels))  # (0, labels) saves as []
+        return cls(weights, np.array(data["bias"], dtype=np.float32),
+                   labels, vocabulary, np.array(data.get("idf", []), dtype=np.float32),
+                   encoder, float(spec["weight"]) if spec else 0.5)
+
+
+def emotion_files(path: str | Path) -> dict[str, Path]:
+    """The files of the classifier saved at ``path``, by their names in a bundle (the JSON and,
+    when it names one, the encoder's two)."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    spec = data.get("encoder") or {}
+    return {EMOTION_FILE: path, **{spec[k]: path.parent / spec[k] for k in ("model", "tokenizer") if k in spec}}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bitzero.files import write_atomically
+
 FORMAT = "bitzero-bundle"
 VERSION = 1
 MANIFEST = "bitzero.json"
@@ -94,8 +96,5 @@ def verify_extra(bundle_dir: Path, name: str) -> Path:
 
 def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write bitzero.json (format and version added) atomically."""
-    path = bundle_dir / MANIFEST
-    staging = path.with_name(f".{MANIFEST}.tmp")
-    staging.write_text(json.dumps({"format": FORMAT, "version": VERSION, **manifest}, indent=2), encoding="utf-8")
-    staging.replace(path)
-    return path
+    document = {"format": FORMAT, "version": VERSION, **manifest}
+    return write_atomically(bundle_dir / MANIFEST, json.dumps(document, indent=2).encode("utf-8"))

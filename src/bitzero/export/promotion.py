@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bitzero.export.bundle import read_json_of_format
+from bitzero.files import write_atomically
 
 FORMAT = "bitzero-champion"
 VERSION = 1
@@ -89,11 +90,7 @@ def write_champion(
         "registered_model": registration.get("registered_model"),
         "registered_version": registration.get("version"),
     }
-    path = Path(folder) / CHAMPION_FILE
-    staging = path.with_name(f".{CHAMPION_FILE}.tmp")
-    staging.write_text(json.dumps(content, indent=2), encoding="utf-8")
-    staging.replace(path)
-    return path
+    return write_atomically(Path(folder) / CHAMPION_FILE, json.dumps(content, indent=2).encode("utf-8"))
 
 
 def champion_bundle(folder: str | Path) -> Path:

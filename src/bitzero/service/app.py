@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
-from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector
+from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector, emotion_files
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
@@ -45,8 +45,9 @@ def _load_detector(settings: Settings, bundle: Path | None) -> EmotionDetector |
     if not path.is_file():
         log.warning("no emotion classifier at %s: emotions are not detected", path)
         return None
-    if bundle is not None and path == bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists it
-        verify_extra(bundle, EMOTION_FILE)
+    if bundle is not None and path == bundle / EMOTION_FILE:  # the bundle's own: as the manifest lists them
+        for name in emotion_files(path):
+            verify_extra(bundle, name)
     return EmotionDetector(EmotionClassifier.load(path))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from bitzero.companion.emotion import EMOTION_FILE
 
 
-DEFAULT_EMOTION = Path("data/06_models") / EMOTION_FILE
+DEFAULT_EMOTION = Path("data/06_models/emotion") / EMOTION_FILE
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_HOST = "*"
 
