@@ -12,10 +12,12 @@ from bitzero.data.readers import (
     read_gsm8k,
     read_mbpp,
     read_persona_chat,
+    read_records,
     read_sources,
     read_topical_chat,
 )
 from bitzero.data.records import RECORD_TYPES, ROLES
+from bitzero.data.validation import validate_records
 
 RAW_DATA = Path(__file__).resolve().parents[2] / "data" / "01_raw"  # the vendored open datasets
 
@@ -244,6 +246,27 @@ def test_topical_chat_bad_conversations(tmp_path):
 
 
 # ---- read_sources ------------------------------------------------------------------------------
+
+
+def test_your_own_records_are_read_as_written_and_validated_like_any(tmp_path):
+    turns = [{"role": "user", "content": "I passed my exam!"}, {"role": "assistant", "content": "Congratulations!"}]
+    rows = [
+        json.dumps({"type": "conversation", "conversation": turns}),
+        json.dumps({"id": "mine-7", "type": "emotional", "source": "diary", "emotion": "joy", "conversation": turns}),
+        json.dumps({"type": "math", "conversation": turns}),  # no answer: validation's to catch
+        "[1, 2]",
+        "{not json",
+    ]
+    path = tmp_path / "family_chats.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    records, quarantine = read_sources({"records": {"path": str(path), "limit": None}})
+    assert [(r["id"], r["source"]) for r in records] == [
+        ("family_chats-1", "family_chats"), ("mine-7", "diary"), ("family_chats-3", "family_chats")]
+    assert [q["line"] for q in quarantine] == [4, 5] and "not a JSON object" in quarantine[0]["reasons"][0]
+    checked = validate_records(records, {"max_turns": 64, "max_chars_per_turn": 8000, "max_chars": 20000})
+    assert [r["id"] for r in checked.valid] == ["family_chats-1", "mine-7"]
+    assert len(checked.quarantine) == 1 and "answer" in json.dumps(checked.quarantine[0])
+    assert read_records(path, limit=1)[0][0]["id"] == "family_chats-1"
 
 
 def test_read_sources_combines_entries(tmp_path):

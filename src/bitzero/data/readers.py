@@ -1,4 +1,5 @@
-"""Readers: external datasets (GSM8K, MBPP, Synthetic-Persona-Chat, Topical-Chat) turned into records.
+"""Readers: external datasets (GSM8K, MBPP, Synthetic-Persona-Chat, Topical-Chat) turned into records,
+and your own records as they are.
 
 Every reader returns ``(records, quarantine)``. A row that cannot become a record is never dropped
 silently: it lands in the quarantine with the reason, shaped like ``records._quarantined`` output
@@ -337,6 +338,24 @@ def read_topical_chat(path: str | Path, limit: int | None = None) -> ReadResult:
     return _collect(rows, str(path), convert, limit)
 
 
+# ---- your own records --------------------------------------------------------------------------
+
+
+def read_records(path: str | Path, limit: int | None = None) -> ReadResult:
+    """Your own data, already records (JSON Lines, one object a line), kept as written: ``source``
+    defaults to the file's stem and ``id`` to ``{source}-{line}``. The vocabulary stage's
+    validation checks the rest (roles, contents, a math answer, code tests) like any record's."""
+    path = Path(path)
+
+    def convert(key: str, row: Any) -> Record:
+        record = dict(_object(row))
+        record.setdefault("source", path.stem)
+        record.setdefault("id", f"{record['source']}-{key.rsplit('-', 1)[-1]}")
+        return record
+
+    return _collect(_jsonl_rows(path), str(path), convert, limit)
+
+
 # ---- configuration -----------------------------------------------------------------------------
 
 READERS: dict[str, Callable[..., ReadResult]] = {
@@ -344,6 +363,7 @@ READERS: dict[str, Callable[..., ReadResult]] = {
     "mbpp": read_mbpp,
     "persona_chat": read_persona_chat,
     "topical_chat": read_topical_chat,
+    "records": read_records,
 }
 
 
