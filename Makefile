@@ -47,6 +47,8 @@ run: setup
 	$(BIN)/bitzero serve
 
 test: setup
+	# The lint gate first (rules in pyproject.toml), then the tests.
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 mlflow-ui: setup

@@ -36,7 +36,6 @@ from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train.ddp import init_distributed
 
-
 PROFILE = Path(__file__).resolve().parents[1] / "conf" / "base" / "parameters_selfplay.yml"
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -26,19 +25,19 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import uvicorn  # noqa: E402
+import httpx
+import numpy as np
+import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bitzero.companion.embeddings import ensure_embedder  # noqa: E402
-from bitzero.companion.memory import WEIGHTS, MemoryIndex, StoredMemory, rank, retrieval_scores  # noqa: E402
-from bitzero.service.app import create_app  # noqa: E402
-from bitzero.service.db import transaction  # noqa: E402
-from bitzero.service.settings import Settings  # noqa: E402
-from bitzero.service.store import new_id  # noqa: E402
-from bitzero.service.tables import Memory, utcnow  # noqa: E402
-from tests.service.conftest import EMBEDDER_CACHE, FakeModel  # noqa: E402
+from bitzero.companion.embeddings import ensure_embedder
+from bitzero.companion.memory import WEIGHTS, MemoryIndex, StoredMemory, rank, retrieval_scores
+from bitzero.service.app import create_app
+from bitzero.service.db import transaction
+from bitzero.service.settings import Settings
+from bitzero.service.store import new_id
+from bitzero.service.tables import Memory, utcnow
+from tests.service.conftest import EMBEDDER_CACHE, FakeModel
 
 # (memory, importance, hours since last access, a question it answers)
 LABELLED = [
@@ -121,7 +120,7 @@ def chat_figures(url: str, requests: int, clients: int, max_tokens: int) -> dict
             "ttft_p95": percentile(first, 95), "rps": requests / wall}
 
 
-def fill_memories(app, embedder, count: int) -> None:  # noqa: ANN001
+def fill_memories(app, embedder, count: int) -> None:
     """One user with ``count`` memories: the labelled ones plus random unit vectors as filler."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(count, embedder.dimensions)).astype(np.float32)
@@ -150,7 +149,7 @@ def search_figures(url: str, requests: int, clients: int) -> dict[str, float]:
     return {"p50": percentile(times, 50), "p95": percentile(times, 95), "rps": requests / (time.perf_counter() - start)}
 
 
-def retrieval_quality(embedder) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+def retrieval_quality(embedder) -> dict[str, tuple[float, float]]:
     now = utcnow()
     contents = [m for m, _, _, _ in LABELLED]
     vectors = embedder.encode(contents)

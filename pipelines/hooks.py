@@ -6,8 +6,9 @@ import subprocess
 import sys
 from typing import Any
 
-import mlflow
 from kedro.framework.hooks import hook_impl
+
+import mlflow
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ import os
 
 from omegaconf.resolvers import oc
 
-from pipelines.ranks import OtherRanksTrackingOff
 from pipelines.hooks import InputErrorHook, RunTagsHook
+from pipelines.ranks import OtherRanksTrackingOff
 
 # No telemetry from any component (kedro-telemetry is uninstalled by `make setup`; belt and braces).
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")

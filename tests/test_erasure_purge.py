@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from bitzero.cli import main
+from mlflow import MlflowClient
 
 ERASED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -51,7 +51,7 @@ def _active(store: dict) -> set[str]:
     return {r.info.run_id for r in found if r.info.lifecycle_stage == "active"}
 
 
-def test_purge_deletes_runs_made_before_the_erasure_and_keeps_later_ones(store: dict, capsys) -> None:  # noqa: ANN001
+def test_purge_deletes_runs_made_before_the_erasure_and_keeps_later_ones(store: dict, capsys) -> None:
     runs = store["runs"]
     artifact = Path(runs["vocabulary:old"].artifact_uri.removeprefix("file://")) / "quarantine.jsonl"
     assert artifact.is_file()
@@ -71,7 +71,7 @@ def test_purge_deletes_runs_made_before_the_erasure_and_keeps_later_ones(store: 
     assert "bitzero-student version 1" in out and "cannot be un-trained" in out
 
 
-def test_dry_run_lists_and_deletes_nothing(store: dict, capsys) -> None:  # noqa: ANN001
+def test_dry_run_lists_and_deletes_nothing(store: dict, capsys) -> None:
     before = _active(store)
     artifact = Path(store["runs"]["vocabulary:old"].artifact_uri.removeprefix("file://")) / "quarantine.jsonl"
 
@@ -83,7 +83,7 @@ def test_dry_run_lists_and_deletes_nothing(store: dict, capsys) -> None:  # noqa
     assert store["runs"]["export:old"].run_id in out and store["runs"]["vocabulary:new"].run_id not in out
 
 
-def test_without_a_ledger_nothing_is_touched(store: dict, capsys) -> None:  # noqa: ANN001
+def test_without_a_ledger_nothing_is_touched(store: dict, capsys) -> None:
     before = _active(store)
     assert main(["erasure", "purge", "--ledger", str(store["tmp"] / "none.jsonl")]) == 0
     assert "nothing to purge" in capsys.readouterr().out

@@ -21,9 +21,8 @@ def test_a_crash_mid_write_keeps_the_old_folder_whole(tmp_path: Path) -> None:
     target = tmp_path / "bundle"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with staged_folder(target) as staging:
-            (staging / "half.txt").write_text("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), staged_folder(target) as staging:
+        (staging / "half.txt").write_text("half")
+        raise RuntimeError("crash")
     assert (target / "old.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

@@ -13,7 +13,7 @@ def main() -> int:
     port = os.environ.get("BITZERO_PORT", "8000")
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - fixed loopback URL
+        with urllib.request.urlopen(url, timeout=3) as response:  # a fixed loopback URL
             return 0 if response.status == 200 else 1
     except (urllib.error.URLError, OSError) as error:
         print(f"healthcheck {url}: {error}", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 from bitzero.data.erasure import LEDGER
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def _settings(args: argparse.Namespace):
     from bitzero.service.settings import Settings
 
     return Settings.from_env(
@@ -25,7 +25,7 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _sessions(args: argparse.Namespace):  # noqa: ANN202
+def _sessions(args: argparse.Namespace):
     from bitzero.service.db import make_engine, migrate, session_factory
 
     engine = make_engine(_settings(args).database_url)

@@ -13,6 +13,7 @@ from bitzero.companion.emotion import (
     EmotionClassifier,
     EmotionDetector,
     EmotionModelError,
+    Reading,
     context_note,
     emotion_files,
     keyword_emotion,
@@ -108,6 +109,10 @@ def test_detector_reads_category_from_classifier_and_intensity_from_vader() -> N
     assert opening(sad) and "sorry" in opening(sad) and "sadness" in context_note(sad)
     flat = detector.read("The bus comes at nine.", np.array([0.0, 0, 0, 0]))
     assert flat.emotion == "neutral" and opening(flat) is None and context_note(flat) is None
+    # GoEmotions' surprise holds curiosity: a mild one is mostly a question, not news to marvel at.
+    question = Reading("surprise", 0.5, "mild", 0.0)
+    assert opening(question) is None and "surprise" in context_note(question)
+    assert opening(Reading("surprise", 0.9, "strong", 0.7))
 
 
 def test_goemotions_mapping_agrees_with_ekman_and_macro_f1() -> None:

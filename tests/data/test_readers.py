@@ -1,6 +1,7 @@
 """Readers: real external files become well-formed records; bad rows are quarantined, never dropped."""
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_persona_chat_real_file():
     assert first[2] == {"role": "assistant", "content": "Hello!"}
     for record in records:
         roles = [t["role"] for t in record["conversation"][1:]]
-        assert all(a != b for a, b in zip(roles, roles[1:]))  # speakers alternate
+        assert all(a != b for a, b in itertools.pairwise(roles))  # speakers alternate
         assert not any(t["content"].startswith("User ") for t in record["conversation"])
 
 

@@ -71,7 +71,7 @@ def _check_mlflow(args: list[str]) -> str:
     return "mlflow server"
 
 
-def _fetch_bundle_module():  # noqa: ANN202 - a script of the image, loaded by path
+def _fetch_bundle_module():
     spec = importlib.util.spec_from_file_location("fetch_bundle", DOCKER / "fetch_bundle.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

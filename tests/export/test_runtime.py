@@ -79,6 +79,16 @@ def test_stream_stops_on_length_and_text_matches_tokens(runtime: BundleRuntime) 
     assert "".join(c.text for c in chunks) == runtime.tokenizer.decode(streamed_ids, skip_special=True)
 
 
+def test_the_repeat_guard_keeps_a_reply_from_saying_an_earlier_one_again(runtime: BundleRuntime) -> None:
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    first = list(runtime.token_ids(prompt, max_tokens=16))
+    again = list(runtime.token_ids(prompt, max_tokens=16, earlier=first, repeat_ngram=3))
+    said = {tuple(first[i : i + 3]) for i in range(len(first) - 2)}
+    assert again != first
+    assert not said & {tuple(again[i : i + 3]) for i in range(len(again) - 2)}, "no trigram of the earlier reply"
+    assert list(runtime.token_ids(prompt, max_tokens=16, earlier=first, repeat_ngram=0)) == first
+
+
 def test_stop_string_ends_the_stream_and_is_not_emitted(runtime: BundleRuntime) -> None:
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
     full = "".join(c.text for c in runtime.stream(prompt, max_tokens=30))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitzero.export.sampling import penalize, sample_token
+from bitzero.export.sampling import RepeatGuard, penalize, sample_token
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 
@@ -40,3 +40,12 @@ def test_penalties_follow_openai_and_break_a_greedy_loop() -> None:
     np.testing.assert_allclose(adjusted, [3.0 - 1.0 - 0.25, 2.5, 0.0 - 0.5 - 0.25])
     assert sample_token(adjusted, 0.0, 1.0, np.random.default_rng(0)) == 1  # the repeated token loses
     np.testing.assert_array_equal(logits, [3.0, 2.5, 0.0])  # the row itself is untouched
+
+
+def test_repeat_guard_bans_only_the_continuation_of_an_earlier_ngram() -> None:
+    guard = RepeatGuard([5, 6, 7, 8, 1], n=3)  # earlier text: trigrams (5,6,7) (6,7,8) (7,8,1)
+    logits = np.zeros(10, dtype=np.float32)
+    assert np.isneginf(guard.apply(logits, [9, 5, 6])[7]) and np.isfinite(guard.apply(logits, [9, 5, 6])).sum() == 9
+    assert np.isneginf(guard.apply(logits, [7, 8])[1])
+    assert guard.apply(logits, [6, 5]) is logits, "a pair never said before bans nothing"
+    assert RepeatGuard([5, 6, 7], n=0).apply(logits, [5, 6]) is logits, "n < 2: off"

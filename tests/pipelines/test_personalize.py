@@ -16,8 +16,8 @@ from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
 from tests.pipelines.conftest import kedro_run
 from tests.service.conftest import EMBEDDER_CACHE, FakeModel
-from tests.train.test_dpo import synthetic_pairs
 from tests.tiny import tiny_model, tiny_tokenizer
+from tests.train.test_dpo import synthetic_pairs
 
 CHAT = [{"role": "user", "content": "How was your day?"}, {"role": "assistant", "content": "Quiet, thank you."}]
 

@@ -58,7 +58,7 @@ def test_examples_beyond_the_budgets_are_not_taught():
     agent = Agent(tiny_model(tokenizer), tokenizer, max_prompt_tokens=prompt_tokens)
     example = agent.example(solver_prompt(task), "7", max_new_tokens=4)
     assert example is not None and len(example.ids) == prompt_tokens + sum(example.loss_mask)
-    assert tokenizer.decode([i for i, m in zip(example.ids, example.loss_mask) if m]).startswith("7")
+    assert tokenizer.decode([i for i, m in zip(example.ids, example.loss_mask, strict=True) if m]).startswith("7")
     assert example.ids[-1] in tokenizer.stop_ids  # the answer ends its turn, nothing after it
     assert agent.example(solver_prompt(task), "123456789" * 4, max_new_tokens=4) is None
     assert Agent(agent.model, tokenizer, max_prompt_tokens=prompt_tokens - 1).example(solver_prompt(task), "7", 4) is None

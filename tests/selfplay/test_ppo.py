@@ -31,7 +31,7 @@ def test_loss_equals_hand_computation_with_clipping():
     current = token_logprobs(model, base)
     # Old log-probs chosen so that the ratios are 1.0, 1.5 (clipped above 1.28) and 0.5 (clipped below 0.8).
     ratios = [1.0, 1.5, 0.5]
-    old = tuple(lp - math.log(r) for lp, r in zip(current, ratios))
+    old = tuple(lp - math.log(r) for lp, r in zip(current, ratios, strict=True))
     samples = [Sample((1, 2, 3), (4, 5, 6), old, 2.0), Sample((7, 8), (9, 10), tuple(token_logprobs(model, Sample((7, 8), (9, 10), (0, 0), 0))), -1.0)]
     batch = ppo_batch(samples, block_size=24)
     loss, metrics = PPOLoss(clip_low=0.2, clip_high=0.28)(model, batch)

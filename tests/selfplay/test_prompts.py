@@ -4,7 +4,6 @@ answers, and rollouts stop at the tokenizer's stop ids."""
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from bitzero.selfplay.agent import Agent

@@ -6,7 +6,12 @@ import pytest
 
 from bitzero.selfplay.generator import DifficultyController, curriculum_weights, generate_task, generate_tasks
 from bitzero.selfplay.tasks import (
-    FormatError, Task, parse_answer, parse_proposal, render_proposal, solver_target,
+    FormatError,
+    Task,
+    parse_answer,
+    parse_proposal,
+    render_proposal,
+    solver_target,
 )
 
 ADD = Task("deduction", "def f(x):\n    return x + 3", ("4",), ("7",))

@@ -45,11 +45,14 @@ class FakeModel:
         self.tokenizer = TOKENIZER
         self.prompts: list[str] = []
         self.max_tokens: list[int] = []
+        self.earlier: list[str] = []  # the earlier replies each call was told not to repeat
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
                top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0) -> Iterator[Chunk]:
+               frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+               earlier: Sequence[int] = (), repeat_ngram: int = 0) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
+        self.earlier.append(self.tokenizer.decode(list(earlier)))
         prompt = self.tokenizer.decode(prompt_ids)
         assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]
         self.prompts.append(prompt)
@@ -119,7 +122,7 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture
-def server(settings, model, embedder) -> Iterator[str]:  # noqa: ANN001
+def server(settings, model, embedder) -> Iterator[str]:
     with serving(create_app(settings, model=model, embedder=embedder)) as url:
         yield url
 
@@ -147,7 +150,7 @@ def _rows_mentioning(url: str, user: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def rows_mentioning():  # noqa: ANN201
+def rows_mentioning():
     return _rows_mentioning
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -46,7 +48,7 @@ def test_keys_are_stored_hashed_and_verify_until_revoked(settings: Settings) -> 
         assert list_keys(session, "alice")[0].revoked_at is not None
 
 
-def test_keys_required_when_not_single_user(settings: Settings, model, embedder) -> None:  # noqa: ANN001
+def test_keys_required_when_not_single_user(settings: Settings, model, embedder) -> None:
     closed = Settings(**{**settings.__dict__, "single_user": False})
     token = _key(closed, "bob")
     with TestClient(create_app(closed, model=model, embedder=embedder)) as client:
@@ -61,12 +63,30 @@ def test_single_user_mode_is_refused_off_loopback() -> None:
     with pytest.raises(SettingsError, match="loopback"):
         Settings(host="0.0.0.0")
     assert Settings(host="0.0.0.0", single_user=False).host == "0.0.0.0"
-    assert Settings.from_env({"BITZERO_PORT": "9000", "BITZERO_SINGLE_USER": "false"}).port == 9000
-    with pytest.raises(SettingsError, match="BITZERO_PORT"):
-        Settings.from_env({"BITZERO_PORT": "eighty"})
 
 
-def test_users_never_see_each_other(client: TestClient, settings: Settings, model) -> None:  # noqa: ANN001
+def test_settings_come_from_the_environment_and_a_bad_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BITZERO_PORT", "9000")
+    monkeypatch.setenv("BITZERO_SINGLE_USER", "false")
+    monkeypatch.setenv("BITZERO_BUNDLE", "/srv/bundle")  # the old single-bundle name still works
+    settings = Settings.from_env(host="0.0.0.0")
+    assert (settings.port, settings.single_user, settings.bundles, settings.host) == (
+        9000, False, Path("/srv/bundle"), "0.0.0.0")
+    monkeypatch.setenv("BITZERO_PORT", "eighty")
+    with pytest.raises(SettingsError, match="BITZERO_PORT='eighty': Input should be a valid integer"):
+        Settings.from_env()
+    monkeypatch.setenv("BITZERO_PORT", "9000")
+    monkeypatch.setenv("BITZERO_SINGLE_USER", "ture")  # a typo is an error, not a silent false
+    with pytest.raises(SettingsError, match="BITZERO_SINGLE_USER='ture'"):
+        Settings.from_env()
+    monkeypatch.setenv("BITZERO_SINGLE_USER", "false")
+    with pytest.raises(SettingsError, match="limits must be positive"):
+        settings.replace(rate_limit_per_minute=0)
+
+
+def test_users_never_see_each_other(client: TestClient, settings: Settings, model) -> None:
     alice, bob = _key(settings, "alice"), _key(settings, "bob")
     as_alice, as_bob = ({"Authorization": f"Bearer {t}"} for t in (alice, bob))
     reply = _chat(client, alice, "My name is Alice and I love green tea.")

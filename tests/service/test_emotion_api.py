@@ -13,7 +13,7 @@ SAD = "I lost my job today and I feel awful and hopeless."
 
 
 @pytest.fixture
-def sad_client(settings, model, embedder):  # noqa: ANN001, ANN201
+def sad_client(settings, model, embedder):
     """A prototype classifier: sadness along the embedding of a sad sentence, neutral otherwise."""
     weights = np.zeros((embedder.dimensions, len(LABELS)), dtype=np.float32)
     weights[:, LABELS.index("sadness")] = 20 * embedder.encode([SAD])[0]
@@ -30,7 +30,7 @@ def _say(client: TestClient, text: str) -> dict:
     return response.json()
 
 
-def test_emotion_shapes_the_reply_but_is_not_stored_without_consent(sad_client: TestClient, model) -> None:  # noqa: ANN001
+def test_emotion_shapes_the_reply_but_is_not_stored_without_consent(sad_client: TestClient, model) -> None:
     reply = _say(sad_client, SAD)
     assert reply["emotion"] == "sadness"
     assert reply["choices"][0]["message"]["content"].startswith("I'm so sorry you're going through this.")

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,8 +59,8 @@ def test_foreign_host_or_origin_is_refused(client: TestClient) -> None:
                         headers={"Origin": "http://localhost:8000"}).status_code == 200
 
 
-def test_keyed_mode_checks_state_changing_routes(settings: Settings, model, embedder) -> None:  # noqa: ANN001
-    keyed = replace(settings, single_user=False, host="0.0.0.0", allowed_hosts="")
+def test_keyed_mode_checks_state_changing_routes(settings: Settings, model, embedder) -> None:
+    keyed = settings.replace(single_user=False, host="0.0.0.0", allowed_hosts="")
     with TestClient(create_app(keyed, model=model, embedder=embedder)) as client:
         assert client.get("/healthz", headers={"Host": "bitzero.example"}).status_code == 200
         assert client.delete("/v1/me", headers={"Host": "bitzero.example",
@@ -111,8 +110,8 @@ def test_huge_message_is_refused_before_any_work(client: TestClient, model: Fake
     assert model.prompts == []
 
 
-def test_invalid_keys_are_rate_limited(settings: Settings, model, embedder) -> None:  # noqa: ANN001
-    keyed = replace(settings, single_user=False, rate_limit_per_minute=5)
+def test_invalid_keys_are_rate_limited(settings: Settings, model, embedder) -> None:
+    keyed = settings.replace(single_user=False, rate_limit_per_minute=5)
     with TestClient(create_app(keyed, model=model, embedder=embedder)) as client:
         bad = {"Authorization": "Bearer bz-" + "x" * 43}
         codes = [client.get("/v1/privacy", headers=bad).status_code for _ in range(8)]
@@ -129,11 +128,11 @@ def test_conversation_ids_are_made_by_the_server_and_private(client: TestClient)
 # -- a storm of dropped streams ---------------------------------------------------------------
 
 @pytest.fixture
-def slow_server(settings: Settings, embedder) -> Iterator[tuple[str, SlowModel]]:  # noqa: ANN001
+def slow_server(settings: Settings, embedder) -> Iterator[tuple[str, SlowModel]]:
     import uvicorn
 
     model, port = SlowModel(), free_port()
-    tuned = replace(settings, max_waiting_chats=32)
+    tuned = settings.replace(max_waiting_chats=32)
     srv = uvicorn.Server(uvicorn.Config(create_app(tuned, model=model, embedder=embedder), host="127.0.0.1",
                                         port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -153,7 +152,7 @@ def _open_stream(address: str, body: dict) -> socket.socket:
     return sock
 
 
-def test_dropped_streams_free_the_slot_at_once(slow_server) -> None:  # noqa: ANN001
+def test_dropped_streams_free_the_slot_at_once(slow_server) -> None:
     address, _ = slow_server
     streams = [_open_stream(address, _chat(f"stream {i}", stream=True, max_tokens=1000)) for i in range(20)]
     streams[0].recv(4096)  # the first is generating
@@ -172,8 +171,8 @@ def test_dropped_streams_free_the_slot_at_once(slow_server) -> None:  # noqa: AN
     assert json.loads(connection.getresponse().read())["ready"] is True
 
 
-def test_saturated_server_says_so(settings: Settings, embedder) -> None:  # noqa: ANN001
-    tuned = replace(settings, max_waiting_chats=1)
+def test_saturated_server_says_so(settings: Settings, embedder) -> None:
+    tuned = settings.replace(max_waiting_chats=1)
     with TestClient(create_app(tuned, model=SlowModel(words=40), embedder=embedder)) as client:
         engine = client.app.state.companion
         leases = [engine.admit(f"u{i}", client.app.state.gates, 0) for i in range(engine.capacity)]
@@ -185,8 +184,8 @@ def test_saturated_server_says_so(settings: Settings, embedder) -> None:  # noqa
         assert client.get("/readyz").status_code == 200
 
 
-def test_generation_stops_after_its_time(settings: Settings, embedder) -> None:  # noqa: ANN001
-    tuned = replace(settings, max_generation_seconds=1)
+def test_generation_stops_after_its_time(settings: Settings, embedder) -> None:
+    tuned = settings.replace(max_generation_seconds=1)
     with TestClient(create_app(tuned, model=SlowModel(), embedder=embedder)) as client:
         start = time.perf_counter()
         reply = client.post(CHAT, json=_chat("hi", max_tokens=1000)).json()
@@ -195,7 +194,7 @@ def test_generation_stops_after_its_time(settings: Settings, embedder) -> None: 
 
 # -- erasure that holds -----------------------------------------------------------------------
 
-def test_erase_during_chat_resurrects_nothing(slow_server, settings: Settings, rows_mentioning) -> None:  # noqa: ANN001
+def test_erase_during_chat_resurrects_nothing(slow_server, settings: Settings, rows_mentioning) -> None:
     address, _ = slow_server
     results: dict[str, int] = {}
 

@@ -18,7 +18,7 @@ def _search(client: TestClient, q: str) -> list[str]:
     return [m["content"] for m in response.json()["data"]]
 
 
-def test_cache_serves_hits_and_sees_every_change_from_another_replica(settings, model, embedder) -> None:  # noqa: ANN001
+def test_cache_serves_hits_and_sees_every_change_from_another_replica(settings, model, embedder) -> None:
     with TestClient(create_app(settings, model=model, embedder=embedder)) as one, \
          TestClient(create_app(settings, model=model, embedder=embedder)) as two:
         one.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "I love tea. I live in Porto."}]})
@@ -45,7 +45,7 @@ def test_cache_serves_hits_and_sees_every_change_from_another_replica(settings, 
         assert index.last_accessed[0].isoformat() == row["last_accessed"]
 
 
-def test_migrations_match_the_declared_schema(settings) -> None:  # noqa: ANN001
+def test_migrations_match_the_declared_schema(settings) -> None:
     engine = make_engine(settings.database_url)
     migrate(engine)
     with engine.connect() as connection:

@@ -31,7 +31,7 @@ def test_memories_list_search_edit_delete(client: TestClient) -> None:
     assert client.get("/v1/memories/search", params={"q": " "}).status_code == 400
 
 
-def test_contradiction_invalidates_and_the_prompt_carries_memories(client: TestClient, model) -> None:  # noqa: ANN001
+def test_contradiction_invalidates_and_the_prompt_carries_memories(client: TestClient, model) -> None:
     _say(client, "My name is Ana and I live in Porto.")
     _say(client, "I live in Berlin now.")
     everything = client.get("/v1/memories", params={"include_invalid": True}).json()["data"]
@@ -79,7 +79,7 @@ def test_bad_requests_get_clear_4xx(client: TestClient) -> None:
     assert client.post("/v1/feedback", json={"message_id": "nope", "score": 1}).status_code == 404
 
 
-def test_rate_limit_per_key(settings: Settings, model, embedder) -> None:  # noqa: ANN001
+def test_rate_limit_per_key(settings: Settings, model, embedder) -> None:
     limited = Settings(**{**settings.__dict__, "rate_limit_per_minute": 3})
     with TestClient(create_app(limited, model=model, embedder=embedder)) as client:
         codes = [client.get("/v1/memories").status_code for _ in range(5)]

@@ -26,7 +26,7 @@ def pair() -> tuple[FakeModel, FakeModel]:
 
 
 @pytest.fixture
-def two(settings: Settings, pair: tuple[FakeModel, FakeModel], embedder) -> Iterator[TestClient]:  # noqa: ANN001
+def two(settings: Settings, pair: tuple[FakeModel, FakeModel], embedder) -> Iterator[TestClient]:
     student, teacher = pair
     models = ModelSet([Served("bitzero-teacher-int4", teacher, kind="teacher", variant="int4"),
                        Served("bitzero-student-nbits", student, champion=True, kind="student", variant="nbits")])
@@ -72,7 +72,7 @@ def test_an_unknown_model_is_a_404_listing_the_models(two: TestClient, pair: tup
     assert not pair[0].prompts and not pair[1].prompts
 
 
-def test_the_default_reply_leaves_room_on_a_small_context(settings: Settings, embedder) -> None:  # noqa: ANN001
+def test_the_default_reply_leaves_room_on_a_small_context(settings: Settings, embedder) -> None:
     """The first message of the old page failed: 128 tokens asked of a 128-token context."""
     small = FakeModel(context_length=128)
     with TestClient(create_app(settings, model=small, embedder=embedder)) as client:

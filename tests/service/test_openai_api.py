@@ -52,8 +52,8 @@ def test_raw_sse_format(server: str) -> None:
     assert lines[-1] == "data: [DONE]"
 
 
-def test_a_failure_mid_stream_reaches_the_client_as_an_error(server: str, model) -> None:  # noqa: ANN001
-    def broken(*_: object, **__: object):  # noqa: ANN202
+def test_a_failure_mid_stream_reaches_the_client_as_an_error(server: str, model) -> None:
+    def broken(*_: object, **__: object):
         yield from ()
         raise RuntimeError("boom")
 
@@ -67,3 +67,46 @@ def test_a_failure_mid_stream_reaches_the_client_as_an_error(server: str, model)
         model="bitzero-fake", messages=[{"role": "user", "content": "hi"}], seed=1).choices
     with pytest.raises(openai.BadRequestError, match="seed"):
         client.chat.completions.create(model="bitzero-fake", messages=[{"role": "user", "content": "hi"}], seed=-1)
+
+
+def test_replies_validate_against_the_openai_types_and_the_openapi_contract(server: str) -> None:
+    from openai.types import Model
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openapi_spec_validator import validate
+
+    body = {"messages": [{"role": "user", "content": "hello there"}]}
+    plain = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=30).json()
+    assert ChatCompletion.model_validate(plain).choices[0].message.content == "You said: hello there"
+    with httpx.stream("POST", f"{server}/v1/chat/completions", timeout=30,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as response:
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate_json(e) for e in events[:-1]]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: hello there"
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    for card in httpx.get(f"{server}/v1/models", timeout=30).json()["data"]:
+        Model.model_validate(card)
+
+    document = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    validate(document)  # a valid OpenAPI 3.1 document
+    schemes = document["components"]["securitySchemes"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert chat["security"] and chat["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletion"}
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                if status.startswith("2") and status != "204" and path != "/metrics":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema and schema != {}, f"{method.upper()} {path} {status} declares no response schema"
+
+
+def test_the_model_is_told_the_assistants_earlier_replies_not_to_repeat(client, model) -> None:
+    messages = [{"role": "user", "content": "my dog died"}, {"role": "assistant", "content": "I am so sorry."},
+                {"role": "user", "content": "plan my evening"}]
+    assert client.post("/v1/chat/completions", json={"messages": messages}).status_code == 200
+    assert model.earlier[-1] == "I am so sorry."
+    assert client.post("/v1/chat/completions", json={"messages": messages[:1]}).status_code == 200
+    assert model.earlier[-1] == ""

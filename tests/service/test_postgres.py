@@ -34,7 +34,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
         engine.dispose()
 
 
-def test_service_on_postgres(postgres_url: str, settings: Settings, model, embedder, rows_mentioning) -> None:  # noqa: ANN001
+def test_service_on_postgres(postgres_url: str, settings: Settings, model, embedder, rows_mentioning) -> None:
     on_pg = Settings(**{**settings.__dict__, "database_url": postgres_url})
     with TestClient(create_app(on_pg, model=model, embedder=embedder)) as client:
         # Two first requests of a new user at once must not collide on creating the user.
@@ -60,7 +60,7 @@ def test_service_on_postgres(postgres_url: str, settings: Settings, model, embed
         assert rows_mentioning(postgres_url, "bob") == {"users": 1, "api_keys": 1}
 
 
-def test_user_data_queries_are_scoped(postgres_url: str, embedder) -> None:  # noqa: ANN001
+def test_user_data_queries_are_scoped(postgres_url: str, embedder) -> None:
     from bitzero.companion.extraction import Candidate
 
     engine = make_engine(postgres_url)

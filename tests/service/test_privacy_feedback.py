@@ -22,7 +22,7 @@ def _say(client: TestClient, content: str, conversation: str | None = None) -> d
     return response.json()
 
 
-def test_erasure_leaves_no_row_behind(client: TestClient, settings, rows_mentioning) -> None:  # noqa: ANN001
+def test_erasure_leaves_no_row_behind(client: TestClient, settings, rows_mentioning) -> None:
     client.patch("/v1/privacy", json={"remember_emotions": True, "allow_training": True})
     first = _say(client, "My name is Ana. I love green tea and I live in Porto.")
     _say(client, "I have a cat named Mia.", first["conversation_id"])
@@ -64,7 +64,7 @@ def test_privacy_settings_are_obeyed(client: TestClient) -> None:
     assert bad.status_code == 400 and "retention_days" in bad.json()["error"]["message"]
 
 
-def test_retention_purges_old_rows_only(client: TestClient, settings) -> None:  # noqa: ANN001
+def test_retention_purges_old_rows_only(client: TestClient, settings) -> None:
     client.patch("/v1/privacy", json={"retention_days": 30})
     old = _say(client, "My name is Ana.")
     new = _say(client, "I love tea.")
@@ -113,7 +113,7 @@ def test_feedback_becomes_training_records_only_with_consent(client: TestClient)
     assert client.post("/v1/feedback", json={"message_id": good["id"], "score": 5}).status_code == 400
 
 
-def test_database_survives_a_restart(settings, model, embedder) -> None:  # noqa: ANN001
+def test_database_survives_a_restart(settings, model, embedder) -> None:
     from bitzero.service.app import create_app
 
     with TestClient(create_app(settings, model=model, embedder=embedder)) as client:

@@ -21,7 +21,7 @@ SERVE_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  # noqa: ANN001 - embedder: cache ready
+def bundles(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     """Two tiny random models exported as the export stage does (student nbits, teacher int4), and
     a champion.json that names the teacher (so "champion" cannot be mistaken for "first by name")."""
     torch = pytest.importorskip("torch")

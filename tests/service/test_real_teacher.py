@@ -5,7 +5,6 @@ English sentences, not code. Slow: the bundle is exported once and cached (tests
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,7 +24,7 @@ def _is_english(reply: str) -> bool:
     return len(words) >= 3 and len(plain) >= 0.8 * len(words) and not CODE.search(reply)
 
 
-def test_the_real_teacher_remembers_a_name_in_a_new_conversation(settings: Settings, embedder) -> None:  # noqa: ANN001
+def test_the_real_teacher_remembers_a_name_in_a_new_conversation(settings: Settings, embedder) -> None:
     from bitzero.model.pretrained import PretrainedError
     from tests.real_teacher import real_teacher_bundle
 
@@ -33,7 +32,7 @@ def test_the_real_teacher_remembers_a_name_in_a_new_conversation(settings: Setti
         bundle = real_teacher_bundle()
     except PretrainedError as exc:
         pytest.skip(f"the real teacher is not installed: {exc}")
-    app = create_app(replace(settings, bundles=bundle), embedder=embedder)
+    app = create_app(settings.replace(bundles=bundle), embedder=embedder)
     with TestClient(app) as client:
         def say(text: str, conversation: str | None) -> dict:
             body = {"messages": [{"role": "user", "content": text}], "temperature": 0, "max_tokens": 80,

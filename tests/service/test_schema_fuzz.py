@@ -23,7 +23,7 @@ def test_no_server_errors_anywhere(server: str) -> None:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def fuzz(case) -> None:  # noqa: ANN001
+        def fuzz(case) -> None:
             response = case.call(timeout=30)
             statuses.add(response.status_code)
             if response.status_code >= 500:

@@ -26,7 +26,7 @@ def teacher() -> FakeModel:
 
 
 @pytest.fixture
-def two_models(settings: Settings, model: FakeModel, teacher: FakeModel, embedder) -> Iterator[str]:  # noqa: ANN001
+def two_models(settings: Settings, model: FakeModel, teacher: FakeModel, embedder) -> Iterator[str]:
     """The champion (a student) and a teacher, as the export stage's two bundles are served."""
     models = ModelSet([Served("bitzero-student-nbits", model, champion=True),
                        Served("bitzero-teacher-int4", teacher)])

@@ -24,7 +24,7 @@ def test_distillation_loss_equals_hand_computation():
     kl = 0.0
     for s_row, t_row in (([1.0, 2.0, 0.0], [2.0, 0.5, 1.0]), ([0.5, 0.5, 3.0], [0.0, 1.0, 2.0])):
         s, t = _log_softmax(s_row, temp), _log_softmax(t_row, temp)
-        kl += sum(math.exp(ti) * (ti - si) for si, ti in zip(s, t))
+        kl += sum(math.exp(ti) * (ti - si) for si, ti in zip(s, t, strict=True))
     kl /= 2
     expected = alpha * ce + beta * temp**2 * kl
 

@@ -1,5 +1,7 @@
 """LR schedules: the two-stage BitNet schedule at chosen steps (LR and weight decay), OneCycle."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -60,5 +62,5 @@ def test_onecycle_short_runs_still_warm_up(total):
     lrs = [lr for lr, _ in _run(TrainConfig(schedule="onecycle", lr=1e-2, warmup_frac=0.05), total)]
     peak = lrs.index(max(lrs))
     assert max(lrs) == pytest.approx(1e-2)
-    assert all(a < b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+    assert all(a < b for a, b in itertools.pairwise(lrs[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[peak:]))

@@ -97,7 +97,7 @@ def convert_minilm(folder: str | Path) -> Path:
                 super().__init__()
                 self.encoder = encoder
 
-            def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
+            def forward(self, input_ids, attention_mask, token_type_ids):
                 return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                     token_type_ids=token_type_ids).last_hidden_state
 

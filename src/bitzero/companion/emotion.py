@@ -10,6 +10,7 @@ note in the model's context); whether it is *stored* is the privacy settings' de
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def text_features(text: str) -> list[str]:
     """Lower-cased words and adjacent word pairs: lexical cues ("thanks", "lol", "so sorry")
     that a sentence embedding blurs."""
     words = _WORD.findall(text.lower())
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
 class EmotionEncoder:
@@ -149,9 +150,8 @@ class EmotionClassifier:
         """One row a message; ``vectors`` are its sentence embeddings (unused when the softmax reads
         words only and may then have zero columns)."""
         logits = vectors[:, : self.embedding_dims] @ self.weights[self.text_dims :] + self.bias
-        if self.text_dims or self.encoder is not None:
-            if texts is None or len(texts) != len(vectors):
-                raise EmotionModelError("this classifier reads the text as well as its embedding")
+        if (self.text_dims or self.encoder is not None) and (texts is None or len(texts) != len(vectors)):
+            raise EmotionModelError("this classifier reads the text as well as its embedding")
         for row, text in enumerate(texts if self.text_dims else []):
             indices, values = self.tfidf(text)
             logits[row] += values @ self.weights[indices]
@@ -246,7 +246,6 @@ _OPENINGS = {
     ("anger", "strong"): "I can hear how angry this made you, and that's understandable.",
     ("fear", "mild"): "It's okay to feel a little uneasy about that.",
     ("fear", "strong"): "That sounds really frightening. You're not alone in this.",
-    ("surprise", "mild"): "Oh, that's unexpected!",
     ("surprise", "strong"): "Wow, I didn't see that coming either!",
     ("disgust", "mild"): "That doesn't sound pleasant.",
     ("disgust", "strong"): "Ugh, that sounds truly awful.",
@@ -258,7 +257,10 @@ _OPENINGS = {
 
 
 def opening(reading: Reading) -> str | None:
-    """An empathetic first sentence that fits the emotion and its intensity (none when neutral)."""
+    """An empathetic first sentence that fits the emotion and its intensity (none when neutral).
+
+    None for a mild surprise: GoEmotions' surprise group holds curiosity and confusion, so a
+    mild surprise reading is mostly a question ("What is my name?"), not news to marvel at."""
     return _OPENINGS.get((reading.emotion, reading.intensity))
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from bitzero.companion.emotion import EmotionEncoder
 
+
 @dataclass(frozen=True)
 class FinetuneSettings:
     epochs: float = 1.0

@@ -31,6 +31,7 @@ import numpy as np
 
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import LABELS, EmotionClassifier, EmotionEncoder, keyword_emotion, text_features
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -84,9 +85,13 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str
     return float(np.mean(scores))
 
 
+def to_ekman(labels: Sequence[str]) -> list[str]:
+    """Plutchik labels folded to Ekman's six + neutral (trust and anticipation into joy)."""
+    return [TO_EKMAN.get(x, x) for x in labels]
+
+
 def ekman_f1(gold: Sequence[str], predicted: Sequence[str]) -> float:
-    fold = lambda labels: [TO_EKMAN.get(x, x) for x in labels]  # noqa: E731
-    return macro_f1(fold(gold), fold(predicted), EKMAN_LABELS)
+    return macro_f1(to_ekman(gold), to_ekman(predicted), EKMAN_LABELS)
 
 
 def build_vocabulary(texts: Sequence[str], max_features: int, min_df: int = 2) -> tuple[dict[str, int], np.ndarray]:
@@ -153,7 +158,10 @@ def fit_goemotions(
         train_texts, train_labels = train_texts[:limit], train_labels[:limit]
     if dev_limit:
         dev_texts, dev_labels = dev_texts[:dev_limit], dev_labels[:dev_limit]
-    no_vectors = lambda n: np.zeros((n, 0), dtype=np.float32)  # noqa: E731 - the word softmax reads no embedding
+
+    def no_vectors(rows: int) -> np.ndarray:  # the word softmax reads no embedding
+        return np.zeros((rows, 0), dtype=np.float32)
+
     classifier = fit_classifier(train_texts, train_labels, no_vectors(len(train_texts)))
     report: dict = {"source": "goemotions", "train_rows": len(train_texts), "dev_rows": len(dev_texts)}
     words = classifier.probabilities(no_vectors(len(dev_texts)), dev_texts)
@@ -193,9 +201,8 @@ def _latency(classifier: EmotionClassifier, texts: Sequence[str]) -> dict[str, f
 
 def confusion(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, dict[str, int]]:
     """Ekman-level confusion counts: {gold label: {predicted label: rows}}."""
-    fold = lambda labels: [TO_EKMAN.get(x, x) for x in labels]  # noqa: E731
     table = {g: dict.fromkeys(EKMAN_LABELS, 0) for g in EKMAN_LABELS}
-    for g, p in zip(fold(gold), fold(predicted), strict=True):
+    for g, p in zip(to_ekman(gold), to_ekman(predicted), strict=True):
         table[g][p] += 1
     return table
 

@@ -76,7 +76,7 @@ def _from_sentence(text: str) -> list[Candidate]:
     if match:
         name = _clean(match.group(1)).title()
         found.append(Candidate("fact", "name", f"The user's name is {name}.", 9.0))
-    for pattern, positive in ((_LIKE, True), (_DISLIKE, False)):
+    for pattern in (_LIKE, _DISLIKE):
         for verb, obj in pattern.findall(text):
             obj = _clean(obj)
             if not obj or obj.lower() in {"it", "that", "this", "you"}:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 import random
 import re
@@ -202,7 +203,7 @@ class _Problem:
         for value in sorted(self.changeable):
             mapping[value] = _draw_value(value, self.changeable[value], rng, max_change)
         ordered = [mapping[value] for value in sorted(mapping)]
-        if any(a >= b for a, b in zip(ordered, ordered[1:])):
+        if any(a >= b for a, b in itertools.pairwise(ordered)):
             raise VariantSkipped(ORDER_CHANGED)
         return mapping
 
@@ -221,14 +222,14 @@ class _Problem:
             parts = _ANNOTATION.split(line)
             steps = [chain.step(annotation) for annotation in parts[1::2]]
             prose = [chain.prose(text) for text in parts[0::2]]
-            lines.append(prose[0] + "".join(f"<<{s}>>{p}" for s, p in zip(steps, prose[1:])))
+            lines.append(prose[0] + "".join(f"<<{s}>>{p}" for s, p in zip(steps, prose[1:], strict=True)))
         solution = "\n".join(lines)
         if self.answer not in chain.step_results:
             raise VariantSkipped(FINAL_NOT_A_STEP)
         answer = _formatted(chain.lookup(self.answer, strict=True), self.answer_template)
         new_visible = _visible_equations(solution)
         if len(new_visible) != len(self.visible) or any(
-            was and not now for was, now in zip(self.visible, new_visible)
+            was and not now for was, now in zip(self.visible, new_visible, strict=True)
         ):
             raise VariantSkipped(VISIBLE_MISMATCH)
         return question, solution, answer

@@ -213,7 +213,7 @@ def validate_records(records: Sequence[Any], limits: Mapping[str, Any]) -> Valid
     results = _run_suite(frame, suite)
 
     failures: dict[int, list[Check]] = {}
-    for check, result in zip(suite, results):
+    for check, result in zip(suite, results, strict=True):
         for index in result["unexpected_index_list"]:
             failures.setdefault(int(index), []).append(check)
     valid = [record for i, record in enumerate(records) if i not in failures]
@@ -235,7 +235,7 @@ def validate_records(records: Sequence[Any], limits: Mapping[str, Any]) -> Valid
                 "element_count": result["element_count"],
                 "unexpected_count": result["unexpected_count"],
             }
-            for check, result in zip(suite, results)
+            for check, result in zip(suite, results, strict=True)
         ],
     }
     return ValidationOutcome(valid, quarantine, summary, fraction)
@@ -295,7 +295,7 @@ def _run_suite(frame: pd.DataFrame, suite: list[Check]) -> list[dict[str, Any]]:
             batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"}
         )
     results = []
-    for check, result in zip(suite, outcome.results):
+    for check, result in zip(suite, outcome.results, strict=True):
         details = result.result
         error = _exception_message(result.exception_info or {})
         if error is not None or "unexpected_index_list" not in details:

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bitzero.export.bundle import BundleError, read_manifest, verify_file
-from bitzero.export.sampling import check_sampling, penalize, sample_token
+from bitzero.export.sampling import RepeatGuard, check_sampling, penalize, sample_token
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
@@ -136,11 +136,14 @@ class BundleRuntime:
         use_cache: bool = True,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        earlier: Sequence[int] = (),
+        repeat_ngram: int = 0,
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
-        The penalties (OpenAI's) count the reply's own tokens, not the prompt's.
+        The penalties (OpenAI's) count the reply's own tokens, not the prompt's; with
+        ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` is said again (`RepeatGuard`).
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         check_sampling(temperature, top_p)
@@ -148,9 +151,10 @@ class BundleRuntime:
         budget = min(max_tokens, self.context_length - len(prompt))
         sequence = list(prompt)
         counts: dict[int, int] = {}
+        guard = RepeatGuard(earlier, repeat_ngram)
         logits, cache = self.forward(sequence)
         for step in range(budget):
-            row = penalize(logits[-1], counts, frequency_penalty, presence_penalty)
+            row = guard.apply(penalize(logits[-1], counts, frequency_penalty, presence_penalty), sequence)
             token = sample_token(row, temperature, top_p, rng)
             counts[token] = counts.get(token, 0) + 1
             yield token
@@ -191,6 +195,8 @@ class BundleRuntime:
         seed: int | None = None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        earlier: Sequence[int] = (),
+        repeat_ngram: int = 0,
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
@@ -203,7 +209,8 @@ class BundleRuntime:
         emitted = 0
         finish = "length"
         for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty):
+                                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+                                    earlier=earlier, repeat_ngram=repeat_ngram):
             if token in self._stop_ids:
                 finish = "stop"
                 break

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -20,6 +22,27 @@ def penalize(logits: np.ndarray, counts: dict[int, int], frequency: float, prese
     adjusted = logits.astype(np.float32, copy=True)
     adjusted[ids] -= frequency * seen + presence
     return adjusted
+
+
+class RepeatGuard:
+    """Bans a next token that would repeat an ``n``-gram of earlier text (the assistant's earlier
+    replies in the conversation): a small model under greedy decoding otherwise tends to say its
+    last answer again word for word. Shorter common phrases stay free."""
+
+    def __init__(self, earlier: Sequence[int], n: int) -> None:
+        self.n = n
+        self.next_of: dict[tuple[int, ...], set[int]] = {}
+        if n >= 2:
+            for i in range(len(earlier) - n + 1):
+                self.next_of.setdefault(tuple(earlier[i : i + n - 1]), set()).add(earlier[i + n - 1])
+
+    def apply(self, logits: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
+        banned = self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :])) if self.next_of else None
+        if not banned:
+            return logits
+        adjusted = logits.astype(np.float32, copy=True)
+        adjusted[list(banned)] = -np.inf
+        return adjusted
 
 
 def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:

@@ -34,21 +34,13 @@ import resource
 import select
 import shutil
 import signal
-import sys
 import struct
+import sys
 import tempfile
 import time
 import types
 
-SAFE_BUILTINS = (
-    "abs all any ascii bin bool bytearray bytes callable chr classmethod complex dict dir divmod "
-    "enumerate filter float format frozenset hash hex id int isinstance issubclass iter len list "
-    "map max min next object oct ord pow property range repr reversed round set slice sorted "
-    "staticmethod str sum super tuple type zip Ellipsis NotImplemented "
-    "ArithmeticError AssertionError AttributeError Exception IndexError KeyError LookupError "
-    "NameError NotImplementedError OverflowError RecursionError RuntimeError StopIteration "
-    "TypeError ValueError ZeroDivisionError __build_class__"
-).split()
+SAFE_BUILTINS = ["abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr", "classmethod", "complex", "dict", "dir", "divmod", "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "id", "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range", "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum", "super", "tuple", "type", "zip", "Ellipsis", "NotImplemented", "ArithmeticError", "AssertionError", "AttributeError", "Exception", "IndexError", "KeyError", "LookupError", "NameError", "NotImplementedError", "OverflowError", "RecursionError", "RuntimeError", "StopIteration", "TypeError", "ValueError", "ZeroDivisionError", "__build_class__"]
 FILE_SIZE_LIMIT = 1 << 16
 OPEN_FILES_LIMIT = 8
 RESULT_FD = 3
@@ -135,7 +127,7 @@ class Environment:
         self.builtins = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
         self.builtins["__import__"] = self._import
 
-    def _import(self, name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
+    def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level or name not in self.proxies:
             raise ImportError(f"import of {name} is not allowed")
         return self.proxies[name] if fromlist else self.proxies[name.partition(".")[0]]

@@ -37,7 +37,12 @@ from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train.ddp import (
-    DistContext, cpu_threads_per_rank, gather_objects, init_distributed, map_sharded, rank_seed,
+    DistContext,
+    cpu_threads_per_rank,
+    gather_objects,
+    init_distributed,
+    map_sharded,
+    rank_seed,
 )
 
 

@@ -38,17 +38,27 @@ from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.generator import DifficultyController, curriculum_weights
 from bitzero.selfplay.learn import (
-    fitting_proposer_prompt, proposer_examples, sample_mixture, sft_steps, solver_examples,
+    fitting_proposer_prompt,
+    proposer_examples,
+    sample_mixture,
+    sft_steps,
+    solver_examples,
 )
 from bitzero.selfplay.ppo import PPOLoss, Sample, ppo_update
-from bitzero.selfplay.rewards import proposer_reward, solve_rate, task_relative_advantages
 from bitzero.selfplay.prompts import solver_prompt
+from bitzero.selfplay.rewards import proposer_reward, solve_rate, task_relative_advantages
 from bitzero.selfplay.tasks import FormatError, Task, parse_proposal
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train import TrainConfig, Trainer
 from bitzero.train.ddp import (
-    DistContext, any_rank, gather_list, gather_objects, rank_seed, resolve_device, sum_over_ranks,
+    DistContext,
+    any_rank,
+    gather_list,
+    gather_objects,
+    rank_seed,
+    resolve_device,
+    sum_over_ranks,
 )
 
 MetricsFn = Callable[[str, int, dict[str, float]], None]  # (arm, step, metrics)

@@ -31,6 +31,7 @@ benchmarks/sandbox_bench.py). Linux only (fork, rlimits, pidfd_open: kernel 5.3 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import os
@@ -43,10 +44,11 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES, MAX_PROGRAM_CHARS, PolicyViolation, check_program
 
@@ -229,10 +231,8 @@ def _worker_command(isolation: Isolation, root: str) -> list[str]:
 
 
 def _stop_worker(process: subprocess.Popen, root: str) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
     process.stdin.close()
     process.stdout.close()
@@ -307,7 +307,7 @@ class Sandbox:
         batch = list(items)
         first = self._run_on(self._pools[0], batch)
         again = [i for i, result in enumerate(first) if result.ok]
-        second = dict(zip(again, self._run_on(self._pools[1], [batch[i] for i in again])))
+        second = dict(zip(again, self._run_on(self._pools[1], [batch[i] for i in again]), strict=True))
         return [_agree(result, second[i]) if i in second else result for i, result in enumerate(first)]
 
     def _run_on(self, pool: list[_Worker | None], batch: list[tuple[str, str]]) -> list[ExecResult]:

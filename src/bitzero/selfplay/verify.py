@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bitzero.selfplay.sandbox import ExecResult, Sandbox, values_equal
 from bitzero.selfplay.prompts import extract_answer
+from bitzero.selfplay.sandbox import ExecResult, Sandbox, values_equal
 from bitzero.selfplay.tasks import FormatError, Task
 
 CORRECT, WRONG, FORMAT_ERROR = 1.0, 0.0, -1.0

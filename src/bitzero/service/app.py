@@ -26,7 +26,7 @@ from bitzero.service.limits import BodyLimit, HostGuard, RateLimiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
-from bitzero.service.routes import account, memories, ops, openai
+from bitzero.service.routes import account, memories, openai, ops
 from bitzero.service.settings import Settings
 from bitzero.service.store import purge_expired
 
@@ -76,6 +76,7 @@ def create_app(
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         app.state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, max_tokens_default=settings.max_tokens_default,
+                                        repeat_ngram=settings.repeat_ngram,
                                         memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
                                         max_seconds=settings.max_generation_seconds)
@@ -105,7 +106,7 @@ def create_app(
     app.state.companion, app.state.started = None, time.time()
 
     @app.middleware("http")
-    async def observe(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def observe(request: Request, call_next):
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +44,7 @@ class Turn:
     opening: str | None
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
+    earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
 
 
 class Lease:
@@ -105,6 +106,7 @@ class Companion:
         *,
         persona: str | None = None,
         max_tokens_default: int = 256,
+        repeat_ngram: int = 0,
         memory_limit: int = 5,
         generation_slots: int = 1,
         max_waiting: int = 8,
@@ -114,6 +116,7 @@ class Companion:
         self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
         self.max_tokens_default = max_tokens_default
+        self.repeat_ngram = repeat_ngram
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
         self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
@@ -200,6 +203,7 @@ class Companion:
             conversation_id=conversation.id if conversation is not None else None,
             opening=opening(reading) if felt else None, reading=reading,
             prompt=storable_prompt(prompt, None if keeps_emotions else note),
+            earlier=[i for m in messages if m["role"] == "assistant" for i in model.tokenizer.encode(m["content"])],
         )
 
     def generate(
@@ -223,7 +227,8 @@ class Companion:
             stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, temperature=temperature,
                                               top_p=top_p, stop=stop, seed=seed,
                                               frequency_penalty=frequency_penalty,
-                                              presence_penalty=presence_penalty)
+                                              presence_penalty=presence_penalty, earlier=turn.earlier,
+                                              repeat_ngram=self.repeat_ngram)
             try:
                 for chunk in stream:
                     if cancel.is_set():

@@ -25,7 +25,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
-    def _pragmas(connection, _record) -> None:  # noqa: ANN001
+    def _pragmas(connection, _record) -> None:
         connection.isolation_level = None  # SQLAlchemy, not the driver, opens transactions (see below)
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -37,7 +37,7 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection) -> None:  # noqa: ANN001
+    def _begin(connection) -> None:
         # Writers take the lock up front: a deferred transaction that reads and then writes can
         # fail with SQLITE_BUSY under concurrent requests, whatever the busy timeout. Readers
         # (see session_factory) run beside each other and beside the writer, as WAL allows.
@@ -119,5 +119,5 @@ def reachable(engine: Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
-    except Exception:  # noqa: BLE001 - readiness reports any failure as "not ready"
+    except Exception:
         return False

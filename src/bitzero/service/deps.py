@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bitzero.service.auth import LOCAL_USER, TOKEN_PREFIX, verify
 from bitzero.service.chat import Companion
@@ -15,6 +16,10 @@ from bitzero.service.db import transaction
 from bitzero.service.store import UserData
 
 INVALID_KEYS = "invalid-key:"  # rate-limit bucket prefix of a client address that sent bad keys
+# Declared for the OpenAPI document and its "Authorize" button; `current_user` decides what a key means.
+bearer = HTTPBearer(auto_error=False, scheme_name="BitZeroKey",
+                    description="`Authorization: Bearer bz-...` (create one with `bitzero keys create`); "
+                                "optional in single-user mode, where the service listens on loopback only")
 
 
 def _too_many(wait: float, what: str) -> HTTPException:
@@ -39,22 +44,24 @@ def _key_owner(request: Request, token: str) -> str:
     return user
 
 
-def current_user(request: Request) -> str:
+def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> str:
     """The user id of the Bearer key; without one, the local user, only in single-user mode.
 
     OpenAI clients insist on sending some key, so in single-user mode a token that is not a
     BitZero key (no "bz-" prefix) also means the local user; a BitZero key must always verify.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    header = request.headers.get("authorization", "").strip()
+    token = credentials.credentials.strip() if credentials is not None else ""
     state = request.app.state
-    if state.settings.single_user and not token.strip().startswith(TOKEN_PREFIX):
-        header = ""
+    if state.settings.single_user and not token.startswith(TOKEN_PREFIX):
+        header, token = "", ""
     if header:
-        if scheme.lower() != "bearer" or not token.strip():
+        if not token:
             raise HTTPException(401, "the Authorization header must be 'Bearer <api key>'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        user = _key_owner(request, token.strip())
+        user = _key_owner(request, token)
     elif state.settings.single_user:
         user = LOCAL_USER
     else:

@@ -23,7 +23,7 @@ class _Bucket:
 class RateLimiter:
     """``per_minute`` requests per key, refilled continuously; bursts up to the same number."""
 
-    def __init__(self, per_minute: int, clock=time.monotonic) -> None:  # noqa: ANN001
+    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._clock = clock
@@ -53,7 +53,7 @@ class RateLimiter:
             return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
 
-async def send_error(send, status: int, message: str, code: str) -> None:  # noqa: ANN001
+async def send_error(send, status: int, message: str, code: str) -> None:
     """An OpenAI-shaped JSON error, sent straight from ASGI middleware."""
     body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -67,10 +67,10 @@ class BodyLimit:
     A streamed body over the limit is answered here, and the app sees the client as gone: the
     answer is 413 whatever the app makes of a body cut short (FastAPI would say 400)."""
 
-    def __init__(self, app, limit: int) -> None:  # noqa: ANN001
+    def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -80,7 +80,7 @@ class BodyLimit:
             return
         seen, rejected = 0, False
 
-        async def counted():  # noqa: ANN202
+        async def counted():
             nonlocal seen, rejected
             if rejected:
                 return {"type": "http.disconnect"}
@@ -93,13 +93,13 @@ class BodyLimit:
                     return {"type": "http.disconnect"}
             return message
 
-        async def unless_rejected(message) -> None:  # noqa: ANN001
+        async def unless_rejected(message) -> None:
             if not rejected:
                 await send(message)
 
         await self.app(scope, counted, unless_rejected)
 
-    async def _reject(self, send) -> None:  # noqa: ANN001
+    async def _reject(self, send) -> None:
         await send_error(send, 413, f"request body over {self.limit} bytes", "request_too_large")
 
 
@@ -118,13 +118,13 @@ class HostGuard:
     or fetch sends its site as Origin. Checked on every route when ``every_route`` (single-user
     mode, where no key stands in the way), else on state-changing methods only."""
 
-    def __init__(self, app, hosts: frozenset[str], every_route: bool) -> None:  # noqa: ANN001
+    def __init__(self, app, hosts: frozenset[str], every_route: bool) -> None:
         self.app, self.hosts, self.every_route = app, hosts, every_route
 
     def _allowed(self, name: str | None, host: str) -> bool:
         return bool(name) and (name in self.hosts or (ANY_HOST in self.hosts and name == host))
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or (not self.every_route and scope["method"] in SAFE_METHODS):
             await self.app(scope, receive, send)
             return

@@ -34,8 +34,11 @@ class ChatModel(Protocol):
         seed: int | None = None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        earlier: Sequence[int] = (),
+        repeat_ngram: int = 0,
     ) -> Iterator[Any]:
-        """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only)."""
+        """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
+        no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) is said again."""
         ...
 
 

@@ -1,15 +1,18 @@
-"""Service settings from environment variables (12-factor); every default is safe for one person
-on their own machine: loopback bind, a SQLite file, keys optional only on loopback."""
+"""Service settings from environment variables (12-factor, pydantic-settings: BITZERO_<FIELD>);
+every default is safe for one person on their own machine: loopback bind, a SQLite file, keys
+optional only on loopback. A value that does not parse (``BITZERO_SINGLE_USER=ture``) is an error
+that names the variable, never a silent default."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bitzero.companion.emotion import EMOTION_FILE
-
 
 DEFAULT_EMOTION = Path("data/06_models/emotion") / EMOTION_FILE
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -29,11 +32,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BITZERO_", frozen=True, extra="forbid")
+
     # A folder of bundle folders with the export stage's champion.json (every bundle is served,
     # the champion by default), or one bundle folder. BITZERO_BUNDLE (the old name) still works.
-    bundles: Path = Path("data/06_models/bundles")
+    bundles: Path = Field(Path("data/06_models/bundles"),
+                          validation_alias=AliasChoices("bundles", "BITZERO_BUNDLES", "BITZERO_BUNDLE"))
     # Used by each bundle that has it; the others load their default variant (bitzero.json).
     variant: str | None = None
     database_url: str = "sqlite:///data/companion/bitzero.db"
@@ -48,6 +53,9 @@ class Settings:
     max_request_bytes: int = 256 * 1024
     # A reply's length when the request names none; clipped to what the prompt leaves of the context.
     max_tokens_default: int = 256
+    # A reply may not repeat any run of this many tokens from the assistant's earlier replies in the
+    # conversation (0: off): the 135M models otherwise tend to say their last answer again.
+    repeat_ngram: int = 4
     # Work one request may cause: characters in (before any tokenizing), seconds of generation,
     # and how many chats may wait for the generation slot before the server says it is saturated.
     max_message_chars: int = 8000
@@ -66,20 +74,24 @@ class Settings:
     erasure_ledger: Path = Path("data/01_raw/erasures.jsonl")
     threads: int = 2  # onnxruntime threads of the chat model and of the embedder
 
-    def __post_init__(self) -> None:
-        for name in ("bundles", "embedder", "emotion_model", "feedback_export", "erasure_ledger"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, Path(value))
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(describe(exc)) from None
+
+    @model_validator(mode="after")
+    def _safe(self) -> Settings:
         if self.single_user and not is_loopback(self.host):
-            raise SettingsError(
+            raise ValueError(
                 f"single-user mode (no API keys) is only allowed on a loopback address, not {self.host!r}; "
                 "set BITZERO_SINGLE_USER=false and create keys with `bitzero keys create`"
             )
-        limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_tokens_default, self.max_message_chars, self.max_prompt_chars,
-                  self.max_generation_seconds, self.max_waiting_chats)
+        limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_tokens_default, self.max_message_chars,
+                  self.max_prompt_chars, self.max_generation_seconds, self.max_waiting_chats)
         if min(limits) <= 0:
-            raise SettingsError("rate, size, token, character, time and queue limits must be positive")
+            raise ValueError("rate, size, token, character, time and queue limits must be positive")
+        return self
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -98,28 +110,24 @@ class Settings:
         inside = bundle / EMOTION_FILE if bundle is not None else None
         return inside if inside is not None and inside.is_file() else DEFAULT_EMOTION
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, validated like the original."""
+        return type(self)(**{**self.__dict__, **changes})
+
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """BITZERO_<FIELD> for every field (e.g. BITZERO_DATABASE_URL), then explicit overrides."""
-        env = os.environ if environ is None else environ
-        if "BITZERO_BUNDLES" not in env and "BITZERO_BUNDLE" in env:  # the single-bundle name of old
-            env = {**env, "BITZERO_BUNDLES": env["BITZERO_BUNDLE"]}
-        values: dict[str, object] = {}
-        for spec in fields(cls):
-            raw = env.get(f"BITZERO_{spec.name.upper()}")
-            if raw is None:
-                continue
-            kind = str(spec.type)
-            try:
-                if "bool" in kind:
-                    values[spec.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
-                elif "int" in kind:
-                    values[spec.name] = int(raw)
-                elif "Path" in kind:
-                    values[spec.name] = Path(raw)
-                else:
-                    values[spec.name] = raw
-            except ValueError:
-                raise SettingsError(f"BITZERO_{spec.name.upper()}={raw!r} is not a valid {kind}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, **overrides: object) -> Settings:
+        """BITZERO_<FIELD> for every field (e.g. BITZERO_DATABASE_URL), then the overrides not None."""
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def describe(error: ValidationError) -> str:
+    """Each problem with the variable it came from: "BITZERO_PORT='eighty': Input should be a valid integer"."""
+    lines = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["loc"]:
+            name = str(problem["loc"][0]).upper().removeprefix("BITZERO_")
+            lines.append(f"BITZERO_{name}={problem['input']!r}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)

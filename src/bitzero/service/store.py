@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -18,6 +18,7 @@ from bitzero.companion.memory import Decision, MemoryIndex, consolidate, rank
 from bitzero.data.records import Record
 from bitzero.service.auth import ensure_user
 from bitzero.service.db import insert_missing
+from bitzero.service.memory_cache import IndexCache, bump_memory_version, memory_index
 from bitzero.service.tables import (
     USER_TABLES,
     ApiKey,
@@ -29,9 +30,6 @@ from bitzero.service.tables import (
     User,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from bitzero.service.memory_cache import IndexCache
 
 # Emotions (special-category data) and training use are opt-in; retention is set in advance.
 DEFAULT_PRIVACY = {"store_conversations": True, "extract_personal_info": True, "remember_emotions": False,
@@ -76,8 +74,7 @@ class UserData:
         ensure_user(session, user_id)
 
     def _memories_changed(self) -> None:
-        self.session.execute(update(User).where(User.id == self.user_id)
-                             .values(memory_version=User.memory_version + 1))
+        bump_memory_version(self.session, self.user_id)
         self._changed = True
 
     # -- privacy ------------------------------------------------------------------------------
@@ -264,21 +261,6 @@ class UserData:
         return counts
 
 
-def memory_index(session: Session, user_id: str) -> MemoryIndex:
-    """A user's valid memories as columns, read without building ORM objects (fast at 10,000);
-    it only reads, so it also runs in a read-only session beside the writer."""
-    query = select(Memory.id, Memory.category, Memory.slot, Memory.content, Memory.importance,
-                   Memory.last_accessed, Memory.embedding).where(
-        Memory.user_id == user_id, Memory.invalidated_at.is_(None))
-    rows = session.execute(query).all()  # no ORDER BY: sorting 10,000 blobs costs more than it gives
-    if not rows:
-        return MemoryIndex.build([])
-    vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype=np.float32).reshape(len(rows), -1)
-    return MemoryIndex([r.id for r in rows], [r.category for r in rows], [r.slot for r in rows],
-                       [r.content for r in rows], np.array([r.importance for r in rows], dtype=np.float64),
-                       [r.last_accessed for r in rows], vectors)
-
-
 def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:
     """Retention: delete each user's messages, memories and feedback older than their retention days."""
     now = now or utcnow()
@@ -292,7 +274,7 @@ def purge_expired(session: Session, now: datetime | None = None) -> dict[str, in
             delete(Message).where(Message.user_id == uid, Message.created_at < cutoff)).rowcount
         forgotten = session.execute(delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)).rowcount
         if forgotten:
-            session.execute(update(User).where(User.id == uid).values(memory_version=User.memory_version + 1))
+            bump_memory_version(session, uid)
         counts["memories"] += forgotten
         empty = select(Message.conversation_id).where(Message.user_id == uid)
         counts["conversations"] += session.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -21,6 +20,32 @@ class FeedbackIn(BaseModel):
     text: Text | None = Field(None, max_length=4000)
 
 
+class FeedbackOut(BaseModel):
+    id: str
+    message_id: str
+    score: int
+
+
+class Privacy(BaseModel):
+    store_conversations: bool
+    extract_personal_info: bool
+    remember_emotions: bool
+    allow_training: bool
+    retention_days: int
+
+
+class UserExport(BaseModel):
+    """Everything stored about the user: one list of rows per table (GDPR Art. 20)."""
+
+    model_config = ConfigDict(extra="allow")
+    user_id: str
+    exported_at: str
+
+
+class Erased(BaseModel):
+    erased: dict[str, int] = Field(description="rows deleted per table, and training records scrubbed")
+
+
 class PrivacyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     store_conversations: bool | None = None
@@ -30,30 +55,30 @@ class PrivacyIn(BaseModel):
     retention_days: StrictInt | None = Field(None, ge=1, le=3650)
 
 
-def _privacy(data: UserData) -> dict:
+def _privacy(data: UserData) -> Privacy:
     row = data.privacy()
-    return {name: getattr(row, name) for name in PRIVACY_FIELDS}
+    return Privacy(**{name: getattr(row, name) for name in PRIVACY_FIELDS})
 
 
 @router.post("/feedback", status_code=201)
-def feedback(body: FeedbackIn, scope: Scope) -> dict:
+def feedback(body: FeedbackIn, scope: Scope) -> FeedbackOut:
     with scope.data() as data:
         message = data.message(body.message_id)
         if message is None or message.role != "assistant":
             raise HTTPException(404, f"no reply {body.message_id!r} of yours is stored (replies are stored only "
                                      "while 'store_conversations' is on)")
         row = data.add_feedback(message, body.score, body.text)
-    return {"id": row.id, "message_id": message.id, "score": row.score}
+    return FeedbackOut(id=row.id, message_id=message.id, score=row.score)
 
 
 @router.get("/privacy")
-def get_privacy(scope: Scope) -> dict:
+def get_privacy(scope: Scope) -> Privacy:
     with scope.data() as data:
         return _privacy(data)
 
 
 @router.patch("/privacy")
-def set_privacy(body: PrivacyIn, scope: Scope) -> dict:
+def set_privacy(body: PrivacyIn, scope: Scope) -> Privacy:
     with scope.data() as data:
         data.update_privacy(body.model_dump(exclude_none=True))
         settings = _privacy(data)
@@ -61,13 +86,13 @@ def set_privacy(body: PrivacyIn, scope: Scope) -> dict:
 
 
 @router.get("/export")
-def export(scope: Scope) -> dict:
+def export(scope: Scope) -> UserExport:
     with scope.data() as data:
-        return data.export()
+        return UserExport(**data.export())
 
 
 @router.delete("/me")
-def erase(request: Request, scope: Scope) -> dict:
+def erase(request: Request, scope: Scope) -> Erased:
     """Every row of the user, after their chats in flight; their records in the exported training
     file now, and in every file the pipeline derived from it on its next run (the ledger)."""
     state = request.app.state
@@ -78,4 +103,4 @@ def erase(request: Request, scope: Scope) -> dict:
         record_erasure(state.settings.erasure_ledger, ids)
         scrub_database(state.engine)
         counts["training_records"] = scrub_records(state.settings.feedback_export, ids)
-    return {"erased": counts}
+    return Erased(erased=counts)

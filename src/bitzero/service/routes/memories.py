@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from bitzero.companion.extraction import Candidate
@@ -31,20 +31,47 @@ class MemoryCreate(BaseModel):
     category: Category = "note"
 
 
+class MemoryOut(BaseModel):
+    id: str
+    category: Category
+    slot: str | None
+    content: str
+    importance: float
+    created_at: str
+    last_accessed: str
+    invalidated_at: str | None = Field(description="set when a later memory contradicted this one")
+    superseded_by: str | None
+
+
+class ScoredMemory(MemoryOut):
+    score: float = Field(description="relevance, recency and importance combined")
+
+
+class MemoryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MemoryOut]
+
+
+class ScoredMemoryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ScoredMemory]
+
+
 @router.get("")
-def list_memories(scope: Scope, include_invalid: bool = False, category: Category | None = None) -> dict:
+def list_memories(scope: Scope, include_invalid: bool = False, category: Category | None = None) -> MemoryList:
     with scope.data() as data:
-        return {"object": "list", "data": [memory_dict(m) for m in data.memories(include_invalid, category)]}
+        return MemoryList(data=[MemoryOut(**memory_dict(m)) for m in data.memories(include_invalid, category)])
 
 
 @router.get("/search")
-def search_memories(request: Request, user: User, q: str = "", limit: int = 5) -> dict:
+def search_memories(
+    request: Request, user: User, q: Annotated[str, Query(min_length=1, max_length=2000)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> ScoredMemoryList:
     """Scored in a read-only transaction (searches run side by side), then a short write refreshes
     the last access of what was found."""
-    if not q.strip() or len(q) > 2000 or not is_utf8(q):
+    if not q.strip() or not is_utf8(q):
         raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
-    if not 1 <= limit <= 100:
-        raise HTTPException(400, "limit must be between 1 and 100")
     vector = companion(request).embedder.encode([q])[0]
     state = request.app.state
     with transaction(state.readers) as session:
@@ -52,26 +79,26 @@ def search_memories(request: Request, user: User, q: str = "", limit: int = 5) -
     ranked = rank(vector, index, utcnow(), limit)
     with transaction(state.sessions) as session:
         found = UserData(session, user, state.memory_cache).touch(index, ranked)
-        result = [{**memory_dict(row), "score": round(score, 4)} for row, score in found]
-    return {"object": "list", "data": result}
+        result = [ScoredMemory(**memory_dict(row), score=round(score, 4)) for row, score in found]
+    return ScoredMemoryList(data=result)
 
 
 @router.post("", status_code=201)
-def add_memory(body: MemoryCreate, request: Request, scope: Scope) -> dict:
+def add_memory(body: MemoryCreate, request: Request, scope: Scope) -> MemoryOut:
     vector = companion(request).embedder.encode([body.content])[0]
     with scope.data() as data:
         _, row = data.remember(Candidate(body.category, None, body.content, body.importance), vector)
-    return memory_dict(row)
+    return MemoryOut(**memory_dict(row))
 
 
 @router.patch("/{memory_id}")
-def edit_memory(memory_id: str, body: MemoryEdit, request: Request, scope: Scope) -> dict:
+def edit_memory(memory_id: str, body: MemoryEdit, request: Request, scope: Scope) -> MemoryOut:
     vector = companion(request).embedder.encode([body.content])[0] if body.content is not None else None
     with scope.data() as data:
         row = data.edit_memory(memory_id, body.content, vector, body.importance, body.category)
         if row is None:
             raise HTTPException(404, f"memory {memory_id!r} not found")
-    return memory_dict(row)
+    return MemoryOut(**memory_dict(row))
 
 
 @router.delete("/{memory_id}", status_code=204)

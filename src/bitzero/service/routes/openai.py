@@ -14,7 +14,16 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_serializer,
+)
 
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
 from bitzero.service.deps import User, companion
@@ -102,6 +111,74 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+FinishReason = Literal["stop", "length"]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Reply(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: Reply
+    finish_reason: FinishReason
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _present(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {k: v for k, v in handler(self).items() if v is not None}  # OpenAI omits absent delta fields
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: FinishReason | None = None
+
+
+class BitZeroFields(BaseModel):
+    """What BitZero adds to OpenAI's objects (OpenAI clients keep unknown fields)."""
+
+    conversation_id: str = Field(description="send it back as `conversation_id` to continue this conversation")
+    emotion: str | None = Field(description="the emotion read in the user's last message, if any")
+
+
+class ChatCompletion(BitZeroFields):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class ChatCompletionChunk(BitZeroFields):
+    """One server-sent event of a streamed reply: `data: <this JSON>`, the last event `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+STREAM_RESPONSE = {200: {"description": "The reply, or with `stream: true` server-sent events, each "
+                                        "`data: <ChatCompletionChunk>` and finally `data: [DONE]` (an error "
+                                        "mid-stream arrives as `data: {\"error\": {...}}`).",
+                         "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
 @router.get("/models")
 def models(request: Request, _: User) -> ModelList:
     created = int(request.app.state.started)
@@ -112,8 +189,8 @@ def models(request: Request, _: User) -> ModelList:
     ])
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request, user: User) -> dict | StreamingResponse:
+@router.post("/chat/completions", response_model=ChatCompletion, responses=STREAM_RESPONSE)
+async def chat_completions(body: ChatRequest, request: Request, user: User) -> ChatCompletion | StreamingResponse:
     engine = companion(request)
     state = request.app.state
     try:
@@ -160,7 +237,7 @@ class LeasedStream(StreamingResponse):
         super().__init__(content, **kwargs)
         self.source, self.lease = content, lease
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -170,7 +247,7 @@ class LeasedStream(StreamingResponse):
             self.lease.close()
 
 
-async def _until_disconnect(request: Request, cancel: threading.Event, work):  # noqa: ANN001, ANN202
+async def _until_disconnect(request: Request, cancel: threading.Event, work):
     """Await ``work``, setting ``cancel`` if the client disconnects first (generation then stops)."""
     task = asyncio.ensure_future(work)
     while not task.done():
@@ -180,20 +257,21 @@ async def _until_disconnect(request: Request, cancel: threading.Event, work):  #
     return task.result()
 
 
-def _usage(turn: Turn, tokens: int) -> dict:
-    return {"prompt_tokens": len(turn.prompt_ids), "completion_tokens": tokens,
-            "total_tokens": len(turn.prompt_ids) + tokens}
+def _usage(turn: Turn, tokens: int) -> Usage:
+    return Usage(prompt_tokens=len(turn.prompt_ids), completion_tokens=tokens,
+                 total_tokens=len(turn.prompt_ids) + tokens)
 
 
-def _extras(turn: Turn) -> dict:
-    return {"conversation_id": turn.conversation_id,
-            "emotion": turn.reading.emotion if turn.reading else None}
+def _head(turn: Turn, created: int) -> dict:
+    """The fields every object of one reply shares."""
+    return {"id": turn.completion_id, "created": created, "model": turn.served.id,
+            "conversation_id": turn.conversation_id, "emotion": turn.reading.emotion if turn.reading else None}
 
 
 class _Reply:
     """Runs a turn's generation, counting tokens and timing the first text; stores the reply at the end."""
 
-    def __init__(self, engine: Companion, turn: Turn, options: dict, metrics) -> None:  # noqa: ANN001
+    def __init__(self, engine: Companion, turn: Turn, options: dict, metrics) -> None:
         self.engine, self.turn, self.options, self.metrics = engine, turn, options, metrics
         self.parts: list[str] = []
         self.tokens, self.finish = 0, "stop"
@@ -214,37 +292,35 @@ class _Reply:
         self.engine.finish(self.turn, "".join(self.parts))
 
 
-def _complete(engine: Companion, turn: Turn, options: dict, created: int, metrics) -> dict:  # noqa: ANN001
+def _complete(engine: Companion, turn: Turn, options: dict, created: int, metrics) -> ChatCompletion:
     reply = _Reply(engine, turn, options, metrics)
     content = "".join(reply)
-    return {
-        "id": turn.completion_id, "object": "chat.completion", "created": created, "model": turn.served.id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": reply.finish}],
-        "usage": _usage(turn, reply.tokens), **_extras(turn),
-    }
+    return ChatCompletion(**_head(turn, created), choices=[Choice(message=Reply(content=content),
+                                                                  finish_reason=reply.finish)],
+                          usage=_usage(turn, reply.tokens))
 
 
 def _events(engine: Companion, turn: Turn, options: dict, created: int, include_usage: bool,
-            metrics) -> Iterator[str]:  # noqa: ANN001
+            metrics) -> Iterator[str]:
     """Server-sent events as OpenAI sends them: role first, content deltas, finish, [DONE]."""
-    head = {"id": turn.completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": turn.served.id, **_extras(turn)}
+    head = _head(turn, created)
 
-    def event(delta: dict, finish: str | None) -> str:
-        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+    def event(delta: Delta, finish: str | None) -> str:
+        chunk = ChatCompletionChunk(**head, choices=[ChunkChoice(delta=delta, finish_reason=finish)])
+        return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
 
-    yield event({"role": "assistant", "content": ""}, None)
+    yield event(Delta(role="assistant", content=""), None)
     reply = _Reply(engine, turn, options, metrics)
     try:
         for text in reply:
-            yield event({"content": text}, None)
-    except Exception:  # noqa: BLE001 - the status line is sent already; tell the client in the stream
+            yield event(Delta(content=text), None)
+    except Exception:
         log.exception("generation failed in %s", turn.completion_id)
         yield "data: " + json.dumps({"error": {"message": "the model failed while generating this reply",
                                                "type": "server_error", "code": None}}) + "\n\n"
         return
-    yield event({}, reply.finish)
+    yield event(Delta(), reply.finish)
     if include_usage:
-        yield "data: " + json.dumps({**head, "choices": [], "usage": _usage(turn, reply.tokens)}) + "\n\n"
+        usage = ChatCompletionChunk(**head, choices=[], usage=_usage(turn, reply.tokens))
+        yield f"data: {usage.model_dump_json()}\n\n"
     yield "data: [DONE]\n\n"
