@@ -149,7 +149,8 @@ class ChunkChoice(BaseModel):
 class BitZeroFields(BaseModel):
     """What BitZero adds to OpenAI's objects (OpenAI clients keep unknown fields)."""
 
-    conversation_id: str = Field(description="send it back as `conversation_id` to continue this conversation")
+    conversation_id: str | None = Field(description="send it back as `conversation_id` to continue this "
+                                                    "conversation (null while conversations are not stored)")
     emotion: str | None = Field(description="the emotion read in the user's last message, if any")
 
 
