@@ -6,9 +6,8 @@ import subprocess
 import sys
 from typing import Any
 
-from kedro.framework.hooks import hook_impl
-
 import mlflow
+from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
 

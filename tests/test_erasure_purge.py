@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from bitzero.cli import main
-from mlflow import MlflowClient
 
 ERASED_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

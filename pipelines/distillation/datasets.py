@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from kedro.io import AbstractDataset
 
-import mlflow
 from bitzero.export.registry import register_bundle
 from bitzero.model import BitZeroLM, load_checkpoint, save_checkpoint
 from bitzero.text import Tokenizer

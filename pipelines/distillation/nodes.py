@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import mlflow
 import torch
 
-import mlflow
 from bitzero.model import BitZeroLM, CheckpointError
 from bitzero.model.pretrained import grow_vocabulary, ternary_student
 from bitzero.text import Tokenizer

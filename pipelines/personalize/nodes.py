@@ -7,9 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import torch
 
-import mlflow
 from bitzero.companion.feedback import erased_record_ids, preference_pair, without_erased
 from bitzero.data.erasure import LEDGER
 from bitzero.data.records import COMPANION_TYPES, Record

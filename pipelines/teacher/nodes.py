@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Any
 
+import mlflow
 import torch
 
-import mlflow
 from bitzero.model import BitZeroLM
 from bitzero.model.pretrained import import_pretrained
 from bitzero.text import Tokenizer

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from mlflow.entities import Run, ViewType
-
 from mlflow import MlflowClient
+from mlflow.entities import Run, ViewType
 
 # Stages whose runs read the raw data, directly or through another stage (the teacher does not).
 DOWNSTREAM_STAGES = frozenset(

@@ -13,9 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 
-import mlflow
 from bitzero.export.promotion import champion_bundle
 from bitzero.model import load_checkpoint
 from tests.deploy.manifests import REPO, Doc, container_env, find, pod_templates

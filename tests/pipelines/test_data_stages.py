@@ -5,9 +5,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 
-import mlflow
 from bitzero.data.mix import group_id
 from bitzero.data.records import iter_jsonl
 from bitzero.text import Tokenizer

@@ -5,9 +5,9 @@ import json
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
 
-import mlflow
 from bitzero.data.records import iter_jsonl, write_jsonl
 from bitzero.model import BitZeroLM, load_checkpoint, read_checkpoint_config
 from bitzero.text import Tokenizer

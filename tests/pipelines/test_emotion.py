@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 
-import mlflow
 from bitzero.companion.embeddings import ensure_embedder
 from bitzero.companion.emotion import LABELS, EmotionClassifier
 from tests.pipelines.conftest import RAW_DATA, kedro_run

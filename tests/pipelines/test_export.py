@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 
-import mlflow
 from bitzero.companion.emotion import EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
 from bitzero.export.promotion import champion_bundle

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import mlflow
+
 from bitzero.model import load_checkpoint, save_checkpoint
 from tests.pipelines.conftest import kedro_run, torchrun_kedro
 from tests.tiny import tiny_model, tiny_tokenizer
