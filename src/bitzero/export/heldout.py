@@ -14,6 +14,7 @@ from itertools import zip_longest
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from bitzero.export.runtime import BundleRuntime
 from bitzero.text import Tokenizer
@@ -69,7 +70,7 @@ def assistant_nll(runtime: BundleRuntime, scored: list[Scored]) -> dict[str, Any
         raise ValueError("no held-out conversation with an assistant turn to score")
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    for item in scored:
+    for item in tqdm(scored, desc=f"held-out NLL ({runtime.variant})", unit="conversation"):
         nll = _token_nlls(runtime, item)
         sums[item.source] += float(nll.sum())
         counts[item.source] += int(nll.size)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from bitzero.export.runtime import BundleRuntime
 from bitzero.model import BitZeroLM
@@ -47,10 +48,11 @@ def torch_reference(
     max_tokens: int,
     stop_ids: Sequence[int],
 ) -> Reference:
-    logits = [model(torch.tensor([list(ids)]))[0][0].float().numpy() for ids in sequences]
+    logits = [model(torch.tensor([list(ids)]))[0][0].float().numpy()
+              for ids in tqdm(sequences, desc="PyTorch reference logits", unit="sequence")]
     generations = [
         model.generate(list(p), min(max_tokens, model.config.block_size - len(p)), temperature=0.0, stop_ids=tuple(stop_ids))
-        for p in prompts
+        for p in tqdm(prompts, desc="PyTorch reference replies", unit="reply")
     ]
     return Reference([list(s) for s in sequences], logits, [list(p) for p in prompts], generations)
 
@@ -59,7 +61,9 @@ def compare(runtime: BundleRuntime, reference: Reference, max_tokens: int) -> di
     """Logit errors, top-1 agreement and greedy agreement of one variant against PyTorch."""
     abs_errors, rel_errors = [], []
     agree = 0
-    for ids, expected in zip(reference.sequences, reference.logits, strict=True):
+    pairs = zip(reference.sequences, reference.logits, strict=True)
+    for ids, expected in tqdm(pairs, total=len(reference.sequences), desc=f"parity logits ({runtime.variant})",
+                              unit="sequence"):
         got, _ = runtime.forward(ids)
         per_position = np.abs(got - expected).max(axis=-1)
         abs_errors.append(per_position)
@@ -68,7 +72,9 @@ def compare(runtime: BundleRuntime, reference: Reference, max_tokens: int) -> di
     abs_all, rel_all = np.concatenate(abs_errors), np.concatenate(rel_errors)
     identical = matched = total = 0
     margin = 0.0
-    for prompt, expected_ids in zip(reference.prompts, reference.generations, strict=True):
+    replies = zip(reference.prompts, reference.generations, strict=True)
+    for prompt, expected_ids in tqdm(replies, total=len(reference.prompts), desc=f"parity replies ({runtime.variant})",
+                                     unit="reply"):
         budget = min(max_tokens, runtime.context_length - len(prompt))
         got_ids = list(runtime.token_ids(prompt, max_tokens=budget))
         identical += int(got_ids == expected_ids)
