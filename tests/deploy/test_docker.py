@@ -138,7 +138,7 @@ def test_wheel_carries_the_service_data_files(tmp_path: Path) -> None:
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # the http.server API's name
         self.send_response(self.status if self.path == "/healthz" else 404)
         self.end_headers()
 

@@ -149,16 +149,24 @@ class EmotionClassifier:
     def probabilities(self, vectors: np.ndarray, texts: list[str] | None = None) -> np.ndarray:
         """One row a message; ``vectors`` are its sentence embeddings (unused when the softmax reads
         words only and may then have zero columns)."""
-        logits = vectors[:, : self.embedding_dims] @ self.weights[self.text_dims :] + self.bias
         if (self.text_dims or self.encoder is not None) and (texts is None or len(texts) != len(vectors)):
             raise EmotionModelError("this classifier reads the text as well as its embedding")
+        words = self.word_probabilities(vectors, texts or [])
+        if self.encoder is None or texts is None:
+            return words
+        return self.blend(words, self.encoder.probabilities(texts))
+
+    def word_probabilities(self, vectors: np.ndarray, texts: list[str]) -> np.ndarray:
+        """The softmax over words (and embedding dimensions) alone."""
+        logits = vectors[:, : self.embedding_dims] @ self.weights[self.text_dims :] + self.bias
         for row, text in enumerate(texts if self.text_dims else []):
             indices, values = self.tfidf(text)
             logits[row] += values @ self.weights[indices]
-        words = softmax(logits)
-        if self.encoder is None or texts is None:
-            return words
-        return (1 - self.encoder_weight) * words + self.encoder_weight * self.encoder.probabilities(texts)
+        return softmax(logits)
+
+    def blend(self, words: np.ndarray, encoded: np.ndarray) -> np.ndarray:
+        """The word softmax's and the encoder's probabilities averaged with ``encoder_weight``."""
+        return (1 - self.encoder_weight) * words + self.encoder_weight * encoded
 
     def predict(self, vectors: np.ndarray, texts: list[str] | None = None) -> list[str]:
         return [self.labels[i] for i in self.probabilities(vectors, texts).argmax(axis=1)]

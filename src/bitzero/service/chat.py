@@ -203,7 +203,8 @@ class Companion:
             conversation_id=conversation.id if conversation is not None else None,
             opening=opening(reading) if felt else None, reading=reading,
             prompt=storable_prompt(prompt, None if keeps_emotions else note),
-            earlier=[i for m in messages if m["role"] == "assistant" for i in model.tokenizer.encode(m["content"])],
+            earlier=[i for m in messages if m["role"] == "assistant" and self.repeat_ngram >= 2
+                     for i in model.tokenizer.encode(m["content"])],
         )
 
     def generate(

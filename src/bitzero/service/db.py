@@ -119,5 +119,5 @@ def reachable(engine: Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
-    except Exception:
+    except Exception:  # readiness reports any failure as "not ready"
         return False

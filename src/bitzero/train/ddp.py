@@ -129,7 +129,7 @@ class RankLogger(logging.LoggerAdapter):
         prefix = f"[rank {self.ctx.rank}/{self.ctx.world_size}] " if self.ctx.is_distributed else ""
         return f"{prefix}{msg}", kwargs
 
-    def isEnabledFor(self, level: int) -> bool:
+    def isEnabledFor(self, level: int) -> bool:  # the logging API's name
         if not self.ctx.is_main and level < logging.WARNING:
             return False
         return super().isEnabledFor(level)

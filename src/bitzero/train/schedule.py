@@ -52,7 +52,7 @@ class TwoStageSchedule(LambdaLR):
         self.split_step = int(cfg.stage_split * total_steps)
         super().__init__(optimizer, lambda step: two_stage_factor(step, total_steps, cfg))
 
-    def step(self, epoch: int | None = None) -> None:
+    def step(self, epoch: int | None = None) -> None:  # the LRScheduler API
         super().step(epoch)
         stage2 = self.last_epoch >= self.split_step
         for group in self.optimizer.param_groups:

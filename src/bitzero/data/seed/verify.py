@@ -50,7 +50,7 @@ def check_code(code: str, tests: list[str]) -> None:
     """Run a solution and its asserts in a fresh namespace (trusted, generated code only)."""
     namespace: dict[str, object] = {}
     try:
-        exec(compile(code, "<seed-solution>", "exec"), namespace)
+        exec(compile(code, "<seed-solution>", "exec"), namespace)  # our own templates
     except Exception as exc:
         raise SeedError(f"solution does not run: {exc!r}\n{code}") from exc
     for test in tests:

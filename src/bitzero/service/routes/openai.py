@@ -315,7 +315,7 @@ def _events(engine: Companion, turn: Turn, options: dict, created: int, include_
     try:
         for text in reply:
             yield event(Delta(content=text), None)
-    except Exception:
+    except Exception:  # the status line is sent already: tell the client in the stream
         log.exception("generation failed in %s", turn.completion_id)
         yield "data: " + json.dumps({"error": {"message": "the model failed while generating this reply",
                                                "type": "server_error", "code": None}}) + "\n\n"
