@@ -140,7 +140,9 @@ def _rows_mentioning(url: str, user: str) -> dict[str, int]:
             if table == "alembic_version":
                 continue
             columns = [c["name"] for c in inspect(connection).get_columns(table)]
-            assert table == "users" or "user_id" in columns, f"{table} has no user_id: erasure could not reach it"
+            # users and rate_buckets are keyed by the user id itself (a bucket's key: a user id or an address).
+            assert table in ("users", "rate_buckets") or "user_id" in columns, \
+                f"{table} has no user_id: erasure could not reach it"
             rows = connection.execute(text(f"SELECT * FROM {table}")).all()
             hits = sum(1 for row in rows for value in row if value == user)
             if hits:

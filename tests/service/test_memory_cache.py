@@ -23,7 +23,7 @@ def test_cache_serves_hits_and_sees_every_change_from_another_replica(settings, 
          TestClient(create_app(settings, model=model, embedder=embedder)) as two:
         one.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "I love tea. I live in Porto."}]})
         assert sorted(_search(one, "tea")) == ["The user lives in Porto.", "The user loves tea."]
-        cache = one.app.state.memory_cache
+        cache = one.app.state.service.memory_cache
         cached = cache._entries["local"][1]
         _search(one, "city")
         assert cache._entries["local"][1] is cached  # a hit: nothing changed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 from fastapi.testclient import TestClient
 
 from bitzero.service.app import create_app
@@ -79,11 +82,16 @@ def test_bad_requests_get_clear_4xx(client: TestClient) -> None:
     assert client.post("/v1/feedback", json={"message_id": "nope", "score": 1}).status_code == 404
 
 
-def test_rate_limit_per_key(settings: Settings, model, embedder) -> None:
-    limited = Settings(**{**settings.__dict__, "rate_limit_per_minute": 3})
-    with TestClient(create_app(limited, model=model, embedder=embedder)) as client:
-        codes = [client.get("/v1/memories").status_code for _ in range(5)]
+@pytest.mark.parametrize("store", ["memory", "database"])
+def test_rate_limit_per_key(settings: Settings, model, embedder, store: str) -> None:
+    """3 a minute per key; with the database store, across two replicas (apps on one database)."""
+    limited = settings.replace(rate_limit_per_minute=3, rate_limit_store=store)
+    replicas = 2 if store == "database" else 1
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(TestClient(create_app(limited, model=model, embedder=embedder)))
+                   for _ in range(replicas)]
+        codes = [clients[i % replicas].get("/v1/memories").status_code for i in range(5)]
         assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
-        refused = client.get("/v1/memories")
+        refused = clients[-1].get("/v1/memories")
         assert "rate limit" in refused.json()["error"]["message"] and int(refused.headers["retry-after"]) >= 1
-        assert client.get("/healthz").status_code == 200  # operations are never limited
+        assert clients[0].get("/healthz").status_code == 200  # operations are never limited

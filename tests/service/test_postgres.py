@@ -20,7 +20,8 @@ def test_migrations_create_the_schema(postgres_url: str) -> None:
     migrate(engine)
     migrate(engine)  # idempotent
     assert set(inspect(engine).get_table_names()) == {
-        "alembic_version", "users", "api_keys", "privacy_settings", "conversations", "messages", "memories", "feedback"}
+        "alembic_version", "users", "api_keys", "privacy_settings", "conversations", "messages", "memories", "feedback",
+        "rate_buckets"}
     engine.dispose()
 
 
@@ -41,7 +42,7 @@ def test_service_on_postgres(postgres_url: str, settings: Settings, model, embed
         with ThreadPoolExecutor(4) as pool:
             codes = list(pool.map(lambda _: client.get("/v1/privacy").status_code, range(4)))
         assert codes == [200] * 4
-        with transaction(client.app.state.sessions) as session:
+        with transaction(client.app.state.service.sessions) as session:
             token, _ = create_key(session, "bob")
         for text in ("My name is Ana and I live in Porto.", "I live in Berlin now."):
             reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": text}]})
@@ -53,11 +54,11 @@ def test_service_on_postgres(postgres_url: str, settings: Settings, model, embed
         assert client.get("/v1/memories", headers=bob).json()["data"] == []
         found = client.get("/v1/memories/search", params={"q": "city"}).json()["data"]
         assert found[0]["content"] == "The user lives in Berlin now."
-        with transaction(client.app.state.sessions) as session:
+        with transaction(client.app.state.service.sessions) as session:
             assert purge_expired(session)["messages"] == 0
         assert client.delete("/v1/me").status_code == 200
         assert rows_mentioning(postgres_url, "local") == {}
-        assert rows_mentioning(postgres_url, "bob") == {"users": 1, "api_keys": 1}
+        assert rows_mentioning(postgres_url, "bob") == {"users": 1, "api_keys": 1, "rate_buckets": 1}
 
 
 def test_user_data_queries_are_scoped(postgres_url: str, embedder) -> None:
@@ -74,3 +75,20 @@ def test_user_data_queries_are_scoped(postgres_url: str, embedder) -> None:
         assert bob.search(embedder.encode(["Oslo"])[0], 5) == []
         assert alice.memory(row.id) is not None
     engine.dispose()
+
+
+def test_rate_limit_holds_across_replicas(postgres_url: str, settings: Settings, model, embedder) -> None:
+    """Three replicas on one PostgreSQL database (the shared store is the default there), twelve
+    requests of one user at once: exactly the limit's five get through."""
+    on_pg = settings.replace(database_url=postgres_url, rate_limit_per_minute=5)
+    assert on_pg.shared_rate_limit
+    clients = [TestClient(create_app(on_pg, model=model, embedder=embedder)) for _ in range(3)]
+    for client in clients:
+        client.__enter__()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda i: clients[i % 3].get("/v1/memories").status_code, range(12)))
+    finally:
+        for client in clients:
+            client.__exit__(None, None, None)
+    assert sorted(codes) == [200] * 5 + [429] * 7

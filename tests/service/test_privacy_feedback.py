@@ -28,7 +28,7 @@ def test_erasure_leaves_no_row_behind(client: TestClient, settings, rows_mention
     _say(client, "I have a cat named Mia.", first["conversation_id"])
     assert client.post("/v1/feedback", json={"message_id": first["id"], "score": 1}).status_code == 201
     client.post("/v1/memories", json={"content": "Ana plays the cello", "importance": 7})
-    with transaction(client.app.state.sessions) as session:
+    with transaction(client.app.state.service.sessions) as session:
         write_jsonl(settings.feedback_export, training_records(session))
     assert len(read_jsonl(settings.feedback_export)[0]) == 1
     assert rows_mentioning(settings.database_url, "local")["memories"] >= 4
@@ -68,7 +68,7 @@ def test_retention_purges_old_rows_only(client: TestClient, settings) -> None:
     client.patch("/v1/privacy", json={"retention_days": 30})
     old = _say(client, "My name is Ana.")
     new = _say(client, "I love tea.")
-    sessions = client.app.state.sessions
+    sessions = client.app.state.service.sessions
     long_ago = utcnow() - timedelta(days=31)
     with transaction(sessions) as session:
         session.execute(update(Message).where(Message.conversation_id == old["conversation_id"]).values(created_at=long_ago))
@@ -89,7 +89,7 @@ def test_feedback_becomes_training_records_only_with_consent(client: TestClient)
     client.post("/v1/feedback", json={"message_id": good["id"], "score": 1})
     client.post("/v1/feedback", json={"message_id": bad["id"], "score": -1, "text": "I'm well, thanks for asking!"})
     client.post("/v1/feedback", json={"message_id": silent["id"], "score": -1})
-    sessions = client.app.state.sessions
+    sessions = client.app.state.service.sessions
     with transaction(sessions) as session:
         assert training_records(session) == []  # allow_training is off by default
     client.patch("/v1/privacy", json={"allow_training": True})
@@ -136,7 +136,7 @@ def test_a_thumbs_down_exports_a_pair_with_the_prompt_the_reply_came_from(client
     reply = _say(client, "What should I drink?", first["conversation_id"])
     client.post("/v1/feedback", json={"message_id": reply["id"], "score": -1})
     client.post("/v1/feedback", json={"message_id": first["id"], "score": -1, "text": "Nice to meet you, Ana!"})
-    with transaction(client.app.state.sessions) as session:
+    with transaction(client.app.state.service.sessions) as session:
         records = {r["id"]: r for r in training_records(session)}
     pairs = sorted((preference_pair(r) for r in records.values()), key=lambda p: p.chosen is None)
     corrected, bare = pairs

@@ -19,6 +19,7 @@ class Candidate:
     slot: str | None
     content: str
     importance: float
+    value: str | None = None  # what fills the slot ("Ana" for the name), kept as data beside the sentence
 
 
 _NAME_WORD = r"[A-Z][\w'\-]{1,30}"
@@ -75,7 +76,7 @@ def _from_sentence(text: str) -> list[Candidate]:
     match = _NAME.search(text) or _IM_NAME.search(text.strip())
     if match:
         name = _clean(match.group(1)).title()
-        found.append(Candidate("fact", "name", f"The user's name is {name}.", 9.0))
+        found.append(Candidate("fact", "name", f"The user's name is {name}.", 9.0, name))
     for pattern in (_LIKE, _DISLIKE):
         for verb, obj in pattern.findall(text):
             obj = _clean(obj)
@@ -88,11 +89,11 @@ def _from_sentence(text: str) -> list[Candidate]:
                 phrase = {"don't like": "does not like", "don't enjoy": "does not enjoy",
                           "can't stand": "cannot stand"}[verb]
             importance = 6.0 if verb in {"love", "adore", "hate", "can't stand"} else 5.0
-            found.append(Candidate("preference", f"pref:{_slot_key(obj)}", f"The user {phrase} {obj}.", importance))
+            found.append(Candidate("preference", f"pref:{_slot_key(obj)}", f"The user {phrase} {obj}.", importance, obj))
     for what, value in _FAVOURITE.findall(text):
         what, value = _clean(what).lower(), _clean(value)
         found.append(Candidate("preference", f"favourite:{_slot_key(what)}",
-                               f"The user's favourite {what} is {value}.", 6.0))
+                               f"The user's favourite {what} is {value}.", 6.0, value))
     for pattern, slot, template, importance in _FACTS:
         for match in pattern.finditer(text):
             groups = [_clean(g) for g in match.groups()]
@@ -100,5 +101,6 @@ def _from_sentence(text: str) -> list[Candidate]:
             if not value or (slot == "identity" and _NOT_IDENTITY.match(value)):
                 continue
             groups = [g.lower() if i < len(groups) - 1 else g for i, g in enumerate(groups)]
-            found.append(Candidate("fact", slot or f"has:{_slot_key(value)}", template.format(*groups), importance))
+            found.append(Candidate("fact", slot or f"has:{_slot_key(value)}", template.format(*groups), importance,
+                                   value))
     return found

@@ -21,13 +21,13 @@ from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDe
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
-from bitzero.service.gate import UserGates
-from bitzero.service.limits import BodyLimit, HostGuard, RateLimiter
+from bitzero.service.limits import BodyLimit, HostGuard, rate_limiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
 from bitzero.service.routes import account, memories, openai, ops
 from bitzero.service.settings import Settings
+from bitzero.service.state import ServiceState
 from bitzero.service.store import purge_expired
 
 log = logging.getLogger("bitzero.service")
@@ -74,7 +74,7 @@ def create_app(
                             else load_models(settings.bundles, settings.variant, settings.threads))
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
-        app.state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
+        state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, max_tokens_default=settings.max_tokens_default,
                                         repeat_ngram=settings.repeat_ngram,
                                         memory_limit=settings.memory_limit,
@@ -100,10 +100,9 @@ def create_app(
             log.info("retention sweep: %s", await asyncio.to_thread(sweep))
 
     app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
-    app.state.settings, app.state.engine, app.state.sessions, app.state.readers = settings, engine, sessions, readers
-    app.state.metrics, app.state.limiter = metrics, RateLimiter(settings.rate_limit_per_minute)
-    app.state.memory_cache, app.state.gates = memory_cache, UserGates()
-    app.state.companion, app.state.started = None, time.time()
+    app.state.service = state = ServiceState(
+        settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
+        limiter=rate_limiter(settings, sessions, readers), memory_cache=memory_cache, started=time.time())
 
     @app.middleware("http")
     async def observe(request: Request, call_next):

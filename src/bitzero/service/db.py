@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,13 +47,18 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def insert_missing(session: Session, table: type, values: dict) -> None:
-    """INSERT that does nothing if the primary key exists (two first requests of a user can race)."""
+def upsert(session: Session) -> Callable:
+    """The dialect's ``insert`` with ``on_conflict_do_*`` (PostgreSQL and SQLite both have it)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return insert
+
+
+def insert_missing(session: Session, table: type, values: dict) -> None:
+    """INSERT that does nothing if the primary key exists (two first requests of a user can race)."""
+    session.execute(upsert(session)(table).values(**values).on_conflict_do_nothing())
 
 
 MIGRATION_LOCK = 0x6269747A65726F  # "bitzero": the PostgreSQL advisory lock key of migrations

@@ -11,8 +11,8 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bitzero.service.auth import LOCAL_USER, TOKEN_PREFIX, verify
-from bitzero.service.chat import Companion
 from bitzero.service.db import transaction
+from bitzero.service.state import ServiceState, State
 from bitzero.service.store import UserData
 
 INVALID_KEYS = "invalid-key:"  # rate-limit bucket prefix of a client address that sent bad keys
@@ -26,10 +26,9 @@ def _too_many(wait: float, what: str) -> HTTPException:
     return HTTPException(429, f"{what}; retry in {wait:.1f} s", headers={"Retry-After": str(int(wait) + 1)})
 
 
-def _key_owner(request: Request, token: str) -> str:
+def _key_owner(request: Request, state: ServiceState, token: str) -> str:
     """The user of a BitZero key, checked in a read-only transaction. Failures spend the client
     address's bucket, so guessing keys is rate-limited like any other request."""
-    state = request.app.state
     bucket = INVALID_KEYS + (request.client.host if request.client else "unknown")
     wait = state.limiter.waiting(bucket)
     if wait > 0:
@@ -45,7 +44,7 @@ def _key_owner(request: Request, token: str) -> str:
 
 
 def current_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    request: Request, state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> str:
     """The user id of the Bearer key; without one, the local user, only in single-user mode.
 
@@ -54,14 +53,13 @@ def current_user(
     """
     header = request.headers.get("authorization", "").strip()
     token = credentials.credentials.strip() if credentials is not None else ""
-    state = request.app.state
     if state.settings.single_user and not token.startswith(TOKEN_PREFIX):
         header, token = "", ""
     if header:
         if not token:
             raise HTTPException(401, "the Authorization header must be 'Bearer <api key>'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        user = _key_owner(request, token)
+        user = _key_owner(request, state, token)
     elif state.settings.single_user:
         user = LOCAL_USER
     else:
@@ -81,24 +79,17 @@ class UserScope:
     before the response exists, so a 2xx is only ever sent for a write that is durable. (A
     dependency with ``yield`` would commit after the response had left.)"""
 
-    request: Request
+    state: ServiceState
     user: str
 
     @contextmanager
     def data(self) -> Iterator[UserData]:
-        state = self.request.app.state
-        with transaction(state.sessions) as session:
-            yield UserData(session, self.user, state.memory_cache)
+        with transaction(self.state.sessions) as session:
+            yield UserData(session, self.user, self.state.memory_cache)
 
 
-def user_scope(request: Request, user: Annotated[str, Depends(current_user)]) -> UserScope:
-    return UserScope(request, user)
-
-
-def companion(request: Request) -> Companion:
-    if request.app.state.companion is None:
-        raise HTTPException(503, "the model is still loading")
-    return request.app.state.companion
+def user_scope(state: State, user: Annotated[str, Depends(current_user)]) -> UserScope:
+    return UserScope(state, user)
 
 
 User = Annotated[str, Depends(current_user)]

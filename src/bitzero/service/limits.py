@@ -6,12 +6,38 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from bitzero.service.settings import ANY_HOST
+from sqlalchemy import case
+from sqlalchemy.orm import Session, sessionmaker
+
+from bitzero.service.db import transaction, upsert
+from bitzero.service.settings import ANY_HOST, Settings
+from bitzero.service.tables import RateBucket
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class RateLimiter(Protocol):
+    """``per_minute`` requests per key, refilled continuously; bursts up to the same number."""
+
+    per_minute: int
+
+    def acquire(self, key: str) -> float:
+        """0 when allowed (a token is spent), else the seconds until the next request would be."""
+        ...
+
+    def waiting(self, key: str) -> float:
+        """The seconds until ``key`` may make a request, without spending one."""
+        ...
+
+
+def _wait(tokens: float, per_minute: int) -> float:
+    """Seconds until a bucket holding ``tokens`` has one whole token again."""
+    return 0.0 if tokens >= 1 else (1 - tokens) * 60.0 / per_minute
 
 
 @dataclass
@@ -20,37 +46,77 @@ class _Bucket:
     updated: float
 
 
-class RateLimiter:
-    """``per_minute`` requests per key, refilled continuously; bursts up to the same number."""
+class MemoryRateLimiter:
+    """Buckets in this process: the limit holds per replica (the default with SQLite, one process)."""
 
-    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
+    def _refilled(self, bucket: _Bucket, now: float) -> float:
+        return min(float(self.per_minute), bucket.tokens + (now - bucket.updated) * self.per_minute / 60.0)
+
     def acquire(self, key: str) -> float:
-        """0 when allowed, else the seconds until the next request would be."""
         now = self._clock()
         with self._lock:
-            bucket = self._buckets.setdefault(key, _Bucket(self.capacity, now))
-            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
+            bucket = self._buckets.setdefault(key, _Bucket(float(self.per_minute), now))
+            bucket.tokens, bucket.updated = self._refilled(bucket, now), now
             if bucket.tokens >= 1:
                 bucket.tokens -= 1
                 return 0.0
-            return (1 - bucket.tokens) / self.rate
+            return _wait(bucket.tokens, self.per_minute)
 
     def waiting(self, key: str) -> float:
-        """The seconds until ``key`` may make a request, without spending one."""
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
+            return 0.0 if bucket is None else _wait(self._refilled(bucket, now), self.per_minute)
+
+
+class DatabaseRateLimiter:
+    """Buckets in the database every replica shares: one atomic upsert a request, so 120 a minute
+    per key stays 120 with any number of replicas. The row lock of PostgreSQL's
+    ``INSERT ... ON CONFLICT DO UPDATE`` orders concurrent requests of a key."""
+
+    def __init__(self, per_minute: int, sessions: sessionmaker[Session], readers: sessionmaker[Session],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.per_minute = per_minute
+        self._sessions, self._readers, self._clock = sessions, readers, clock
+
+    def _refilled(self, tokens: Any, updated: Any, now: float) -> Any:
+        """The bucket's tokens at ``now`` as SQL over the row's columns: refilled, capped."""
+        refill = tokens + (now - updated) * (self.per_minute / 60.0)
+        return case((refill > self.per_minute, float(self.per_minute)), else_=refill)
+
+    def acquire(self, key: str) -> float:
+        now, table = self._clock(), RateBucket.__table__
+        refill = self._refilled(table.c.tokens, table.c.updated, now)
+        with transaction(self._sessions) as session:
+            statement = upsert(session)(table).values(key=key, tokens=self.per_minute - 1.0, updated=now, allowed=True)
+            statement = statement.on_conflict_do_update(index_elements=[table.c.key], set_={
+                "tokens": case((refill >= 1, refill - 1), else_=refill),
+                "updated": now,
+                "allowed": refill >= 1,
+            }).returning(table.c.tokens, table.c.allowed)
+            tokens, allowed = session.execute(statement).one()
+        return 0.0 if allowed else _wait(tokens, self.per_minute)
+
+    def waiting(self, key: str) -> float:
+        with transaction(self._readers) as session:
+            bucket = session.get(RateBucket, key)
             if bucket is None:
                 return 0.0
-            tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
-            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+            refill = bucket.tokens + (self._clock() - bucket.updated) * self.per_minute / 60.0
+        return _wait(min(float(self.per_minute), refill), self.per_minute)
+
+
+def rate_limiter(settings: Settings, sessions: sessionmaker[Session], readers: sessionmaker[Session]) -> RateLimiter:
+    """The limiter the settings ask for (BITZERO_RATE_LIMIT_STORE; "auto": shared with PostgreSQL)."""
+    if settings.shared_rate_limit:
+        return DatabaseRateLimiter(settings.rate_limit_per_minute, sessions, readers)
+    return MemoryRateLimiter(settings.rate_limit_per_minute)
 
 
 async def send_error(send, status: int, message: str, code: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Without a Bearer key, requests act as the single local user; refused off loopback.
     single_user: bool = True
     rate_limit_per_minute: int = 120
+    # Where the rate limit's buckets live: "memory" (each process its own: N replicas allow N times
+    # the rate), "database" (shared by every replica), "auto" (database unless it is a SQLite file).
+    rate_limit_store: Literal["auto", "memory", "database"] = "auto"
     max_request_bytes: int = 256 * 1024
     # A reply's length when the request names none; clipped to what the prompt leaves of the context.
     max_tokens_default: int = 256
@@ -101,6 +104,13 @@ class Settings(BaseSettings):
         if not self.single_user and not extra and self.host in ("0.0.0.0", "::"):
             return frozenset({ANY_HOST})
         return frozenset({*LOOPBACK_NAMES, self.host.lower(), *extra})
+
+    @property
+    def shared_rate_limit(self) -> bool:
+        """Whether the rate limit's buckets are in the database (one limit across replicas)."""
+        if self.rate_limit_store == "auto":
+            return not self.database_url.startswith("sqlite")
+        return self.rate_limit_store == "database"
 
     def emotion_path(self, bundle: Path | None) -> Path:
         """BITZERO_EMOTION_MODEL, else the classifier inside ``bundle`` (the champion's), else the

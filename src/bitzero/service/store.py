@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from bitzero.service.tables import (
     Memory,
     Message,
     PrivacySettings,
+    RateBucket,
     User,
     utcnow,
 )
@@ -43,7 +44,7 @@ def new_id() -> str:
 
 def memory_dict(row: Memory) -> dict[str, Any]:
     return {
-        "id": row.id, "category": row.category, "slot": row.slot, "content": row.content,
+        "id": row.id, "category": row.category, "slot": row.slot, "value": row.value, "content": row.content,
         "importance": row.importance, "created_at": row.created_at.isoformat(),
         "last_accessed": row.last_accessed.isoformat(),
         "invalidated_at": row.invalidated_at.isoformat() if row.invalidated_at else None,
@@ -167,10 +168,12 @@ class UserData:
             row = self.memory(decision.target.id)  # type: ignore[union-attr]
             if decision.content != row.content:
                 row.content, row.embedding = decision.content, vector.astype(np.float32).tobytes()
+                if row.slot == candidate.slot:
+                    row.value = candidate.value
             row.importance, row.last_accessed = decision.importance, now
             return decision, row
         row = Memory(id=new_id(), user_id=self.user_id, category=candidate.category, slot=candidate.slot,
-                     content=decision.content, importance=decision.importance,
+                     value=candidate.value, content=decision.content, importance=decision.importance,
                      embedding=vector.astype(np.float32).tobytes(), created_at=now, last_accessed=now)
         self.session.add(row)
         if decision.action == "supersede":
@@ -203,7 +206,8 @@ class UserData:
         if row is None:
             return None
         if content is not None and vector is not None:
-            row.content, row.embedding = content, vector.astype(np.float32).tobytes()
+            # The sentence is the user's own now: what it says is no longer known as data.
+            row.content, row.embedding, row.value = content, vector.astype(np.float32).tobytes(), None
         if importance is not None:
             row.importance = importance
         if category is not None:
@@ -221,10 +225,7 @@ class UserData:
     def name(self) -> str | None:
         row = self.session.scalar(select(Memory).where(Memory.user_id == self.user_id, Memory.slot == "name",
                                                        Memory.invalidated_at.is_(None)))
-        if row is None:
-            return None
-        prefix = "The user's name is "
-        return row.content[len(prefix):].rstrip(".") if row.content.startswith(prefix) else row.content
+        return row.value if row is not None else None
 
     # -- feedback -----------------------------------------------------------------------------
 
@@ -256,15 +257,19 @@ class UserData:
             counts[table.__tablename__] = self.session.execute(
                 delete(table).where(table.user_id == self.user_id)).rowcount
         counts["users"] = self.session.execute(delete(User).where(User.id == self.user_id)).rowcount
+        counts["rate_buckets"] = self.session.execute(delete(RateBucket).where(RateBucket.key == self.user_id)).rowcount
         if self._cache is not None:
             self._cache.forget(self.user_id)
         return counts
 
 
 def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:
-    """Retention: delete each user's messages, memories and feedback older than their retention days."""
+    """Retention: delete each user's messages, memories and feedback older than their retention days,
+    and rate-limit buckets idle for a minute (full again: the same as none)."""
     now = now or utcnow()
-    counts = {"messages": 0, "memories": 0, "feedback": 0, "conversations": 0}
+    idle = now.replace(tzinfo=UTC).timestamp() - 60
+    counts = {"messages": 0, "memories": 0, "feedback": 0, "conversations": 0,
+              "rate_buckets": session.execute(delete(RateBucket).where(RateBucket.updated < idle)).rowcount}
     for settings in session.scalars(select(PrivacySettings)).all():
         cutoff = now - timedelta(days=settings.retention_days)
         uid = settings.user_id

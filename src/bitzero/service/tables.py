@@ -89,6 +89,8 @@ class Memory(Base):
     category: Mapped[str] = mapped_column(String(16))
     # The slot a fact fills ("name", "likes:tea"): a new value for the same slot contradicts it.
     slot: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The slot's value as data ("Ana" for the name): read as such, never parsed back out of the text.
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
     content: Mapped[str] = mapped_column(Text)
     importance: Mapped[float] = mapped_column(Float)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
@@ -107,6 +109,16 @@ class Feedback(Base):
     score: Mapped[int] = mapped_column(Integer)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RateBucket(Base):
+    """A token bucket of the rate limit shared by every replica (``key``: a user id or an address)."""
+
+    __tablename__ = "rate_buckets"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)  # seconds since the epoch (the replicas' clocks agree)
+    allowed: Mapped[bool] = mapped_column(Boolean)  # whether the last request spent a token
 
 
 USER_TABLES = (ApiKey, PrivacySettings, Conversation, Message, Memory, Feedback)

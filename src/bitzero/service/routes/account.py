@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from bitzero.companion.feedback import record_erasure, scrub_records
 from bitzero.service.db import scrub_database
 from bitzero.service.deps import Scope
 from bitzero.service.fields import Text
+from bitzero.service.state import State
 from bitzero.service.store import PRIVACY_FIELDS, UserData
 
 router = APIRouter(prefix="/v1", tags=["account"])
@@ -92,10 +93,9 @@ def export(scope: Scope) -> UserExport:
 
 
 @router.delete("/me")
-def erase(request: Request, scope: Scope) -> Erased:
+def erase(state: State, scope: Scope) -> Erased:
     """Every row of the user, after their chats in flight; their records in the exported training
     file now, and in every file the pipeline derived from it on its next run (the ledger)."""
-    state = request.app.state
     with state.gates.erasure(scope.user):
         with scope.data() as data:
             ids = data.feedback_ids()

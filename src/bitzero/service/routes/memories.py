@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from bitzero.companion.extraction import Candidate
 from bitzero.companion.memory import rank
 from bitzero.service.db import transaction
-from bitzero.service.deps import Scope, User, companion
+from bitzero.service.deps import Scope, User
 from bitzero.service.fields import Text, is_utf8
+from bitzero.service.state import Chat, State, loaded_companion
 from bitzero.service.store import UserData, memory_dict
 from bitzero.service.tables import utcnow
 
@@ -35,6 +36,7 @@ class MemoryOut(BaseModel):
     id: str
     category: Category
     slot: str | None
+    value: str | None = Field(description="what fills the slot (the name for slot \"name\"); null once the text is edited")
     content: str
     importance: float
     created_at: str
@@ -65,15 +67,14 @@ def list_memories(scope: Scope, include_invalid: bool = False, category: Categor
 
 @router.get("/search")
 def search_memories(
-    request: Request, user: User, q: Annotated[str, Query(min_length=1, max_length=2000)],
+    state: State, user: User, chat: Chat, q: Annotated[str, Query(min_length=1, max_length=2000)],
     limit: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> ScoredMemoryList:
     """Scored in a read-only transaction (searches run side by side), then a short write refreshes
     the last access of what was found."""
     if not q.strip() or not is_utf8(q):
         raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
-    vector = companion(request).embedder.encode([q])[0]
-    state = request.app.state
+    vector = chat.embedder.encode([q])[0]
     with transaction(state.readers) as session:
         index = state.memory_cache.get(session, user)
     ranked = rank(vector, index, utcnow(), limit)
@@ -84,16 +85,16 @@ def search_memories(
 
 
 @router.post("", status_code=201)
-def add_memory(body: MemoryCreate, request: Request, scope: Scope) -> MemoryOut:
-    vector = companion(request).embedder.encode([body.content])[0]
+def add_memory(body: MemoryCreate, scope: Scope, chat: Chat) -> MemoryOut:
+    vector = chat.embedder.encode([body.content])[0]
     with scope.data() as data:
         _, row = data.remember(Candidate(body.category, None, body.content, body.importance), vector)
     return MemoryOut(**memory_dict(row))
 
 
 @router.patch("/{memory_id}")
-def edit_memory(memory_id: str, body: MemoryEdit, request: Request, scope: Scope) -> MemoryOut:
-    vector = companion(request).embedder.encode([body.content])[0] if body.content is not None else None
+def edit_memory(memory_id: str, body: MemoryEdit, state: State, scope: Scope) -> MemoryOut:
+    vector = loaded_companion(state).embedder.encode([body.content])[0] if body.content is not None else None
     with scope.data() as data:
         row = data.edit_memory(memory_id, body.content, vector, body.importance, body.category)
         if row is None:

@@ -26,10 +26,11 @@ from pydantic import (
 )
 
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
-from bitzero.service.deps import User, companion
+from bitzero.service.deps import User
 from bitzero.service.fields import Text
 from bitzero.service.model import UnknownModel
 from bitzero.service.settings import Settings
+from bitzero.service.state import Chat, State
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = logging.getLogger("bitzero.service")
@@ -181,19 +182,18 @@ STREAM_RESPONSE = {200: {"description": "The reply, or with `stream: true` serve
 
 
 @router.get("/models")
-def models(request: Request, _: User) -> ModelList:
-    created = int(request.app.state.started)
+def models(state: State, _: User, chat: Chat) -> ModelList:
+    created = int(state.started)
     return ModelList(data=[
         ModelCard(id=s.id, created=created, champion=s.champion, kind=s.kind, variant=s.variant,
                   context_length=s.model.context_length, bundle_id=s.model.model_id)
-        for s in companion(request).models
+        for s in chat.models
     ])
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=STREAM_RESPONSE)
-async def chat_completions(body: ChatRequest, request: Request, user: User) -> ChatCompletion | StreamingResponse:
-    engine = companion(request)
-    state = request.app.state
+async def chat_completions(body: ChatRequest, request: Request, state: State, user: User,
+                           engine: Chat) -> ChatCompletion | StreamingResponse:
     try:
         served = engine.models.pick(body.model)
     except UnknownModel as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from bitzero.service.db import reachable
+from bitzero.service.state import State
 
 router = APIRouter(tags=["operations"])
 
@@ -31,8 +32,7 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
-def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
+def readyz(state: State) -> JSONResponse:
     checks = {"model": state.companion is not None, "database": reachable(state.engine),
               "capacity": state.companion is not None and not state.companion.saturated}
     readiness = Readiness(ready=all(checks.values()), **checks)
@@ -40,5 +40,5 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(state: State) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

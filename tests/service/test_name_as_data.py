@@ -1,0 +1,55 @@
+"""The user's name is data in its memory row (`value`), not parsed out of the sentence: written by
+extraction, carried into the prompt, cleared when the user rewrites the sentence, and filled by
+migration 0004 for name memories stored before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from bitzero.service.db import MIGRATIONS, make_engine, migrate, session_factory, transaction
+from bitzero.service.store import UserData
+
+
+def _say(client: TestClient, content: str) -> None:
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 200, response.text
+
+
+def test_the_name_is_stored_as_data_and_reaches_the_prompt(client: TestClient, model) -> None:
+    _say(client, "Hi, call me jo-ann. I love green tea.")
+    memories = {m["slot"]: m for m in client.get("/v1/memories").json()["data"]}
+    assert memories["name"]["value"] == "Jo-Ann" and {m["value"] for m in memories.values()} >= {"Jo-Ann", "green tea"}
+    _say(client, "What should I drink?")
+    assert "Jo-Ann" in model.prompts[-1]
+    edited = client.patch(f"/v1/memories/{memories['name']['id']}", json={"content": "Jo prefers no name."})
+    assert edited.status_code == 200 and edited.json()["value"] is None
+    _say(client, "And now?")
+    assert "Jo-Ann" not in model.prompts[-1]  # the rewritten sentence named nobody
+
+
+def test_migration_0004_fills_the_value_of_earlier_name_memories(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(text("INSERT INTO users (id, created_at, memory_version) VALUES ('ana', '2026-01-01', 0)"))
+        for memory_id, slot, content in (("m1", "name", "The user's name is Ana Lima."),
+                                         ("m2", "home", "The user lives in Porto.")):
+            connection.execute(text(
+                "INSERT INTO memories (id, user_id, category, slot, content, importance, embedding, created_at, "
+                "last_accessed) VALUES (:id, 'ana', 'fact', :slot, :content, 9, x'', '2026-01-01', '2026-01-01')"),
+                {"id": memory_id, "slot": slot, "content": content})
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        assert UserData(session, "ana").name() == "Ana Lima"
+        values = dict(session.execute(text("SELECT id, value FROM memories")).all())
+    assert values == {"m1": "Ana Lima", "m2": None}
+    engine.dispose()
