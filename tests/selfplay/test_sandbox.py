@@ -8,7 +8,15 @@ import tempfile
 
 import pytest
 
-from bitzero.selfplay import ExecResult, PolicyViolation, Sandbox, SandboxUnavailable, check_program, values_equal
+from bitzero.selfplay import (
+    ExecResult,
+    Failure,
+    PolicyViolation,
+    Sandbox,
+    SandboxUnavailable,
+    check_program,
+    values_equal,
+)
 from bitzero.selfplay import _sandbox_worker as worker
 from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES
 
@@ -71,6 +79,7 @@ def test_hostile_program_is_contained_and_the_next_one_is_unaffected(sandbox, pr
     result = sandbox.run(program, call)
     assert not result.ok and result.value is None
     assert result.reason.startswith(reason), result.reason
+    assert result.failure == Failure(reason.split(":")[0])  # the kind is typed, the detail is text
     assert_still_sound(sandbox)
 
 
@@ -228,7 +237,8 @@ SUBCLASS_WALK = (
     ],
 )
 def test_runtime_walls_hold_when_the_ast_check_is_bypassed(environment, program, reason):
-    assert run_unchecked(environment, program)["reason"] == reason
+    reply = run_unchecked(environment, program)
+    assert f"{reply['failure']}: {reply['detail']}" == reason
 
 
 def test_confined_child_cannot_fork_or_exceed_memory():
@@ -279,4 +289,5 @@ def test_values_equal_compares_values_never_evaluates():
 
 def test_result_of_a_rejected_program_is_immediate(sandbox):
     result = sandbox.run("import os", "1")
-    assert result == ExecResult(False, None, "", "rejected: import of os (line 1)", 0.0)
+    assert result == ExecResult(False, None, "", Failure.REJECTED, 0.0, "import of os (line 1)")
+    assert result.reason == "rejected: import of os (line 1)"

@@ -8,12 +8,13 @@ wall time, with held-out solve rates before and after.
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.experiment import Outcome, run_experiment
 from bitzero.selfplay.policy import PolicyViolation, check_program
-from bitzero.selfplay.sandbox import ExecResult, Sandbox, SandboxUnavailable, values_equal
+from bitzero.selfplay.sandbox import ExecResult, Failure, Sandbox, SandboxUnavailable, values_equal
 from bitzero.selfplay.tasks import KINDS, FormatError, Task
 
 __all__ = [
     "KINDS",
     "ExecResult",
+    "Failure",
     "FormatError",
     "Outcome",
     "PolicyViolation",

@@ -194,22 +194,22 @@ def _execute(request: dict, env: Environment) -> dict:
         exec(program, namespace)
         text = repr(eval(call, namespace))
     except MemoryError:
-        return {"reason": "memory limit"}
+        return {"failure": "memory limit"}
     except BaseException as error:  # the program's failure, reported rather than raised
         if state["refused"] or state["printed"] > limit:
-            return _limit_reason(state, limit)
-        return {"reason": f"runtime error: {_error_name(error)}"}
+            return _limit_failure(state)
+        return {"failure": "runtime error", "detail": _error_name(error)}
     if state["refused"] or state["printed"] > limit:  # a refusal the program swallowed
-        return _limit_reason(state, limit)
+        return _limit_failure(state)
     if len(text) > limit:
-        return {"reason": "output too large"}
+        return {"failure": "output too large"}
     return {"value_repr": text}
 
 
-def _limit_reason(state: dict, limit: int) -> dict:
+def _limit_failure(state: dict) -> dict:
     if state["refused"]:
-        return {"reason": f"blocked: {state['refused']}"}
-    return {"reason": "output too large"}
+        return {"failure": "blocked", "detail": state["refused"]}
+    return {"failure": "output too large"}
 
 
 def _error_name(error: BaseException) -> str:
@@ -229,9 +229,9 @@ def _child(request: dict, env: Environment, workdir: str, result_fd: int) -> Non
         install_seccomp(env.seccomp, env.libc)
         result = _execute(request, env)
     except MemoryError:
-        result = {"reason": "memory limit"}
+        result = {"failure": "memory limit"}
     except BaseException as error:  # a failure of confinement itself: never run unconfined
-        result = {"reason": f"sandbox error: {_error_name(error)}"}
+        result = {"failure": "sandbox error", "detail": _error_name(error)}
     try:
         data = json.dumps(result).encode()
         while data:
@@ -260,12 +260,8 @@ def run_one(request: dict, env: Environment, root: str) -> dict:
         os.close(read_fd)
         shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - start
-    reason = verdict or _status_reason(status)
-    if reason is None:
-        reason, value_repr = _parse_result(data)
-    else:
-        value_repr = ""
-    return {"value_repr": value_repr, "reason": reason, "seconds": seconds}
+    outcome = {"failure": verdict} if verdict else _status_failure(status) or _parse_result(data)
+    return {**outcome, "seconds": seconds}
 
 
 def _collect(read_fd: int, pid: int, deadline: float, max_chars: int) -> tuple[bytes, str | None]:
@@ -296,29 +292,29 @@ def _collect(read_fd: int, pid: int, deadline: float, max_chars: int) -> tuple[b
         os.close(process_fd)
 
 
-def _status_reason(status: int) -> str | None:
+def _status_failure(status: int) -> dict | None:
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         if number in CPU_SIGNALS:
-            return "timeout: cpu limit"
-        return f"crashed: {signal.Signals(number).name}"
+            return {"failure": "timeout", "detail": "cpu limit"}
+        return {"failure": "crashed", "detail": signal.Signals(number).name}
     code = os.waitstatus_to_exitcode(status)
     if code == EXIT_MEMORY:
-        return "memory limit"
-    return None if code == 0 else f"crashed: exit code {code}"
+        return {"failure": "memory limit"}
+    return None if code == 0 else {"failure": "crashed", "detail": f"exit code {code}"}
 
 
-def _parse_result(data: bytes) -> tuple[str | None, str]:
+def _parse_result(data: bytes) -> dict:
+    """The child's report: {"value_repr"} or {"failure", "detail"}, or a crash when it is neither."""
     try:
         result = json.loads(data)
     except ValueError:
-        return "crashed: no result", ""
-    value_repr, reason = result.get("value_repr"), result.get("reason")
-    if isinstance(reason, str):
-        return reason, ""
-    if isinstance(value_repr, str):
-        return None, value_repr
-    return "crashed: malformed result", ""
+        return {"failure": "crashed", "detail": "no result"}
+    if isinstance(result, dict) and isinstance(result.get("failure"), str):
+        return {"failure": result["failure"], "detail": str(result.get("detail", ""))}
+    if isinstance(result, dict) and isinstance(result.get("value_repr"), str):
+        return {"value_repr": result["value_repr"]}
+    return {"failure": "crashed", "detail": "malformed result"}
 
 
 def _warm_up(env: Environment) -> None:

@@ -36,6 +36,7 @@ from bitzero.selfplay.sandbox import Sandbox
 from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
+from bitzero.train import Trainer
 from bitzero.train.ddp import (
     DistContext,
     cpu_threads_per_rank,
@@ -59,6 +60,28 @@ def label_all(verifier: Verifier, tasks: list[Task], ctx: DistContext = DistCont
     return [t for t in map_sharded(lambda part: verifier.label(part)[0], tasks, ctx) if t is not None]
 
 
+@dataclass
+class TaskSets:
+    heldout: list[Task]  # measured before and after, never trained on nor chosen by
+    validation: list[Task]  # chooses the shipped candidate
+    buffer: TaskBuffer  # the cold start: generator tasks, both sets' keys reserved
+
+
+@dataclass
+class Bench:
+    """What every step shares: the settings, the ranks and the executor."""
+
+    cfg: SelfPlayConfig
+    ctx: DistContext
+    verifier: Verifier
+    tokenizer: Tokenizer
+    log: Callable[[str], None]
+
+    def evaluate(self, model: BitZeroLM, tasks: list[Task], tokenizer: Tokenizer | None = None) -> dict[str, Any]:
+        return solve_rates(agent_for(model, tokenizer or self.tokenizer, self.cfg), self.verifier, tasks,
+                           self.cfg.answer_tokens, self.ctx)
+
+
 def run_experiment(
     model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig, on_metrics: MetricsFn | None = None,
     log: Callable[[str], None] = lambda message: None, reference: tuple[BitZeroLM, Tokenizer] | None = None,
@@ -68,81 +91,134 @@ def run_experiment(
     set, as the level the student could reach. Under torchrun every rank calls this with the same
     arguments and gets the same outcome."""
     started = time.perf_counter()
+    ctx = _start_ranks(cfg)
+    with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
+        bench = Bench(cfg, ctx, Verifier(box, cfg.max_output_chars), tokenizer, log if ctx.is_main else _silent)
+        tasks = make_task_sets(bench)
+        warm = copy.deepcopy(model).to(ctx.device)  # trained by the warm-up; `model` stays as it was
+        before = bench.evaluate(warm, tasks.heldout)
+        bench.log(f"held-out before: {before['overall']['rate']:.3f}")
+        teacher = bench.evaluate(reference[0].to(ctx.device), tasks.heldout, reference[1]) if reference else None
+        if teacher is not None:
+            bench.log(f"held-out teacher (reference): {teacher['overall']['rate']:.3f}")
+        trainer, warmup = warm_up(bench, warm, tasks.buffer)
+        after_warmup = bench.evaluate(warm, tasks.heldout)
+        bench.log(f"warm-up: {warmup['steps']:.0f} steps, held-out {after_warmup['overall']['rate']:.3f}")
+        arms, buffers = run_arms(bench, warm, trainer, tasks.buffer, on_metrics)
+        candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
+        buffers["warmup"] = tasks.buffer
+        chosen, validated = choose(bench, candidates, tasks.validation)
+        after = {name: bench.evaluate(m, tasks.heldout) for name, m in candidates.items() if name != "warmup"}
+        after["warmup"] = after_warmup
+        bench.log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
+        sandboxes = gather_objects(bench.verifier.stats, ctx)
+
+    rates = {"chosen": chosen, "validated": validated, "before": before, "after": after, "teacher": teacher}
+    report = {
+        "heldout_tasks": len(tasks.heldout),
+        "validation_tasks": len(tasks.validation),
+        **solve_rate_report(rates, arms, cfg.kinds),
+        "warmup": {"steps": warmup["steps"], "seconds": warmup.get("seconds", 0.0), "loss": warmup.get("loss")},
+        **selfplay_report(arms["ppo"]),  # the full loop: its proposals, rewards and PPO statistics
+        "buffer_sizes": buffers[chosen].counts(),
+        "sandbox_programs_per_s": sum(stats.programs_per_s for stats in sandboxes),  # the ranks run in parallel
+        "sandbox_programs": sum(stats.programs for stats in sandboxes),
+        "sandbox_rejections": dict(sum((stats.rejections for stats in sandboxes), Counter())),
+        "world_size": ctx.world_size,
+        "model_params": model.num_params(),
+        "stage_seconds": time.perf_counter() - started,
+    }
+    return Outcome(candidates[chosen].cpu().eval(), buffers[chosen].records(), [t.to_record() for t in tasks.heldout],
+                   report)
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0: rank 0 speaks for all."""
+
+
+def _start_ranks(cfg: SelfPlayConfig) -> DistContext:
+    """Join torchrun's process group when there is one; threads and seeds per rank."""
     ctx = init_distributed(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     elif ctx.is_distributed and ctx.device.type == "cpu":
         torch.set_num_threads(cpu_threads_per_rank())
-    if not ctx.is_main:
-        log = lambda message: None  # noqa: E731 - rank 0 speaks for all
     torch.manual_seed(rank_seed(cfg.seed, ctx))
-    with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
-        verifier = Verifier(box, cfg.max_output_chars)
-        heldout, validation = (
-            label_all(verifier, generate_tasks(per_cell, seed, cfg.kinds, cfg.heldout_levels, induction_pairs=cfg.induction_pairs), ctx)
-            for per_cell, seed in ((cfg.heldout_per_cell, cfg.heldout_seed), (cfg.validation_per_cell, cfg.validation_seed))
-        )
-        reserved = {t.key for t in heldout} | {t.key for t in validation}
-        seeds = label_all(verifier, generate_tasks(
-            cfg.seed_tasks_per_cell, cfg.seed, cfg.kinds, LEVELS, exclude=reserved, induction_pairs=cfg.induction_pairs), ctx)
-        buffer = TaskBuffer(seeds, reserved=reserved)
-        log(f"held-out {len(heldout)} tasks, cold-start buffer {len(buffer)} tasks, {ctx.world_size} rank(s) on {ctx.device}")
+    return ctx
 
-        warm = copy.deepcopy(model)
-        agent = agent_for(warm, tokenizer, cfg)
-        trainer = make_trainer(warm, cfg, cfg.sft_lr, ctx)
 
-        def evaluate(m: BitZeroLM, tasks: list[Task] = heldout, tok: Tokenizer = tokenizer) -> dict[str, Any]:
-            return solve_rates(agent_for(m, tok, cfg), verifier, tasks, cfg.answer_tokens, ctx)
+def make_task_sets(bench: Bench) -> TaskSets:
+    """Held-out and validation sets under their own seeds, then the cold-start buffer without them."""
+    cfg = bench.cfg
+    heldout, validation = (
+        label_all(bench.verifier, generate_tasks(per_cell, seed, cfg.kinds, cfg.heldout_levels,
+                                                 induction_pairs=cfg.induction_pairs), bench.ctx)
+        for per_cell, seed in ((cfg.heldout_per_cell, cfg.heldout_seed), (cfg.validation_per_cell, cfg.validation_seed))
+    )
+    reserved = {t.key for t in heldout} | {t.key for t in validation}
+    seeds = label_all(bench.verifier, generate_tasks(
+        cfg.seed_tasks_per_cell, cfg.seed, cfg.kinds, LEVELS, exclude=reserved, induction_pairs=cfg.induction_pairs),
+        bench.ctx)
+    buffer = TaskBuffer(seeds, reserved=reserved)
+    bench.log(f"held-out {len(heldout)} tasks, cold-start buffer {len(buffer)} tasks, "
+              f"{bench.ctx.world_size} rank(s) on {bench.ctx.device}")
+    return TaskSets(heldout, validation, buffer)
 
-        before = evaluate(warm)
-        log(f"held-out before: {before['overall']['rate']:.3f}")
-        teacher = evaluate(reference[0].to(ctx.device), tok=reference[1]) if reference is not None else None
-        if teacher is not None:
-            log(f"held-out teacher (reference): {teacher['overall']['rate']:.3f}")
 
-        r = Random(rank_seed(cfg.seed, ctx))
-        tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
-        examples = solver_examples(agent, tasks, cfg.answer_tokens)
-        per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
-        for kind in cfg.kinds:
-            examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r, cfg.proposal_tokens)
-        warmup = sft_steps(trainer, examples, cfg.warmup_max_steps, cfg.sft_batch_size, r, cfg.warmup_seconds, tokenizer.pad_id)
-        after_warmup = evaluate(warm)
-        log(f"warm-up: {warmup['steps']:.0f} steps, held-out {after_warmup['overall']['rate']:.3f}")
+def warm_up(bench: Bench, warm: BitZeroLM, buffer: TaskBuffer) -> tuple[Trainer, dict[str, float]]:
+    """Supervised steps on `warm` with executor-verified targets (solver answers and proposals):
+    what gets a near-zero model going before self-play can reward anything."""
+    cfg = bench.cfg
+    agent = agent_for(warm, bench.tokenizer, cfg)
+    trainer = make_trainer(warm, cfg, cfg.sft_lr, bench.ctx)
+    r = Random(rank_seed(cfg.seed, bench.ctx))
+    tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
+    examples = solver_examples(agent, tasks, cfg.answer_tokens)
+    per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
+    for kind in cfg.kinds:
+        examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r, cfg.proposal_tokens)
+    warmup = sft_steps(trainer, examples, cfg.warmup_max_steps, cfg.sft_batch_size, r, cfg.warmup_seconds,
+                       bench.tokenizer.pad_id)
+    return trainer, warmup
 
-        arms: dict[str, ArmResult] = {}
-        buffers: dict[str, TaskBuffer] = {}
-        for name, use_ppo in (("ppo", True), ("sft_only", False)) if cfg.ablation else (("ppo", True),):
-            buffers[name] = copy.deepcopy(buffer)
-            arm = SelfPlay(copy.deepcopy(warm), tokenizer, buffers[name], verifier, cfg, use_ppo, cfg.seed + 1,
-                           trainer.optimizer.state_dict(), ctx)
-            arms[name] = arm.run(cfg.arm_seconds, on_metrics, name)
-            log(f"arm {name}: {arms[name].iterations} iterations in {arms[name].seconds:.1f}s")
-        candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
-        buffers["warmup"] = buffer
-        validated = {name: evaluate(m, validation)["overall"]["rate"] for name, m in candidates.items()}
-        # Ties go to the most self-played candidate; the held-out set plays no part in the choice.
-        chosen = max([n for n in ("ppo", "sft_only", "warmup") if n in candidates], key=validated.__getitem__)
-        after = {name: evaluate(m) for name, m in candidates.items() if name != "warmup"}
-        after["warmup"] = after_warmup
-        log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
-        sandboxes = gather_objects(verifier.stats, ctx)
 
-    selfplay = arms["ppo"]  # the full loop: its proposals, rewards and PPO statistics
-    report = {
-        "heldout_tasks": len(heldout),
-        "validation_tasks": len(validation),
+def run_arms(bench: Bench, warm: BitZeroLM, trainer: Trainer, buffer: TaskBuffer,
+             on_metrics: MetricsFn | None) -> tuple[dict[str, ArmResult], dict[str, TaskBuffer]]:
+    """Self-play from the warm-up with PPO, and (the ablation) without, for the same wall time."""
+    cfg = bench.cfg
+    arms: dict[str, ArmResult] = {}
+    buffers: dict[str, TaskBuffer] = {}
+    for name, use_ppo in (("ppo", True), ("sft_only", False)) if cfg.ablation else (("ppo", True),):
+        buffers[name] = copy.deepcopy(buffer)
+        arm = SelfPlay(copy.deepcopy(warm), bench.tokenizer, buffers[name], bench.verifier, cfg, use_ppo, cfg.seed + 1,
+                       trainer.optimizer.state_dict(), bench.ctx)
+        arms[name] = arm.run(cfg.arm_seconds, on_metrics, name)
+        bench.log(f"arm {name}: {arms[name].iterations} iterations in {arms[name].seconds:.1f}s")
+    return arms, buffers
+
+
+def choose(bench: Bench, candidates: dict[str, BitZeroLM], validation: list[Task]) -> tuple[str, dict[str, float]]:
+    """The candidate with the best validation solve rate; ties go to the most self-played one.
+    The held-out set plays no part in the choice."""
+    validated = {name: bench.evaluate(m, validation)["overall"]["rate"] for name, m in candidates.items()}
+    chosen = max([n for n in ("ppo", "sft_only", "warmup") if n in candidates], key=validated.__getitem__)
+    return chosen, validated
+
+
+def solve_rate_report(rates: dict[str, Any], arms: dict[str, ArmResult], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Held-out rates before, after (the shipped candidate, each arm) and of the teacher, with intervals."""
+    chosen, validated, before, after, teacher = (rates[k] for k in ("chosen", "validated", "before", "after", "teacher"))
+    return {
         "selected_model": chosen,
         "validation_solve_rates": validated,
         "heldout_solve_rate_before": before["overall"]["rate"],
         "heldout_solve_rate_after": after[chosen]["overall"]["rate"],
         "heldout_before": before,
-        "heldout_after_warmup": after_warmup,
+        "heldout_after_warmup": after["warmup"],
         "heldout_after": after[chosen],
         "heldout_teacher": teacher,
         "heldout_solve_rate_teacher": teacher["overall"]["rate"] if teacher is not None else None,
-        "per_type": compare(before, after[chosen], teacher, [k for k in cfg.kinds if k in before]),
+        "per_type": compare(before, after[chosen], teacher, [k for k in kinds if k in before]),
         "per_level": compare(before["overall"]["levels"], after[chosen]["overall"]["levels"],
                              teacher["overall"]["levels"] if teacher is not None else None,
                              list(before["overall"]["levels"])),
@@ -153,21 +229,18 @@ def run_experiment(
                    "iterations": arms[name].iterations, "seconds": arms[name].seconds}
             for name in arms
         },
-        "warmup": {"steps": warmup["steps"], "seconds": warmup.get("seconds", 0.0), "loss": warmup.get("loss")},
+    }
+
+
+def selfplay_report(selfplay: ArmResult) -> dict[str, Any]:
+    """The self-play loop's own figures: proposals, rewards, PPO statistics, difficulty levels."""
+    return {
         "proposals": dict(selfplay.proposals),
         "valid_proposal_rate": selfplay.proposals["valid"] / selfplay.proposals["made"] if selfplay.proposals["made"] else 0.0,
         "mean_rewards": {key: fmean(values) for key, values in sorted(selfplay.rewards.items()) if values},
         "ppo": {key: fmean(values) for key, values in sorted(selfplay.ppo.items()) if values},
         "levels": selfplay.levels,
-        "buffer_sizes": buffers[chosen].counts(),
-        "sandbox_programs_per_s": sum(stats.programs_per_s for stats in sandboxes),  # the ranks run in parallel
-        "sandbox_programs": sum(stats.programs for stats in sandboxes),
-        "sandbox_rejections": dict(sum((stats.rejections for stats in sandboxes), Counter())),
-        "world_size": ctx.world_size,
-        "model_params": model.num_params(),
-        "stage_seconds": time.perf_counter() - started,
     }
-    return Outcome(candidates[chosen].cpu().eval(), buffers[chosen].records(), [t.to_record() for t in heldout], report)
 
 
 def compare(before: dict, after: dict, teacher: dict | None, keys: list[str]) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from random import Random
 
+from tqdm.auto import tqdm
+
 from bitzero.selfplay.agent import Agent
 from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.prompts import Chat, proposer_prompt, solver_prompt
@@ -90,12 +92,16 @@ def sft_steps(
     block_size = trainer.model.config.block_size
     start = time.perf_counter()
     losses: list[float] = []
-    for _ in range(steps):
-        if seconds is not None and any_rank(time.perf_counter() - start >= seconds, ctx):
-            break
-        pool = r.choices(buckets, sizes)[0]
-        chosen = r.sample(pool, batch_size) if len(pool) >= batch_size else r.choices(pool, k=batch_size)
-        losses.append(trainer.step([collate(chosen, block_size, pad_id=pad_id)])["loss"])
+    with tqdm(total=steps, desc="supervised (verified targets)", unit="step", disable=not ctx.is_main,
+              dynamic_ncols=True) as bar:
+        for _ in range(steps):
+            if seconds is not None and any_rank(time.perf_counter() - start >= seconds, ctx):
+                break
+            pool = r.choices(buckets, sizes)[0]
+            chosen = r.sample(pool, batch_size) if len(pool) >= batch_size else r.choices(pool, k=batch_size)
+            losses.append(trainer.step([collate(chosen, block_size, pad_id=pad_id)])["loss"])
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            bar.update()
     return {"steps": float(len(losses)), "loss": sum(losses) / len(losses) if losses else float("nan"),
             "seconds": time.perf_counter() - start}
 

@@ -28,9 +28,11 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from random import Random
 
 import torch
+from tqdm.auto import tqdm
 
 from bitzero.model import BitZeroLM
 from bitzero.selfplay.agent import Completion, agent_for
@@ -63,6 +65,14 @@ from bitzero.train.ddp import (
 
 MetricsFn = Callable[[str, int, dict[str, float]], None]  # (arm, step, metrics)
 SolverSample = tuple[Task, Completion, float]  # task, sampled answer, reward
+
+
+class Refusal(StrEnum):
+    """Why a proposal never reached the executor (counted beside the sandbox's failures)."""
+
+    FORMAT = "format"  # unfinished, or not a program with calls of the asked shape
+    DUPLICATE = "duplicate"  # a task the buffer already holds
+    TOO_LONG = "too long"  # no room left in the context for the solver to answer
 
 
 @dataclass
@@ -112,14 +122,20 @@ class SelfPlay:
 
     def run(self, seconds: float, on_metrics: MetricsFn | None = None, arm: str = "") -> ArmResult:
         start = time.perf_counter()
-        while self.result.iterations < self.cfg.max_iterations:
-            elapsed = time.perf_counter() - start
-            if any_rank(elapsed >= seconds, self.ctx):
-                break
-            metrics = self.iteration(min(1.0, elapsed / seconds))
-            self.result.iterations += 1
-            if on_metrics is not None:
-                on_metrics(arm, self.result.iterations, metrics)
+        # The arm runs for a wall time: the bar counts seconds, the postfix iterations and rates.
+        with tqdm(total=round(seconds), desc=f"self-play {arm}".strip(), unit="s", disable=not self.ctx.is_main,
+                  dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
+                  ) as bar:
+            while self.result.iterations < self.cfg.max_iterations:
+                elapsed = time.perf_counter() - start
+                if any_rank(elapsed >= seconds, self.ctx):
+                    break
+                metrics = self.iteration(min(1.0, elapsed / seconds))
+                self.result.iterations += 1
+                if on_metrics is not None:
+                    on_metrics(arm, self.result.iterations, metrics)
+                bar.update(min(seconds, time.perf_counter() - start) - bar.n)
+                bar.set_postfix(iterations=self.result.iterations, refresh=False)
         self.result.seconds = time.perf_counter() - start
         self.result.levels = dict(self.levels.levels)
         return self.result
@@ -170,26 +186,32 @@ class SelfPlay:
         completions = self.agent.sample(prompts, cfg.proposal_tokens, cfg.temperature, self.generator)
         parsed: list[Task | None] = []
         for kind, completion in zip(kinds, completions, strict=True):
-            try:
-                if not completion.finished:
-                    raise FormatError("unfinished")
-                task = parse_proposal(kind, completion.text)
-                if task in self.buffer:
-                    raise FormatError("duplicate")
-                parsed.append(Task(kind, task.program, task.inputs, difficulty=self.levels.levels[kind], origin="proposer"))
-            except FormatError as error:
-                self.verifier.stats.rejections["duplicate" if str(error) == "duplicate" else "format"] += 1
-                parsed.append(None)
+            proposal = self._parse(kind, completion)
+            if isinstance(proposal, Refusal):
+                self.verifier.stats.rejections[proposal] += 1
+            parsed.append(proposal if isinstance(proposal, Task) else None)
         labelled = iter(self.verifier.label([t for t in parsed if t is not None])[0])
         proposals = [next(labelled) if t is not None else None for t in parsed]
         for i, task in enumerate(proposals):  # the solver must have room to answer
             if task is not None and not self.agent.fits(solver_prompt(task)):
-                self.verifier.stats.rejections["too long"] += 1
+                self.verifier.stats.rejections[Refusal.TOO_LONG] += 1
                 proposals[i] = None
         made, ok = (int(n) for n in sum_over_ranks([len(proposals), sum(t is not None for t in proposals)], self.ctx))
         self.result.proposals["made"] += made
         self.result.proposals["valid"] += ok
         return proposals, list(zip(kinds, completions, strict=True)), {"proposals/valid_rate": ok / made if made else 0.0}
+
+    def _parse(self, kind: str, completion: Completion) -> Task | Refusal:
+        """The proposed task at the kind's current level, or why the proposal counts for nothing."""
+        if not completion.finished:
+            return Refusal.FORMAT
+        try:
+            task = parse_proposal(kind, completion.text)
+        except FormatError:
+            return Refusal.FORMAT
+        if task in self.buffer:
+            return Refusal.DUPLICATE
+        return Task(kind, task.program, task.inputs, difficulty=self.levels.levels[kind], origin="proposer")
 
     def _solve(self, tasks: list[Task]) -> tuple[list[SolverSample], list[float], dict[str, float]]:
         n = self.cfg.samples_per_task

@@ -88,19 +88,20 @@ MAX_CALL_CHARS = 1_000
 
 
 class PolicyViolation(ValueError):
-    """A program breaks the allow-list; `reason` says how, ready for an ExecResult."""
+    """A program breaks the allow-list; `detail` says how ("import of os (line 1)")."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        self.reason = f"rejected: {detail}"
+        super().__init__(self.reason)
 
 
 def check_program(program: str, call: str = "", max_program_chars: int = MAX_PROGRAM_CHARS) -> None:
     """Raise PolicyViolation unless `program` and the `call` expression pass the allow-list."""
     if len(program) > max_program_chars:
-        raise PolicyViolation(f"rejected: program longer than {max_program_chars} characters")
+        raise PolicyViolation(f"program longer than {max_program_chars} characters")
     if len(call) > MAX_CALL_CHARS:
-        raise PolicyViolation(f"rejected: call longer than {MAX_CALL_CHARS} characters")
+        raise PolicyViolation(f"call longer than {MAX_CALL_CHARS} characters")
     trees = [_parse(program, "exec", "program")]
     if call:
         trees.append(_parse(call, "eval", "call"))
@@ -110,16 +111,16 @@ def check_program(program: str, call: str = "", max_program_chars: int = MAX_PRO
             if reason is not None:
                 line = getattr(node, "lineno", None)
                 where = f" (line {line})" if line is not None else ""
-                raise PolicyViolation(f"rejected: {reason}{where}")
+                raise PolicyViolation(f"{reason}{where}")
 
 
 def _parse(source: str, mode: str, what: str) -> ast.AST:
     try:
         return ast.parse(source, filename=f"<{what}>", mode=mode)
     except SyntaxError as error:
-        raise PolicyViolation(f"rejected: syntax error in {what}: {error.msg}") from None
+        raise PolicyViolation(f"syntax error in {what}: {error.msg}") from None
     except (ValueError, RecursionError, MemoryError) as error:
-        raise PolicyViolation(f"rejected: unparsable {what}: {type(error).__name__}") from None
+        raise PolicyViolation(f"unparsable {what}: {type(error).__name__}") from None
 
 
 def _violation(node: ast.AST) -> str | None:

@@ -47,6 +47,7 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,39 @@ class SandboxUnavailable(RuntimeError):
     """A sandbox worker could not be started, so nothing can be verified."""
 
 
+class Failure(StrEnum):
+    """Why a program gave no value: counted by kind in the sandbox statistics, and the worker's
+    wire format (its JSON reply names one of these, with a free-text detail)."""
+
+    REJECTED = "rejected"  # the policy refused the program before it ran
+    BLOCKED = "blocked"  # an audited event (file, process, import...) during the run
+    TIMEOUT = "timeout"
+    MEMORY = "memory limit"
+    OUTPUT = "output too large"
+    RUNTIME = "runtime error"  # the program raised
+    CRASHED = "crashed"  # the child or the worker died
+    SANDBOX = "sandbox error"  # confinement itself failed: the program never ran
+    NON_LITERAL = "non-literal result"
+    NON_DETERMINISTIC = "non-deterministic"
+
+
 @dataclass(frozen=True)
 class ExecResult:
-    """Outcome of one program: its value when `ok`, else why not (`reason`)."""
+    """Outcome of one program: its value when `ok`, else why not (`failure`, with a `detail`)."""
 
     ok: bool
     value: Any | None
     value_repr: str
-    reason: str | None
+    failure: Failure | None
     seconds: float
+    detail: str = ""
+
+    @property
+    def reason(self) -> str | None:
+        """The failure for people: "runtime error: ZeroDivisionError"."""
+        if self.failure is None:
+            return None
+        return f"{self.failure}: {self.detail}" if self.detail else str(self.failure)
 
 
 def values_equal(a: Any, b: Any) -> bool:
@@ -338,9 +363,9 @@ class Sandbox:
         try:
             check_program(program, call, self.max_program_chars)
         except PolicyViolation as violation:
-            return ExecResult(False, None, "", violation.reason, 0.0)
+            return ExecResult(False, None, "", Failure.REJECTED, 0.0, violation.detail)
         if not call.strip():
-            return ExecResult(False, None, "", "rejected: empty call", 0.0)
+            return ExecResult(False, None, "", Failure.REJECTED, 0.0, "empty call")
         return None
 
     def _execute(self, pool: list[_Worker | None], slot: int, program: str, call: str) -> ExecResult:
@@ -360,26 +385,31 @@ class Sandbox:
             pool[slot] = None
             if failure == "hung":
                 break
-        reason = "timeout" if failure == "hung" else "crashed: worker died"
-        return ExecResult(False, None, "", reason, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if failure == "hung":
+            return ExecResult(False, None, "", Failure.TIMEOUT, seconds)
+        return ExecResult(False, None, "", Failure.CRASHED, seconds, "worker died")
 
 
 def _to_result(reply: dict) -> ExecResult:
     seconds = float(reply.get("seconds", 0.0))
     text = str(reply.get("value_repr", ""))
-    if reply.get("reason") is not None:
-        return ExecResult(False, None, text, str(reply["reason"]), seconds)
+    if reply.get("failure") is not None:
+        try:
+            return ExecResult(False, None, text, Failure(reply["failure"]), seconds, str(reply.get("detail", "")))
+        except ValueError:
+            return ExecResult(False, None, text, Failure.CRASHED, seconds, "malformed result")
     try:
         value = ast.literal_eval(text)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return ExecResult(False, None, text, "non-literal result", seconds)
+        return ExecResult(False, None, text, Failure.NON_LITERAL, seconds)
     return ExecResult(True, value, text, None, seconds)
 
 
 def _agree(first: ExecResult, second: ExecResult) -> ExecResult:
     seconds = first.seconds + second.seconds
     if not second.ok:
-        return ExecResult(False, None, first.value_repr, f"non-deterministic: {second.reason}", seconds)
+        return ExecResult(False, None, first.value_repr, Failure.NON_DETERMINISTIC, seconds, second.reason or "")
     if not _same_value(first.value, second.value):
-        return ExecResult(False, None, first.value_repr, "non-deterministic", seconds)
+        return ExecResult(False, None, first.value_repr, Failure.NON_DETERMINISTIC, seconds)
     return ExecResult(True, first.value, first.value_repr, None, seconds)

@@ -60,12 +60,13 @@ class Verifier:
         reasons: list[str | None] = []
         for task in tasks:
             runs = [next(results) for _ in task.calls()]
-            reason = next((r.reason for r in runs if not r.ok), None) or self._shape_problem(task, runs)
+            failed = next((r for r in runs if not r.ok), None)
+            reason = failed.reason if failed is not None else self._shape_problem(task, runs)
             if reason is None:
                 labelled.append(task.labelled([r.value_repr for r in runs]))
             else:
                 labelled.append(None)
-                self.stats.rejections[_category(reason)] += 1
+                self.stats.rejections[str(failed.failure) if failed is not None else reason] += 1
             reasons.append(reason)
         return labelled, reasons
 
@@ -121,7 +122,3 @@ def numbers_equal(answer: str, expected: str, tolerance: float = 1e-6) -> bool:
         return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
     return values_equal(a, b)
 
-
-def _category(reason: str) -> str:
-    """Rejection reasons grouped for metrics ("rejected: import of os" -> "rejected")."""
-    return reason.split(":")[0].strip() or "unknown"
