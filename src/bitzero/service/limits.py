@@ -86,8 +86,9 @@ class DatabaseRateLimiter:
         self._sessions, self._readers, self._clock = sessions, readers, clock
 
     def _refilled(self, tokens: Any, updated: Any, now: float) -> Any:
-        """The bucket's tokens at ``now`` as SQL over the row's columns: refilled, capped."""
-        refill = tokens + (now - updated) * (self.per_minute / 60.0)
+        """The bucket's tokens at ``now`` as SQL over the row's columns: refilled, capped (a replica
+        whose clock is behind the last writer's refills nothing rather than taking tokens away)."""
+        refill = tokens + case((updated > now, 0.0), else_=now - updated) * (self.per_minute / 60.0)
         return case((refill > self.per_minute, float(self.per_minute)), else_=refill)
 
     def acquire(self, key: str) -> float:
@@ -97,7 +98,7 @@ class DatabaseRateLimiter:
             statement = upsert(session)(table).values(key=key, tokens=self.per_minute - 1.0, updated=now, allowed=True)
             statement = statement.on_conflict_do_update(index_elements=[table.c.key], set_={
                 "tokens": case((refill >= 1, refill - 1), else_=refill),
-                "updated": now,
+                "updated": case((table.c.updated > now, table.c.updated), else_=now),
                 "allowed": refill >= 1,
             }).returning(table.c.tokens, table.c.allowed)
             tokens, allowed = session.execute(statement).one()
@@ -108,7 +109,7 @@ class DatabaseRateLimiter:
             bucket = session.get(RateBucket, key)
             if bucket is None:
                 return 0.0
-            refill = bucket.tokens + (self._clock() - bucket.updated) * self.per_minute / 60.0
+            refill = bucket.tokens + max(0.0, self._clock() - bucket.updated) * self.per_minute / 60.0
         return _wait(min(float(self.per_minute), refill), self.per_minute)
 
 
