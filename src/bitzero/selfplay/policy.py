@@ -1,7 +1,7 @@
 """The allow-list that model-generated programs must pass before the sandbox runs them.
 
 Absolute Zero's own executor filtered imports with a deny-list that let `import os` and
-`__import__("subprocess")` through (REFERENCES.md §3). Here the rule is the opposite: a program
+`__import__("subprocess")` through (docs/references.md §3.3). Here the rule is the opposite: a program
 may import only the pure, deterministic modules below, may not read any attribute that starts with
 an underscore (the door to `__class__.__subclasses__()`, `__globals__` and private module handles
 such as `collections._sys`) nor any name that starts with two (`__import__`, `__builtins__`);

@@ -1,7 +1,7 @@
 """Run untrusted, model-generated Python for self-play verification, safely and fast.
 
 Absolute Zero verifies every proposed program by running it; its executor did so with `exec` in
-a process pool behind a leaky import filter (REFERENCES.md §3). Here four walls stand between a
+a process pool behind a leaky import filter (docs/references.md §3.3). Here four walls stand between a
 program and the machine:
 
 1. the AST allow-list of `policy.py`, checked in this process before anything runs;
