@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 import re
 
+from bitzero.errors import SelfPlayError
+
 # Pure, deterministic, side-effect-free modules (no clock, randomness, files or processes).
 # `typing` is here for annotations; its helpers that need frame access fail at run time.
 ALLOWED_MODULES: frozenset[str] = frozenset(
@@ -87,7 +89,7 @@ MAX_PROGRAM_CHARS = 10_000
 MAX_CALL_CHARS = 1_000
 
 
-class PolicyViolation(ValueError):
+class PolicyViolation(SelfPlayError, ValueError):
     """A program breaks the allow-list; `reason` says how, ready for an ExecResult."""
 
     def __init__(self, reason: str) -> None:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitzero.errors import SelfPlayError
 from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES, MAX_PROGRAM_CHARS, PolicyViolation, check_program
 
 WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
@@ -58,7 +59,7 @@ STARTUP_S = 30.0
 REPLY_GRACE_S = 2.0  # how long past a program's own deadline the worker may take to answer
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(SelfPlayError, RuntimeError):
     """A sandbox worker could not be started, so nothing can be verified."""
 
 

@@ -14,12 +14,14 @@ import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bitzero.errors import SelfPlayError
+
 KINDS: tuple[str, ...] = ("deduction", "abduction", "induction", "math")
 CODE_KINDS: tuple[str, ...] = ("deduction", "abduction", "induction")
 CALL_PREFIX = ">>> f("
 
 
-class FormatError(ValueError):
+class FormatError(SelfPlayError, ValueError):
     """Text that does not have the shape of an answer or proposal of its kind."""
 
 
