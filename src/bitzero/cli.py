@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bitzero.data.erasure import LEDGER
+from bitzero.errors import BitZeroError
 
 
 def _settings(args: argparse.Namespace):
@@ -203,18 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe the user's set-up (a path, a setting, a bundle): one line, no traceback."""
+    """Errors printed as one line without a traceback: BitZero's own (raised on purpose, they say
+    what is wrong) and the database's and file system's (they describe the user's set-up)."""
     from sqlalchemy.exc import OperationalError
 
-    from bitzero.companion.embeddings import EmbedderError
-    from bitzero.companion.emotion import EmotionModelError
-    from bitzero.export.bundle import BundleError
-    from bitzero.export.promotion import ChampionError
-    from bitzero.service.model import ModelError
-    from bitzero.service.settings import SettingsError
-
-    return (SettingsError, EmbedderError, EmotionModelError, BundleError, ChampionError, ModelError,
-            OperationalError, OSError)
+    return (BitZeroError, OperationalError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from bitzero.errors import BitZeroError
+
 # Stages whose runs read the raw data, directly or through another stage (the teacher does not).
 DOWNSTREAM_STAGES = frozenset(
     {"vocabulary", "augmentation", "distillation", "selfplay", "personalize", "emotion", "export", "__default__"}
@@ -28,7 +30,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # conf/base/mlflow.yml's de
 RECORDS = Path("data/03_primary/records.jsonl")  # the vocabulary stage's output, which applies the ledger
 
 
-class PurgeError(Exception):
+class PurgeError(BitZeroError):
     """A clean-up step failed; its message says which and why."""
 
 

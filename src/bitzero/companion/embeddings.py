@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bitzero.errors import CompanionError
 from bitzero.files import staged_folder
 
 DIMENSIONS = 384
@@ -24,7 +25,7 @@ TOKENIZER_FILE = "tokenizer.json"
 INFO_FILE = "embedder.json"
 
 
-class EmbedderError(RuntimeError):
+class EmbedderError(CompanionError, RuntimeError):
     """The embedder folder is missing or unusable."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitzero.errors import CompanionError
 from bitzero.files import write_atomically
 
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation")
@@ -47,7 +48,7 @@ def keyword_emotion(text: str) -> str:
     return best if scores[best] > 0 else "neutral"
 
 
-class EmotionModelError(RuntimeError):
+class EmotionModelError(CompanionError, RuntimeError):
     """The classifier file is missing or does not fit the embedder."""
 
 

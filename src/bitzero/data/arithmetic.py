@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
+from bitzero.errors import DataError
+
 MAX_EXPRESSION_CHARS = 500
 MAX_DIGITS = 30  # every numerator and denominator stays below 10**MAX_DIGITS
 MAX_EXPONENT = 100
@@ -40,7 +42,7 @@ _UNARY: dict[type[ast.unaryop], Callable[[Fraction], Fraction]] = {
 _LIMIT = 10**MAX_DIGITS
 
 
-class ExpressionError(ValueError):
+class ExpressionError(DataError, ValueError):
     """The text is not plain, bounded arithmetic, or it divides by zero."""
 
 

@@ -39,6 +39,7 @@ from bitzero.data.arithmetic import (
     parse_number,
 )
 from bitzero.data.records import Record
+from bitzero.errors import DataError
 
 ATTEMPTS = 20  # draws tried per variant before giving up with the last reason
 KEPT_INTEGERS_BELOW = 5
@@ -92,7 +93,7 @@ _number = functools.lru_cache(maxsize=1 << 16)(parse_number)
 _evaluate = functools.lru_cache(maxsize=1 << 16)(evaluate)
 
 
-class VariantSkipped(Exception):
+class VariantSkipped(DataError):
     """This record, or this draw of numbers, cannot give a variant with a recomputed answer."""
 
     def __init__(self, reason: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from bitzero.data.records import Record, _quarantined, parse_jsonl_lines
 from bitzero.data.seed import CODE_SYSTEM, MATH_SYSTEM
+from bitzero.errors import DataError
 
 ReadResult = tuple[list[Record], list[Record]]
 
@@ -40,7 +41,7 @@ _PERSONA_COLUMNS = ("user 1 personas", "user 2 personas", "Best Generated Conver
 _TOPICAL_ROLES = {"agent_1": "user", "agent_2": "assistant"}
 
 
-class DatasetError(Exception):
+class DatasetError(DataError):
     """Base class of the readers' errors."""
 
 

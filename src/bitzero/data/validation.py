@@ -26,17 +26,18 @@ from typing import Any
 import pandas as pd
 
 from bitzero.data.records import RECORD_TYPES, ROLES, Record
+from bitzero.errors import DataError
 
 MAX_QUARANTINED_RECORD_CHARS = 2000
 LIMIT_KEYS = ("max_turns", "max_chars_per_turn", "max_chars")
 _OPTIONAL_STRINGS = ("source", "emotion", "parent_id")
 
 
-class RecordValidationError(RuntimeError):
+class RecordValidationError(DataError, RuntimeError):
     """The suite itself failed to run (a bug or a GX incompatibility, not bad data)."""
 
 
-class TooManyInvalidRecords(ValueError):
+class TooManyInvalidRecords(DataError, ValueError):
     """More of the input ended in quarantine than the configured fraction allows."""
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bitzero.errors import ExportPackageError
 from bitzero.files import write_atomically
 
 FORMAT = "bitzero-bundle"
@@ -23,7 +24,7 @@ PACKED = "model.packed.safetensors"
 ONNX_FILE = "model.onnx"
 
 
-class BundleError(Exception):
+class BundleError(ExportPackageError):
     """A missing, corrupt or mismatched bundle; the message says which file and what is wrong."""
 
 

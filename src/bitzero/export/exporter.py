@@ -18,6 +18,7 @@ from typing import Any
 
 import onnx
 
+from bitzero.errors import ExportPackageError
 from bitzero.export.bundle import ONNX_FILE, PACKED, TOKENIZER, file_entry, model_id, write_manifest
 from bitzero.export.convert import pack_model
 from bitzero.export.graph import build_graph, check_variant, nbits_tensors, variants_for
@@ -32,7 +33,7 @@ from bitzero.text import Tokenizer
 INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # codes, an fp32 scale and an fp32 zero point per block
 
 
-class ExportError(RuntimeError):
+class ExportError(ExportPackageError, RuntimeError):
     """The exported model does not match the PyTorch model within the stated tolerance."""
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from bitzero.errors import ExportPackageError
+
 FORMAT = "bitzero-packed"
 VERSION = 1
 ZERO_CODE = 2  # the stored value of a ternary 0 (MatMulNBits' default zero point for 2 bits)
@@ -37,7 +39,7 @@ INT4_BLOCK = 32
 INT4_MAX = 15
 
 
-class PackingError(ValueError):
+class PackingError(ExportPackageError, ValueError):
     """Codes outside {-1, 0, 1}, or a packed file that does not hold a complete model."""
 
 

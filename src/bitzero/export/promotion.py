@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitzero.errors import ExportPackageError
 from bitzero.export.bundle import read_json_of_format
 from bitzero.files import write_atomically
 
@@ -41,7 +42,7 @@ STUDENT, TEACHER = "student", "teacher"
 CHAMPION = "champion"  # the MLflow registered-model alias
 
 
-class ChampionError(ValueError):
+class ChampionError(ExportPackageError, ValueError):
     """No, or a broken, champion.json."""
 
 

@@ -1,6 +1,6 @@
 """BitLinear: the BitNet b1.58 linear layer, with hybrid-precision "critical" output channels.
 
-Recipe (REFERENCES.md §1):
+Recipe (docs/references.md §1):
 
 * weights: gamma = mean|W| over the ternary channels; W_q = RoundClip(W / (gamma + eps), -1, 1);
   the forward uses W_q * gamma;
@@ -16,7 +16,7 @@ scale-free, so without SubLN those two only see unnormalised (but exactly quanti
 Critical channels ("hybrid precision"): the ``round(ratio * out_features)`` output channels whose
 latent weight rows lose the most to ternary rounding (squared error against their absmean-ternary
 value) keep full-precision weights; on pretrained weights this keeps the outlier rows that
-ternary rounding would wreck (REFERENCES.md §8: 19.8 -> 12.1 nats untrained at 10%). The mask is a function
+ternary rounding would wreck (docs/references.md §8.2: 19.8 -> 12.1 nats untrained at 10%). The mask is a function
 of the weights and is recomputed whenever the weights have changed since it was last computed
 (tracked by the parameter's version counter). In training that is every step, so channels can
 migrate as they grow, at the cost of a small jump in a channel's effective weights when it switches

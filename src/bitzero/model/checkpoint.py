@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from bitzero.errors import LanguageModelError
 from bitzero.files import staged_folder
 from bitzero.model.transformer import BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
@@ -23,7 +24,7 @@ CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LanguageModelError, RuntimeError):
     """A checkpoint folder is missing a file or does not match its config."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bitzero.errors import LanguageModelError
 from bitzero.model.transformer import BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
 
@@ -31,7 +32,7 @@ PACKAGE_PREFIX = "package:"
 MAX_CONTEXT = 2048  # plenty for a companion; longer contexts cost memory in the rotary tables
 
 
-class PretrainedError(ValueError):
+class PretrainedError(LanguageModelError, ValueError):
     """A checkpoint that cannot be imported, with what to do about it."""
 
 

@@ -1,7 +1,7 @@
 """The cold start: a seeded task generator with difficulty levels, and the curriculum over it.
 
 Level 1 is one operation on a small integer (what a tiny model can learn within minutes,
-REFERENCES.md §7), level 2 two operations or a comparison, level 3 a list or string builtin.
+docs/references.md §7), level 2 two operations or a comparison, level 3 a list or string builtin.
 Tasks come out unlabelled: the executor computes every output (`Verifier.label`), so the
 generator never states an answer itself. The curriculum follows the user's plan
 (user-recommendations.md §4.3): math-heavy early, balanced in the middle, code-heavy late.

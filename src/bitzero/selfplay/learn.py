@@ -1,6 +1,6 @@
 """Learning from the verifier: supervised steps on executor-verified targets.
 
-This is what gets a near-zero model going (REFERENCES.md §7): every labelled task carries a
+This is what gets a near-zero model going (docs/references.md §7): every labelled task carries a
 verified answer (the deduction output, the abduction input, the induction program, the math
 value), and the solver's own verified-correct samples add more (rejection sampling / expert
 iteration). The proposer learns the proposal format from buffer tasks shown with K references.

@@ -1,6 +1,6 @@
 """The self-play loop: propose -> verify -> solve -> reward -> learn, and the stage's experiment.
 
-One iteration (Absolute Zero, REFERENCES.md §3, adapted to a tiny model per §7):
+One iteration (Absolute Zero, docs/references.md §3, adapted to a tiny model per §7):
 1. the curriculum picks kinds (math-heavy early, code-heavy late) and each kind's level follows
    its solve rate;
 2. the proposer writes new tasks from K buffer references; the executor labels them, and every

@@ -1,7 +1,7 @@
 """The allow-list that model-generated programs must pass before the sandbox runs them.
 
 Absolute Zero's own executor filtered imports with a deny-list that let `import os` and
-`__import__("subprocess")` through (REFERENCES.md §3). Here the rule is the opposite: a program
+`__import__("subprocess")` through (docs/references.md §3.3). Here the rule is the opposite: a program
 may import only the pure, deterministic modules below, may not read any attribute that starts with
 an underscore (the door to `__class__.__subclasses__()`, `__globals__` and private module handles
 such as `collections._sys`) nor any name that starts with two (`__import__`, `__builtins__`);
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import ast
 import re
+
+from bitzero.errors import SelfPlayError
 
 # Pure, deterministic, side-effect-free modules (no clock, randomness, files or processes).
 # `typing` is here for annotations; its helpers that need frame access fail at run time.
@@ -87,7 +89,7 @@ MAX_PROGRAM_CHARS = 10_000
 MAX_CALL_CHARS = 1_000
 
 
-class PolicyViolation(ValueError):
+class PolicyViolation(SelfPlayError, ValueError):
     """A program breaks the allow-list; `detail` says how ("import of os (line 1)")."""
 
     def __init__(self, detail: str) -> None:

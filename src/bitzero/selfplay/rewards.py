@@ -1,4 +1,4 @@
-"""Absolute Zero's rewards and Task-Relative REINFORCE++ advantages (REFERENCES.md §3).
+"""Absolute Zero's rewards and Task-Relative REINFORCE++ advantages (docs/references.md §3.2).
 
 Solver: 1 when the verified answer is correct, 0 when wrong, -1 when it has no valid shape.
 Proposer: -1 for a proposal the executor rejects; otherwise its learnability, 1 - the mean solve

@@ -1,7 +1,7 @@
 """Run untrusted, model-generated Python for self-play verification, safely and fast.
 
 Absolute Zero verifies every proposed program by running it; its executor did so with `exec` in
-a process pool behind a leaky import filter (REFERENCES.md §3). Here four walls stand between a
+a process pool behind a leaky import filter (docs/references.md §3.3). Here four walls stand between a
 program and the machine:
 
 1. the AST allow-list of `policy.py`, checked in this process before anything runs;
@@ -51,6 +51,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bitzero.errors import SelfPlayError
 from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES, MAX_PROGRAM_CHARS, PolicyViolation, check_program
 
 WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
@@ -59,7 +60,7 @@ STARTUP_S = 30.0
 REPLY_GRACE_S = 2.0  # how long past a program's own deadline the worker may take to answer
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(SelfPlayError, RuntimeError):
     """A sandbox worker could not be started, so nothing can be verified."""
 
 

@@ -1,7 +1,7 @@
 """Self-play tasks: the Absolute Zero triplet types on code, plus math, and how each is shown.
 
-A task is a program `f` with inputs and the outputs the executor computed for them (REFERENCES.md
-§3): deduction shows (program, input) and asks for the output; abduction shows (program, output)
+A task is a program `f` with inputs and the outputs the executor computed for them (docs/references.md
+§3.1): deduction shows (program, input) and asks for the output; abduction shows (program, output)
 and asks for an input; induction shows some input/output pairs and asks for a program that also
 passes the hidden ones; math shows an arithmetic expression and asks for its value. The same
 text forms serve the solver's answer and the proposer's references and proposals, so supervised
@@ -14,12 +14,14 @@ import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bitzero.errors import SelfPlayError
+
 KINDS: tuple[str, ...] = ("deduction", "abduction", "induction", "math")
 CODE_KINDS: tuple[str, ...] = ("deduction", "abduction", "induction")
 CALL_PREFIX = ">>> f("
 
 
-class FormatError(ValueError):
+class FormatError(SelfPlayError, ValueError):
     """Text that does not have the shape of an answer or proposal of its kind."""
 
 

@@ -18,6 +18,7 @@ from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
 from bitzero.companion.extraction import Candidate, extract
+from bitzero.errors import ServiceError
 from bitzero.service.db import transaction
 from bitzero.service.gate import Erased, UserGates
 from bitzero.service.memory_cache import IndexCache
@@ -25,7 +26,7 @@ from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
 
 
-class ChatError(ValueError):
+class ChatError(ServiceError, ValueError):
     """A request the companion cannot answer as given (becomes a 4xx)."""
 
     def __init__(self, message: str, status: int = 400) -> None:

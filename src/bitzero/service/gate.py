@@ -14,8 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bitzero.errors import ServiceError
 
-class Erased(RuntimeError):
+
+class Erased(ServiceError, RuntimeError):
     """The user's data was erased after this request was admitted."""
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bitzero.errors import ServiceError
 from bitzero.export.bundle import MANIFEST, read_manifest
 from bitzero.export.promotion import CHAMPION_FILE, champion_bundle
 from bitzero.text import Tokenizer
@@ -42,11 +43,11 @@ class ChatModel(Protocol):
         ...
 
 
-class ModelError(ValueError):
+class ModelError(ServiceError, ValueError):
     """No bundle where the settings point, or bundles that cannot be served side by side."""
 
 
-class UnknownModel(LookupError):
+class UnknownModel(ServiceError, LookupError):
     """A request named a model that is not served here."""
 
 

@@ -13,13 +13,14 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bitzero.companion.emotion import EMOTION_FILE
+from bitzero.errors import ServiceError
 
 DEFAULT_EMOTION = Path("data/06_models/emotion") / EMOTION_FILE
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_HOST = "*"
 
 
-class SettingsError(ValueError):
+class SettingsError(ServiceError, ValueError):
     """A setting that cannot work as given."""
 
 

@@ -25,6 +25,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as HFTokenizer
 
+from bitzero.errors import TextError
+
 __all__ = ["FORMAT", "VERSION", "Tokenizer", "TokenizerError"]
 
 FORMAT = "bitzero-tokenizer"
@@ -39,7 +41,7 @@ _PIECE = re.compile(r" ?[^\W\d]+|\s+|[^\w\s]+")
 _REPLACEMENT = "\ufffd"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(TextError, ValueError):
     """A tokenizer file, chat or token list that cannot be used as it is."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitzero.errors import TextError
+
 from .tokenizer import Tokenizer
 
 __all__ = ["VocabularyCoverageError", "check_vocabulary"]
@@ -24,7 +26,7 @@ SNIPPET_RADIUS = 20  # characters of context on each side of an unknown characte
 TOP_UNKNOWN = 20  # unknown characters listed per block
 
 
-class VocabularyCoverageError(ValueError):
+class VocabularyCoverageError(TextError, ValueError):
     """Coverage below the threshold; ``report`` holds the full figures for the caller to keep."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:

@@ -10,8 +10,10 @@ from collections.abc import Callable
 
 import torch
 
+from bitzero.errors import TrainingError
 
-class BatchSizeError(RuntimeError):
+
+class BatchSizeError(TrainingError, RuntimeError):
     """Not even a batch of one fits in memory."""
 
 

@@ -81,7 +81,7 @@ def cpu_threads_per_rank() -> int:
     """The cores split between the processes of this node (torchrun sets LOCAL_WORLD_SIZE).
 
     Oversubscribed CPU threads spin against each other: two 2-thread processes on two cores ran
-    steps many times slower than two 1-thread processes (REFERENCES.md §7).
+    steps many times slower than two 1-thread processes (docs/references.md §7).
     """
     local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, available_cpus() // local_world)

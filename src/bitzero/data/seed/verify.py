@@ -7,6 +7,8 @@ import ast
 import operator
 from fractions import Fraction
 
+from bitzero.errors import DataError
+
 _OPERATORS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -15,7 +17,7 @@ _OPERATORS = {
 }
 
 
-class SeedError(ValueError):
+class SeedError(DataError, ValueError):
     """A generated record failed its own check (a template or slot list is wrong)."""
 
 
