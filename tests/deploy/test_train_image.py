@@ -12,7 +12,8 @@ from tests.deploy.podman import LIMITS, Figures, image_size_mb, podman
 from tests.tiny import tiny_hf_checkpoint
 
 pytestmark = pytest.mark.timeout(2400)
-STAGE = "kedro run --pipelines teacher --env test && cat data/08_reporting/teacher.json"
+# Kedro's log to stderr: stdout carries the user id and the stage's report only.
+STAGE = "kedro run --pipelines teacher --env test >&2 && id -u && cat data/08_reporting/teacher.json"
 
 
 def test_teacher_stage_runs_in_the_training_image(train_image: str, tmp_path: Path, figures: Figures) -> None:
@@ -20,7 +21,7 @@ def test_teacher_stage_runs_in_the_training_image(train_image: str, tmp_path: Pa
     for path in [tmp_path, teacher, *teacher.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # the image's user reads the mounted folder
     done = podman("run", "--rm", *LIMITS, "--env", "OMP_NUM_THREADS=1",
-                  "--volume", f"{teacher}:/app/tiny-teacher:ro", train_image, "sh", "-c", f"id -u && {STAGE}")
+                  "--volume", f"{teacher}:/app/tiny-teacher:ro", train_image, "sh", "-c", STAGE)
     uid, report = done.stdout.split("\n", 1)
     assert uid == "10001"
     assert json.loads(report), done.stdout
