@@ -5,18 +5,31 @@
 # The CUDA variant swaps onnxruntime for onnxruntime-gpu with NVIDIA's CUDA 13 and cuDNN 9 wheels,
 # so only the host's driver (>= 580, through the NVIDIA container toolkit) comes from outside.
 # The model bundle is not in the image: the pod's init container fetches it from the MLflow registry.
+# PYTHON_IMAGE is any Debian-like image with Python 3.11 and its venv module (the official python image,
+# or Debian's python3 + python3-venv: deploy/README.md, "Without a registry"). Every stage installs into
+# a venv, so a base whose Python is externally managed (Debian's) works as well as the official one.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
+# A wheelhouse, empty unless the build supplies one: `--build-context wheels=DIR` (docker buildx, podman)
+# replaces this stage with DIR, e.g. a folder holding the CPU torch wheel when no index serves it.
+FROM scratch AS wheels
+
 # The sentence embedder (MiniLM, shipped offline by a PyPI package) is converted to ONNX once, here,
-# with CPU torch; only the ONNX folder goes on to the service image.
+# with CPU torch; only the ONNX folder goes on to the service image. torch comes from the wheelhouse
+# when it holds one, else from PyTorch's CPU index.
 FROM ${PYTHON_IMAGE} AS embedder
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:${PATH}
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
- && pip install --no-cache-dir "/src[train]" \
+RUN --mount=type=bind,from=wheels,target=/wheels \
+    python3 -m venv /opt/venv \
+ && if ls /wheels/torch-*.whl >/dev/null 2>&1; \
+    then pip install --no-cache-dir --no-compile --find-links /wheels "torch==2.13.0"; \
+    else pip install --no-cache-dir --no-compile --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"; fi \
+ && pip install --no-cache-dir --no-compile "/src[train]" \
  && bitzero embedder export --out /opt/bitzero/embedder
 
 FROM ${PYTHON_IMAGE} AS build
@@ -26,7 +39,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m venv /opt/venv \
+RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
  && if [ "${ACCELERATOR}" = "cuda" ]; then \
       /opt/venv/bin/pip uninstall --yes onnxruntime \

@@ -5,9 +5,15 @@
 #   docker build -f deploy/docker/train.Dockerfile -t REGISTRY/bitzero-train:0.1.0 .
 # PyPI's torch wheel for Linux x86_64 is the CUDA build and brings its CUDA libraries as wheels;
 # NCCL drives GPUs across nodes, gloo the CPU runs. Only the host's NVIDIA driver comes from outside.
+# For a CPU image, supply the CPU wheel: `--build-context wheels=DIR` with DIR holding
+# torch-2.13.0+cpu-*.whl (a local version label, so pip prefers it to PyPI's CUDA build).
+# PYTHON_IMAGE: as in serve.Dockerfile (the project installs into a venv at /opt/venv).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+FROM scratch AS wheels
+
 FROM ${PYTHON_IMAGE}
-ENV PIP_NO_CACHE_DIR=1 \
+ENV PATH=/opt/venv/bin:${PATH} \
+    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -22,7 +28,9 @@ RUN groupadd --system --gid 10001 bitzero \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/bitzero bitzero
 WORKDIR /app
 # torch first, alone: the layer is large and changes only with its pin.
-RUN pip install --no-cache-dir "torch==2.13.0"
+RUN --mount=type=bind,from=wheels,target=/wheels \
+    python3 -m venv /opt/venv \
+ && pip install --no-cache-dir --find-links /wheels "torch==2.13.0"
 COPY --chown=10001:10001 . /app
 # Editable: the code DVC hashes for its stages (src/, pipelines/) is the code that runs. The serve
 # extra brings the database drivers the retrain needs for `bitzero feedback export`.

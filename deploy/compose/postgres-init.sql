@@ -1,0 +1,2 @@
+-- MLflow's backend store, beside the service's database (the cluster does the same: k8s/base/postgres.yaml).
+CREATE DATABASE mlflow;
