@@ -1,5 +1,5 @@
 """Building and running the images with podman, on machines like CI's: no Docker engine, no container
-registry, a hybrid cgroup layout. Why each setting (measured, REFERENCES.md §9):
+registry, a hybrid cgroup layout. Why each setting (measured, docs/references.md §9.1):
 - the base is Debian's Python 3.11 made with mmdebstrap and imported, because no registry answers;
 - runc, host networking and explicit rlimits, because crun and the default rlimits are refused here;
 - the host's CA bundle is mounted into builds, because pip reaches the index only through it;
