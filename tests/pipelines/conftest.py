@@ -67,14 +67,15 @@ def dvc_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("gsm8k", "mbpp", "synthetic_persona_chat", "topical_chat", "goemotions"):  # DVC deps
         shutil.copytree(RAW_DATA / name, project / "data" / "01_raw" / name)
     monkeypatch.setenv("KEDRO_ENV", "test")
-    git(project, "init", "-q")
-    git(project, "add", "-A")
-    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
+    git_repository(project)
     return project
 
 
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+def git_repository(root: Path) -> str:
+    """``root`` as a git repository whose one commit holds every file; that commit's id."""
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def dvc(root: Path, *args: str) -> str:
