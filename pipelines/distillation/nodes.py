@@ -32,7 +32,7 @@ from pipelines.tracking import report_metrics
 log = logging.getLogger(__name__)
 VALIDATION_LOSS_ON = "assistant"  # held-out NLL always scores what the model should say
 ValidationSets = dict[str, list[Example]]
-CURVES = "curves"  # the summary's loss per step: plot data, not a report figure
+CURVES = "curves"  # the summary's metrics per step: plot data, not report figures
 
 
 def build_examples(
