@@ -19,8 +19,11 @@ def _git_commit() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    # What `dvc repro` writes between stages (dvc.lock, the reports) is no edit of the code or settings.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock",
+         ":(exclude)data/08_reporting"],
+        capture_output=True, text=True,
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 

@@ -25,12 +25,14 @@ from bitzero.text import Tokenizer
 from bitzero.train import DistillLoss, Example, TrainConfig, fit
 from bitzero.train.examples import records_to_examples
 from bitzero.train.heldout import held_out_nll
+from pipelines.plots import Row, table
 from pipelines.ranks import is_main_rank
 from pipelines.tracking import report_metrics
 
 log = logging.getLogger(__name__)
 VALIDATION_LOSS_ON = "assistant"  # held-out NLL always scores what the model should say
 ValidationSets = dict[str, list[Example]]
+CURVES = "curves"  # the summary's metrics per step: plot data, not report figures
 
 
 def build_examples(
@@ -130,6 +132,7 @@ def _train(
         "steps": result.steps,
         "wall_s": time.perf_counter() - started,
         "params": model.num_params(),
+        CURVES: {"train": result.train_history, "validation": result.val_history},
     }
     return model, summary
 
@@ -160,6 +163,33 @@ def train_ce_only(
     return summary
 
 
+def _loss_curves(ptq: dict[str, Any], arms: dict[str, dict[str, Any]]) -> list[Row]:
+    """Per trained arm, the cross-entropy on the training batch of each step (the student's
+    objective adds the teacher's KL; CE is what compares) and the held-out NLL. The validation
+    curve starts at step 0 with PTQ (the same converted weights, untrained) and ends with the final
+    held-out NLL."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for arm, summary in arms.items():
+        trained = not summary.get("skipped")
+        series[f"{arm}_train"] = [
+            (step, metrics.get("ce", metrics["loss"])) for step, metrics in summary[CURVES]["train"]
+        ] if trained else []
+        series[f"{arm}_validation"] = [
+            (0, ptq["overall"]), *summary[CURVES]["validation"], (summary["steps"], summary["held_out_nll"]["overall"]),
+        ] if trained else []
+    return table("step", series)
+
+
+def _ternary_shares(quantization: dict[str, Any]) -> list[Row]:
+    """Per BitLinear layer, in model order (names in the quantization report): the shares of its
+    ternary codes -1, 0, +1 and of its full-precision output channels."""
+    return [
+        {"layer": index, "minus_one": layer["share_minus1"], "zero": layer["share_zero"],
+         "plus_one": layer["share_plus1"], "full_precision": layer["critical_fraction"]}
+        for index, layer in enumerate(quantization["layers"].values())
+    ]
+
+
 def report(
     teacher: dict[str, Any],
     ptq: dict[str, Any],
@@ -168,8 +198,9 @@ def report(
     data_stats: dict[str, Any],
     student_model: BitZeroLM,
     params: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
-    """The NLL table (DVC metrics), the per-layer quantization report, and MLflow metrics."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]], list[Row], list[Row]]:
+    """The NLL table (DVC metrics), the per-layer quantization report, MLflow metrics, and the
+    plot tables: loss curves and per-layer ternary shares."""
     quantization = student_model.quantization_report()
     nll = {"teacher_fp32": teacher, "ptq": ptq, "student": student["held_out_nll"]}
     if not ce_only.get("skipped"):
@@ -185,8 +216,9 @@ def report(
         "ternary_fraction": quantization["ternary_fraction"],
         "critical_fraction": quantization["critical_fraction"],
         "critical_ratio": str(params["student"]["critical_ratio"]),
-        "student": {k: v for k, v in student.items() if k != "held_out_nll"},
-        "ce_only": {k: v for k, v in ce_only.items() if k != "held_out_nll"},
+        "student": {k: v for k, v in student.items() if k not in ("held_out_nll", CURVES)},
+        "ce_only": {k: v for k, v in ce_only.items() if k not in ("held_out_nll", CURVES)},
         "data": data_stats,
     }
-    return summary, quantization, report_metrics(summary)
+    curves = _loss_curves(ptq, {"student": student, "ce_only": ce_only})
+    return summary, quantization, report_metrics(summary), curves, _ternary_shares(quantization)

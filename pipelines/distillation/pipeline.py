@@ -40,7 +40,8 @@ def create_pipeline() -> Pipeline:
                 nodes.report,
                 ["teacher_nll", "ptq_nll", "student_summary", "ce_only_summary", "distillation_data_stats",
                  "student_model", "params:distillation"],
-                ["distillation_report", "quantization_report", "distillation_metrics"],
+                ["distillation_report", "quantization_report", "distillation_metrics", "distillation_loss_plot",
+                 "quantization_shares_plot"],
                 name="report_distillation",
             ),
         ]

@@ -12,7 +12,8 @@ def create_pipeline() -> Pipeline:
             Node(
                 nodes.self_play,
                 ["selfplay_input_student", "selfplay_input_teacher", "params:selfplay"],
-                ["selfplay_student", "selfplay_buffer", "selfplay_heldout", "selfplay_report", "selfplay_metrics"],
+                ["selfplay_student", "selfplay_buffer", "selfplay_heldout", "selfplay_report", "selfplay_metrics",
+                 "selfplay_solve_rate_plot"],
                 name="self_play",
             ),
         ]

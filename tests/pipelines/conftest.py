@@ -57,6 +57,34 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def dvc_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project copy as a git repository with DVC and every stage's inputs, on the micro profile
+    (KEDRO_ENV=test, as `dvc repro` and `dvc exp run` pick it)."""
+    shutil.copytree(REPO / ".dvc", project / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    for name in (".dvcignore", ".gitignore"):
+        shutil.copy2(REPO / name, project / name)
+    for name in ("gsm8k", "mbpp", "synthetic_persona_chat", "topical_chat", "goemotions"):  # DVC deps
+        shutil.copytree(RAW_DATA / name, project / "data" / "01_raw" / name)
+    monkeypatch.setenv("KEDRO_ENV", "test")
+    git_repository(project)
+    return project
+
+
+def git_repository(root: Path) -> str:
+    """``root`` as a git repository whose one commit holds every file; that commit's id."""
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def dvc(root: Path, *args: str) -> str:
+    """`dvc ARGS` in the project copy; its output, after checking that it succeeded."""
+    done = subprocess.run([str(BIN / "dvc"), *args], cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
 def kedro_run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`kedro run ARGS` in the project copy, as a user would type it (with `env` over os.environ)."""
     return subprocess.run(

@@ -1,8 +1,6 @@
 """The vocabulary and augmentation stages, run as a user runs them: `kedro run` and `dvc repro`."""
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -11,7 +9,7 @@ import pytest
 from bitzero.data.mix import group_id
 from bitzero.data.records import iter_jsonl
 from bitzero.text import Tokenizer
-from tests.pipelines.conftest import BIN, REPO, kedro_run
+from tests.pipelines.conftest import dvc, kedro_run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -128,38 +126,17 @@ def test_augmentation_stage_splits_by_id_and_reports_the_mix(project: Path) -> N
     assert not {group_id(r) for r in train} & {group_id(r) for r in validation}
 
 
-def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-
-
-def _dvc_repro(root: Path) -> str:
-    done = subprocess.run(
-        [str(BIN / "dvc"), "repro", "augmentation"], cwd=root, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def test_dvc_repro_runs_once_then_only_what_changed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shutil.copytree(REPO / ".dvc", project / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    shutil.copy2(REPO / ".dvcignore", project / ".dvcignore")
-    shutil.copy2(REPO / ".gitignore", project / ".gitignore")
-    for name in ("gsm8k", "mbpp", "synthetic_persona_chat", "topical_chat", "goemotions"):  # DVC deps
-        shutil.copytree(REPO / "data" / "01_raw" / name, project / "data" / "01_raw" / name)
-    monkeypatch.setenv("KEDRO_ENV", "test")  # the micro sizes; DVC tracks conf/base's parameters
-    _git(project, "init", "-q")
-    _git(project, "add", "-A")
-    _git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy")
-
-    first = _dvc_repro(project)
+def test_dvc_repro_runs_once_then_only_what_changed(dvc_project: Path) -> None:
+    project = dvc_project
+    first = dvc(project, "repro", "augmentation")
     assert all(f"Running stage '{name}'" in first for name in ("teacher", "vocabulary", "augmentation"))
     assert (project / "dvc.lock").exists()
 
-    second = _dvc_repro(project)
+    second = dvc(project, "repro", "augmentation")
     assert "Running stage" not in second
 
     params = project / "conf" / "base" / "parameters_augmentation.yml"
     params.write_text(params.read_text().replace("seed: 13", "seed: 14"))
-    third = _dvc_repro(project)
+    third = dvc(project, "repro", "augmentation")
     assert "Running stage 'augmentation'" in third
     assert "Running stage 'vocabulary'" not in third

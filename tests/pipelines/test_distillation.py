@@ -90,6 +90,28 @@ def test_stage_converts_distills_and_measures_the_baselines(project: Path) -> No
     assert run.data.metrics["distillation.held_out_nll.student"] == pytest.approx(report["held_out_nll"]["student"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"distillation.json", "quantization.json", "student"} <= artifacts
+    loss = _check_plots(project, report)
+    (last_ce,) = [m.value for m in client.get_metric_history(run.info.run_id, "student/train/ce") if m.step == 6]
+    assert loss[-1]["student_train"] == pytest.approx(last_ce)  # the student's CE, not its whole objective
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {f"plots/{name}.{ext}" for name in ("distillation_loss", "quantization_shares")
+            for ext in ("json", "png")} <= plots
+
+
+def _check_plots(root: Path, report: dict) -> list[dict]:
+    """The DVC plot tables come from the run: the validation curve runs from PTQ to the held-out NLL."""
+    loss = _report(root, "plots/distillation_loss")
+    assert [row["step"] for row in loss] == list(range(7))  # step 0 (PTQ), then six training steps
+    for arm in ("student", "ce_only"):
+        assert loss[0][f"{arm}_validation"] == report["held_out_nll"]["ptq"] and loss[0][f"{arm}_train"] is None
+        assert loss[-1][f"{arm}_validation"] == report["held_out_nll"][arm]
+    assert loss[-1]["ce_only_train"] == report["ce_only"]["train_loss"]  # CE is the baseline's whole objective
+    shares = _report(root, "plots/quantization_shares")
+    layers = list(_report(root, "quantization")["layers"].values())
+    assert [row["layer"] for row in shares] == list(range(len(layers)))
+    assert shares[0]["zero"] == layers[0]["share_zero"]
+    assert all(row["minus_one"] + row["zero"] + row["plus_one"] == pytest.approx(1.0) for row in shares)
+    return loss
 
 
 def test_torchrun_two_processes_write_once_and_track_once(project: Path) -> None:

@@ -56,6 +56,17 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     assert {"selfplay.ppo/ppo/samples", "selfplay.ppo/ppo/in_band", "selfplay.ppo/buffer/size",
             "selfplay.ppo/proposals/valid_rate", "selfplay.sft_only/sft/loss",
             "selfplay.heldout_solve_rate_after"} <= keys
+    # The solve rate of each iteration per arm: a DVC plot table, and in MLflow with its picture.
+    rates = json.loads((project / "data" / "08_reporting" / "plots" / "selfplay_solve_rate.json").read_text())
+    assert [row["iteration"] for row in rates] == [1]  # max_iterations: 1
+    assert all(0.0 <= rates[0][arm] <= 1.0 for arm in ("ppo", "sft_only"))
+    with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
+        (ppo_rate,) = db.execute("SELECT value FROM metrics WHERE key = 'selfplay.ppo/solve_rate'").fetchone()
+    assert rates[0]["ppo"] == ppo_rate
+    client = mlflow.tracking.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("bitzero").experiment_id])
+    assert {"plots/selfplay_solve_rate.json", "plots/selfplay_solve_rate.png"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
 
 def test_torchrun_two_ranks_self_play_and_write_once(project):

@@ -235,7 +235,8 @@ class SelfPlay:
         for kind, rate, task_rewards in gather_list(local, self.ctx):
             kind_rates[kind].append(rate)
             kind_rewards[kind].extend(task_rewards)
-        metrics: dict[str, float] = {}
+        all_rates = [rate for values in kind_rates.values() for rate in values]
+        metrics: dict[str, float] = {"solve_rate": sum(all_rates) / len(all_rates)} if all_rates else {}
         for kind, values in kind_rates.items():
             metrics[f"solve_rate/{kind}"] = sum(values) / len(values)
             metrics[f"reward/solve/{kind}"] = sum(kind_rewards[kind]) / len(kind_rewards[kind])

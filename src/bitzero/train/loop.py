@@ -52,6 +52,7 @@ class TrainResult:
     train_tokens: float = 0.0  # input tokens over all ranks in this call (the token budget)
     train_seconds: float = 0.0  # time in training steps, validation and checkpoints excluded
     val_history: list[tuple[int, float]] = field(default_factory=list)
+    train_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # every step's metrics: the curves
 
 
 @torch.no_grad()
@@ -224,6 +225,7 @@ def fit(
             result.train_seconds += time.perf_counter() - started
             tokens_per_s = result.train_tokens / max(result.train_seconds, 1e-9)
             result.train_loss, result.tokens_per_s, result.steps = metrics["loss"], tokens_per_s, done
+            result.train_history.append((done, dict(metrics)))
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             report = {f"train/{k}": v for k, v in metrics.items()}
