@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from random import Random
+from typing import cast
 
 import torch
 
@@ -182,8 +183,8 @@ class SelfPlay:
                 parsed.append(None)
         labelled = iter(self.verifier.label([t for t in parsed if t is not None])[0])
         proposals = [next(labelled) if t is not None else None for t in parsed]
-        for i, task in enumerate(proposals):  # the solver must have room to answer
-            if task is not None and not self.agent.fits(solver_prompt(task)):
+        for i, proposal in enumerate(proposals):  # the solver must have room to answer
+            if proposal is not None and not self.agent.fits(solver_prompt(proposal)):
                 self.verifier.stats.rejections["too long"] += 1
                 proposals[i] = None
         made, ok = (int(n) for n in sum_over_ranks([len(proposals), sum(t is not None for t in proposals)], self.ctx))
@@ -203,7 +204,8 @@ class SelfPlay:
                                     self.cfg.temperature, self.generator)
             for i, completion in zip(indices, got, strict=True):
                 completions[i] = completion
-        answers = [c.text if c.finished else "" for c in completions]
+        solved = cast(list[Completion], completions)  # every index belongs to one kind: all filled above
+        answers = [c.text if c.finished else "" for c in solved]
         rewards = self.verifier.score(repeated, answers)
         rates = [solve_rate(rewards[i * n : (i + 1) * n]) for i in range(len(tasks))]
         # Levels and metrics follow the rates and rewards of all ranks.
@@ -219,11 +221,13 @@ class SelfPlay:
             metrics[f"reward/solve/{kind}"] = sum(kind_rewards[kind]) / len(kind_rewards[kind])
             self.result.rewards[f"solve/{kind}"].extend(kind_rewards[kind])
         self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
-        return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
+        return list(zip(repeated, solved, rewards, strict=True)), rates, metrics
 
     def _ppo(self, samples: list[SolverSample], proposal_completions: list[tuple[str, Completion]],
              proposer_rewards: list[float], tasks: list[Task], rates: list[float]) -> dict[str, float]:
         cfg = self.cfg
+        if self.ppo is None:
+            raise RuntimeError("PPO updates need a loop built with use_ppo")
         rate_of = {t.key: rate for t, rate in zip(tasks, rates, strict=True)}
         rows: list[tuple[tuple[str, str], Completion, float]] = []
         for task, completion, reward in samples:
