@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, FromClause, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,13 +47,18 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def insert_missing(session: Session, table: type, values: dict) -> None:
+def insert_missing(session: Session, table: FromClause, values: dict) -> None:
     """INSERT that does nothing if the primary key exists (two first requests of a user can race)."""
+    if not isinstance(table, Table):  # a mapped class's __table__, typed as FromClause
+        raise TypeError(f"insert_missing needs a Table, got {type(table).__name__}")
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        session.execute(postgresql_insert(table).values(**values).on_conflict_do_nothing())
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
 
 
 MIGRATION_LOCK = 0x6269747A65726F  # "bitzero": the PostgreSQL advisory lock key of migrations
