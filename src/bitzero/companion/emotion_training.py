@@ -268,7 +268,10 @@ def fit_records(records: Sequence[dict], embedder: Embedder, *, holdout: float =
     order = np.random.default_rng(seed).permutation(len(texts))
     cut = int(len(order) * holdout)
     dev, train = order[:cut], order[cut:]
-    pick = lambda items, idx: [items[i] for i in idx]  # noqa: E731
+
+    def pick(items: list[str], idx: np.ndarray) -> list[str]:
+        return [items[i] for i in idx]
+
     vectors = embedder.encode(texts)
     classifier = fit_classifier(pick(texts, train), pick(labels, train), vectors[train])
     dev_texts, dev_labels = pick(texts, dev), pick(labels, dev)
