@@ -47,8 +47,9 @@ run: setup
 	$(BIN)/bitzero serve
 
 test: setup
-	# The lint gate first (rules in pyproject.toml), then the tests.
+	# The lint and type gates first (rules in pyproject.toml), then the tests.
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 mlflow-ui: setup

@@ -28,7 +28,7 @@ class JsonLinesDataset(AbstractDataset[list[Record], list[Record]]):
         return {"filepath": str(self._filepath)}
 
 
-class RawLinesDataset(AbstractDataset[list[bytes], None]):
+class RawLinesDataset(AbstractDataset[None, list[bytes]]):  # [saved, loaded]: read-only
     """Raw lines of a file written by people (read-only): parsing and quarantine happen in a node."""
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -41,14 +41,14 @@ class RawLinesDataset(AbstractDataset[list[bytes], None]):
         with self._filepath.open("rb") as handle:
             return handle.readlines()
 
-    def save(self, data: list[bytes]) -> None:
+    def save(self, data: None) -> None:
         raise DatasetError(f"{self._filepath} is raw input and read-only")
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
 
 
-class RawLinesFolderDataset(AbstractDataset[dict[str, list[bytes]], None]):
+class RawLinesFolderDataset(AbstractDataset[None, dict[str, list[bytes]]]):  # [saved, loaded]: read-only
     """Raw lines of every ``*.jsonl`` file in a folder, by file name (read-only).
 
     The folder collects files that arrive over time, such as feedback exported from the service;
@@ -67,7 +67,7 @@ class RawLinesFolderDataset(AbstractDataset[dict[str, list[bytes]], None]):
             for file in sorted(self._path.glob("*.jsonl"))
         }
 
-    def save(self, data: dict[str, list[bytes]]) -> None:
+    def save(self, data: None) -> None:
         raise DatasetError(f"{self._path} is raw input and read-only")
 
     def _describe(self) -> dict[str, Any]:

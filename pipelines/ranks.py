@@ -27,7 +27,7 @@ def is_main_rank() -> bool:
 class MainRankDataset(AbstractDataset[Any, Any]):
     """Wraps any dataset; ``save`` happens on rank 0 only, ``load`` everywhere."""
 
-    def __init__(self, dataset: dict[str, Any] | str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, dataset: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
         dataset_class, dataset_args = parse_dataset_definition(dataset)
         self._dataset = dataset_class(**dataset_args)
         self.metadata = metadata

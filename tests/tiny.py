@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer as HFTokenizer
@@ -53,11 +54,11 @@ def tiny_tokenizer() -> Tokenizer:
     return Tokenizer(tiny_hf_json(), CHAT_TEMPLATE, "<|im_end|>")
 
 
-def tiny_config(vocab_size: int, **overrides: object) -> ModelConfig:
-    values = dict(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, ffn_hidden=96,
+def tiny_config(vocab_size: int, **overrides: Any) -> ModelConfig:
+    values: dict[str, Any] = dict(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, ffn_hidden=96,
                   block_size=256, rope_theta=10000.0)
     values.update(overrides)
-    return ModelConfig(**values)  # type: ignore[arg-type]
+    return ModelConfig(**values)
 
 
 def tiny_model(tokenizer: Tokenizer | None = None, seed: int = 0, **overrides: object) -> BitZeroLM:

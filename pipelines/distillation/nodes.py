@@ -145,8 +145,9 @@ def train_student(
     tokenizer = Tokenizer.from_dict(tokenizer_data)
     model, summary = _train(teacher, tokenizer, train, sets, params, "student", with_teacher=True)
     metadata = {"role": "student", "held_out_nll": summary["held_out_nll"]["overall"]}
-    if mlflow.active_run() is not None:
-        metadata["mlflow_run_id"] = mlflow.active_run().info.run_id
+    run = mlflow.active_run()
+    if run is not None:
+        metadata["mlflow_run_id"] = run.info.run_id
     checkpoint = {"model": model.cpu().eval(), "tokenizer": tokenizer, "metadata": metadata}
     return model, checkpoint, summary
 

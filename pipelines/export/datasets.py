@@ -6,7 +6,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 
-class StageOutputPathDataset(AbstractDataset[str, None]):
+class StageOutputPathDataset(AbstractDataset[None, str]):  # [saved, loaded]
     """Read-only: the path of a file, or of a folder holding the `required` files, written by an
     earlier stage (`stage` names it in the error message)."""
 

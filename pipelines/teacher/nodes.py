@@ -22,8 +22,9 @@ def import_teacher(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     started = time.perf_counter()
     model, tokenizer, facts = import_pretrained(params["source"], context=params["context"])
     facts["import_s"] = time.perf_counter() - started
-    if mlflow.active_run() is not None:
-        facts["mlflow_run_id"] = mlflow.active_run().info.run_id
+    run = mlflow.active_run()
+    if run is not None:
+        facts["mlflow_run_id"] = run.info.run_id
     checkpoint = {"model": model, "tokenizer": tokenizer, "metadata": {"role": "teacher", **facts}}
     return checkpoint, tokenizer.to_dict(), facts
 

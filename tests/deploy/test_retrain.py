@@ -37,7 +37,7 @@ def _retrain(root: Path, env: dict[str, str], *targets: str) -> str:
     return done.stdout
 
 
-def test_retrain_reproduces_pushes_and_resumes_from_the_kept_lock(project: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_retrain_reproduces_pushes_and_resumes_from_the_kept_lock(project: Path, tmp_path: Path) -> None:  # noqa: F811 - the fixture, imported above
     shutil.copytree(REPO / SCRIPT.parent, project / SCRIPT.parent)
     shutil.copy2(REPO / ".dvcignore", project / ".dvcignore")
     remote, volume, image_raw = tmp_path / "remote", tmp_path / "volume", tmp_path / "image-raw"

@@ -21,7 +21,7 @@ from tests.pipelines.test_export import _inputs
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_bundle_goes_through_the_server_and_back(project: Path, rendered: dict[str, list[Doc]], tmp_path: Path) -> None:  # noqa: F811
+def test_bundle_goes_through_the_server_and_back(project: Path, rendered: dict[str, list[Doc]], tmp_path: Path) -> None:  # noqa: F811 - the fixture, imported above
     platform = find(rendered["dev"], "ConfigMap", "bitzero-platform")["data"]
     assert platform["MLFLOW_ARTIFACT_LOCATION"].startswith("mlflow-artifacts:/"), "artifacts must go through the server"
     port = free_port()

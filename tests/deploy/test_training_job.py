@@ -32,7 +32,7 @@ def _local_env(pod_env: dict[str, str], **overrides: str) -> dict[str, str]:
             "MLFLOW_ARTIFACT_LOCATION": os.environ["MLFLOW_ARTIFACT_LOCATION"], "OMP_NUM_THREADS": "1", **overrides}
 
 
-def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, list[Doc]]) -> None:  # noqa: F811
+def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, list[Doc]]) -> None:  # noqa: F811 - the fixture, imported above
     docs = rendered["dev"]
     pods = {p.owner: p for p in pod_templates(docs)}
     master, worker = pods["PyTorchJob/bitzero-train/Master"], pods["PyTorchJob/bitzero-train/Worker"]

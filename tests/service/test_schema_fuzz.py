@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402 - hypothesis comes with schemathesis: after the skip
 
 EXAMPLES = 15
 

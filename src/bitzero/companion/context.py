@@ -60,7 +60,10 @@ def build_prompt(
 
     for count in range(len(memories), -1, -1):  # least relevant memories go only when no turn fits
         head = system(memories[:count])
-        newest = _newest_fitting(dialogue, lambda kept, head=head: length([head, *kept]) <= budget)
+        def fits(kept: Chat, head: dict[str, str] = head) -> bool:
+            return length([head, *kept]) <= budget
+
+        newest = _newest_fitting(dialogue, fits)
         if newest:
             return [head, *dialogue[-newest:]]
     content = _cut(system([])["content"], lambda s: length([{"role": "system", "content": s},

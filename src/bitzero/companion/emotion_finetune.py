@@ -15,12 +15,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from bitzero.companion.emotion import EmotionEncoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class FinetuneSettings:
 class EncoderClassifier(torch.nn.Module):
     """MiniLM, masked mean pooling (as the sentence embedding is made), a linear layer to labels."""
 
-    def __init__(self, encoder: torch.nn.Module, labels: int) -> None:
+    def __init__(self, encoder: PreTrainedModel, labels: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = torch.nn.Linear(encoder.config.hidden_size, labels)
@@ -132,7 +136,9 @@ def to_onnx(model: EncoderClassifier) -> bytes:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python in transformers' BERT
-        torch.onnx.export(model, (ids, torch.ones_like(ids)), buffer, input_names=["input_ids", "attention_mask"],
+        # The TorchScript exporter (dynamo=False) writes to file objects too; torch's annotation names paths only.
+        torch.onnx.export(model, (ids, torch.ones_like(ids)), buffer,  # type: ignore[arg-type]
+                          input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
                                         "attention_mask": {0: "batch", 1: "tokens"}, "logits": {0: "batch"}})

@@ -131,8 +131,8 @@ def fit_classifier(
     words = csr_matrix((values, (rows, cols)), shape=(len(texts), len(vocabulary)), dtype=np.float64)
     features = hstack([words, csr_matrix(vectors.astype(np.float64))]).tocsr()
     counts = Counter(labels)
-    weights = {label: (len(labels) / (len(counts) * counts[label])) ** balance for label in counts}
-    model = LogisticRegression(C=strength, max_iter=300, class_weight=weights).fit(features, list(labels))
+    class_weights = {label: (len(labels) / (len(counts) * counts[label])) ** balance for label in counts}
+    model = LogisticRegression(C=strength, max_iter=300, class_weight=class_weights).fit(features, list(labels))
     # A label absent from the training rows (a small --limit) gets zero weights and is never chosen.
     classes = list(model.classes_)
     coef = np.zeros((len(LABELS), features.shape[1]))
@@ -268,7 +268,10 @@ def fit_records(records: Sequence[dict], embedder: Embedder, *, holdout: float =
     order = np.random.default_rng(seed).permutation(len(texts))
     cut = int(len(order) * holdout)
     dev, train = order[:cut], order[cut:]
-    pick = lambda items, idx: [items[i] for i in idx]  # noqa: E731
+
+    def pick(items: list[str], idx: np.ndarray) -> list[str]:
+        return [items[i] for i in idx]
+
     vectors = embedder.encode(texts)
     classifier = fit_classifier(pick(texts, train), pick(labels, train), vectors[train])
     dev_texts, dev_labels = pick(texts, dev), pick(labels, dev)

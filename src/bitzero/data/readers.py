@@ -99,7 +99,7 @@ def _load_json(path: Path, expected: type) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetFormatError(f"{path}: not a JSON file ({exc})") from exc
     if not isinstance(value, expected):
-        names = {dict: "object", list: "array"}
+        names: dict[type, str] = {dict: "object", list: "array"}
         raise DatasetFormatError(
             f"{path}: expected a JSON {names[expected]}, found a JSON {names.get(type(value), type(value).__name__)}"
         )

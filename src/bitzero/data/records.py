@@ -38,10 +38,11 @@ def parse_jsonl_lines(
     quarantine: list[Record] = []
     for number, line in enumerate(lines, start=1):
         if isinstance(line, bytes):
+            raw = line
             try:
-                line = line.decode("utf-8")
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                text = line.decode("utf-8", errors="replace")
+                text = raw.decode("utf-8", errors="replace")
                 quarantine.append(_quarantined(text, origin, number, [f"invalid UTF-8: {exc.reason}"]))
                 continue
         if not line.strip():

@@ -94,7 +94,7 @@ class _Builder:
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
 
-    def const(self, value: np.ndarray | float | list[int], name: str | None = None) -> str:
+    def const(self, value: np.ndarray | np.generic | float | list[int], name: str | None = None) -> str:
         array = np.asarray(value, dtype=np.float32) if isinstance(value, float) else np.asarray(value)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
@@ -103,11 +103,16 @@ class _Builder:
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], domain: str = "", outputs: int = 1, **attrs: object) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], domain: str = "", **attrs: Any) -> str:
+        """A node with one output; its name."""
+        return self.op_outputs(op_type, inputs, 1, domain, **attrs)[0]
+
+    def op_outputs(self, op_type: str, inputs: list[str], outputs: int, domain: str = "", **attrs: Any) -> list[str]:
+        """A node with ``outputs`` outputs; their names."""
         self._count += 1
         names = [f"{op_type.lower()}_{self._count}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, names, name=f"n{self._count}", domain=domain, **attrs))
-        return names if outputs > 1 else names[0]
+        return names
 
     def rms_norm(self, x: str, weight: np.ndarray, eps: float, name: str) -> str:
         mean_sq = self.op("ReduceMean", [self.op("Mul", [x, x]), self.const([-1])], keepdims=1)
@@ -174,7 +179,7 @@ class _Builder:
             acc = self.op("MatMulInteger", [shifted, codes, self.const(np.uint8(128))])
             gamma = self.const(np.float32(layer.gamma))
             ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
-            critical_dtype = np.float32
+            critical_dtype: type[np.floating[Any]] = np.float32
         else:
             packed, scales, block = nbits_tensors(layer)
             ternary = self.op(
@@ -241,7 +246,7 @@ class _GraphWriter:
 
         def rotate(y: str) -> str:
             cos, sin = rotary
-            first, second = b.op("Split", [y], axis=-1, num_outputs=2, outputs=2)
+            first, second = b.op_outputs("Split", [y], 2, axis=-1, num_outputs=2)
             rotated = b.op("Concat", [b.op("Neg", [second]), first], axis=-1)
             return b.op("Add", [b.op("Mul", [y, cos]), b.op("Mul", [rotated, sin])])
 

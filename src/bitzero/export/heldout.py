@@ -43,7 +43,7 @@ def scored_conversations(
     records: Iterable[Mapping[str, Any]], tokenizer: Tokenizer, limit: int, max_tokens: int
 ) -> list[Scored]:
     """Up to ``limit`` records (sources in turn) with an assistant token in their first ``max_tokens`` ids."""
-    scored = []
+    scored: list[Scored] = []
     for record in by_source_in_turn(records):
         if len(scored) == limit:
             break

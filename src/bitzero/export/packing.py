@@ -209,7 +209,7 @@ def load_packed(path: str | Path) -> PackedModel:
     try:
         with safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - the handle is not iterable
     except Exception as exc:  # OSError, or safetensors' SafetensorError (a bare Exception subclass)
         raise PackingError(f"cannot read packed model {path}: {exc}") from exc
     if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):

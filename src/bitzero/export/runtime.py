@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -26,6 +26,7 @@ __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+FinishReason = Literal["stop", "length"]
 INCOMPLETE = "\ufffd"  # what decoding shows for the first bytes of a character still to come
 
 
@@ -35,7 +36,7 @@ class Chunk:
 
     text: str
     token_ids: tuple[int, ...]
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 def default_providers() -> list[str]:
@@ -207,7 +208,7 @@ class BundleRuntime:
         generated: list[int] = []
         pending: list[int] = []
         emitted = 0
-        finish = "length"
+        finish: FinishReason = "length"
         for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                     frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
                                     earlier=earlier, repeat_ngram=repeat_ngram):

@@ -111,6 +111,8 @@ def top_rows_by_error(weight: torch.Tensor, count: int) -> torch.Tensor:
 class BitLinear(nn.Module):
     """Linear layer with ternary weights, int8 activations and full-precision critical channels."""
 
+    critical_mask: torch.Tensor  # a buffer (register_buffer in __init__)
+
     def __init__(
         self, in_features: int, out_features: int, critical_ratio: float = 0.0, bias: bool = False,
         mask_frozen: bool = False,

@@ -180,6 +180,10 @@ class Block(nn.Module):
 class BitZeroLM(nn.Module):
     """Decoder-only language model; ``config.quantized`` switches ternary BitLinear on or off."""
 
+    config: ModelConfig
+    rope_cos: torch.Tensor  # buffers (register_buffer in __init__)
+    rope_sin: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

@@ -175,7 +175,7 @@ def _execute(request: dict, env: Environment) -> dict:
     program = compile(request["program"], "<program>", "exec")
     call = compile(request["call"], "<call>", "eval")
     limit = request["max_output_chars"]
-    state = {"refused": None, "printed": 0}
+    state: dict = {"refused": None, "printed": 0}
 
     def capped_print(*args, sep=" ", end="\n", **_ignored):
         state["printed"] += len(str(sep).join(map(str, args))) + len(str(end))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from random import Random
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -186,14 +187,14 @@ class SelfPlay:
         completions = self.agent.sample(prompts, cfg.proposal_tokens, cfg.temperature, self.generator)
         parsed: list[Task | None] = []
         for kind, completion in zip(kinds, completions, strict=True):
-            proposal = self._parse(kind, completion)
-            if isinstance(proposal, Refusal):
-                self.verifier.stats.rejections[proposal] += 1
-            parsed.append(proposal if isinstance(proposal, Task) else None)
+            parse = self._parse(kind, completion)
+            if isinstance(parse, Refusal):
+                self.verifier.stats.rejections[parse] += 1
+            parsed.append(parse if isinstance(parse, Task) else None)
         labelled = iter(self.verifier.label([t for t in parsed if t is not None])[0])
         proposals = [next(labelled) if t is not None else None for t in parsed]
-        for i, task in enumerate(proposals):  # the solver must have room to answer
-            if task is not None and not self.agent.fits(solver_prompt(task)):
+        for i, proposal in enumerate(proposals):  # the solver must have room to answer
+            if proposal is not None and not self.agent.fits(solver_prompt(proposal)):
                 self.verifier.stats.rejections[Refusal.TOO_LONG] += 1
                 proposals[i] = None
         made, ok = (int(n) for n in sum_over_ranks([len(proposals), sum(t is not None for t in proposals)], self.ctx))
@@ -225,7 +226,8 @@ class SelfPlay:
                                     self.cfg.temperature, self.generator)
             for i, completion in zip(indices, got, strict=True):
                 completions[i] = completion
-        answers = [c.text if c.finished else "" for c in completions]
+        solved = cast(list[Completion], completions)  # every index belongs to one kind: all filled above
+        answers = [c.text if c.finished else "" for c in solved]
         rewards = self.verifier.score(repeated, answers)
         rates = [solve_rate(rewards[i * n : (i + 1) * n]) for i in range(len(tasks))]
         # Levels and metrics follow the rates and rewards of all ranks.
@@ -242,11 +244,13 @@ class SelfPlay:
             metrics[f"reward/solve/{kind}"] = sum(kind_rewards[kind]) / len(kind_rewards[kind])
             self.result.rewards[f"solve/{kind}"].extend(kind_rewards[kind])
         self.levels.update({k: metrics[f"solve_rate/{k}"] for k in kind_rates})
-        return list(zip(repeated, completions, rewards, strict=True)), rates, metrics
+        return list(zip(repeated, solved, rewards, strict=True)), rates, metrics
 
     def _ppo(self, samples: list[SolverSample], proposal_completions: list[tuple[str, Completion]],
              proposer_rewards: list[float], tasks: list[Task], rates: list[float]) -> dict[str, float]:
         cfg = self.cfg
+        if self.ppo is None:
+            raise RuntimeError("PPO updates need a loop built with use_ppo")
         rate_of = {t.key: rate for t, rate in zip(tasks, rates, strict=True)}
         rows: list[tuple[tuple[str, str], Completion, float]] = []
         for task, completion, reward in samples:

@@ -221,14 +221,17 @@ class _Worker:
 
     def request(self, message: dict, wait_s: float) -> tuple[dict | None, str | None]:
         """Send one line and read one back: (reply, None), or (None, "died" | "hung")."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        if stdin is None or stdout is None:
+            raise SandboxUnavailable("the sandbox worker was started without its stdin/stdout pipes")
         try:
             data = (json.dumps(message) + "\n").encode()
             while data:
-                data = data[os.write(self.process.stdin.fileno(), data) :]
+                data = data[os.write(stdin.fileno(), data) :]
         except OSError:
             return None, "died"
         deadline = time.monotonic() + wait_s
-        fd = self.process.stdout.fileno()
+        fd = stdout.fileno()
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -260,8 +263,9 @@ def _stop_worker(process: subprocess.Popen, root: str) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    process.stdin.close()
-    process.stdout.close()
+    for pipe in (process.stdin, process.stdout):  # both are pipes (Popen with PIPE)
+        if pipe is not None:
+            pipe.close()
     shutil.rmtree(root, ignore_errors=True)
 
 

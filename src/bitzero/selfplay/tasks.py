@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bitzero.errors import SelfPlayError
 
@@ -109,7 +109,7 @@ def parse_proposal(kind: str, text: str) -> Task:
     if any(not line.endswith(")") for line in calls):
         raise FormatError("a `>>> f(` line must end with `)`")
     inputs = tuple(line[len(CALL_PREFIX) : -1].strip() for line in calls)
-    tree = _parse(program, "exec")
+    tree = cast(ast.Module, _parse(program, "exec"))  # "exec" parses to a Module
     if not any(isinstance(node, ast.FunctionDef) and node.name == "f" for node in tree.body):
         raise FormatError("the program does not define f")
     for argument in inputs:
@@ -132,7 +132,7 @@ def parse_answer(kind: str, text: str) -> str:
     elif kind == "abduction":
         _parse(f"f({answer})", "eval")
     else:
-        tree = _parse(answer, "exec")
+        tree = cast(ast.Module, _parse(answer, "exec"))  # "exec" parses to a Module
         if not any(isinstance(node, ast.FunctionDef) and node.name == "f" for node in tree.body):
             raise FormatError("the answer does not define f")
     return answer

@@ -43,6 +43,8 @@ def ensure_user(session: Session, user_id: str) -> User:
     if user is None:
         insert_missing(session, User.__table__, {"id": user_id, "created_at": utcnow()})
         user = session.get(User, user_id)
+        if user is None:
+            raise LookupError(f"no user {user_id!r} right after inserting it")
     return user
 
 

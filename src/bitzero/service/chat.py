@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +25,9 @@ from bitzero.service.gate import Erased, UserGates
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
+
+if TYPE_CHECKING:
+    from bitzero.export.runtime import FinishReason  # a type only: the runtime module imports onnxruntime
 
 
 class ChatError(ServiceError, ValueError):
@@ -71,7 +75,7 @@ class Lease:
 class Piece:
     text: str
     tokens: int
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 def reply_room(served: Served, max_tokens: int | None, default: int) -> int:
@@ -168,12 +172,12 @@ class Companion:
         vectors = self.embedder.encode([text, *(c.content for c in candidates)])
         if self.detector is not None:
             reading = self.detector.read(text, vectors[0])
-        felt = reading is not None and reading.emotion != "neutral"
+        felt = reading if reading is not None and reading.emotion != "neutral" else None  # None: nothing felt
         feeling = None
-        if felt:
-            note = f"The user felt {reading.emotion} ({reading.intensity}) about: {text[:200]}"
-            feeling = (Candidate("emotion", None, note, 4.0 if reading.intensity == "mild" else 6.0),
-                       self.embedder.encode([note])[0])
+        if felt is not None:
+            memory_note = f"The user felt {felt.emotion} ({felt.intensity}) about: {text[:200]}"
+            feeling = (Candidate("emotion", None, memory_note, 4.0 if felt.intensity == "mild" else 6.0),
+                       self.embedder.encode([memory_note])[0])
         with transaction(self.sessions) as session:
             data = UserData(session, user_id, self.memory_cache)
             privacy = data.privacy()
@@ -191,10 +195,10 @@ class Companion:
             memories = found[: self.memory_limit]
             if conversation is not None:
                 data.add_message(conversation.id, "user", text,
-                                 emotion=reading.emotion if felt and privacy.remember_emotions else None)
+                                 emotion=felt.emotion if felt is not None and privacy.remember_emotions else None)
             name = data.name()
             keeps_emotions = privacy.remember_emotions
-        note = context_note(reading) if felt else None
+        note = context_note(felt) if felt is not None else None
         prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=name,
                               memories=memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
@@ -202,7 +206,7 @@ class Companion:
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, prompt_ids=prompt_ids,
             max_tokens=min(max_tokens or self.max_tokens_default, model.context_length - len(prompt_ids)),
             conversation_id=conversation.id if conversation is not None else None,
-            opening=opening(reading) if felt else None, reading=reading,
+            opening=opening(felt) if felt is not None else None, reading=reading,
             prompt=storable_prompt(prompt, None if keeps_emotions else note),
             earlier=[i for m in messages if m["role"] == "assistant" and self.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, FromClause, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,18 +48,18 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def upsert(session: Session) -> Callable:
-    """The dialect's ``insert`` with ``on_conflict_do_*`` (PostgreSQL and SQLite both have it)."""
+def upsert(session: Session, table: FromClause) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT into ``table``, which has ``on_conflict_do_*`` (PostgreSQL and SQLite both do)."""
+    if not isinstance(table, Table):  # a mapped class's __table__, typed as FromClause
+        raise TypeError(f"upsert needs a Table, got {type(table).__name__}")
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
-def insert_missing(session: Session, table: type, values: dict) -> None:
+def insert_missing(session: Session, table: FromClause, values: dict) -> None:
     """INSERT that does nothing if the primary key exists (two first requests of a user can race)."""
-    session.execute(upsert(session)(table).values(**values).on_conflict_do_nothing())
+    session.execute(upsert(session, table).values(**values).on_conflict_do_nothing())
 
 
 MIGRATION_LOCK = 0x6269747A65726F  # "bitzero": the PostgreSQL advisory lock key of migrations

@@ -95,8 +95,8 @@ class DatabaseRateLimiter:
         now, table = self._clock(), RateBucket.__table__
         refill = self._refilled(table.c.tokens, table.c.updated, now)
         with transaction(self._sessions) as session:
-            statement = upsert(session)(table).values(key=key, tokens=self.per_minute - 1.0, updated=now, allowed=True)
-            statement = statement.on_conflict_do_update(index_elements=[table.c.key], set_={
+            insert = upsert(session, table).values(key=key, tokens=self.per_minute - 1.0, updated=now, allowed=True)
+            statement = insert.on_conflict_do_update(index_elements=[table.c.key], set_={
                 "tokens": case((refill >= 1, refill - 1), else_=refill),
                 "updated": case((table.c.updated > now, table.c.updated), else_=now),
                 "allowed": refill >= 1,

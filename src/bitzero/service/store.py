@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from bitzero.companion.extraction import Candidate
@@ -86,6 +86,8 @@ class UserData:
             insert_missing(self.session, PrivacySettings.__table__, {
                 "user_id": self.user_id, **DEFAULT_PRIVACY, "updated_at": utcnow()})
             row = self.session.get(PrivacySettings, self.user_id)
+            if row is None:
+                raise LookupError(f"no privacy settings for user {self.user_id!r} right after inserting them")
         return row
 
     def update_privacy(self, changes: dict[str, Any]) -> PrivacySettings:
@@ -165,7 +167,7 @@ class UserData:
         self._memories_changed()
         now = utcnow()
         if decision.action in {"keep", "merge"}:
-            row = self.memory(decision.target.id)  # type: ignore[union-attr]
+            row = self._target(decision)
             if decision.content != row.content:
                 row.content, row.embedding = decision.content, vector.astype(np.float32).tobytes()
                 if row.slot == candidate.slot:
@@ -177,10 +179,17 @@ class UserData:
                      embedding=vector.astype(np.float32).tobytes(), created_at=now, last_accessed=now)
         self.session.add(row)
         if decision.action == "supersede":
-            old = self.memory(decision.target.id)  # type: ignore[union-attr]
+            old = self._target(decision)
             old.invalidated_at, old.superseded_by = now, row.id
         self.session.flush()
         return decision, row
+
+    def _target(self, decision: Decision) -> Memory:
+        """The stored memory a keep, merge or supersede decision is about."""
+        row = self.memory(decision.target.id) if decision.target is not None else None
+        if row is None:
+            raise LookupError(f"consolidation chose {decision.action!r} without a stored memory to apply it to")
+        return row
 
     def search(self, query: np.ndarray, limit: int) -> list[tuple[Memory, float]]:
         """Best valid memories for the query (Generative Agents score); refreshes their last access."""
@@ -216,8 +225,8 @@ class UserData:
         return row
 
     def delete_memory(self, memory_id: str) -> bool:
-        deleted = self.session.execute(
-            delete(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id)).rowcount
+        deleted = _rowcount(self.session.execute(
+            delete(Memory).where(Memory.id == memory_id, Memory.user_id == self.user_id)))
         if deleted:
             self._memories_changed()
         return bool(deleted)
@@ -254,13 +263,21 @@ class UserData:
         """Delete every row of the user in every table, keys and the user row included."""
         counts = {}
         for table in (Feedback, Memory, Message, Conversation, PrivacySettings, ApiKey):
-            counts[table.__tablename__] = self.session.execute(
-                delete(table).where(table.user_id == self.user_id)).rowcount
-        counts["users"] = self.session.execute(delete(User).where(User.id == self.user_id)).rowcount
-        counts["rate_buckets"] = self.session.execute(delete(RateBucket).where(RateBucket.key == self.user_id)).rowcount
+            counts[table.__tablename__] = _rowcount(self.session.execute(
+                delete(table).where(table.user_id == self.user_id)))
+        counts["users"] = _rowcount(self.session.execute(delete(User).where(User.id == self.user_id)))
+        counts["rate_buckets"] = _rowcount(self.session.execute(
+            delete(RateBucket).where(RateBucket.key == self.user_id)))
         if self._cache is not None:
             self._cache.forget(self.user_id)
         return counts
+
+
+def _rowcount(result: object) -> int:
+    """Rows a DELETE removed: executing DML gives a CursorResult, which Session.execute types as its base."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the CursorResult of a DML statement, got {type(result).__name__}")
+    return result.rowcount
 
 
 def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:
@@ -269,22 +286,22 @@ def purge_expired(session: Session, now: datetime | None = None) -> dict[str, in
     now = now or utcnow()
     idle = now.replace(tzinfo=UTC).timestamp() - 60
     counts = {"messages": 0, "memories": 0, "feedback": 0, "conversations": 0,
-              "rate_buckets": session.execute(delete(RateBucket).where(RateBucket.updated < idle)).rowcount}
+              "rate_buckets": _rowcount(session.execute(delete(RateBucket).where(RateBucket.updated < idle)))}
     for settings in session.scalars(select(PrivacySettings)).all():
         cutoff = now - timedelta(days=settings.retention_days)
         uid = settings.user_id
-        counts["feedback"] += session.execute(
-            delete(Feedback).where(Feedback.user_id == uid, Feedback.created_at < cutoff)).rowcount
-        counts["messages"] += session.execute(
-            delete(Message).where(Message.user_id == uid, Message.created_at < cutoff)).rowcount
-        forgotten = session.execute(delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)).rowcount
+        counts["feedback"] += _rowcount(session.execute(
+            delete(Feedback).where(Feedback.user_id == uid, Feedback.created_at < cutoff)))
+        counts["messages"] += _rowcount(session.execute(
+            delete(Message).where(Message.user_id == uid, Message.created_at < cutoff)))
+        forgotten = _rowcount(session.execute(delete(Memory).where(Memory.user_id == uid, Memory.created_at < cutoff)))
         if forgotten:
             bump_memory_version(session, uid)
         counts["memories"] += forgotten
         empty = select(Message.conversation_id).where(Message.user_id == uid)
-        counts["conversations"] += session.execute(
+        counts["conversations"] += _rowcount(session.execute(
             delete(Conversation).where(Conversation.user_id == uid, Conversation.created_at < cutoff,
-                                       Conversation.id.not_in(empty))).rowcount
+                                       Conversation.id.not_in(empty))))
     return counts
 
 

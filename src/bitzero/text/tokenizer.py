@@ -94,11 +94,17 @@ class Tokenizer:
 
     @property
     def eos_id(self) -> int:
-        return int(self._template_side.token_to_id(self.eos_token))
+        return self._known_id(self.eos_token)
 
     @property
     def pad_id(self) -> int:
-        return int(self._template_side.token_to_id(self.pad_token))
+        return self._known_id(self.pad_token)
+
+    def _known_id(self, token: str) -> int:
+        token_id = self._template_side.token_to_id(token)
+        if token_id is None:
+            raise TokenizerError(f"the token {token!r} is not in the vocabulary")
+        return int(token_id)
 
     @property
     def stop_ids(self) -> tuple[int, ...]:

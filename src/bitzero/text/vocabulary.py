@@ -125,7 +125,7 @@ def check_vocabulary(
             tally.add(text, tokenizer, examples)
         sources[name] = tally.figures()
         overall.merge(tally, examples)
-    report = {"min_coverage": min_coverage, "sources": sources, "overall": overall.figures()}
+    report: dict[str, Any] = {"min_coverage": min_coverage, "sources": sources, "overall": overall.figures()}
     failing = [(f"source {name!r}", block) for name, block in sources.items() if block["coverage"] < min_coverage]
     if report["overall"]["coverage"] < min_coverage:
         failing.append(("overall", report["overall"]))

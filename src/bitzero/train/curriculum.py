@@ -8,7 +8,7 @@ epochs, here for step-based sampling).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -62,6 +62,9 @@ class CurriculumSampler:
         self.generator.set_state(state["generator"])
 
 
-def shard(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+T = TypeVar("T")
+
+
+def shard(indices: Sequence[T], rank: int, world_size: int) -> list[T]:
     """This rank's share of a global batch (strided, so shares differ by at most one)."""
     return list(indices[rank::world_size])

@@ -101,7 +101,7 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return out
 
 
-def _reduce_int(value: int, op: dist.ReduceOp, ctx: DistContext) -> int:
+def _reduce_int(value: int, op: dist.ReduceOp.RedOpType, ctx: DistContext) -> int:
     if not ctx.is_distributed:
         return value
     tensor = torch.tensor([value], dtype=torch.long, device=ctx.device)

@@ -15,12 +15,13 @@ teacher's by KL, on real (non-padding) positions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitzero.model.transformer import IGNORE_INDEX
+from bitzero.model.transformer import IGNORE_INDEX, BitZeroLM, Block
 from bitzero.train.batching import Batch
 
 LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -100,10 +101,12 @@ class DistillLoss:
             self.teacher.to(batch.idx.device)
         self.teacher.eval()
         student_attn = teacher_attn = None
+        student_qkv: dict[str, torch.Tensor] = {}
+        teacher_qkv: dict[str, torch.Tensor] = {}
         if self.gamma:
             student_attn = _layer(model, self.relation_layer).attn
             teacher_attn = _layer(self.teacher, self.relation_layer).attn
-            student_attn.capture, teacher_attn.capture = {}, {}
+            student_attn.capture, teacher_attn.capture = student_qkv, teacher_qkv
         try:
             with torch.no_grad():
                 teacher_logits, _ = self.teacher(batch.idx)
@@ -115,7 +118,7 @@ class DistillLoss:
             metrics = {"ce": ce.detach(), "kl": kl.detach()}
             if student_attn is not None and teacher_attn is not None:
                 keep = batch.idx != self.pad_id if self.pad_id is not None else torch.ones_like(batch.idx, dtype=torch.bool)
-                relations = relation_kl(student_attn.capture, teacher_attn.capture, keep)
+                relations = relation_kl(student_qkv, teacher_qkv, keep)
                 # The loop sums micro-batch losses divided by the step's denominator: scale alike.
                 share = batch.n_targets / max(batch.denominator, 1e-9)
                 loss = loss + self.gamma * relations * share
@@ -126,7 +129,7 @@ class DistillLoss:
         return loss, metrics
 
 
-def _layer(model: nn.Module, index: int) -> nn.Module:
+def _layer(model: nn.Module, index: int) -> Block:
     """A block of a (possibly DDP-wrapped) BitZeroLM."""
-    inner = getattr(model, "module", model)
-    return inner.blocks[index]
+    inner = cast(BitZeroLM, getattr(model, "module", model))
+    return cast(Block, inner.blocks[index])

@@ -23,7 +23,7 @@ from torch import nn
 from bitzero.companion.feedback import PreferencePair
 from bitzero.config import check_keys
 from bitzero.data.mix import split_position
-from bitzero.model.transformer import IGNORE_INDEX
+from bitzero.model.transformer import IGNORE_INDEX, BitZeroLM
 from bitzero.text import Tokenizer
 from bitzero.train.batching import Batch, Example, collate
 from bitzero.train.config import TrainConfig
@@ -146,8 +146,8 @@ def preference_figures(model: nn.Module, pairs: Sequence[EncodedPair], block_siz
     return {"preference_accuracy": accuracy, "rejected_logp": float(logps[1].mean())}
 
 
-def train_dpo(model: nn.Module, pairs: Sequence[EncodedPair], cfg: DPOConfig, block_size: int, pad_id: int,
-              on_metrics: Callable[[int, dict[str, float]], None] | None = None) -> nn.Module:
+def train_dpo(model: BitZeroLM, pairs: Sequence[EncodedPair], cfg: DPOConfig, block_size: int, pad_id: int,
+              on_metrics: Callable[[int, dict[str, float]], None] | None = None) -> BitZeroLM:
     """``cfg.steps`` DPO steps on ``pairs`` against a frozen copy of ``model`` as it is now."""
     device = resolve_device(cfg.device)
     model.to(device)
@@ -172,10 +172,10 @@ def train_dpo(model: nn.Module, pairs: Sequence[EncodedPair], cfg: DPOConfig, bl
 
 
 def personalize(
-    model: nn.Module, tokenizer: Tokenizer, train_pairs: Sequence[PreferencePair],
+    model: BitZeroLM, tokenizer: Tokenizer, train_pairs: Sequence[PreferencePair],
     heldout_pairs: Sequence[PreferencePair], validation: Sequence[Example], cfg: DPOConfig,
     on_metrics: Callable[[int, dict[str, float]], None] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[BitZeroLM, dict[str, Any]]:
     """DPO on ``train_pairs``; held-out preference figures and conversation NLL before and after.
     Returns the pre-step model (and says so) when the NLL worsened by more than the tolerance."""
     block_size = cfg.seq_len or model.config.block_size
@@ -184,7 +184,7 @@ def personalize(
     device = resolve_device(cfg.device)
     before_model = copy.deepcopy(model).to(device).eval()
 
-    def figures(m: nn.Module) -> dict[str, Any]:
+    def figures(m: BitZeroLM) -> dict[str, Any]:
         nll = held_out_nll(m, {"validation": validation}, 8, block_size, pad_id)["overall"] if validation else None
         return {**preference_figures(m, heldout, block_size, pad_id), "validation_nll": nll}
 

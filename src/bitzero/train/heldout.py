@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch import nn
-
+from bitzero.model import BitZeroLM
 from bitzero.train.batching import Example
 from bitzero.train.loop import nll_totals
 
 
 def held_out_nll(
-    model: nn.Module,
+    model: BitZeroLM,
     sets: Mapping[str, Sequence[Example]],
     batch_size: int,
     seq_len: int | None,

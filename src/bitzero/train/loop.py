@@ -57,7 +57,7 @@ class TrainResult:
 
 @torch.no_grad()
 def nll_totals(
-    model: nn.Module,
+    model: BitZeroLM,
     data: Iterable[ExampleLike],
     batch_size: int = 32,
     pack: bool = False,
@@ -87,7 +87,7 @@ def nll_totals(
     return float(totals[0]), int(totals[1])
 
 
-def evaluate(model: nn.Module, data: Iterable[ExampleLike], *args: Any, **kwargs: Any) -> float:
+def evaluate(model: BitZeroLM, data: Iterable[ExampleLike], *args: Any, **kwargs: Any) -> float:
     """Mean cross-entropy in nats per target token; the arguments are ``nll_totals``'."""
     total, count = nll_totals(model, data, *args, **kwargs)
     if count == 0:
@@ -157,7 +157,7 @@ def _set_quant_mix(model: nn.Module, mix: float) -> None:
 
 
 def fit(
-    model: nn.Module,
+    model: BitZeroLM,
     train_data: Iterable[ExampleLike],
     cfg: TrainConfig,
     *,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bitzero.model import BitZeroLM
 from bitzero.train.batching import Batch
 from bitzero.train.config import TrainConfig
 from bitzero.train.ddp import DistContext, all_reduce_sum
@@ -37,7 +38,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: BitZeroLM,
         cfg: TrainConfig,
         ctx: DistContext,
         loss_fn: LossFn | None = None,
@@ -88,7 +89,9 @@ class Trainer:
             batch = batch.to(self.ctx.device)
             batch.denominator = denominator
             last = i == len(micro_batches) - 1
-            sync = nullcontext() if last or not self.ctx.is_distributed else self.module.no_sync()
+            # self.module is the DDP wrapper exactly when distributed: no gradient sync but on the last.
+            ddp = self.module if isinstance(self.module, DistributedDataParallel) else None
+            sync = nullcontext() if last or ddp is None else ddp.no_sync()
             with sync:
                 with self.autocast():
                     loss, metrics = self.loss_fn(self.module, batch)

@@ -8,8 +8,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Generator, Iterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -175,7 +175,7 @@ class ChatCompletionChunk(BitZeroFields):
     usage: Usage | None = None
 
 
-STREAM_RESPONSE = {200: {"description": "The reply, or with `stream: true` server-sent events, each "
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"description": "The reply, or with `stream: true` server-sent events, each "
                                         "`data: <ChatCompletionChunk>` and finally `data: [DONE]` (an error "
                                         "mid-stream arrives as `data: {\"error\": {...}}`).",
                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
@@ -234,7 +234,7 @@ class LeasedStream(StreamingResponse):
     Starlette stops iterating when the client disconnects but leaves the generator suspended
     (holding the generation slot) until garbage collection; here it is closed at once."""
 
-    def __init__(self, content: Iterator[str], lease: Lease, **kwargs: object) -> None:
+    def __init__(self, content: Generator[str, None, None], lease: Lease, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self.source, self.lease = content, lease
 
@@ -275,7 +275,8 @@ class _Reply:
     def __init__(self, engine: Companion, turn: Turn, options: dict, metrics) -> None:
         self.engine, self.turn, self.options, self.metrics = engine, turn, options, metrics
         self.parts: list[str] = []
-        self.tokens, self.finish = 0, "stop"
+        self.tokens = 0
+        self.finish: FinishReason = "stop"
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
@@ -302,11 +303,11 @@ def _complete(engine: Companion, turn: Turn, options: dict, created: int, metric
 
 
 def _events(engine: Companion, turn: Turn, options: dict, created: int, include_usage: bool,
-            metrics) -> Iterator[str]:
+            metrics) -> Generator[str, None, None]:
     """Server-sent events as OpenAI sends them: role first, content deltas, finish, [DONE]."""
     head = _head(turn, created)
 
-    def event(delta: Delta, finish: str | None) -> str:
+    def event(delta: Delta, finish: FinishReason | None) -> str:
         chunk = ChatCompletionChunk(**head, choices=[ChunkChoice(delta=delta, finish_reason=finish)])
         return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
 
