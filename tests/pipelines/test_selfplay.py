@@ -41,7 +41,7 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
     assert 0.0 <= report["heldout_solve_rate_teacher"] <= 1.0
     assert set(report["ppo_ablation"]) == {"ppo", "sft_only"}
     chosen = report["selected_model"]
-    assert chosen in {"warmup", "ppo", "sft_only"}
+    assert chosen in {"input", "warmup", "ppo", "sft_only"}
     assert report["validation_solve_rates"][chosen] == max(report["validation_solve_rates"].values())
     assert report["heldout_after"]["overall"]["tasks"] == len(heldout)
     assert report["proposals"]["made"] == 4 and report["sandbox_programs_per_s"] > 0
