@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.manifests import OVERLAYS, Doc, deployment, kubectl
-from tests.deploy.podman import SERVE_IMAGE, TRAIN_IMAGE, Figures, build, ensure_base, unavailable, wheelhouse
+from tests.deploy.podman import (
+    MLFLOW_IMAGE,
+    SERVE_IMAGE,
+    TRAIN_IMAGE,
+    Figures,
+    build,
+    ensure_base,
+    unavailable,
+    wheelhouse,
+)
 
 
 @pytest.fixture(scope="session")
@@ -42,16 +51,25 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheelhouse(tmp_path_factory.mktemp("wheels"))
 
 
+def _built(dockerfile: str, tag: str, base: str, wheels: Path, figures: Figures, what: str) -> str:
+    """``tag`` built from ``deploy/docker/<dockerfile>``, its build time printed as a figure."""
+    seconds = build(dockerfile, tag, base, wheels)
+    figures(f"{what} image build", {"s": round(seconds)})
+    return tag
+
+
 @pytest.fixture(scope="session")
 def serve_image(container_base: str, wheels: Path, figures: Figures) -> str:
-    seconds = build("serve.Dockerfile", SERVE_IMAGE, container_base, wheels)
-    figures("serve image build", {"s": round(seconds)})
-    return SERVE_IMAGE
+    return _built("serve.Dockerfile", SERVE_IMAGE, container_base, wheels, figures, "serve")
 
 
 @pytest.fixture(scope="session")
 def train_image(container_base: str, wheels: Path, figures: Figures) -> str:
     assert list(wheels.glob("torch-*.whl")), "no CPU torch wheel on this machine for the training image's wheelhouse"
-    seconds = build("train.Dockerfile", TRAIN_IMAGE, container_base, wheels)
-    figures("training image build", {"s": round(seconds)})
-    return TRAIN_IMAGE
+    return _built("train.Dockerfile", TRAIN_IMAGE, container_base, wheels, figures, "training")
+
+
+@pytest.fixture(scope="session")
+def mlflow_image(container_base: str, wheels: Path, figures: Figures) -> str:
+    """The MLflow server's image, which is also the fetch-bundle (init container) image."""
+    return _built("mlflow.Dockerfile", MLFLOW_IMAGE, container_base, wheels, figures, "mlflow")

@@ -1,8 +1,10 @@
 """The local stack (deploy/compose.yaml) says what the cluster says: the same images, the service's
 settings as its ConfigMap has them, the bundle fetched from MLflow by the same command as the init
 container, ports published on loopback only, and podman-compose reads it.
-Not run here: `up` needs the postgres image from a registry and container-to-container DNS on a bridge
-network, and this machine has neither (deploy/README.md, "Without Kubernetes")."""
+Each container of the stack is run for real by test_stack.py, wired by host networking to a host
+PostgreSQL in place of the postgres image. Still not run here: `up` itself, the postgres image (it needs a
+registry), compose's service-name DNS on a bridge network (podman here has host networking only), and the
+`depends_on` conditions, which Debian's podman-compose 1.0.3 ignores (deploy/README.md, "Without Kubernetes")."""
 
 from __future__ import annotations
 

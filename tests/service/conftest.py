@@ -21,6 +21,7 @@ from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
 from bitzero.service.app import create_app
 from bitzero.service.settings import Settings
 from tests.net import free_port
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 - shared with tests/deploy
 from tests.tiny import tiny_tokenizer
 
 EMBEDDER_CACHE = Path(tempfile.gettempdir()) / "bitzero-test-embedder-minilm-v1"
@@ -154,59 +155,3 @@ def _rows_mentioning(url: str, user: str) -> dict[str, int]:
 @pytest.fixture
 def rows_mentioning():
     return _rows_mentioning
-
-
-def _postgres_bin() -> Path | None:
-    import glob
-    import shutil
-
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(versions[-1]).parent if versions else None
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's binaries), as a base URL without database."""
-    import os
-    import shutil
-    import subprocess
-
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    # Not under pytest's private temp folder: the postgres user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="bitzero-pg-"))
-    data, port = root / "data", free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres system user
-        prefix = ["runuser", "-u", "postgres", "--"]
-        os.chown(root, *(lambda pw: (pw.pw_uid, pw.pw_gid))(__import__("pwd").getpwnam("postgres")))
-    def run(*args: str) -> None:
-        done = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
-        if done.returncode:
-            raise RuntimeError(f"{args[0]} failed: {done.stderr or done.stdout}")
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "bitzero", "--auth=trust", "-E", "UTF8", "--no-sync")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield f"postgresql+psycopg://bitzero@127.0.0.1:{port}"
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def postgres_url(postgres_server: str) -> str:
-    """A fresh, empty database on the throwaway server for one test."""
-    import uuid
-
-    import psycopg
-
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{postgres_server.replace('+psycopg', '')}/postgres", autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    return f"{postgres_server}/{name}"
