@@ -50,7 +50,7 @@ def _start(image: str, name: str, port: int, models: Path, volume: str) -> float
 
 
 @pytest.fixture(scope="module")
-def models(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def models(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811 - the fixture, imported above
     """The exported bundle, readable by the container's user (pytest's folders are private to root)."""
     folder = tmp_path_factory.mktemp("models", numbered=True) / "bundle"
     shutil.copytree(bundle, folder)

@@ -178,8 +178,8 @@ def _register_champion(bundles: dict[str, Path], root: Path, tracking_uri: str) 
 
 
 @pytest.fixture(scope="module")
-def stack(mlflow_image: str, serve_image: str, postgres_server: str, bundle: Path,  # noqa: F811
-          teacher_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # noqa: F811
+def stack(mlflow_image: str, serve_image: str, postgres_server: str, bundle: Path,  # noqa: F811 - the fixtures, imported above
+          teacher_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # noqa: F811 - the fixtures, imported above
     """The stack up in compose's order: MLflow, a model registered, fetch-bundle, serve; removed after."""
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
