@@ -86,7 +86,7 @@ def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str
 
 def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> dict[str, Any]:
     sizes, parity, default = manifest["sizes"], manifest["parity"], manifest["default_variant"]
-    keys = ("max_abs_error", "max_rel_error", "median_rel_error", "top1_agreement", "greedy_identical",
+    keys = ("max_abs_error", "max_rel_error", "p99_rel_error", "median_rel_error", "top1_agreement", "greedy_identical",
             "greedy_agreement", "greedy_divergence_margin")
     return {
         "model_id": manifest["model_id"],

@@ -87,6 +87,7 @@ def compare(runtime: BundleRuntime, reference: Reference, max_tokens: int) -> di
     return {
         "max_abs_error": float(abs_all.max()),
         "max_rel_error": float(rel_all.max()),
+        "p99_rel_error": float(np.quantile(rel_all, 0.99)),
         "median_rel_error": float(np.median(rel_all)),
         "top1_agreement": agree / max(len(rel_all), 1),
         "greedy_identical": identical / max(len(reference.prompts), 1),
