@@ -115,11 +115,10 @@ def run_experiment(
         bench.log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
         sandboxes = gather_objects(bench.verifier.stats, ctx)
 
-    rates = {"chosen": chosen, "validated": validated, "before": before, "after": after, "teacher": teacher}
     report = {
         "heldout_tasks": len(tasks.heldout),
         "validation_tasks": len(tasks.validation),
-        **solve_rate_report(rates, arms, cfg.kinds),
+        **solve_rate_report(chosen, validated, before, after, teacher, arms, cfg.kinds),
         "warmup": {"steps": warmup["steps"], "seconds": warmup.get("seconds", 0.0), "loss": warmup.get("loss")},
         **selfplay_report(arms["ppo"]),  # the full loop: its proposals, rewards and PPO statistics
         "buffer_sizes": buffers[chosen].counts(),
@@ -211,9 +210,11 @@ def choose(bench: Bench, candidates: dict[str, BitZeroLM], validation: list[Task
     return (best if validated[best] > input_rate else "input"), validated
 
 
-def solve_rate_report(rates: dict[str, Any], arms: dict[str, ArmResult], kinds: tuple[str, ...]) -> dict[str, Any]:
+def solve_rate_report(
+    chosen: str, validated: dict[str, float], before: dict[str, Any], after: dict[str, dict[str, Any]],
+    teacher: dict[str, Any] | None, arms: dict[str, ArmResult], kinds: tuple[str, ...],
+) -> dict[str, Any]:
     """Held-out rates before, after (the shipped candidate, each arm) and of the teacher, with intervals."""
-    chosen, validated, before, after, teacher = (rates[k] for k in ("chosen", "validated", "before", "after", "teacher"))
     return {
         "selected_model": chosen,
         "validation_solve_rates": validated,

@@ -123,7 +123,7 @@ class SelfPlay:
 
     def run(self, seconds: float, on_metrics: MetricsFn | None = None, arm: str = "") -> ArmResult:
         start = time.perf_counter()
-        # The arm runs for a wall time: the bar counts seconds, the postfix iterations and rates.
+        # The arm runs for a wall time: the bar counts its seconds, the postfix the iterations done.
         with tqdm(total=round(seconds), desc=f"self-play {arm}".strip(), unit="s", disable=not self.ctx.is_main,
                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
                   ) as bar:

@@ -35,6 +35,12 @@ class RateLimiter(Protocol):
         ...
 
 
+def _refill(tokens: float, seconds: float, per_minute: int) -> float:
+    """A bucket's tokens ``seconds`` after it held ``tokens``: refilled at the rate, capped at the
+    limit (time running backwards, a replica's clock behind the last writer's, refills nothing)."""
+    return min(float(per_minute), tokens + max(0.0, seconds) * per_minute / 60.0)
+
+
 def _wait(tokens: float, per_minute: int) -> float:
     """Seconds until a bucket holding ``tokens`` has one whole token again."""
     return 0.0 if tokens >= 1 else (1 - tokens) * 60.0 / per_minute
@@ -55,14 +61,11 @@ class MemoryRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
-    def _refilled(self, bucket: _Bucket, now: float) -> float:
-        return min(float(self.per_minute), bucket.tokens + (now - bucket.updated) * self.per_minute / 60.0)
-
     def acquire(self, key: str) -> float:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.setdefault(key, _Bucket(float(self.per_minute), now))
-            bucket.tokens, bucket.updated = self._refilled(bucket, now), now
+            bucket.tokens, bucket.updated = _refill(bucket.tokens, now - bucket.updated, self.per_minute), now
             if bucket.tokens >= 1:
                 bucket.tokens -= 1
                 return 0.0
@@ -72,7 +75,9 @@ class MemoryRateLimiter:
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
-            return 0.0 if bucket is None else _wait(self._refilled(bucket, now), self.per_minute)
+            if bucket is None:
+                return 0.0
+            return _wait(_refill(bucket.tokens, now - bucket.updated, self.per_minute), self.per_minute)
 
 
 class DatabaseRateLimiter:
@@ -86,8 +91,7 @@ class DatabaseRateLimiter:
         self._sessions, self._readers, self._clock = sessions, readers, clock
 
     def _refilled(self, tokens: Any, updated: Any, now: float) -> Any:
-        """The bucket's tokens at ``now`` as SQL over the row's columns: refilled, capped (a replica
-        whose clock is behind the last writer's refills nothing rather than taking tokens away)."""
+        """``_refill`` as SQL over the row's columns, for the one-statement upsert."""
         refill = tokens + case((updated > now, 0.0), else_=now - updated) * (self.per_minute / 60.0)
         return case((refill > self.per_minute, float(self.per_minute)), else_=refill)
 
@@ -109,8 +113,8 @@ class DatabaseRateLimiter:
             bucket = session.get(RateBucket, key)
             if bucket is None:
                 return 0.0
-            refill = bucket.tokens + max(0.0, self._clock() - bucket.updated) * self.per_minute / 60.0
-        return _wait(min(float(self.per_minute), refill), self.per_minute)
+            tokens = _refill(bucket.tokens, self._clock() - bucket.updated, self.per_minute)
+        return _wait(tokens, self.per_minute)
 
 
 def rate_limiter(settings: Settings, sessions: sessionmaker[Session], readers: sessionmaker[Session]) -> RateLimiter:
