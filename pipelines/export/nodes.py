@@ -1,5 +1,7 @@
 """Nodes of the export stage: each one loads, calls the library and returns."""
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -7,12 +9,14 @@ import torch
 
 from bitzero.companion.emotion import emotion_files
 from bitzero.data.records import Record
-from bitzero.export.exporter import export_bundle, held_out_inputs
-from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, write_champion
+from bitzero.export.exporter import ExportError, export_bundle, held_out_inputs
+from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, left_out, write_champion
 from bitzero.export.registry import register_bundle, set_alias, source_run_id
 from bitzero.model import load_checkpoint, read_checkpoint_config
 from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
+
+log = logging.getLogger(__name__)
 
 
 def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
@@ -29,15 +33,22 @@ def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation:
     source = {"checkpoint": checkpoint_dir, "mlflow_run_id": source_run_id(metadata, settings["source_stage"])}
     return export_bundle(
         model, tokenizer_path, Path(params["bundles_dir"]) / kind, held_out, variants=settings["variants"],
-        tolerances=settings["tolerances"], greedy_tokens=params["greedy_tokens"], source=source,
+        tolerances=settings.get("tolerances"), greedy_tokens=params["greedy_tokens"], source=source,
         extras=emotion_files(emotion_classifier),
     )
 
 
 def export_student(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
                    params: dict[str, Any]) -> dict[str, Any]:
-    """The ternary student: nbits (the default) and exact graphs."""
-    return _export(STUDENT, checkpoint_dir, emotion_classifier, validation, params)
+    """The ternary student: nbits (the default) and exact graphs. A student that fails its checks
+    never keeps the user from a companion: its earlier bundle goes (it would be served by name),
+    and the manifest says why it was left out, with the figures measured up to the failure."""
+    try:
+        return _export(STUDENT, checkpoint_dir, emotion_classifier, validation, params)
+    except ExportError as error:
+        shutil.rmtree(Path(params["bundles_dir"]) / STUDENT, ignore_errors=True)
+        log.warning("The student was left out, the teacher will be served: %s", error)
+        return {**error.manifest, "kind": STUDENT, "failure": str(error)}
 
 
 def export_teacher(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
@@ -49,7 +60,12 @@ def export_teacher(checkpoint_dir: str, emotion_classifier: str, validation: lis
 def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Register both bundles as versions of one registered model, move its `champion` alias by the
     gate, and write champion.json beside the bundles (for a service without MLflow)."""
-    manifests = {STUDENT: student, TEACHER: teacher}
+    teacher_nll = teacher["held_out_nll"]["overall"]
+    if "failure" in student:
+        decision = left_out(student["failure"], teacher_nll, params["gate_factor"])
+    else:
+        decision = decide(student["held_out_nll"]["overall"], teacher_nll, params["gate_factor"])
+    manifests = {kind: m for kind, m in ((STUDENT, student), (TEACHER, teacher)) if kind in decision.bundles}
     name = params["registered_model_name"]
     registered = {
         kind: register_bundle(Path(params["bundles_dir"]) / kind, name, {
@@ -57,7 +73,6 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
         })
         for kind, m in manifests.items()
     }
-    decision = decide(student["held_out_nll"]["overall"], teacher["held_out_nll"]["overall"], params["gate_factor"])
     set_alias(name, registered[decision.champion]["version"], CHAMPION)
     path = write_champion(params["bundles_dir"], decision, {k: m["model_id"] for k, m in manifests.items()},
                           registered[decision.champion])
@@ -67,28 +82,45 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
 
 def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str, Any]
            ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Headline figures (DVC metrics) and the same numbers as MLflow metrics."""
-    bundles = {kind: _bundle_figures(m, promotion["registered"][kind])
-               for kind, m in ((STUDENT, student), (TEACHER, teacher))}
+    """Headline figures (DVC metrics) and the same numbers as MLflow metrics; a student left out is
+    reported with its failure and the parity figures measured before it."""
+    bundles = {kind: _bundle_figures(m, promotion["registered"][kind]) if kind in promotion["registered"]
+               else _failure_figures(m) for kind, m in ((STUDENT, student), (TEACHER, teacher))}
     summary: dict[str, Any] = {
         "champion": promotion["champion"],
         "reason": promotion["reason"],
         "gate_factor": promotion["gate_factor"],
-        "student_nll": student["held_out_nll"]["overall"],
+        "student_nll": student["held_out_nll"]["overall"] if STUDENT in promotion["registered"] else None,
         "teacher_nll": teacher["held_out_nll"]["overall"],
-        "student_bytes": bundles[STUDENT]["bytes"],
+        "student_bytes": bundles[STUDENT].get("bytes"),
         "teacher_bytes": bundles[TEACHER]["bytes"],
-        "provider": student["parity"][student["default_variant"]]["provider"],
+        "provider": teacher["parity"][teacher["default_variant"]]["provider"],
         "bundles": bundles,
     }
     return summary, report_metrics(summary)
 
 
+_PARITY_KEYS = ("max_abs_error", "max_rel_error", "p99_rel_error", "median_rel_error", "top1_agreement",
+                "greedy_identical", "greedy_agreement", "greedy_divergence_margin")
+
+
+def _parity_figures(figures: dict[str, Any]) -> dict[str, Any]:
+    """End-to-end figures (reported) and the layer-wise ones the export is gated on (worst stage)."""
+    layerwise = figures["layerwise"]
+    return {**{k: figures[k] for k in _PARITY_KEYS},
+            "layerwise_max_rel_error": layerwise["max_rel_error"], "layerwise_worst": layerwise["worst"]}
+
+
+def _failure_figures(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "left out", "failure": manifest["failure"],
+            "variants": {v: _parity_figures(f) for v, f in manifest.get("parity", {}).items() if "layerwise" in f},
+            "tolerances": manifest.get("parity_tolerance", {})}
+
+
 def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> dict[str, Any]:
     sizes, parity, default = manifest["sizes"], manifest["parity"], manifest["default_variant"]
-    keys = ("max_abs_error", "max_rel_error", "p99_rel_error", "median_rel_error", "top1_agreement", "greedy_identical",
-            "greedy_agreement", "greedy_divergence_margin")
     return {
+        "status": "exported",
         "model_id": manifest["model_id"],
         "default_variant": default,
         "bytes": sizes[default]["bytes"],
@@ -97,7 +129,7 @@ def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> d
         "held_out_nll": manifest["held_out_nll"],
         "variants": {v: {"bytes": sizes[v]["bytes"], "bits_per_weight_model": sizes[v]["bits_per_weight_model"],
                          "bits_per_weight_linear": sizes[v]["bits_per_weight_linear"],
-                         **{k: parity[v][k] for k in keys}} for v in parity},
+                         **_parity_figures(parity[v])} for v in parity},
         "tolerances": manifest["parity_tolerance"],
         "source_run_id": manifest["source"]["mlflow_run_id"],
         "registered_model": registration,

@@ -37,11 +37,14 @@ def _sessions(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bitzero.export.promotion import CHAMPION_FILE, read_champion
     from bitzero.service.app import create_app
     from bitzero.service.model import bundle_folders
 
     settings = _settings(args)
     bundle_folders(settings.bundles)  # a missing bundle is a one-line error now, not a failed start later
+    if (settings.bundles / CHAMPION_FILE).is_file():  # which model answers, and why (a student left out, say)
+        print(f"Champion: {read_champion(settings.bundles)['reason']}", flush=True)
     if not (settings.embedder / "model.onnx").is_file():
         print(f"error: no embedder at {settings.embedder}; create it once with `bitzero embedder export`",
               file=sys.stderr)

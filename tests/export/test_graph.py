@@ -10,7 +10,7 @@ from bitzero.export.convert import pack_model
 from bitzero.export.graph import build_graph
 from bitzero.export.packing import quantize_int4
 from bitzero.model import BitZeroLM
-from tests.export.conftest import TOLERANCES, tiny_student, tiny_teacher
+from tests.export.conftest import END_TO_END, tiny_student, tiny_teacher
 
 CONFIGS = {
     "gqa-tied": {},
@@ -38,7 +38,7 @@ def torch_logits(model: BitZeroLM, ids: np.ndarray = IDS) -> np.ndarray:
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize(("variant", "tolerance"), [("exact", 1e-5), ("nbits", TOLERANCES["nbits"])])
+@pytest.mark.parametrize(("variant", "tolerance"), [("exact", 1e-5), ("nbits", END_TO_END["nbits"])])
 def test_student_graph_matches_pytorch(config: str, variant: str, tolerance: float) -> None:
     model = tiny_student(seed=3, **CONFIGS[config])
     got = onnx_logits(build_graph(pack_model(model), variant), model)
@@ -68,7 +68,7 @@ def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> Non
                 parameter.copy_(torch.from_numpy(quantize_int4(parameter.numpy()).dense()))
     got = onnx_logits(graph, model)
     assert rel_error(got, torch_logits(four_bit)) <= 0.03
-    assert rel_error(got, torch_logits(model)) <= TOLERANCES["int4"]
+    assert rel_error(got, torch_logits(model)) <= END_TO_END["int4"]
 
 
 def test_cache_layout_is_grouped_query() -> None:

@@ -50,6 +50,9 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
     student, teacher = report["bundles"]["student"], report["bundles"]["teacher"]
     assert student["variants"]["exact"]["max_rel_error"] <= 0.05 and student["variants"]["exact"]["greedy_identical"] == 1.0
     assert student["variants"]["nbits"]["max_rel_error"] <= 0.15
+    for bundle in (student, teacher):
+        for variant, figures in bundle["variants"].items():
+            assert figures["layerwise_max_rel_error"] <= bundle["tolerances"][variant]
     assert teacher["variants"]["int4"]["bits_per_weight_linear"] == 6.0
     assert set(student["held_out_nll"]["per_source"]) == {"seed", "persona"}
     assert student["source_run_id"] == "personalize-run-1" and teacher["source_run_id"] == "teacher-run-1"
@@ -89,3 +92,35 @@ def test_export_stage_without_a_checkpoint_stops_with_a_clear_message(project: P
     done = kedro_run(project, "--pipelines", "export", "--env", "test")
     assert done.returncode != 0
     assert "does not exist; run the" in done.stdout + done.stderr
+
+
+def test_a_student_that_fails_its_checks_is_left_out_and_the_teacher_served(project: Path) -> None:
+    """An impossible nbits tolerance makes the student's export fail: the stage still succeeds,
+    the teacher is exported, registered and champion, the reason is in export.json and
+    champion.json, the student's earlier bundle is gone, and the service serves the teacher."""
+    _inputs(project)
+    assert kedro_run(project, "--pipelines", "export", "--env", "test").returncode == 0  # an earlier, passing run
+    bundles_dir = project / "data" / "06_models" / "bundles"
+    assert (bundles_dir / "student").is_dir()
+    done = kedro_run(project, "--pipelines", "export", "--env", "test", "--params", "export.student.tolerances.nbits=1e-12")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The student was left out" in done.stdout + done.stderr
+
+    report = json.loads((project / "data" / "08_reporting" / "export.json").read_text())
+    student = report["bundles"]["student"]
+    assert report["champion"] == "teacher" and report["student_nll"] is None
+    assert student["status"] == "left out" and "nbits export's" in student["failure"]
+    assert student["failure"] in report["reason"]
+    assert student["variants"]["nbits"]["layerwise_max_rel_error"] > student["tolerances"]["nbits"] == 1e-12
+    champion = json.loads((bundles_dir / "champion.json").read_text())
+    assert champion["champion"] == "teacher" and champion["bundles"] == {"teacher": "teacher"}
+    assert champion["reason"] == report["reason"] and champion["held_out_nll"]["student"] is None
+    assert not (bundles_dir / "student").exists()
+
+    from bitzero.service.model import load_models
+
+    models = load_models(bundles_dir)
+    assert models.ids == ["bitzero-teacher-int4"] and models.champion.id == "bitzero-teacher-int4"
+    client = mlflow.tracking.MlflowClient()
+    champion_version = client.get_model_version_by_alias("bitzero", "champion")
+    assert champion_version.tags["kind"] == "teacher"

@@ -27,7 +27,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     torch = pytest.importorskip("torch")
     from bitzero.export.exporter import export_bundle, held_out_inputs
     from bitzero.export.promotion import TEACHER, Decision, write_champion
-    from tests.export.conftest import TOLERANCES, tiny_student, tiny_teacher
+    from tests.export.conftest import tiny_student, tiny_teacher
     from tests.tiny import tiny_tokenizer
 
     torch.set_num_threads(1)
@@ -40,7 +40,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     for kind, model, variant in (("student", tiny_student(block_size=512), "nbits"),
                                  ("teacher", tiny_teacher(seed=1, block_size=512), "int4")):
         ids[kind] = export_bundle(model, tokenizer_path, root / kind, held_out, variants=(variant,),
-                                  tolerances=TOLERANCES, greedy_tokens=8)["model_id"]
+                                  greedy_tokens=8)["model_id"]
     write_champion(root, Decision(TEACHER, "chosen by the test", 2.0, 1.0, 1.1), ids)
     return root
 

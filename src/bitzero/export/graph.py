@@ -9,6 +9,8 @@ One graph serves prefill and decode: inputs ``input_ids`` (batch, seq) and, per 
 ``past_key.i`` / ``past_value.i`` (batch, n_kv_head, past, head_dim), empty (past = 0) on the
 first call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_value.i``
 (batch, n_kv_head, past + seq, head_dim). Positions and the causal mask come from the past length.
+The residual stream is named where each sub-layer reads it (``residual_names``: an Identity node
+each, free at run time), so the parity check can feed every sub-layer PyTorch's own input.
 Grouped-query attention multiplies the queries grouped as (batch, n_kv_head, group, seq, head_dim)
 with the keys broadcast over the group, so the cache holds only the KV heads.
 
@@ -56,6 +58,12 @@ INT4_ACCURACY = 0  # fp32 activations
 ACT_QMAX = 127.0
 ACT_CLAMP = 1e-5
 PROJECTIONS = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.o_proj", "ffn.gate_proj", "ffn.up_proj", "ffn.down_proj")
+
+
+def residual_names(n_layer: int) -> list[str]:
+    """The residual stream's tensors in order: each block's attention and feed-forward inputs, then
+    the final norm's input (the last block's output)."""
+    return [f"blocks.{i}.{part}.input" for i in range(n_layer) for part in ("attn", "ffn")] + ["norm.input"]
 
 
 def variants_for(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -287,6 +295,10 @@ class _GraphWriter:
         sin = b.op("Gather", [b.const(self.packed.dense["rope_sin"], "rope_sin"), positions])
         return (cos, sin), bias
 
+    def residual(self, x: str, name: str) -> str:
+        self.b.nodes.append(helper.make_node("Identity", [x], [name], name=name))
+        return name
+
     def build(self) -> onnx.ModelProto:
         cfg, b = self.packed.config, self.b
         inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
@@ -296,10 +308,11 @@ class _GraphWriter:
                 inputs.append(helper.make_tensor_value_info(f"past_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "past", self.head_dim]))
                 outputs.append(helper.make_tensor_value_info(f"present_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "total", self.head_dim]))
         rotary, bias = self.positions()
-        x = self.embedding()
+        names = iter(residual_names(cfg["n_layer"]))
+        x = self.residual(self.embedding(), next(names))
         for i in range(cfg["n_layer"]):
-            x = b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, rotary, bias)])
-            x = b.op("Add", [x, self.feed_forward(self.norm(x, f"blocks.{i}.ffn_norm"), i)])
+            x = self.residual(b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, rotary, bias)]), next(names))
+            x = self.residual(b.op("Add", [x, self.feed_forward(self.norm(x, f"blocks.{i}.ffn_norm"), i)]), next(names))
         self.lm_head(self.norm(x, "norm"))
         graph = helper.make_graph(b.nodes, f"bitzero_{self.variant}", inputs, outputs, b.initializers)
         opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]

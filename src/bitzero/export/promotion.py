@@ -2,7 +2,8 @@
 
 Rule: the ternary student is champion when its held-out NLL per assistant token is at most
 ``gate_factor`` x the teacher's 4-bit bundle's NLL (both measured through onnxruntime on the same
-validation conversations); otherwise the teacher's 4-bit bundle is. The export stage moves the
+validation conversations); otherwise the teacher's 4-bit bundle is. A student whose export failed
+its checks is left out (``left_out``): the teacher is champion and the reason says why. The export stage moves the
 MLflow registered-model alias ``champion`` accordingly and writes ``champion.json`` beside the
 bundles, so a service without MLflow knows the local champion. Torch-free and MLflow-free.
 
@@ -15,8 +16,8 @@ bundles, so a service without MLflow knows the local champion. Torch-free and ML
       "model_id": "bitzero-1a2b3c4d",          # its bitzero.json model_id
       "reason": "student NLL 2.10 <= 1.10 x teacher NLL 1.95 = 2.15",
       "gate_factor": 1.1,
-      "held_out_nll": {"student": 2.10, "teacher": 1.95},
-      "bundles": {"student": "student", "teacher": "teacher"},   # every bundle's folder
+      "held_out_nll": {"student": 2.10, "teacher": 1.95},   # student null when it was left out
+      "bundles": {"student": "student", "teacher": "teacher"},   # every exported bundle's folder
       "registered_model": "bitzero", "registered_version": 3     # null when not registered
     }
 
@@ -52,9 +53,14 @@ class Decision:
 
     champion: str
     reason: str
-    student_nll: float
+    student_nll: float | None  # None: the student was left out
     teacher_nll: float
     gate_factor: float
+
+    @property
+    def bundles(self) -> tuple[str, ...]:
+        """The bundles this decision was made among (the folders beside champion.json)."""
+        return (TEACHER,) if self.student_nll is None else (STUDENT, TEACHER)
 
 
 def decide(student_nll: float, teacher_nll: float, gate_factor: float) -> Decision:
@@ -73,6 +79,12 @@ def decide(student_nll: float, teacher_nll: float, gate_factor: float) -> Decisi
     return Decision(champion, reason, student_nll, teacher_nll, gate_factor)
 
 
+def left_out(failure: str, teacher_nll: float, gate_factor: float) -> Decision:
+    """The teacher is champion because the student's export failed its checks (``failure`` says how)."""
+    reason = f"the student was left out: {failure}; the teacher is champion"
+    return Decision(TEACHER, reason, None, teacher_nll, gate_factor)
+
+
 def write_champion(
     folder: str | Path, decision: Decision, model_ids: dict[str, str], registration: dict[str, Any] | None = None,
 ) -> Path:
@@ -87,19 +99,24 @@ def write_champion(
         "reason": decision.reason,
         "gate_factor": decision.gate_factor,
         "held_out_nll": {STUDENT: decision.student_nll, TEACHER: decision.teacher_nll},
-        "bundles": {STUDENT: STUDENT, TEACHER: TEACHER},
+        "bundles": {kind: kind for kind in decision.bundles},
         "registered_model": registration.get("registered_model"),
         "registered_version": registration.get("version"),
     }
     return write_atomically(Path(folder) / CHAMPION_FILE, json.dumps(content, indent=2).encode("utf-8"))
 
 
-def champion_bundle(folder: str | Path) -> Path:
-    """The champion bundle's folder, as champion.json in ``folder`` names it."""
+def read_champion(folder: str | Path) -> dict[str, Any]:
+    """champion.json in ``folder``, checked to name a champion bundle."""
     path = Path(folder) / CHAMPION_FILE
     if not path.is_file():
         raise ChampionError(f"{path} is missing: run the export stage, or name a bundle folder directly")
     content = read_json_of_format(path, FORMAT, ChampionError)
     if not isinstance(content.get("bundle"), str):
         raise ChampionError(f"{path} names no champion bundle")
-    return Path(folder) / content["bundle"]
+    return content
+
+
+def champion_bundle(folder: str | Path) -> Path:
+    """The champion bundle's folder, as champion.json in ``folder`` names it."""
+    return Path(folder) / read_champion(folder)["bundle"]

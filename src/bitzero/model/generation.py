@@ -33,6 +33,12 @@ class KVCache:
         self._values[layer, :, :, self.length : end] = v
         return self._keys[layer, :, :, :end], self._values[layer, :, :, :end]
 
+    def layer(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (B, H, length, D) keys and values stored for ``layer`` (after rotary)."""
+        if self._keys is None or self._values is None:
+            raise ValueError("the KV cache is empty")
+        return self._keys[layer, :, :, : self.length], self._values[layer, :, :, : self.length]
+
     def advance(self, steps: int) -> None:
         """Called once per forward, after every layer has written its ``steps`` new positions."""
         self.length += steps

@@ -1,0 +1,151 @@
+"""Layer-wise parity refuses exports with real bugs, each named where it sits, and accepts a correct
+export under perturbations of the numeric path (thread counts, graph optimisation, input rounding)."""
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from bitzero.export.convert import pack_model
+from bitzero.export.exporter import TOLERANCES
+from bitzero.export.graph import _GraphWriter, build_graph
+from bitzero.export.layerwise import forced_graph, int4_reference, layerwise_parity
+from bitzero.export.packing import PackedModel
+from bitzero.model import BitZeroLM
+from tests.export.conftest import tiny_student, tiny_teacher
+
+SEQUENCES = [list(range(5, 61)), list(range(40, 100))]
+
+
+@pytest.fixture(scope="module")
+def student() -> BitZeroLM:
+    torch.set_num_threads(1)
+    return tiny_student(seed=3).float().eval()
+
+
+class _ShiftedRotary(_GraphWriter):
+    """Rotary tables read one position late (queries and keys alike)."""
+
+    def positions(self) -> tuple[tuple[str, str], str]:
+        (cos, sin), bias = super().positions()
+        b = self.b
+
+        def later(table: str) -> str:
+            return b.op("Concat", [b.op("Slice", [table, b.const([1]), b.const([1 << 30]), b.const([0])]),
+                                   b.op("Slice", [table, b.const([-1]), b.const([1 << 30]), b.const([0])])], axis=0)
+        return (later(cos), later(sin)), bias
+
+
+class _CacheBlindPositions(_GraphWriter):
+    """Positions counted from 0 in every call, ignoring the cached ones (a wrong KV-cache offset)."""
+
+    def positions(self) -> tuple[tuple[str, str], str]:
+        b = self.b
+        seq = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
+        past = b.op("Squeeze", [b.op("Shape", ["past_key.0"], start=2, end=3)])
+        one = b.const(np.int64(1))
+        positions = b.op("Range", [b.const(np.int64(0)), seq, one])
+        keys = b.op("Range", [b.const(np.int64(0)), b.op("Add", [past, seq]), one])
+        allowed = b.op("LessOrEqual", [keys, b.op("Unsqueeze", [b.op("Add", [positions, past]), b.const([1])])])
+        bias = b.op("Where", [allowed, b.const(0.0), b.const(-np.inf)])
+        cos = b.op("Gather", [b.const(self.packed.dense["rope_cos"], "rope_cos"), positions])
+        sin = b.op("Gather", [b.const(self.packed.dense["rope_sin"], "rope_sin"), positions])
+        return (cos, sin), bias
+
+
+def _writer(writer: type[_GraphWriter]) -> Callable[[PackedModel, str], onnx.ModelProto]:
+    return lambda packed, variant: writer(packed, variant).build()
+
+
+def _scaled(packed: PackedModel) -> None:
+    packed.linears["blocks.1.attn.v_proj"].gamma *= 2.0
+
+
+def _swapped(packed: PackedModel) -> None:
+    linears = packed.linears
+    linears["blocks.0.ffn.gate_proj"], linears["blocks.0.ffn.up_proj"] = (
+        linears["blocks.0.ffn.up_proj"], linears["blocks.0.ffn.gate_proj"])
+
+
+def _dropped_critical(packed: PackedModel) -> None:
+    layer = packed.linears["blocks.1.ffn.down_proj"]
+    assert layer.critical_mask.any()
+    layer.critical_weight = np.zeros_like(layer.critical_weight)
+
+
+def _transposed(model: BitZeroLM) -> BitZeroLM:
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        weight = broken.blocks[0].attn.o_proj.weight
+        weight.copy_(weight.T.clone())
+    return broken
+
+
+BUGS = {
+    "a wrong scale": (lambda m: m, _scaled, build_graph, "blocks.1.attn"),
+    "swapped projections": (lambda m: m, _swapped, build_graph, "blocks.0.ffn"),
+    "a dropped critical channel": (lambda m: m, _dropped_critical, build_graph, "blocks.1.ffn"),
+    "a transposed projection": (_transposed, lambda p: None, build_graph, "blocks.0.attn"),
+    "rotary off by one position": (lambda m: m, lambda p: None, _writer(_ShiftedRotary), "attn keys"),
+    "a wrong KV-cache offset": (lambda m: m, lambda p: None, _writer(_CacheBlindPositions), "after a KV cache"),
+}
+
+
+@pytest.mark.parametrize("variant", ["nbits", "exact"])
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_an_export_with_a_bug_is_refused_where_the_bug_sits(student: BitZeroLM, bug: str, variant: str) -> None:
+    change_model, change_packed, build, where = BUGS[bug]
+    packed = pack_model(change_model(student))
+    change_packed(packed)
+    figures = layerwise_parity(build(packed, variant), student, SEQUENCES)
+    assert figures["max_rel_error"] > 2 * TOLERANCES[variant], (bug, figures["worst"])
+    assert where in figures["worst"], (bug, figures["worst"])
+
+
+def _nudged(model: BitZeroLM, relative: float) -> BitZeroLM:
+    """The same model with its norm gains moved by ``relative``: another CPU's rounding, in effect
+    (every activation moves by ~1e-7 and some int8 roundings on a .5 edge flip)."""
+    nudged = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, parameter in nudged.named_parameters():
+            if "norm" in name:
+                parameter.mul_(1 + relative * torch.randn(parameter.shape, generator=generator))
+    return nudged
+
+
+@pytest.mark.parametrize("variant", ["nbits", "exact"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
+    student: BitZeroLM, variant: str, threads: int
+) -> None:
+    graph = build_graph(pack_model(student), variant)
+    for reference in (student, _nudged(student, 1e-6)):
+        torch.set_num_threads(threads)
+        figures = layerwise_parity(graph, reference, SEQUENCES, threads=threads)
+        assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, figures["worst"]
+    torch.set_num_threads(1)
+
+
+def test_a_correct_teacher_export_is_accepted_against_its_own_4_bit_weights() -> None:
+    teacher = tiny_teacher(seed=4).float().eval()
+    packed = pack_model(teacher)
+    for variant, reference in (("int4", int4_reference(teacher)), ("fp32", teacher)):
+        figures = layerwise_parity(build_graph(packed, variant), reference, SEQUENCES)
+        assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, (variant, figures["worst"])
+    # Against the unrounded weights the int4 graph differs by its rounding, which is not a bug of the graph.
+    assert layerwise_parity(build_graph(packed, "int4"), teacher, SEQUENCES)["max_rel_error"] > TOLERANCES["int4"]
+
+
+def test_a_graph_without_named_residuals_is_refused_with_a_clear_message(student: BitZeroLM) -> None:
+    graph = build_graph(pack_model(student), "exact")
+    for node in graph.graph.node:
+        if node.op_type == "Identity" and node.output[0].endswith(".input"):
+            node.output[0] = node.output[0] + "_unnamed"
+    graph.graph.node.append(helper.make_node("Identity", ["logits"], ["unused"]))
+    with pytest.raises(ValueError, match="does not name its residual stream"):
+        forced_graph(graph)
