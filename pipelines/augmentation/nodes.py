@@ -4,9 +4,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bitzero.companion.feedback import erased_record_ids, imitable, is_feedback, without_erased
 from bitzero.data.augment import augment_records
 from bitzero.data.erasure import LEDGER
+from bitzero.data.feedback import erased_record_ids, imitable, is_feedback, without_erased
 from bitzero.data.mix import domain_weights, sample_mix, split_records
 from bitzero.data.records import Record
 from pipelines.tracking import report_metrics

@@ -10,8 +10,8 @@ from typing import Any
 import mlflow
 import torch
 
-from bitzero.companion.feedback import erased_record_ids, preference_pair, without_erased
 from bitzero.data.erasure import LEDGER
+from bitzero.data.feedback import erased_record_ids, preference_pair, without_erased
 from bitzero.data.records import COMPANION_TYPES, Record
 from bitzero.train.dpo import DPOConfig, personalize, split_pairs
 from bitzero.train.examples import records_to_examples

@@ -4,8 +4,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bitzero.companion.feedback import erased_record_ids, without_erased
 from bitzero.data.erasure import FEEDBACK_FOLDER, LEDGER, purge_feedback_files
+from bitzero.data.feedback import erased_record_ids, without_erased
 from bitzero.data.readers import read_sources
 from bitzero.data.records import Record, parse_jsonl_lines, record_text
 from bitzero.data.validation import enforce_quarantine_limit, validate_records

@@ -91,8 +91,9 @@ def test_encoder_is_averaged_in_and_travels_beside_the_json(tmp_path: Path) -> N
 
 def test_finetuned_encoder_learns_cues_it_did_not_see_as_sentences() -> None:
     texts, labels = _cue_rows(160)
-    encoder = finetune_encoder(texts, labels, LABELS, FinetuneSettings(epochs=3, learning_rate=2e-4,
-                                                                       batch_size=16, max_tokens=16))
+    encoder, run = finetune_encoder(texts, labels, LABELS, FinetuneSettings(epochs=3, learning_rate=2e-4,
+                                                                            batch_size=16, max_tokens=16))
+    assert run.steps == run.planned_steps == 30 and run.rows_seen == 480
     held_texts, held_labels = _cue_rows(40, offset=1000)  # other numbers: sentences never seen
     predicted = [LABELS[i] for i in encoder.probabilities(held_texts).argmax(axis=1)]
     accuracy = np.mean([p == g for p, g in zip(predicted, held_labels, strict=True)])
@@ -123,3 +124,20 @@ def test_goemotions_mapping_agrees_with_ekman_and_macro_f1() -> None:
     assert ekman_f1(["trust", "joy"], ["joy", "anticipation"]) == pytest.approx(1 / 7 * 1.0 * 1)  # only joy present
     baseline = ekman_f1(labels, [keyword_emotion(t) for t in texts])
     assert 0.15 < baseline < 0.3  # the issue measured 0.21 for the roadmap's matcher
+
+
+def test_the_time_budget_ends_the_finetune_before_its_epochs() -> None:
+    """Sized by time, not by a count tuned on one CPU: a 2-second budget ends 100 epochs early, and
+    the learning rate has followed the whole cycle by then."""
+    texts, labels = _cue_rows(64)
+    _, run = finetune_encoder(texts, labels, LABELS, FinetuneSettings(epochs=100, batch_size=16, max_tokens=16,
+                                                                      seconds=2.0))
+    assert 0 < run.steps < run.planned_steps == 400 and run.precision in ("float32", "bfloat16")
+
+
+def test_the_learning_rate_cycle_warms_up_peaks_and_ends_at_zero() -> None:
+    from bitzero.companion.emotion_finetune import one_cycle
+
+    factors = [one_cycle(p / 100, 0.1) for p in range(101)]
+    assert factors[0] > 0 and factors[10] == 1.0 and factors[100] == pytest.approx(0.0, abs=1e-12)
+    assert factors[:11] == sorted(factors[:11]) and factors[10:] == sorted(factors[10:], reverse=True)

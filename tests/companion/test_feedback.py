@@ -1,6 +1,6 @@
 """Feedback as training data: SFT examples, preference pairs with the prompt the reply came from."""
 
-from bitzero.companion.feedback import feedback_record, imitable, preference_pair
+from bitzero.data.feedback import feedback_record, imitable, preference_pair
 
 PROMPT = [{"role": "system", "content": "You are BitZero.\nFacts about the user:\n- likes tea\nThe user feels sad."},
           {"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"},

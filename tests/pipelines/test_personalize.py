@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
 from bitzero.cli import main as bitzero
-from bitzero.companion.feedback import feedback_record
+from bitzero.data.feedback import feedback_record
 from bitzero.data.records import write_jsonl
 from bitzero.model import save_checkpoint
 from bitzero.service.app import create_app

@@ -233,7 +233,7 @@ def test_erased_text_is_in_no_database_file(client: TestClient, settings: Settin
 
 
 def test_erasure_ledger_lists_the_erased_records(client: TestClient, settings: Settings) -> None:
-    from bitzero.companion.feedback import erased_record_ids
+    from bitzero.data.feedback import erased_record_ids
 
     reply = client.post(CHAT, json=_chat("I like tea.")).json()
     feedback = client.post("/v1/feedback", json={"message_id": reply["id"], "score": 1}).json()

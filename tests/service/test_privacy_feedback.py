@@ -129,7 +129,7 @@ def test_database_survives_a_restart(settings, model, embedder) -> None:
 
 
 def test_a_thumbs_down_exports_a_pair_with_the_prompt_the_reply_came_from(client: TestClient) -> None:
-    from bitzero.companion.feedback import preference_pair
+    from bitzero.data.feedback import preference_pair
 
     client.patch("/v1/privacy", json={"allow_training": True})
     first = _say(client, "My name is Ana and I love green tea.")

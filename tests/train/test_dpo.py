@@ -5,7 +5,7 @@ import random
 
 import torch
 
-from bitzero.companion.feedback import PreferencePair
+from bitzero.data.feedback import PreferencePair
 from bitzero.train.dpo import DPOConfig, dpo_loss, encode_pairs, encode_reply, personalize, preference_figures
 from tests.tiny import tiny_model, tiny_tokenizer
 

@@ -46,6 +46,16 @@ def test_metrics_reach_the_callback_at_log_and_eval_steps():
     assert "val/loss" in seen[3] and "val/loss" in seen[6] and "val/loss" not in seen[2]
 
 
+def test_a_time_budget_ends_training_before_max_steps_and_validates_the_end_point():
+    """A 0-second budget stops after the first step, however fast the CPU; the last step still gets
+    its validation and metrics, as at max_steps."""
+    seen: dict[int, dict[str, float]] = {}
+    result = fit(tiny(), toy_data(), cfg(max_steps=10_000, max_seconds=0.0, log_every=100, eval_every=50),
+                 val_data=toy_data(), on_metrics=lambda step, metrics: seen.update({step: metrics}))
+    assert result.steps == 1 and list(seen) == [1] and "val/loss" in seen[1]
+    assert fit(tiny(), toy_data(), cfg(max_steps=3, max_seconds=3600.0)).steps == 3
+
+
 class Interrupt(Exception):
     pass
 

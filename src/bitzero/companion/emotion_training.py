@@ -170,11 +170,11 @@ def fit_goemotions(
     if finetune_rows > 0:
         settings = finetune or FinetuneSettings()
         rows = np.random.default_rng(settings.seed).permutation(len(train_texts))[:finetune_rows]
-        classifier.encoder = finetune_encoder([train_texts[i] for i in rows], [train_labels[i] for i in rows],
-                                              LABELS, settings)
+        classifier.encoder, run = finetune_encoder([train_texts[i] for i in rows], [train_labels[i] for i in rows],
+                                                   LABELS, settings)
         encoded = classifier.encoder.probabilities(dev_texts)
         served = classifier.blend(words, encoded)  # what `probabilities` returns, each part computed once
-        report |= {"finetune_rows": len(rows),
+        report |= {"finetune_rows": len(rows), **run.as_report(),
                    "encoder_dev_macro_f1_ekman": round(ekman_f1(dev_labels, _labels(encoded)), 4),
                    "words_dev_macro_f1_ekman": round(ekman_f1(dev_labels, _labels(words)), 4),
                    "ms_per_message_1_thread": _latency(classifier, dev_texts[:200])}

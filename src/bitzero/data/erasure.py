@@ -1,7 +1,7 @@
 """The erasure ledger applied to raw files: what a user erased leaves the files the pipeline reads.
 
 The service appends the erased feedback's record ids to the ledger (ids only; see
-``bitzero.companion.feedback.record_erasure``). Every exported feedback file is rewritten without
+``bitzero.data.feedback.record_erasure``). Every exported feedback file is rewritten without
 those records before any stage reads it, so no output derived from it can hold them again.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from bitzero.companion.feedback import ledger_entries
+from bitzero.data.feedback import ledger_entries
 from bitzero.data.records import write_lines
 
 LEDGER = Path("data/01_raw/erasures.jsonl")

@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from bitzero.companion.feedback import is_feedback
+from bitzero.data.feedback import is_feedback
 from bitzero.data.records import COMPANION_TYPES, Record
 
 DEFAULT_UPWEIGHT = {domain: 1.5 for domain in COMPANION_TYPES}

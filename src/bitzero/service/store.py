@@ -13,8 +13,8 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from bitzero.companion.extraction import Candidate
-from bitzero.companion.feedback import feedback_record
 from bitzero.companion.memory import Decision, MemoryIndex, consolidate, rank
+from bitzero.data.feedback import feedback_record
 from bitzero.data.records import Record
 from bitzero.service.auth import ensure_user
 from bitzero.service.db import insert_missing

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bitzero.errors import TextError
-
-from .tokenizer import Tokenizer
+from bitzero.text.tokenizer import Tokenizer
 
 __all__ = ["VocabularyCoverageError", "check_vocabulary"]
 

@@ -16,6 +16,11 @@ class TrainConfig:
     """Every knob of the loop. ``batch_size`` counts sequences per optimizer step over all ranks."""
 
     max_steps: int = 1000
+    # Time budget of the training steps (validation and checkpoints excluded): a CPU's speed differs
+    # fourfold between machines, so a count of steps tuned on one overruns on another. Training ends
+    # at max_steps or when this runs out, whichever comes first (under DDP when any rank's does);
+    # None: steps only. The schedule is laid over max_steps either way.
+    max_seconds: float | None = None
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1

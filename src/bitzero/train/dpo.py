@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitzero.companion.feedback import PreferencePair
 from bitzero.config import check_keys
+from bitzero.data.feedback import PreferencePair
 from bitzero.data.mix import split_position
 from bitzero.model.transformer import IGNORE_INDEX, BitZeroLM
 from bitzero.text import Tokenizer

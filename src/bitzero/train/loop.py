@@ -29,6 +29,7 @@ from bitzero.train.ddp import (
     RankLogger,
     all_reduce_min,
     all_reduce_sum,
+    any_rank,
     barrier,
     cpu_threads_per_rank,
     gather_objects,
@@ -156,6 +157,12 @@ def _set_quant_mix(model: nn.Module, mix: float) -> None:
             module.quant_mix = mix
 
 
+def _out_of_time(result: TrainResult, cfg: TrainConfig, ctx: DistContext) -> bool:
+    """The time budget is spent (on any rank: all stop at the same step)."""
+    spent = cfg.max_seconds is not None and result.train_seconds >= cfg.max_seconds
+    return any_rank(spent, ctx) if ctx.is_distributed else spent
+
+
 def fit(
     model: BitZeroLM,
     train_data: Iterable[ExampleLike],
@@ -166,8 +173,9 @@ def fit(
     on_metrics: MetricsCallback | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``model`` for ``cfg.max_steps`` optimizer steps; resume from ``checkpoint_dir`` if it
-    holds a training state. Under torchrun every rank calls this with the same arguments."""
+    """Train ``model`` for ``cfg.max_steps`` optimizer steps or ``cfg.max_seconds``, whichever ends
+    first; resume from ``checkpoint_dir`` if it holds a training state. Under torchrun every rank
+    calls this with the same arguments."""
     ctx = init_distributed(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -207,7 +215,8 @@ def fit(
         disable=not (cfg.progress and ctx.is_main), dynamic_ncols=True,
     )
     try:
-        while trainer.steps_done < cfg.max_steps:
+        stop = False
+        while trainer.steps_done < cfg.max_steps and not stop:
             started = time.perf_counter()
             step = trainer.steps_done
             local = shard(sampler.sample(step, cfg.batch_size), ctx.rank, ctx.world_size)
@@ -230,9 +239,11 @@ def fit(
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             report = {f"train/{k}": v for k, v in metrics.items()}
             report["train/tokens_per_s"] = tokens_per_s
-            if val_examples and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.max_steps):
+            stop = _out_of_time(result, cfg, ctx)
+            last = done == cfg.max_steps or stop
+            if val_examples and cfg.eval_every and (done % cfg.eval_every == 0 or last):
                 report["val/loss"] = validate(done)
-            if on_metrics and ctx.is_main and (done % max(cfg.log_every, 1) == 0 or "val/loss" in report or done == cfg.max_steps):
+            if on_metrics and ctx.is_main and (done % max(cfg.log_every, 1) == 0 or "val/loss" in report or last):
                 on_metrics(done, report)
             if state_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
                 _save_state(state_path, trainer, sampler, ctx)

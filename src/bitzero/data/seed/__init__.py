@@ -12,12 +12,12 @@ from collections.abc import Callable
 from random import Random
 from typing import Any
 
-from ..records import RECORD_TYPES, Record
-from .arithmetic import math_problem
-from .chat import COMPANION_SYSTEM, conversation
-from .emotion import EMOJI, EMOTIONS, emotional_exchange
-from .programs import code_task
-from .verify import SeedError
+from bitzero.data.records import RECORD_TYPES, Record
+from bitzero.data.seed.arithmetic import math_problem
+from bitzero.data.seed.chat import COMPANION_SYSTEM, conversation
+from bitzero.data.seed.emotion import EMOJI, EMOTIONS, emotional_exchange
+from bitzero.data.seed.programs import code_task
+from bitzero.data.seed.verify import SeedError
 
 __all__ = ["DEFAULT_COUNT", "SHARES", "SeedError", "generate_seed_records", "type_counts"]
 

@@ -6,8 +6,8 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from ..records import record_text, write_jsonl
-from . import DEFAULT_COUNT, generate_seed_records
+from bitzero.data.records import record_text, write_jsonl
+from bitzero.data.seed import DEFAULT_COUNT, generate_seed_records
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ import re
 from collections.abc import Callable
 from random import Random
 
-from .slots import ITEMS, PEOPLE, RELATIVES
-from .verify import SeedError, calc
+from bitzero.data.seed.slots import ITEMS, PEOPLE, RELATIVES
+from bitzero.data.seed.verify import SeedError, calc
 
 Problem = tuple[str, list[str], int]  # question, solution lines, answer
 _STEP_VALUE = re.compile(r">>(\d+)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from random import Random
 
-from .slots import FOODS, HOBBIES, PEOPLE, PLACES, PLANS, TIMES
+from bitzero.data.seed.slots import FOODS, HOBBIES, PEOPLE, PLACES, PLANS, TIMES
 
 COMPANION_SYSTEM = "You are BitZero, a warm and caring companion."
 Facts = dict[str, str]

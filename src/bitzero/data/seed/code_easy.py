@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from random import Random
 
-from .code_task import WORDS, Builder, Task, ints, sentence
-from .slots import PEOPLE
+from bitzero.data.seed.code_task import WORDS, Builder, Task, ints, sentence
+from bitzero.data.seed.slots import PEOPLE
 
 
 def _binary(r: Random) -> Task:

@@ -7,8 +7,8 @@ import math
 from collections import Counter
 from random import Random
 
-from .code_easy import FIZZ_PAIRS, fizz_word
-from .code_task import WORDS, Builder, Task, ints, sentence
+from bitzero.data.seed.code_easy import FIZZ_PAIRS, fizz_word
+from bitzero.data.seed.code_task import WORDS, Builder, Task, ints, sentence
 
 
 def _gcd(r: Random) -> Task:

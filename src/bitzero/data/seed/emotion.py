@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from random import Random
 
-from .verify import SeedError
+from bitzero.data.seed.verify import SeedError
 
 EMOTIONS = ("joy", "sadness", "anger", "fear", "surprise", "disgust", "trust", "anticipation")
 EMOJI = {

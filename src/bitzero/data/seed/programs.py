@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from random import Random
 
-from . import code_easy, code_hard
-from .verify import SeedError, check_code
+from bitzero.data.seed import code_easy, code_hard
+from bitzero.data.seed.verify import SeedError, check_code
 
 BUILDERS = {**code_easy.BY_DIFFICULTY, **code_hard.BY_DIFFICULTY}
 PROMPTS = (

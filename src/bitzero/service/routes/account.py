@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from bitzero.companion.feedback import record_erasure, scrub_records
+from bitzero.data.feedback import record_erasure, scrub_records
 from bitzero.service.db import scrub_database
 from bitzero.service.deps import Scope
 from bitzero.service.fields import Text

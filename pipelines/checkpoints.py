@@ -1,4 +1,5 @@
-"""Model checkpoints as a Kedro dataset (written by rank 0 only through ``MainRankDataset``)."""
+"""Model checkpoints as Kedro datasets, shared by the stages that read or write them (teacher,
+distillation, self-play, personalize): model, tokenizer and metadata travel together."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from kedro.io import AbstractDataset
+from kedro.io import AbstractDataset, DatasetError
 
 from bitzero.export.registry import register_bundle
-from bitzero.model import BitZeroLM, load_checkpoint, save_checkpoint
+from bitzero.model import BitZeroLM, CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
+from bitzero.model.checkpoint import TOKENIZER_FILE
 from bitzero.text import Tokenizer
 
 
@@ -51,3 +53,33 @@ class CheckpointDataset(AbstractDataset[dict[str, Any], BitZeroLM]):
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "artifact_path": self._artifact_path,
                 "registered_model": self._registered_model}
+
+
+class PolicyCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A checkpoint folder as `{"model", "tokenizer", "metadata"}` (load and save)."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Any]:
+        tokenizer_path = self._filepath / TOKENIZER_FILE
+        if not tokenizer_path.is_file():
+            raise DatasetError(
+                f"no checkpoint with a tokenizer at {self._filepath}; run the stage that writes it first (dvc repro)"
+            )
+        try:
+            model = load_checkpoint(self._filepath)
+            _, metadata = read_checkpoint_config(self._filepath)
+        except CheckpointError as error:
+            raise DatasetError(str(error)) from error
+        return {"model": model, "tokenizer": Tokenizer.load(tokenizer_path), "metadata": metadata}
+
+    def save(self, data: dict[str, Any]) -> None:
+        save_checkpoint(data["model"], self._filepath, data["tokenizer"], data.get("metadata"))
+
+    def _exists(self) -> bool:
+        return (self._filepath / "config.json").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
