@@ -20,7 +20,8 @@ from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector, emotion_files
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
-from bitzero.service.db import make_engine, migrate, session_factory, transaction
+from bitzero.service.db import WalScrubber, make_engine, migrate, session_factory, transaction
+from bitzero.service.gate import Erased
 from bitzero.service.limits import BodyLimit, HostGuard, rate_limiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
@@ -82,12 +83,14 @@ def create_app(
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
+        scrubbing = asyncio.create_task(_scrub_loop())
         log.info("serving %s (champion %s) at http://%s:%d", ", ".join(served.ids), served.champion.id,
                  settings.host, settings.port)
         try:
             yield
         finally:
             sweeper.cancel()
+            scrubbing.cancel()
             metrics.model_loaded.set(0)
             engine.dispose()
 
@@ -99,10 +102,17 @@ def create_app(
                     return purge_expired(session)
             log.info("retention sweep: %s", await asyncio.to_thread(sweep))
 
+    async def _scrub_loop() -> None:
+        """Finishes the WAL scrub an erasure could not do while a reader pinned the file."""
+        while True:
+            await asyncio.sleep(1)
+            await asyncio.to_thread(state.scrubber.retry)
+
     app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
     app.state.service = state = ServiceState(
         settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
-        limiter=rate_limiter(settings, sessions, readers), memory_cache=memory_cache, started=time.time())
+        limiter=rate_limiter(settings, sessions, readers), memory_cache=memory_cache, started=time.time(),
+        scrubber=WalScrubber(engine))
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -122,6 +132,11 @@ def create_app(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         )
         return JSONResponse(error_body(f"invalid request: {problems}"), status_code=400)
+
+    @app.exception_handler(Erased)
+    async def erased(_: Request, exc: Erased) -> JSONResponse:
+        return JSONResponse(error_body("your data was erased while this request waited; nothing was written",
+                                       code="409"), status_code=409)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

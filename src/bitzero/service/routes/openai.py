@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
-from bitzero.service.deps import User
+from bitzero.service.deps import Scope, User
 from bitzero.service.fields import Text
 from bitzero.service.model import UnknownModel
 from bitzero.service.settings import Settings
@@ -192,7 +192,7 @@ def models(state: State, _: User, chat: Chat) -> ModelList:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=STREAM_RESPONSE)
-async def chat_completions(body: ChatRequest, request: Request, state: State, user: User,
+async def chat_completions(body: ChatRequest, request: Request, state: State, scope: Scope,
                            engine: Chat) -> ChatCompletion | StreamingResponse:
     try:
         served = engine.models.pick(body.model)
@@ -200,9 +200,9 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, us
         raise HTTPException(404, str(exc)) from exc
     turns = _turns(body, state.settings)
     max_tokens = body.max_completion_tokens or body.max_tokens
-    epoch = state.gates.epoch(user)
+    user = scope.user
     try:
-        lease = await run_in_threadpool(engine.admit, user, state.gates, epoch)
+        lease = await run_in_threadpool(engine.admit, user, state.gates, scope.ticket)
     except ChatError as exc:
         raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status == 503 else None) from exc
     try:
