@@ -19,6 +19,7 @@ from bitzero.data.records import read_jsonl, write_jsonl
 from bitzero.service.app import create_app
 from bitzero.service.auth import create_key
 from bitzero.service.db import transaction
+from bitzero.service.gate import Erased, UserGates
 from bitzero.service.settings import Settings
 from bitzero.service.store import training_records
 from tests.service.conftest import serving
@@ -158,3 +159,18 @@ def test_an_unwritable_ledger_erases_nothing_and_a_retry_erases_all(settings: Se
     assert rows_mentioning(settings.database_url, "local") == {}
     assert read_jsonl(settings.feedback_export)[0] == [] and "Mia" not in settings.feedback_export.read_text()
     assert settings.erasure_ledger.read_text().count("feedback-") == 1
+
+
+def test_a_request_admitted_before_an_erasure_is_refused_after_it() -> None:
+    gates = UserGates()
+    before = gates.ticket()
+    with pytest.raises(RuntimeError), gates.erasure("ana"):
+        raise RuntimeError("the ledger was unwritable")  # a failed erasure refuses nobody
+    gates.enter("ana", before)
+    gates.leave("ana")
+    with gates.erasure("ana"):
+        pass
+    with pytest.raises(Erased):
+        gates.enter("ana", before)
+    gates.enter("bob", before)  # other users are unaffected
+    gates.enter("ana", gates.ticket())  # a request that arrived after the erasure runs

@@ -80,6 +80,7 @@ def create_app(
                                         repeat_ngram=settings.repeat_ngram,
                                         memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
+                                        max_per_user=settings.max_chats_per_user,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))

@@ -204,7 +204,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, sc
     try:
         lease = await run_in_threadpool(engine.admit, user, state.gates, scope.ticket)
     except ChatError as exc:
-        raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status == 503 else None) from exc
+        raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status in (429, 503) else None) from exc
     try:
         turn = await run_in_threadpool(engine.prepare, user, turns, served, max_tokens, body.conversation_id)
     except BaseException as exc:
@@ -249,13 +249,21 @@ class LeasedStream(StreamingResponse):
 
 
 async def _until_disconnect(request: Request, cancel: threading.Event, work):
-    """Await ``work``, setting ``cancel`` if the client disconnects first (generation then stops)."""
-    task = asyncio.ensure_future(work)
-    while not task.done():
-        await asyncio.wait({task}, timeout=0.25)
-        if not task.done() and await request.is_disconnected():
-            cancel.set()
-    return task.result()
+    """Await ``work``, setting ``cancel`` the moment the client disconnects (generation then stops
+    at its next token and the slot is free). The body is read already, so the next ASGI message
+    is the disconnect: waited for, not polled (``is_disconnected`` under a middleware that wraps
+    ``receive`` never sees it)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        return await work
+    finally:
+        watcher.cancel()
 
 
 def _usage(turn: Turn, tokens: int) -> Usage:
