@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,8 +21,9 @@ from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDe
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
 from bitzero.service.db import WalScrubber, make_engine, migrate, session_factory, transaction
+from bitzero.service.docs import docs_page
 from bitzero.service.gate import Erased
-from bitzero.service.limits import BodyLimit, HostGuard, rate_limiter
+from bitzero.service.limits import BodyLimit, HostGuard, SecurityHeaders, rate_limiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
@@ -109,10 +110,10 @@ def create_app(
             await asyncio.sleep(1)
             await asyncio.to_thread(state.scrubber.retry)
 
-    app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = state = ServiceState(
         settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
-        limiter=rate_limiter(settings, sessions, readers), memory_cache=memory_cache, started=time.time(),
+        limiter=rate_limiter(settings, sessions), memory_cache=memory_cache, started=time.time(),
         scrubber=WalScrubber(engine))
 
     @app.middleware("http")
@@ -144,9 +145,14 @@ def create_app(
         return JSONResponse(error_body(str(exc.detail), code=str(exc.status_code)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return docs_page(app.openapi_url or "/openapi.json", app.title)
+
     for module in (openai, memories, account, ops):
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(HostGuard, hosts=settings.hosts, every_route=settings.single_user)
+    app.add_middleware(SecurityHeaders)
     return app
