@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from bitzero.data.records import read_jsonl, write_jsonl
 from bitzero.service.app import create_app
 from bitzero.service.auth import create_key
-from bitzero.service.db import transaction
+from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.gate import Erased, UserGates
 from bitzero.service.settings import Settings
-from bitzero.service.store import training_records
+from bitzero.service.store import UserData, training_records
 from tests.service.conftest import serving
 
 CHAT = "/v1/chat/completions"
@@ -174,3 +174,19 @@ def test_a_request_admitted_before_an_erasure_is_refused_after_it() -> None:
         gates.enter("ana", before)
     gates.enter("bob", before)  # other users are unaffected
     gates.enter("ana", gates.ticket())  # a request that arrived after the erasure runs
+
+
+def test_a_late_write_finds_no_user_to_re_create(settings: Settings, rows_mentioning) -> None:
+    """What holds across replicas: a write that runs after the erasure committed (on another
+    replica, say) is refused by the database's state, not by this process's gate."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with transaction(sessions) as session:
+        _, info = create_key(session)
+    with transaction(sessions) as session:
+        UserData(session, info.user_id).erase()
+    with pytest.raises(Erased), transaction(sessions) as session:
+        UserData(session, info.user_id).update_privacy({"retention_days": 30})
+    assert rows_mentioning(settings.database_url, info.user_id) == {}
+    engine.dispose()
