@@ -29,7 +29,9 @@ class UserGates:
         self._turns: Counter[str] = Counter()
         self._erasing: set[str] = set()
         self._completed = 0  # erasures completed, of any user
-        self._erased_at: dict[str, int] = {}  # the user's last erasure, by completion number
+        self._erased_at: dict[str, int] = {}  # the user's last erasure, by completion number (an int
+        # per erased user for the life of the process: erasures are rare, and forgetting one early
+        # would let a late request of that user through)
 
     def ticket(self) -> int:
         """Taken before the caller's key is checked: any erasure of the caller completed later
