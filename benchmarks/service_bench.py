@@ -199,6 +199,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bitzero-bench-"))
     base = Settings(database_url=f"sqlite:///{work}/bench.db", embedder=EMBEDDER_CACHE, bundles=work / "none",
                     rate_limit_per_minute=1_000_000, feedback_export=work / "feedback.jsonl",
+                    max_chats_per_user=64,  # the clients all act as the local user; each stands for one user
                     emotion_model=args.emotion or work / "no-emotion.json")
 
     print("Retrieval quality on", len(LABELLED), "labelled questions (hit@1, hit@3):")

@@ -35,11 +35,10 @@ def _sessions(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bitzero.export.promotion import CHAMPION_FILE, read_champion
     from bitzero.service.app import create_app
     from bitzero.service.model import bundle_folders
+    from bitzero.service.server import uvicorn_server
 
     settings = _settings(args)
     bundle_folders(settings.bundles)  # a missing bundle is a one-line error now, not a failed start later
@@ -50,9 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     print(f"BitZero companion: http://{settings.host}:{settings.port}", flush=True)
-    # uvicorn's access log would print query strings (a memory search is the user's words); the
-    # app logs method, route template, status and latency instead.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn_server(create_app(settings), settings).run()
     return 0
 
 

@@ -18,7 +18,7 @@ from bitzero.selfplay import (
     values_equal,
 )
 from bitzero.selfplay import _sandbox_worker as worker
-from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES
+from bitzero.selfplay.policy import MODULE_NAMES
 
 BENIGN = ("def f(x):\n    return x * 2\n", "f(21)")
 NOBODY = 65534 if os.geteuid() == 0 else None
@@ -193,7 +193,7 @@ def test_working_directories_are_removed(sandbox):
 
 @pytest.fixture(scope="module")
 def environment():
-    return worker.Environment(sorted(ALLOWED_MODULES), sorted(BANNED_NAMES))
+    return worker.Environment({name: sorted(names) for name, names in MODULE_NAMES.items()})
 
 
 def run_unchecked(environment, program: str, call: str = "f()") -> dict:
@@ -229,6 +229,10 @@ SUBCLASS_WALK = (
         ("import os\ndef f():\n    return os.getcwd()", "runtime error: ImportError"),
         ("def f():\n    return __import__('socket')", "runtime error: ImportError"),
         ("import collections\ndef f():\n    return collections._sys", "runtime error: AttributeError"),
+        ("import functools\ndef f():\n    return functools.update_wrapper", "runtime error: AttributeError"),
+        ("class M(type):\n    pass\ndef f():\n    return M", "runtime error: TypeError"),
+        ("class M(type):\n    pass\nclass C(metaclass=M):\n    pass\ndef f():\n    return C", "runtime error: TypeError"),
+        ("import typing\nclass P(typing.Protocol):\n    pass\ndef f():\n    return P", "runtime error: AttributeError"),
         (
             SUBCLASS_WALK + "def f():\n    try:\n        find('_wrap_close').__init__.__globals__['fork']()\n"
             "    except BaseException:\n        return 'swallowed'",
@@ -291,3 +295,22 @@ def test_result_of_a_rejected_program_is_immediate(sandbox):
     result = sandbox.run("import os", "1")
     assert result == ExecResult(False, None, "", Failure.REJECTED, 0.0, "import of os (line 1)")
     assert result.reason == "rejected: import of os (line 1)"
+
+
+@pytest.mark.parametrize("data", [b"[" * 1400, b"{" * 100_000, b"\xff\xfe garbage", b"", b'{"failure": 3}',
+                                  b'{"value_repr": 5}', b"[" * 1400 + b'{"value_repr": "1"}'])
+def test_any_bytes_on_the_result_pipe_are_a_crash_not_a_dead_worker(data):
+    assert worker._parse_result(data)["failure"] == "crashed"
+
+
+def test_policy_allows_private_names_the_program_defines_and_plain_classes():
+    check_program("import functools\nfrom collections import Counter\ndef _count(v):\n    return Counter(v)\n"
+                  "class A:\n    def __init__(self, x):\n        self.x = x\n    def __lt__(self, o):\n"
+                  "        return self.x < o.x\ndef f(v):\n    return [_count(v) for _ in range(2)], "
+                  "functools.reduce(max, v), sorted([A(2), A(1)])[0].x", "f([1, 2])")
+    for program, detail in [("from functools import update_wrapper", "import of functools.update_wrapper"),
+                            ("class C:\n    def __getattr__(self, n):\n        return n", "method __getattr__"),
+                            ("class C(metaclass=type):\n    pass", "class keyword metaclass"),
+                            ("def f():\n    return _sys", "private name _sys")]:
+        with pytest.raises(PolicyViolation, match=detail):
+            check_program(program)

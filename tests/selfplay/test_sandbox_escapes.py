@@ -22,6 +22,26 @@ import pytest
 from bitzero.selfplay import ExecResult, Sandbox
 from tests.selfplay.test_sandbox import SUBCLASS_WALK
 
+# The second review's two bypasses of the AST check (each leaked host paths; both contained).
+METACLASS_PATTERN = (
+    "class Meta(type):\n"
+    "    def __instancecheck__(cls, obj):\n"
+    "        return True\n"
+    "    def __getattr__(cls, name):\n"
+    "        return ('_' + '_globals_' + '_',)\n"
+    "class Get(metaclass=Meta):\n"
+    "    pass\n"
+    "def f():\n"
+    "    match print:\n"
+    "        case Get(g):\n"
+    "            return g['sys'].argv\n"
+)
+GLOBALS_BY_WRAPPER = (
+    "import collections\nimport functools\n"
+    "def g():\n    return 0\n"
+    "functools.update_wrapper(g, collections.namedtuple, (), ('_' + '_globals_' + '_',))\n"
+    "def f():\n    return [_sys.argv, _sys.executable, _sys.path]\n"
+)
 OS_BY_WALK = SUBCLASS_WALK + "OS = find('_wrap_close').__init__.__globals__\n"
 OS_BY_PATTERN = "match print:\n    case object(__globals__=g):\n        OS = g['os'].__dict__\n"
 
@@ -84,6 +104,10 @@ ACTION_PROGRAMS = [pytest.param(_attempt(OS_BY_WALK, action), id=name) for name,
 
 # Escapes from the Python level that the AST check must stop (each also runs without it).
 PYTHON_ESCAPES = [
+    pytest.param(METACLASS_PATTERN, id="metaclass supplies __match_args__"),
+    pytest.param(METACLASS_PATTERN.replace("class Get(metaclass=Meta):\n    pass\n", "Get = Meta('Get', (), {})\n"),
+                 id="metaclass called directly"),
+    pytest.param(GLOBALS_BY_WRAPPER, id="update_wrapper copies __globals__"),
     pytest.param(OS_BY_PATTERN + "def f():\n    return OS['getcwd']()\n", id="class pattern __globals__"),
     pytest.param("match print:\n    case object(__globals__=g):\n        pass\ndef f():\n    return 'DONE'",
                  id="class pattern binds globals"),

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bitzero.companion.embeddings import OnnxEmbedder, ensure_embedder
 from bitzero.service.app import create_app
+from bitzero.service.server import uvicorn_server
 from bitzero.service.settings import Settings
+from bitzero.service.state import service_state
 from tests.net import free_port
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 - shared with tests/deploy
 from tests.tiny import tiny_tokenizer
@@ -106,9 +107,9 @@ def client(settings: Settings, model: FakeModel, embedder: OnnxEmbedder) -> Iter
 
 @contextlib.contextmanager
 def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free loopback port, for clients that need one."""
+    """``app`` on a real uvicorn server (as `bitzero serve` runs it) on a free loopback port."""
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn_server(app, service_state(app).settings, port=port, log_level="warning")
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 20

@@ -9,6 +9,7 @@ import pytest
 
 from bitzero.cli import main
 from bitzero.data.records import read_jsonl
+from bitzero.service.auth import ensure_user
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.store import UserData
 from bitzero.service.tables import Message, utcnow
@@ -39,6 +40,7 @@ def test_purge_and_feedback_export(database: str, tmp_path: Path, capsys: pytest
     engine = make_engine(database)
     migrate(engine)
     with transaction(session_factory(engine)) as session:
+        ensure_user(session, "ana")
         data = UserData(session, "ana")
         data.update_privacy({"allow_training": True, "retention_days": 7})
         conversation = data.conversation(None)

@@ -16,11 +16,13 @@ from bitzero.service.tables import Message
 WRITER = """
 import sys
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
+from bitzero.service.auth import ensure_user
 from bitzero.service.store import UserData
 engine = make_engine(sys.argv[1])
 migrate(engine)
 sessions = session_factory(engine)
 with transaction(sessions) as session:
+    ensure_user(session, "ana")
     conversation = UserData(session, "ana").conversation(None).id
 i = 0
 while True:

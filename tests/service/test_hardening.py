@@ -132,7 +132,7 @@ def slow_server(settings: Settings, embedder) -> Iterator[tuple[str, SlowModel]]
     import uvicorn
 
     model, port = SlowModel(), free_port()
-    tuned = settings.replace(max_waiting_chats=32)
+    tuned = settings.replace(max_waiting_chats=32, max_chats_per_user=32)
     srv = uvicorn.Server(uvicorn.Config(create_app(tuned, model=model, embedder=embedder), host="127.0.0.1",
                                         port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -143,11 +143,12 @@ def slow_server(settings: Settings, embedder) -> Iterator[tuple[str, SlowModel]]
     thread.join(timeout=10)
 
 
-def _open_stream(address: str, body: dict) -> socket.socket:
+def _open_stream(address: str, body: dict, key: str | None = None) -> socket.socket:
     host, port = address.split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     data = json.dumps(body).encode()
-    sock.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    sock.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\n"
                  f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
     return sock
 

@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from bitzero.service.app import create_app
-from bitzero.service.auth import create_key
+from bitzero.service.auth import create_key, ensure_user
 from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.settings import Settings
 from bitzero.service.store import UserData, purge_expired
@@ -69,6 +69,8 @@ def test_user_data_queries_are_scoped(postgres_url: str, embedder) -> None:
     sessions = session_factory(engine)
     session: Session
     with transaction(sessions) as session:
+        for name in ("alice", "bob"):
+            ensure_user(session, name)
         alice, bob = UserData(session, "alice"), UserData(session, "bob")
         _, row = alice.remember(Candidate("fact", "home", "The user lives in Oslo.", 7), embedder.encode(["Oslo"])[0])
         assert bob.memory(row.id) is None and not bob.delete_memory(row.id)

@@ -116,16 +116,17 @@ class Environment:
     """What every child starts from: safe builtins, proxies of the allowed modules, and the
     seccomp filter with the libc to load it (both prepared here, so the child only installs)."""
 
-    def __init__(self, modules: list[str], hidden: list[str]) -> None:
+    def __init__(self, modules: dict[str, list[str]]) -> None:
         self.seccomp = seccomp_program()
         self.libc = ctypes.CDLL(None, use_errno=True)
-        self.proxies = {name: _proxy(name, set(hidden)) for name in sorted(modules)}
+        self.proxies = {name: _proxy(name, set(names)) for name, names in sorted(modules.items())}
         for name, proxy in self.proxies.items():
             parent, _, child = name.rpartition(".")
             if parent in self.proxies:
                 setattr(self.proxies[parent], child, proxy)
         self.builtins = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
         self.builtins["__import__"] = self._import
+        self.builtins["__build_class__"] = _build_plain_class
 
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level or name not in self.proxies:
@@ -133,19 +134,34 @@ class Environment:
         return self.proxies[name] if fromlist else self.proxies[name.partition(".")[0]]
 
 
-def _proxy(name: str, hidden: set[str]) -> types.ModuleType:
-    """A stand-in for a module holding only its public attributes that are neither modules nor
-    metaclasses (a metaclass such as `collections.abc.ABCMeta` builds classes from a dict whose
-    keys, dunders included, can be computed at run time)."""
+def _proxy(name: str, allowed: set[str]) -> types.ModuleType:
+    """A stand-in for a module holding only the allowed names (policy.MODULE_NAMES), and of those
+    none that is a module or a metaclass (one such as `collections.abc.ABCMeta` builds classes
+    from a dict whose keys, dunders included, can be computed at run time)."""
     module = importlib.import_module(name)
     proxy = types.ModuleType(name)
-    for key, value in vars(module).items():
-        if key.startswith("_") or key in hidden or isinstance(value, types.ModuleType):
-            continue
-        if isinstance(value, type) and issubclass(value, type):
+    for key in sorted(allowed & set(vars(module))):
+        value = vars(module)[key]
+        if key.startswith("_") or isinstance(value, types.ModuleType) or _is_metaclass(value):
             continue
         setattr(proxy, key, value)
     return proxy
+
+
+def _is_metaclass(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, type)
+
+
+def _build_plain_class(body, name, *bases, **keywords):
+    """`class` statements of programs: plain classes only. No metaclass by keyword or by base, and
+    none inherited (`typing.Protocol`'s has `__instancecheck__`): a metaclass's hooks run on
+    lookups the program's syntax does not show."""
+    if keywords or any(_is_metaclass(base) for base in bases):
+        raise TypeError("classes with a metaclass are not allowed")
+    made = builtins.__build_class__(body, name, *bases)
+    if type(made) is not type:
+        raise TypeError("classes with a metaclass are not allowed")
+    return made
 
 
 def confine(workdir: str, cpu_s: int, memory_mb: int, drop_uid: int | None) -> None:
@@ -308,7 +324,7 @@ def _parse_result(data: bytes) -> dict:
     """The child's report: {"value_repr"} or {"failure", "detail"}, or a crash when it is neither."""
     try:
         result = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):  # any bytes: 1,400 "[" recurse too deep
         return {"failure": "crashed", "detail": "no result"}
     if isinstance(result, dict) and isinstance(result.get("failure"), str):
         return {"failure": result["failure"], "detail": str(result.get("detail", ""))}
@@ -333,7 +349,7 @@ def _warm_up(env: Environment) -> None:
 
 def main() -> None:
     config = json.loads(sys.stdin.readline())
-    env = Environment(config["modules"], config["hidden"])
+    env = Environment(config["modules"])
     _warm_up(env)
     defaults = {"drop_uid": config["drop_uid"]}
     print(json.dumps({"ready": True}), flush=True)

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bitzero.errors import SelfPlayError
-from bitzero.selfplay.policy import ALLOWED_MODULES, BANNED_NAMES, MAX_PROGRAM_CHARS, PolicyViolation, check_program
+from bitzero.selfplay.policy import MAX_PROGRAM_CHARS, MODULE_NAMES, PolicyViolation, check_program
 
 WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
 NOBODY_UID = 65534
@@ -243,9 +243,10 @@ class _Worker:
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         try:
-            return json.loads(line), None
-        except ValueError:
+            reply = json.loads(line)
+        except (ValueError, RecursionError, MemoryError):
             return None, "died"
+        return (reply, None) if isinstance(reply, dict) else (None, "died")
 
     def close(self) -> None:
         """Kill the worker with its process group (any child it forked) and remove its files."""
@@ -296,7 +297,8 @@ class Sandbox:
         self.isolation = _isolation()
         self.network = self.isolation.label
         self.drop_uid = NOBODY_UID if os.geteuid() == 0 and not self.isolation.drops_uid else None
-        self._config = {"modules": sorted(ALLOWED_MODULES), "hidden": sorted(BANNED_NAMES), "drop_uid": self.drop_uid}
+        self._config = {"modules": {name: sorted(names) for name, names in MODULE_NAMES.items()},
+                        "drop_uid": self.drop_uid}
         self._pools: tuple[list[_Worker | None], list[_Worker | None]] = ([None] * workers, [None] * workers)
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="sandbox") if workers > 1 else None
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,8 +20,10 @@ from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector, emotion_files
 from bitzero.export.bundle import verify_extra
 from bitzero.service.chat import Companion
-from bitzero.service.db import make_engine, migrate, session_factory, transaction
-from bitzero.service.limits import BodyLimit, HostGuard, rate_limiter
+from bitzero.service.db import WalScrubber, make_engine, migrate, session_factory, transaction
+from bitzero.service.docs import docs_page
+from bitzero.service.gate import Erased
+from bitzero.service.limits import BodyLimit, HostGuard, SecurityHeaders, rate_limiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
@@ -79,15 +81,18 @@ def create_app(
                                         repeat_ngram=settings.repeat_ngram,
                                         memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
+                                        max_per_user=settings.max_chats_per_user,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
+        scrubbing = asyncio.create_task(_scrub_loop())
         log.info("serving %s (champion %s) at http://%s:%d", ", ".join(served.ids), served.champion.id,
                  settings.host, settings.port)
         try:
             yield
         finally:
             sweeper.cancel()
+            scrubbing.cancel()
             metrics.model_loaded.set(0)
             engine.dispose()
 
@@ -99,10 +104,17 @@ def create_app(
                     return purge_expired(session)
             log.info("retention sweep: %s", await asyncio.to_thread(sweep))
 
-    app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan)
+    async def _scrub_loop() -> None:
+        """Finishes the WAL scrub an erasure could not do while a reader pinned the file."""
+        while True:
+            await asyncio.sleep(1)
+            await asyncio.to_thread(state.scrubber.retry)
+
+    app = FastAPI(title="BitZero companion", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = state = ServiceState(
         settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
-        limiter=rate_limiter(settings, sessions, readers), memory_cache=memory_cache, started=time.time())
+        limiter=rate_limiter(settings, sessions), memory_cache=memory_cache, started=time.time(),
+        scrubber=WalScrubber(engine))
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -123,14 +135,24 @@ def create_app(
         )
         return JSONResponse(error_body(f"invalid request: {problems}"), status_code=400)
 
+    @app.exception_handler(Erased)
+    async def erased(_: Request, exc: Erased) -> JSONResponse:
+        return JSONResponse(error_body("your data was erased while this request waited; nothing was written",
+                                       code="409"), status_code=409)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail), code=str(exc.status_code)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return docs_page(app.openapi_url or "/openapi.json", app.title)
 
     for module in (openai, memories, account, ops):
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(HostGuard, hosts=settings.hosts, every_route=settings.single_user)
+    app.add_middleware(SecurityHeaders)
     return app

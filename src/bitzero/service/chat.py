@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -115,6 +116,7 @@ class Companion:
         memory_limit: int = 5,
         generation_slots: int = 1,
         max_waiting: int = 8,
+        max_per_user: int = 2,
         max_seconds: float = 120.0,
     ) -> None:
         self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
@@ -126,7 +128,9 @@ class Companion:
         self.max_seconds = max_seconds
         self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
         self._slots = threading.Semaphore(generation_slots)
+        self.max_per_user = max_per_user  # a user's share of the capacity: one key cannot take it all
         self._admitted = 0
+        self._admitted_by: Counter[str] = Counter()
         self._admitted_lock = threading.Lock()
 
     @property
@@ -135,27 +139,35 @@ class Companion:
         return self._admitted >= self.capacity
 
     def admit(self, user_id: str, gates: UserGates, epoch: int) -> Lease:
-        """A place for one turn, or ChatError 503 when saturated (409 when the user was erased
-        after the request arrived). Blocks while the user's erasure runs: call it off the loop."""
+        """A place for one turn, or ChatError 503 when saturated, 429 when the user holds their
+        share already (409 when the user was erased after the request arrived). Blocks while the
+        user's erasure runs: call it off the loop."""
         with self._admitted_lock:
             if self._admitted >= self.capacity:
                 raise ChatError("the server is busy with other chats; retry in a few seconds", status=503)
+            if self._admitted_by[user_id] >= self.max_per_user:
+                raise ChatError(f"you have {self.max_per_user} chats in flight, the most one user may; "
+                                "retry when one has finished", status=429)
             self._admitted += 1
+            self._admitted_by[user_id] += 1
         try:
             gates.enter(user_id, epoch)
         except Erased:
-            self._discharge()
+            self._discharge(user_id)
             raise ChatError("your data was erased while this request waited; send it again", status=409) from None
 
         def release() -> None:
             gates.leave(user_id)
-            self._discharge()
+            self._discharge(user_id)
 
         return Lease(release)
 
-    def _discharge(self) -> None:
+    def _discharge(self, user_id: str) -> None:
         with self._admitted_lock:
             self._admitted -= 1
+            self._admitted_by[user_id] -= 1
+            if self._admitted_by[user_id] <= 0:
+                del self._admitted_by[user_id]
 
     def prepare(
         self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,

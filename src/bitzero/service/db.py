@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 READ_ONLY = "bitzero_read_only"
+BUSY_TIMEOUT_S = 30  # how long a SQLite writer waits for the write lock before "database is locked"
 
 
 def make_engine(url: str) -> Engine:
@@ -23,7 +25,7 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(connection, _record) -> None:
@@ -95,12 +97,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-CHECKPOINT_TRIES = 20
+CHECKPOINT_TRIES = 10
 
 
-def scrub_database(engine: Engine) -> bool:
+def scrub_database(engine: Engine, tries: int = CHECKPOINT_TRIES) -> bool:
     """After an erasure: move the WAL into the (secure-delete) main file and truncate it, so the
-    erased text is in neither file. Retries while readers pin old frames; True when it succeeded.
+    erased text is in neither file. True when it succeeded; False while a reader pins old frames.
+
+    Each try gives up at once when busy (no busy handler): a checkpoint that waits for readers
+    holds the write lock meanwhile, and every other writer would wait with it. ``WalScrubber``
+    retries later instead.
 
     PostgreSQL: a deleted row stays in its heap page until VACUUM marks the space reusable, and
     VACUUM neither zeroes it nor touches the WAL already written, its archives or replicas; only
@@ -108,16 +114,48 @@ def scrub_database(engine: Engine) -> bool:
     runs on PostgreSQL; the operator's retention of WAL archives and backups bounds erasure there."""
     if engine.dialect.name != "sqlite":
         return False
-    for _ in range(CHECKPOINT_TRIES):
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(0.05)
         connection = engine.raw_connection()  # the driver's autocommit: a checkpoint needs no transaction
         try:
-            busy, _, _ = connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=0")
+            busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")  # the pool's default again
         finally:
             connection.close()
         if not busy:
             return True
-        time.sleep(0.05)
     return False
+
+
+class WalScrubber:
+    """Scrubs the SQLite WAL after erasures: at once when nothing pins it, else on every ``retry``
+    (the app calls it each second) until it succeeds, so an open reader delays the scrub, never the
+    erasure or anyone else's writes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pending = threading.Event()
+
+    def scrub(self) -> bool:
+        """Scrub now if possible (half a second at most); True when the files hold no erased text
+        (never on PostgreSQL: see ``scrub_database``)."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        self._pending.set()
+        return self.retry()
+
+    def retry(self) -> bool:
+        """One more scrub if one is owed; True when none is owed any more."""
+        if not self._pending.is_set():
+            return True
+        self._pending.clear()
+        if scrub_database(self.engine):
+            return True
+        self._pending.set()
+        return False
 
 
 def reachable(engine: Engine) -> bool:

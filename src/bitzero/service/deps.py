@@ -27,15 +27,14 @@ def _too_many(wait: float, what: str) -> HTTPException:
 
 
 def _key_owner(request: Request, state: ServiceState, token: str) -> str:
-    """The user of a BitZero key, checked in a read-only transaction. Failures spend the client
-    address's bucket, so guessing keys is rate-limited like any other request."""
-    bucket = INVALID_KEYS + (request.client.host if request.client else "unknown")
-    wait = state.limiter.waiting(bucket)
-    if wait > 0:
-        raise _too_many(wait, "too many invalid API keys from this address")
+    """The user of a BitZero key, checked in a read-only transaction. Only failures spend the
+    client address's bucket: guessing keys is rate-limited, while a valid key is never refused
+    for what others sent from the same address (an ingress, a NAT). The address is the peer's,
+    or X-Forwarded-For's only behind a proxy named in BITZERO_TRUSTED_PROXIES (see server.py)."""
     with transaction(state.readers) as session:
         user = verify(session, token)
     if user is None:
+        bucket = INVALID_KEYS + (request.client.host if request.client else "unknown")
         wait = state.limiter.acquire(bucket)
         if wait > 0:
             raise _too_many(wait, "too many invalid API keys from this address")
@@ -43,14 +42,23 @@ def _key_owner(request: Request, state: ServiceState, token: str) -> str:
     return user
 
 
-def current_user(
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, and their erasure ticket (taken before the key was checked: see gate.py)."""
+
+    user: str
+    ticket: int
+
+
+def current_caller(
     request: Request, state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
-) -> str:
+) -> Caller:
     """The user id of the Bearer key; without one, the local user, only in single-user mode.
 
     OpenAI clients insist on sending some key, so in single-user mode a token that is not a
     BitZero key (no "bz-" prefix) also means the local user; a BitZero key must always verify.
     """
+    ticket = state.gates.ticket()
     header = request.headers.get("authorization", "").strip()
     token = credentials.credentials.strip() if credentials is not None else ""
     if state.settings.single_user and not token.startswith(TOKEN_PREFIX):
@@ -68,7 +76,11 @@ def current_user(
     wait = state.limiter.acquire(user)
     if wait > 0:
         raise _too_many(wait, f"rate limit of {state.settings.rate_limit_per_minute} requests a minute reached")
-    return user
+    return Caller(user, ticket)
+
+
+def current_user(caller: Annotated[Caller, Depends(current_caller)]) -> str:
+    return caller.user
 
 
 @dataclass(frozen=True)
@@ -77,19 +89,21 @@ class UserScope:
 
     Routes use ``with scope.data() as data:`` and answer after the block: the commit happens
     before the response exists, so a 2xx is only ever sent for a write that is durable. (A
-    dependency with ``yield`` would commit after the response had left.)"""
+    dependency with ``yield`` would commit after the response had left.) The block runs inside
+    the user's gate: never during their erasure, and not at all after one (``Erased``: 409)."""
 
     state: ServiceState
     user: str
+    ticket: int
 
     @contextmanager
     def data(self) -> Iterator[UserData]:
-        with transaction(self.state.sessions) as session:
+        with self.state.gates.turn(self.user, self.ticket), transaction(self.state.sessions) as session:
             yield UserData(session, self.user, self.state.memory_cache)
 
 
-def user_scope(state: State, user: Annotated[str, Depends(current_user)]) -> UserScope:
-    return UserScope(state, user)
+def user_scope(state: State, caller: Annotated[Caller, Depends(current_caller)]) -> UserScope:
+    return UserScope(state, caller.user, caller.ticket)
 
 
 User = Annotated[str, Depends(current_user)]

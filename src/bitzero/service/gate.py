@@ -1,10 +1,12 @@
-"""Per-user ordering of chat turns and erasure, so that an erasure is never undone.
+"""Per-user ordering of requests and erasure, so that an erasure is never undone.
 
-A chat turn writes twice (the user's message before generating, the reply after), and a request
-authenticated before an erasure may run after it. Without order, such a turn re-creates the
-erased user with settings, a conversation, messages and memories that no key can reach. Here an
-erasure waits for the user's turns in flight and then runs alone; a turn that was admitted
-before the erasure (it carries the user's epoch from then) is refused afterwards.
+Every request that touches a user's rows (a chat turn, a memory written or searched, feedback,
+settings) may have been authenticated before an erasure of that user and run after it. Without
+order, such a request re-creates the erased user with rows that no key can reach. Here each
+request takes a ticket before its key is checked; an erasure waits for the user's requests in
+flight and then runs alone; a request whose ticket predates a completed erasure of its user is
+refused afterwards (409). Across replicas the database holds the line instead: a keyed user's
+row is never re-created by a request (see ``UserData``).
 """
 
 from __future__ import annotations
@@ -26,18 +28,23 @@ class UserGates:
         self._changed = threading.Condition()
         self._turns: Counter[str] = Counter()
         self._erasing: set[str] = set()
-        self._epochs: Counter[str] = Counter()
+        self._completed = 0  # erasures completed, of any user
+        self._erased_at: dict[str, int] = {}  # the user's last erasure, by completion number (an int
+        # per erased user for the life of the process: erasures are rare, and forgetting one early
+        # would let a late request of that user through)
 
-    def epoch(self, user: str) -> int:
-        """How many erasures of ``user`` have completed: taken when a request is admitted."""
+    def ticket(self) -> int:
+        """Taken before the caller's key is checked: any erasure of the caller completed later
+        has a larger number, and one completed earlier has already revoked the key."""
         with self._changed:
-            return self._epochs[user]
+            return self._completed
 
-    def enter(self, user: str, epoch: int) -> None:
-        """Start a turn (waits while the user is being erased); raises Erased if it was meanwhile."""
+    def enter(self, user: str, ticket: int) -> None:
+        """Start a request (waits while the user is being erased); raises Erased if they were
+        erased after ``ticket`` was taken."""
         with self._changed:
             self._changed.wait_for(lambda: user not in self._erasing)
-            if self._epochs[user] != epoch:
+            if self._erased_at.get(user, -1) > ticket:
                 raise Erased(user)
             self._turns[user] += 1
 
@@ -49,16 +56,30 @@ class UserGates:
             self._changed.notify_all()
 
     @contextmanager
+    def turn(self, user: str, ticket: int) -> Iterator[None]:
+        """``enter`` and ``leave`` around one request's work."""
+        self.enter(user, ticket)
+        try:
+            yield
+        finally:
+            self.leave(user)
+
+    @contextmanager
     def erasure(self, user: str) -> Iterator[None]:
-        """Run alone for ``user``: after their turns in flight, before any turn admitted earlier."""
+        """Run alone for ``user``: after their requests in flight, before any admitted earlier.
+        Only an erasure that completed refuses those: after a failed one they may proceed."""
         with self._changed:
             self._changed.wait_for(lambda: user not in self._erasing)
             self._erasing.add(user)
             self._changed.wait_for(lambda: not self._turns[user])
+        completed = False
         try:
             yield
+            completed = True
         finally:
             with self._changed:
-                self._epochs[user] += 1
+                if completed:
+                    self._completed += 1
+                    self._erased_at[user] = self._completed
                 self._erasing.discard(user)
                 self._changed.notify_all()

@@ -4,6 +4,7 @@ chunked bodies, and the Host/Origin allow-list that defeats DNS rebinding."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,12 +27,9 @@ class RateLimiter(Protocol):
 
     per_minute: int
 
-    def acquire(self, key: str) -> float:
-        """0 when allowed (a token is spent), else the seconds until the next request would be."""
-        ...
-
-    def waiting(self, key: str) -> float:
-        """The seconds until ``key`` may make a request, without spending one."""
+    def acquire(self, key: str, cost: int = 1) -> float:
+        """0 when allowed (``cost`` tokens are spent), else the seconds until it would be (nothing
+        spent). A cost above the limit counts as the limit: a full bucket always pays it."""
         ...
 
 
@@ -41,9 +39,9 @@ def _refill(tokens: float, seconds: float, per_minute: int) -> float:
     return min(float(per_minute), tokens + max(0.0, seconds) * per_minute / 60.0)
 
 
-def _wait(tokens: float, per_minute: int) -> float:
-    """Seconds until a bucket holding ``tokens`` has one whole token again."""
-    return 0.0 if tokens >= 1 else (1 - tokens) * 60.0 / per_minute
+def _wait(tokens: float, per_minute: int, cost: int = 1) -> float:
+    """Seconds until a bucket holding ``tokens`` has ``cost`` whole tokens again."""
+    return 0.0 if tokens >= cost else (cost - tokens) * 60.0 / per_minute
 
 
 @dataclass
@@ -61,23 +59,15 @@ class MemoryRateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, key: str) -> float:
-        now = self._clock()
+    def acquire(self, key: str, cost: int = 1) -> float:
+        now, cost = self._clock(), min(cost, self.per_minute)
         with self._lock:
             bucket = self._buckets.setdefault(key, _Bucket(float(self.per_minute), now))
             bucket.tokens, bucket.updated = _refill(bucket.tokens, now - bucket.updated, self.per_minute), now
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
                 return 0.0
-            return _wait(bucket.tokens, self.per_minute)
-
-    def waiting(self, key: str) -> float:
-        now = self._clock()
-        with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                return 0.0
-            return _wait(_refill(bucket.tokens, now - bucket.updated, self.per_minute), self.per_minute)
+            return _wait(bucket.tokens, self.per_minute, cost)
 
 
 class DatabaseRateLimiter:
@@ -85,42 +75,34 @@ class DatabaseRateLimiter:
     per key stays 120 with any number of replicas. The row lock of PostgreSQL's
     ``INSERT ... ON CONFLICT DO UPDATE`` orders concurrent requests of a key."""
 
-    def __init__(self, per_minute: int, sessions: sessionmaker[Session], readers: sessionmaker[Session],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, per_minute: int, sessions: sessionmaker[Session], clock: Callable[[], float] = time.time) -> None:
         self.per_minute = per_minute
-        self._sessions, self._readers, self._clock = sessions, readers, clock
+        self._sessions, self._clock = sessions, clock
 
     def _refilled(self, tokens: Any, updated: Any, now: float) -> Any:
         """``_refill`` as SQL over the row's columns, for the one-statement upsert."""
         refill = tokens + case((updated > now, 0.0), else_=now - updated) * (self.per_minute / 60.0)
         return case((refill > self.per_minute, float(self.per_minute)), else_=refill)
 
-    def acquire(self, key: str) -> float:
-        now, table = self._clock(), RateBucket.__table__
+    def acquire(self, key: str, cost: int = 1) -> float:
+        now, table, cost = self._clock(), RateBucket.__table__, min(cost, self.per_minute)
         refill = self._refilled(table.c.tokens, table.c.updated, now)
         with transaction(self._sessions) as session:
-            insert = upsert(session, table).values(key=key, tokens=self.per_minute - 1.0, updated=now, allowed=True)
+            insert = upsert(session, table).values(key=key, tokens=float(self.per_minute - cost), updated=now,
+                                                   allowed=True)
             statement = insert.on_conflict_do_update(index_elements=[table.c.key], set_={
-                "tokens": case((refill >= 1, refill - 1), else_=refill),
+                "tokens": case((refill >= cost, refill - cost), else_=refill),
                 "updated": case((table.c.updated > now, table.c.updated), else_=now),
-                "allowed": refill >= 1,
+                "allowed": refill >= cost,
             }).returning(table.c.tokens, table.c.allowed)
             tokens, allowed = session.execute(statement).one()
-        return 0.0 if allowed else _wait(tokens, self.per_minute)
-
-    def waiting(self, key: str) -> float:
-        with transaction(self._readers) as session:
-            bucket = session.get(RateBucket, key)
-            if bucket is None:
-                return 0.0
-            tokens = _refill(bucket.tokens, self._clock() - bucket.updated, self.per_minute)
-        return _wait(tokens, self.per_minute)
+        return 0.0 if allowed else _wait(tokens, self.per_minute, cost)
 
 
-def rate_limiter(settings: Settings, sessions: sessionmaker[Session], readers: sessionmaker[Session]) -> RateLimiter:
+def rate_limiter(settings: Settings, sessions: sessionmaker[Session]) -> RateLimiter:
     """The limiter the settings ask for (BITZERO_RATE_LIMIT_STORE; "auto": shared with PostgreSQL)."""
     if settings.shared_rate_limit:
-        return DatabaseRateLimiter(settings.rate_limit_per_minute, sessions, readers)
+        return DatabaseRateLimiter(settings.rate_limit_per_minute, sessions)
     return MemoryRateLimiter(settings.rate_limit_per_minute)
 
 
@@ -174,12 +156,14 @@ class BodyLimit:
         await send_error(send, 413, f"request body over {self.limit} bytes", "request_too_large")
 
 
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::[0-9]{1,5})?")
+
+
 def host_name(value: str) -> str:
-    """The lower-case name of a Host header: "[::1]:8000" gives "::1", "Example.com:80" "example.com"."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1:].partition("]")[0]
-    return value.partition(":")[0] if value.count(":") == 1 else value
+    """The lower-case name of a Host header: "[::1]:8000" gives "::1", "Example.com:80" "example.com";
+    "" for anything else a browser never sends ("localhost:80@evil.example"), which no list allows."""
+    found = _HOST.fullmatch(value.strip().lower())
+    return (found.group("ip6") or found.group("name")) if found else ""
 
 
 class HostGuard:
@@ -208,3 +192,27 @@ class HostGuard:
                              "forbidden_host")
             return
         await self.app(scope, receive, send)
+
+
+FRAME_HEADERS = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                 (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+
+class SecurityHeaders:
+    """ASGI middleware: no page or answer of the service may be framed by another site (the chat
+    page's buttons could otherwise be clicked through an invisible frame), nor sniffed as another type."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *FRAME_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     max_prompt_chars: int = 32000
     max_generation_seconds: int = 120
     max_waiting_chats: int = 8
+    # Chats one user may have admitted at once (generating or waiting): their share of the above.
+    max_chats_per_user: int = 2
     # Host names the service answers to, comma-separated, beside the loopback names ("*": any).
     # A web page cannot reach the API by rebinding its own name to 127.0.0.1: its Host is foreign.
     allowed_hosts: str = ""
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client;
+    # empty: none, the peer's address is the client's (what the limit on invalid keys counts by).
+    trusted_proxies: str = ""
     memory_limit: int = 5
     retention_sweep_seconds: int = 3600
     persona: str | None = None
@@ -92,7 +97,8 @@ class Settings(BaseSettings):
                 "set BITZERO_SINGLE_USER=false and create keys with `bitzero keys create`"
             )
         limits = (self.rate_limit_per_minute, self.max_request_bytes, self.max_tokens_default, self.max_message_chars,
-                  self.max_prompt_chars, self.max_generation_seconds, self.max_waiting_chats)
+                  self.max_prompt_chars, self.max_generation_seconds, self.max_waiting_chats,
+                  self.max_chats_per_user)
         if min(limits) <= 0:
             raise ValueError("rate, size, token, character, time and queue limits must be positive")
         return self
@@ -105,6 +111,10 @@ class Settings(BaseSettings):
         if not self.single_user and not extra and self.host in ("0.0.0.0", "::"):
             return frozenset({ANY_HOST})
         return frozenset({*LOOPBACK_NAMES, self.host.lower(), *extra})
+
+    @property
+    def trusted_proxy_addresses(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
     @property
     def shared_rate_limit(self) -> bool:

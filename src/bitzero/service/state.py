@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bitzero.service.chat import Companion
+from bitzero.service.db import WalScrubber
 from bitzero.service.gate import UserGates
 from bitzero.service.limits import RateLimiter
 from bitzero.service.memory_cache import IndexCache
@@ -28,6 +29,7 @@ class ServiceState:
     limiter: RateLimiter
     memory_cache: IndexCache
     started: float  # seconds since the epoch; the models' "created"
+    scrubber: WalScrubber
     gates: UserGates = field(default_factory=UserGates)
     companion: Companion | None = None  # set once the lifespan has loaded the models
 

@@ -16,8 +16,9 @@ from bitzero.companion.extraction import Candidate
 from bitzero.companion.memory import Decision, MemoryIndex, consolidate, rank
 from bitzero.data.feedback import feedback_record
 from bitzero.data.records import Record
-from bitzero.service.auth import ensure_user
+from bitzero.service.auth import LOCAL_USER, ensure_user
 from bitzero.service.db import insert_missing
+from bitzero.service.gate import Erased
 from bitzero.service.memory_cache import IndexCache, bump_memory_version, memory_index
 from bitzero.service.tables import (
     USER_TABLES,
@@ -65,14 +66,20 @@ def _row_dict(row: Any) -> dict[str, Any]:
 
 
 class UserData:
-    """One user's rows. Constructing it creates the user (and default privacy settings) if new."""
+    """One user's rows. The user must exist: only the single-user mode's local user is created
+    here (with its privacy settings). Any other user is made with their key (``create_key``), so
+    a request authenticated before an erasure finds no user to write to, on any replica (Erased)."""
 
     def __init__(self, session: Session, user_id: str, cache: IndexCache | None = None) -> None:
         self.session = session
         self.user_id = user_id
         self._cache = cache
         self._changed = False  # memories changed in this transaction: the cache must not serve it
-        ensure_user(session, user_id)
+        if session.get(User, user_id) is None:
+            if user_id != LOCAL_USER:
+                raise Erased(user_id)
+            ensure_user(session, user_id)
+            self.privacy()
 
     def _memories_changed(self) -> None:
         bump_memory_version(self.session, self.user_id)
@@ -281,15 +288,16 @@ def _rowcount(result: object) -> int:
 
 
 def purge_expired(session: Session, now: datetime | None = None) -> dict[str, int]:
-    """Retention: delete each user's messages, memories and feedback older than their retention days,
-    and rate-limit buckets idle for a minute (full again: the same as none)."""
+    """Retention: delete each user's messages, memories and feedback older than their retention days
+    (the default days for a user who never saved settings), and rate-limit buckets idle for a minute
+    (full again: the same as none)."""
     now = now or utcnow()
     idle = now.replace(tzinfo=UTC).timestamp() - 60
     counts = {"messages": 0, "memories": 0, "feedback": 0, "conversations": 0,
               "rate_buckets": _rowcount(session.execute(delete(RateBucket).where(RateBucket.updated < idle)))}
-    for settings in session.scalars(select(PrivacySettings)).all():
-        cutoff = now - timedelta(days=settings.retention_days)
-        uid = settings.user_id
+    users = select(User.id, PrivacySettings.retention_days).outerjoin(PrivacySettings, PrivacySettings.user_id == User.id)
+    for uid, days in session.execute(users).all():
+        cutoff = now - timedelta(days=days if days is not None else DEFAULT_PRIVACY["retention_days"])
         counts["feedback"] += _rowcount(session.execute(
             delete(Feedback).where(Feedback.user_id == uid, Feedback.created_at < cutoff)))
         counts["messages"] += _rowcount(session.execute(

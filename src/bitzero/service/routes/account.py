@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from bitzero.data.feedback import record_erasure, scrub_records
-from bitzero.service.db import scrub_database
+from bitzero.service.db import transaction
 from bitzero.service.deps import Scope
 from bitzero.service.fields import Text
 from bitzero.service.state import State
 from bitzero.service.store import PRIVACY_FIELDS, UserData
 
 router = APIRouter(prefix="/v1", tags=["account"])
+log = logging.getLogger("bitzero.service")
 
 
 class FeedbackIn(BaseModel):
@@ -45,6 +48,9 @@ class UserExport(BaseModel):
 
 class Erased(BaseModel):
     erased: dict[str, int] = Field(description="rows deleted per table, and training records scrubbed")
+    scrubbed: bool = Field(description="the SQLite files hold no erased text now; false while another "
+                                       "reader pins the WAL (scrubbed each second until it ends) and "
+                                       "always on PostgreSQL (see the README)")
 
 
 class PrivacyIn(BaseModel):
@@ -92,15 +98,24 @@ def export(scope: Scope) -> UserExport:
         return UserExport(**data.export())
 
 
-@router.delete("/me")
+@router.delete("/me", responses={503: {"description": "the erasure could not be recorded: nothing was erased, retry"}})
 def erase(state: State, scope: Scope) -> Erased:
-    """Every row of the user, after their chats in flight; their records in the exported training
-    file now, and in every file the pipeline derived from it on its next run (the ledger)."""
-    with state.gates.erasure(scope.user):
-        with scope.data() as data:
-            ids = data.feedback_ids()
-            counts = data.erase()
-        record_erasure(state.settings.erasure_ledger, ids)
-        scrub_database(state.engine)
-        counts["training_records"] = scrub_records(state.settings.feedback_export, ids)
-    return Erased(erased=counts)
+    """Every row of the user, after their requests in flight; their records in the exported training
+    file now, and in every file the pipeline derived from it on its next run (the ledger).
+
+    One transaction, in an order that leaves nothing behind whatever fails: the ledger and the
+    exported file are written while the rows still exist, and the rows go only if both succeeded
+    (a failure rolls everything back and the key still works for a retry)."""
+    settings = state.settings
+    with state.gates.erasure(scope.user), transaction(state.sessions) as session:
+        data = UserData(session, scope.user, state.memory_cache)
+        ids = data.feedback_ids()
+        try:
+            record_erasure(settings.erasure_ledger, ids)
+            scrubbed_records = scrub_records(settings.feedback_export, ids)
+        except OSError as exc:
+            log.error("erasure not recorded (%s): nothing erased", type(exc).__name__)
+            raise HTTPException(503, "the erasure could not be recorded in the erasure ledger or the exported "
+                                     "training file; nothing was erased: retry later") from exc
+        counts = {**data.erase(), "training_records": scrubbed_records}
+    return Erased(erased=counts, scrubbed=state.scrubber.scrub())

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from bitzero.companion.extraction import Candidate
 from bitzero.companion.memory import rank
 from bitzero.service.db import transaction
-from bitzero.service.deps import Scope, User
+from bitzero.service.deps import Scope
 from bitzero.service.fields import Text, is_utf8
 from bitzero.service.state import Chat, State, loaded_companion
-from bitzero.service.store import UserData, memory_dict
+from bitzero.service.store import memory_dict
 from bitzero.service.tables import utcnow
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
@@ -67,7 +67,7 @@ def list_memories(scope: Scope, include_invalid: bool = False, category: Categor
 
 @router.get("/search")
 def search_memories(
-    state: State, user: User, chat: Chat, q: Annotated[str, Query(min_length=1, max_length=2000)],
+    state: State, scope: Scope, chat: Chat, q: Annotated[str, Query(min_length=1, max_length=2000)],
     limit: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> ScoredMemoryList:
     """Scored in a read-only transaction (searches run side by side), then a short write refreshes
@@ -76,10 +76,10 @@ def search_memories(
         raise HTTPException(400, "q must be a non-empty query of at most 2000 characters")
     vector = chat.embedder.encode([q])[0]
     with transaction(state.readers) as session:
-        index = state.memory_cache.get(session, user)
+        index = state.memory_cache.get(session, scope.user)
     ranked = rank(vector, index, utcnow(), limit)
-    with transaction(state.sessions) as session:
-        found = UserData(session, user, state.memory_cache).touch(index, ranked)
+    with scope.data() as data:
+        found = data.touch(index, ranked)
         result = [ScoredMemory(**memory_dict(row), score=round(score, 4)) for row, score in found]
     return ScoredMemoryList(data=result)
 

@@ -23,14 +23,15 @@ from pydantic import (
     StrictInt,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
-from bitzero.service.deps import User
+from bitzero.service.deps import Scope, User
 from bitzero.service.fields import Text
 from bitzero.service.model import UnknownModel
 from bitzero.service.settings import Settings
-from bitzero.service.state import Chat, State
+from bitzero.service.state import Chat, ServiceState, State
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = logging.getLogger("bitzero.service")
@@ -54,8 +55,15 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
+               "response_format", "logit_bias", "parallel_tool_calls")
+IGNORABLE: tuple[object, ...] = (None, False, [], {}, {"type": "text"})  # what asks for nothing, as OpenAI clients send it
+
+
 class ChatRequest(BaseModel):
-    """The OpenAI fields BitZero honours; unknown OpenAI fields are accepted and ignored."""
+    """The OpenAI fields BitZero honours. Fields that would change what the reply means (tools,
+    log-probabilities, a response format, logit bias) are refused with 400 when they ask for
+    anything, never silently ignored; other unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
@@ -74,6 +82,14 @@ class ChatRequest(BaseModel):
     # Ids are made by the server (the first reply carries one); an id the user does not own is 404.
     conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        asked = [name for name in UNSUPPORTED if isinstance(data, dict) and data.get(name) not in IGNORABLE]
+        if asked:
+            raise ValueError(f"{', '.join(asked)}: not supported by BitZero (plain text replies only)")
+        return data
+
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> list[str]:
@@ -81,6 +97,20 @@ class ChatRequest(BaseModel):
         if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
             raise ValueError("stop takes up to 4 non-empty strings of at most 64 characters")
         return stops
+
+
+CHARS_PER_TOKEN = 500  # a chat's cost in the rate budget: one request, plus one per this many characters
+
+
+def _charge(state: ServiceState, user: str, turns: list[dict[str, str]]) -> None:
+    """Count a long chat against the user's rate budget by its size (the request itself is paid
+    already): the largest allowed costs seconds of a core to read, embed and tokenize."""
+    extra = sum(len(t["content"]) for t in turns) // CHARS_PER_TOKEN
+    wait = state.limiter.acquire(user, extra) if extra else 0.0
+    if wait > 0:
+        raise HTTPException(429, f"these messages cost {extra + 1} of your {state.settings.rate_limit_per_minute} "
+                                 f"requests a minute (one per {CHARS_PER_TOKEN} characters); retry in {wait:.1f} s",
+                            headers={"Retry-After": str(int(wait) + 1)})
 
 
 def _turns(body: ChatRequest, settings: Settings) -> list[dict[str, str]]:
@@ -192,19 +222,20 @@ def models(state: State, _: User, chat: Chat) -> ModelList:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=STREAM_RESPONSE)
-async def chat_completions(body: ChatRequest, request: Request, state: State, user: User,
+async def chat_completions(body: ChatRequest, request: Request, state: State, scope: Scope,
                            engine: Chat) -> ChatCompletion | StreamingResponse:
     try:
         served = engine.models.pick(body.model)
     except UnknownModel as exc:
         raise HTTPException(404, str(exc)) from exc
     turns = _turns(body, state.settings)
+    _charge(state, scope.user, turns)
     max_tokens = body.max_completion_tokens or body.max_tokens
-    epoch = state.gates.epoch(user)
+    user = scope.user
     try:
-        lease = await run_in_threadpool(engine.admit, user, state.gates, epoch)
+        lease = await run_in_threadpool(engine.admit, user, state.gates, scope.ticket)
     except ChatError as exc:
-        raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status == 503 else None) from exc
+        raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status in (429, 503) else None) from exc
     try:
         turn = await run_in_threadpool(engine.prepare, user, turns, served, max_tokens, body.conversation_id)
     except BaseException as exc:
@@ -249,13 +280,21 @@ class LeasedStream(StreamingResponse):
 
 
 async def _until_disconnect(request: Request, cancel: threading.Event, work):
-    """Await ``work``, setting ``cancel`` if the client disconnects first (generation then stops)."""
-    task = asyncio.ensure_future(work)
-    while not task.done():
-        await asyncio.wait({task}, timeout=0.25)
-        if not task.done() and await request.is_disconnected():
-            cancel.set()
-    return task.result()
+    """Await ``work``, setting ``cancel`` the moment the client disconnects (generation then stops
+    at its next token and the slot is free). The body is read already, so the next ASGI message
+    is the disconnect: waited for, not polled (``is_disconnected`` under a middleware that wraps
+    ``receive`` never sees it)."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        return await work
+    finally:
+        watcher.cancel()
 
 
 def _usage(turn: Turn, tokens: int) -> Usage:

@@ -2,8 +2,9 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const keyInput = $("key");
-keyInput.value = localStorage.getItem("bitzero-key") || "";
-keyInput.addEventListener("change", () => { localStorage.setItem("bitzero-key", keyInput.value.trim()); loadAll(); loadModels(); });
+// The key lives as long as the tab, never on disk where any later script of this origin could read it.
+keyInput.value = sessionStorage.getItem("bitzero-key") || "";
+keyInput.addEventListener("change", () => { sessionStorage.setItem("bitzero-key", keyInput.value.trim()); loadAll(); loadModels(); });
 
 let history = [];
 let conversationId = sessionStorage.getItem("bitzero-conversation") || null;
