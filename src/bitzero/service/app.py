@@ -75,8 +75,7 @@ def create_app(
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
-                                        persona=settings.persona, max_tokens_default=settings.max_tokens_default,
-                                        repeat_ngram=settings.repeat_ngram,
+                                        persona=settings.persona, decoding=settings.decoding,
                                         memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
                                         max_seconds=settings.max_generation_seconds)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
+from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
 from bitzero.companion.extraction import Candidate, extract
@@ -43,6 +44,7 @@ class Turn:
     completion_id: str
     user_id: str
     served: Served  # the model that answers
+    decoding: Decoding  # the model's defaults (a request's own settings go over them in generate)
     prompt_ids: list[int]
     max_tokens: int  # what was asked (or the default), clipped to the context the prompt leaves
     conversation_id: str | None  # None when the user does not store conversations
@@ -110,8 +112,7 @@ class Companion:
         memory_cache: IndexCache | None = None,
         *,
         persona: str | None = None,
-        max_tokens_default: int = 256,
-        repeat_ngram: int = 0,
+        decoding: Decoding | None = None,
         memory_limit: int = 5,
         generation_slots: int = 1,
         max_waiting: int = 8,
@@ -120,8 +121,9 @@ class Companion:
         self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
         self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
-        self.max_tokens_default = max_tokens_default
-        self.repeat_ngram = repeat_ngram
+        self.decoding = decoding or Decoding()
+        for served in models:
+            self.decoding_for(served)  # a bundle's impossible decoding defaults fail at start, not per request
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
         self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
@@ -157,6 +159,10 @@ class Companion:
         with self._admitted_lock:
             self._admitted -= 1
 
+    def decoding_for(self, served: Served) -> Decoding:
+        """The service's decoding defaults with the model's own (its bundle's) over them."""
+        return Decoding.of(served.decoding, base=self.decoding)
+
     def prepare(
         self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
         conversation_id: str | None,
@@ -164,7 +170,8 @@ class Companion:
         if not messages or messages[-1]["role"] != "user":
             raise ChatError("the last message must come from the user (role 'user')")
         model = served.model
-        budget = model.context_length - reply_room(served, max_tokens, self.max_tokens_default)
+        decoding = self.decoding_for(served)
+        budget = model.context_length - reply_room(served, max_tokens, decoding.max_tokens)
         text = messages[-1]["content"]
         # The model-side work happens before the transaction, so the write lock is held briefly.
         candidates = extract(text)
@@ -203,26 +210,30 @@ class Companion:
                               memories=memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         return Turn(
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, prompt_ids=prompt_ids,
-            max_tokens=min(max_tokens or self.max_tokens_default, model.context_length - len(prompt_ids)),
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, decoding=decoding,
+            prompt_ids=prompt_ids,
+            max_tokens=min(max_tokens or decoding.max_tokens, model.context_length - len(prompt_ids)),
             conversation_id=conversation.id if conversation is not None else None,
             opening=opening(felt) if felt is not None else None, reading=reading,
             prompt=storable_prompt(prompt, None if keeps_emotions else note),
-            earlier=[i for m in messages if m["role"] == "assistant" and self.repeat_ngram >= 2
+            earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],
         )
 
     def generate(
-        self, turn: Turn, *, temperature: float, top_p: float, stop: Sequence[str],
-        seed: int | None, cancel: threading.Event | None = None,
-        frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+        self, turn: Turn, *, stop: Sequence[str] = (), seed: int | None = None, cancel: threading.Event | None = None,
+        temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
+        frequency_penalty: float | None = None, presence_penalty: float | None = None,
     ) -> Iterator[Piece]:
-        """The reply in pieces: the empathetic opening (if any), then the model's chunks.
+        """The reply in pieces: the empathetic opening (if any), then the model's chunks, with the
+        request's sampling settings over the model's defaults (None: the default).
 
-        Stops as soon as ``cancel`` is set (the client left), waiting for the slot included, and
-        after ``max_seconds`` of generation (finish reason "length"); the slot is free the moment
-        it stops."""
+        Ends after the defaults' ``max_sentences`` finished sentences (finish reason "stop"), as
+        soon as ``cancel`` is set (the client left), waiting for the slot included, and after
+        ``max_seconds`` of generation (finish reason "length"); the slot is free the moment it stops."""
         cancel = cancel or threading.Event()
+        decoding = turn.decoding.asked(temperature=temperature, top_p=top_p, top_k=top_k,
+                                       frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
         if turn.opening:
             yield Piece(turn.opening + " ", 0, None)
         while not self._slots.acquire(timeout=0.1):
@@ -230,11 +241,11 @@ class Companion:
                 return
         try:
             deadline = time.monotonic() + self.max_seconds
-            stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, temperature=temperature,
-                                              top_p=top_p, stop=stop, seed=seed,
-                                              frequency_penalty=frequency_penalty,
-                                              presence_penalty=presence_penalty, earlier=turn.earlier,
-                                              repeat_ngram=self.repeat_ngram)
+            stream = turn.served.model.stream(
+                turn.prompt_ids, max_tokens=turn.max_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
+                top_k=decoding.top_k, stop=stop, seed=seed, frequency_penalty=decoding.frequency_penalty,
+                presence_penalty=decoding.presence_penalty, earlier=turn.earlier, repeat_ngram=decoding.repeat_ngram)
+            said = ""
             try:
                 for chunk in stream:
                     if cancel.is_set():
@@ -242,6 +253,11 @@ class Companion:
                     if time.monotonic() > deadline:
                         yield Piece("", 0, "length")
                         return
+                    end = finished_at(said + chunk.text, decoding.max_sentences)
+                    if end is not None:
+                        yield Piece(chunk.text[: max(end - len(said), 0)], len(chunk.token_ids), "stop")
+                        return
+                    said += chunk.text
                     yield Piece(chunk.text, len(chunk.token_ids), chunk.finish_reason)
             finally:
                 getattr(stream, "close", lambda: None)()  # a generator's own cleanup, now, not at GC
