@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
@@ -52,6 +53,28 @@ class Turn:
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
     earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one user message says, read before any transaction."""
+
+    text: str
+    candidates: list[tuple[Candidate, np.ndarray]]  # memories to record, with their vectors
+    vector: np.ndarray  # the message's embedding
+    reading: Reading | None
+    felt: Reading | None  # the reading when it names an emotion
+    feeling: tuple[Candidate, np.ndarray] | None  # the emotion as a memory
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What the store gave back for the turn."""
+
+    conversation_id: str | None  # None when the user does not store conversations
+    name: str | None
+    memories: list[str]  # most relevant first, the name apart
+    keeps_emotions: bool
 
 
 class Lease:
@@ -167,24 +190,29 @@ class Companion:
         self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
         conversation_id: str | None,
     ) -> Turn:
+        """The turn to generate: read the message, recall and record in one transaction, build the prompt."""
         if not messages or messages[-1]["role"] != "user":
             raise ChatError("the last message must come from the user (role 'user')")
-        model = served.model
-        decoding = self.decoding_for(served)
-        budget = model.context_length - reply_room(served, max_tokens, decoding.max_tokens)
-        text = messages[-1]["content"]
-        # The model-side work happens before the transaction, so the write lock is held briefly.
+        heard = self.read(messages[-1]["content"])
+        recalled = self.recall_and_record(user_id, heard, conversation_id)
+        return self.compose(user_id, messages, served, max_tokens, heard, recalled)
+
+    def read(self, text: str) -> Heard:
+        """The model-side work on the message, done before the transaction so the write lock is held briefly."""
         candidates = extract(text)
-        reading = None
         vectors = self.embedder.encode([text, *(c.content for c in candidates)])
-        if self.detector is not None:
-            reading = self.detector.read(text, vectors[0])
+        reading = self.detector.read(text, vectors[0]) if self.detector is not None else None
         felt = reading if reading is not None and reading.emotion != "neutral" else None  # None: nothing felt
         feeling = None
         if felt is not None:
             memory_note = f"The user felt {felt.emotion} ({felt.intensity}) about: {text[:200]}"
             feeling = (Candidate("emotion", None, memory_note, 4.0 if felt.intensity == "mild" else 6.0),
                        self.embedder.encode([memory_note])[0])
+        return Heard(text, list(zip(candidates, vectors[1:], strict=True)), vectors[0], reading, felt, feeling)
+
+    def recall_and_record(self, user_id: str, heard: Heard, conversation_id: str | None) -> Recalled:
+        """What the user's privacy settings allow: their memories recalled, the message's new ones
+        and the message itself recorded."""
         with transaction(self.sessions) as session:
             data = UserData(session, user_id, self.memory_cache)
             privacy = data.privacy()
@@ -194,28 +222,36 @@ class Companion:
                 if conversation is None:
                     raise ChatError(f"conversation {conversation_id!r} not found", status=404)
             if privacy.extract_personal_info:
-                for candidate, vector in zip(candidates, vectors[1:], strict=True):
+                for candidate, vector in heard.candidates:
                     data.remember(candidate, vector)
-            if feeling is not None and privacy.remember_emotions:
-                data.remember(*feeling)
-            found = [row.content for row, _ in data.search(vectors[0], self.memory_limit + 1) if row.slot != "name"]
-            memories = found[: self.memory_limit]
+            if heard.feeling is not None and privacy.remember_emotions:
+                data.remember(*heard.feeling)
+            found = [row.content for row, _ in data.search(heard.vector, self.memory_limit + 1) if row.slot != "name"]
             if conversation is not None:
-                data.add_message(conversation.id, "user", text,
-                                 emotion=felt.emotion if felt is not None and privacy.remember_emotions else None)
-            name = data.name()
-            keeps_emotions = privacy.remember_emotions
-        note = context_note(felt) if felt is not None else None
-        prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=name,
-                              memories=memories, emotion_note=note)
+                felt = heard.felt.emotion if heard.felt is not None and privacy.remember_emotions else None
+                data.add_message(conversation.id, "user", heard.text, emotion=felt)
+            return Recalled(conversation.id if conversation is not None else None, data.name(),
+                            found[: self.memory_limit], privacy.remember_emotions)
+
+    def compose(
+        self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
+        heard: Heard, recalled: Recalled,
+    ) -> Turn:
+        """The prompt fitted to the model's context, and the turn that generates from it."""
+        model = served.model
+        decoding = self.decoding_for(served)
+        budget = model.context_length - reply_room(served, max_tokens, decoding.max_tokens)
+        note = context_note(heard.felt) if heard.felt is not None else None
+        prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=recalled.name,
+                              memories=recalled.memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         return Turn(
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, decoding=decoding,
             prompt_ids=prompt_ids,
             max_tokens=min(max_tokens or decoding.max_tokens, model.context_length - len(prompt_ids)),
-            conversation_id=conversation.id if conversation is not None else None,
-            opening=opening(felt) if felt is not None else None, reading=reading,
-            prompt=storable_prompt(prompt, None if keeps_emotions else note),
+            conversation_id=recalled.conversation_id,
+            opening=opening(heard.felt) if heard.felt is not None else None, reading=heard.reading,
+            prompt=storable_prompt(prompt, None if recalled.keeps_emotions else note),
             earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],
         )
