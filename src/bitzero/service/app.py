@@ -25,7 +25,7 @@ from bitzero.service.limits import BodyLimit, HostGuard, rate_limiter
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
-from bitzero.service.routes import account, memories, openai, ops
+from bitzero.service.routes import account, conversations, memories, openai, ops
 from bitzero.service.settings import Settings
 from bitzero.service.state import ServiceState
 from bitzero.service.store import purge_expired
@@ -127,7 +127,7 @@ def create_app(
         return JSONResponse(error_body(str(exc.detail), code=str(exc.status_code)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    for module in (openai, memories, account, ops):
+    for module in (openai, conversations, memories, account, ops):
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
