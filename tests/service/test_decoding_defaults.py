@@ -38,7 +38,7 @@ def client(settings: Settings, models: tuple[Recording, Recording], embedder) ->
     plain, tuned = models
     served = ModelSet([Served("bitzero-student-nbits", plain, champion=True),
                        Served("bitzero-teacher-int4", tuned, decoding={"temperature": 0.2, "max_sentences": 1})])
-    with TestClient(create_app(settings.replace(temperature=0.5, top_k=40), models=served,
+    with TestClient(create_app(settings.replace(temperature=0.5, top_k=40, max_sentences=0), models=served,
                                embedder=embedder)) as test_client:
         yield test_client
 

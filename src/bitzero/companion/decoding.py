@@ -24,15 +24,21 @@ class DecodingError(CompanionError, ValueError):
 
 @dataclass(frozen=True)
 class Decoding:
-    temperature: float = 0.7
-    top_p: float = 1.0
+    """The service's defaults are the conversation eval's choice on SmolLM2-135M-Instruct's int4
+    bundle (benchmarks/conversation_eval_bench.py): against the old ones (temperature 0.7, top-p 1,
+    earlier replies' 4-grams only, no sentence stop) loops fell from 43% of replies to none, cut-off
+    replies from 36% to none, the median reply from 124 to 33 words, with on-topic similarity
+    0.41 both (greedy: 0.33; temperature 0.7 with the same guards: 0.38)."""
+
+    temperature: float = 0.3
+    top_p: float = 0.9
     top_k: int = 0  # 0: every token
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     # No run of this many tokens of the assistant's earlier replies, or of this reply, is said again (0: off).
     repeat_ngram: int = 4
     max_tokens: int = 256
-    max_sentences: int = 0  # the reply ends after this many finished sentences (0: at the model's end)
+    max_sentences: int = 3  # the reply ends after this many finished sentences (0: at the model's end)
 
     def __post_init__(self) -> None:
         rules = {"temperature": (self.temperature >= 0, ">= 0"), "top_p": (0 < self.top_p <= 1, "in (0, 1]"),

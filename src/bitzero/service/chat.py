@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
 from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
-from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
+from bitzero.companion.emotion import EmotionDetector, Reading, context_note
 from bitzero.companion.extraction import Candidate, extract
 from bitzero.errors import ServiceError
 from bitzero.service.db import transaction
@@ -49,7 +49,6 @@ class Turn:
     prompt_ids: list[int]
     max_tokens: int  # what was asked (or the default), clipped to the context the prompt leaves
     conversation_id: str | None  # None when the user does not store conversations
-    opening: str | None
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
     earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
@@ -250,7 +249,7 @@ class Companion:
             prompt_ids=prompt_ids,
             max_tokens=min(max_tokens or decoding.max_tokens, model.context_length - len(prompt_ids)),
             conversation_id=recalled.conversation_id,
-            opening=opening(heard.felt) if heard.felt is not None else None, reading=heard.reading,
+            reading=heard.reading,
             prompt=storable_prompt(prompt, None if recalled.keeps_emotions else note),
             earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],
@@ -261,8 +260,11 @@ class Companion:
         temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
         frequency_penalty: float | None = None, presence_penalty: float | None = None,
     ) -> Iterator[Piece]:
-        """The reply in pieces: the empathetic opening (if any), then the model's chunks, with the
-        request's sampling settings over the model's defaults (None: the default).
+        """The reply in the model's chunks, with the request's sampling settings over the model's
+        defaults (None: the default). Nothing is glued before them: a fixed empathetic opening per
+        emotion left the conversation eval's figures unchanged and misfired on questions ("What
+        do I love doing?" -> "That's wonderful, I'm really happy for you!"); the emotion reaches the
+        reply through the system turn's note instead.
 
         Ends after the defaults' ``max_sentences`` finished sentences (finish reason "stop"), as
         soon as ``cancel`` is set (the client left), waiting for the slot included, and after
@@ -270,8 +272,6 @@ class Companion:
         cancel = cancel or threading.Event()
         decoding = turn.decoding.asked(temperature=temperature, top_p=top_p, top_k=top_k,
                                        frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
-        if turn.opening:
-            yield Piece(turn.opening + " ", 0, None)
         while not self._slots.acquire(timeout=0.1):
             if cancel.is_set():
                 return

@@ -1,7 +1,7 @@
 """The conversation eval run through the service's own chat path on one bundle.
 
 Each scenario is a fresh user talking to a ``Companion`` over a throwaway SQLite file: the same
-memory extraction and recall, emotion reading and opening, prompt building and decoding defaults
+memory extraction and recall, emotion reading, prompt building and decoding defaults
 as a served chat, so the figures judge what a user would get, not the bare model. The scores are
 ``bitzero.companion.conversation_eval``'s. No FastAPI, no torch: the export stage calls
 ``evaluate_bundle`` on every bundle and the promotion gate reads its verdict.
