@@ -4,8 +4,10 @@ were chosen from (bitzero.companion.decoding, Settings).
     python benchmarks/conversation_eval_bench.py BUNDLE --embedder DIR [--emotion CLASSIFIER.json] \
         --candidate '{"temperature": 0.3}' --candidate '{"temperature": 0.3, "max_sentences": 3}'
 
-Each candidate goes over the service's defaults; ``--before`` adds the service as it was before
-the eval (no guard against a reply repeating itself). ``--transcripts`` writes every reply.
+Each candidate goes over the service's defaults; ``--before`` adds the decoding the service had
+before the eval (temperature 0.7, top-p 1, 256 tokens, only the earlier replies' 4-grams barred;
+the emotion opening it then glued before replies is gone from the code). ``--transcripts`` writes
+every reply.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bitzero.companion.emotion import EmotionClassifier, EmotionDetector
 from bitzero.export import sampling
 from bitzero.service.rehearsal import evaluate_bundle
 
+BEFORE = {"temperature": 0.7, "top_p": 1.0, "max_sentences": 0, "max_tokens": 256}
 COLUMNS = ("loop_rate", "garbage_rate", "empty_rate", "cut_off_rate", "recall_rate", "name_claim_rate",
            "speaks_of_user_rate", "on_topic", "words_median")
 
@@ -34,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     detector = EmotionDetector(EmotionClassifier.load(args.emotion)) if args.emotion else None
     rows, transcripts = [], {}
-    runs = [("before", {})] if args.before else []
+    runs = [("before", BEFORE)] if args.before else []
     runs += [(c, json.loads(c)) for c in args.candidate]
     learn = sampling.RepeatGuard.learn
     for name, decoding in runs:
