@@ -49,3 +49,19 @@ def test_repeat_guard_bans_only_the_continuation_of_an_earlier_ngram() -> None:
     assert np.isneginf(guard.apply(logits, [7, 8])[1])
     assert guard.apply(logits, [6, 5]) is logits, "a pair never said before bans nothing"
     assert RepeatGuard([5, 6, 7], n=0).apply(logits, [5, 6]) is logits, "n < 2: off"
+
+
+def test_top_k_keeps_only_the_most_likely_tokens() -> None:
+    rng = np.random.default_rng(0)
+    assert {sample_token(LOGITS, 1.0, 1.0, rng, top_k=2) for _ in range(300)} == {0, 1}
+    assert {sample_token(LOGITS, 1.0, 1.0, rng, top_k=0) for _ in range(300)} == {0, 1, 2, 3}, "0: off"
+
+
+def test_repeat_guard_learns_the_reply_so_it_does_not_loop() -> None:
+    guard = RepeatGuard([], n=3)
+    logits = np.zeros(10, dtype=np.float32)
+    reply = [4, 5, 6, 4, 5]
+    for end in range(1, len(reply) + 1):
+        guard.learn(reply[:end])
+    assert np.isneginf(guard.apply(logits, reply)[6]), "(4, 5) was followed by 6 once: not again"
+    assert np.isfinite(guard.apply(logits, reply)).sum() == 9

@@ -49,8 +49,11 @@ class FakeModel:
         self.max_tokens: list[int] = []
         self.earlier: list[str] = []  # the earlier replies each call was told not to repeat
 
+    def answer(self, last_user: str) -> str:
+        return f"You said: {last_user}"
+
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
-               top_p: float = 1.0, stop: Sequence[str] = (), seed: int | None = None,
+               top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
                frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
                earlier: Sequence[int] = (), repeat_ngram: int = 0) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
@@ -60,7 +63,7 @@ class FakeModel:
         self.prompts.append(prompt)
         self.max_tokens.append(max_tokens)
         last_user = prompt.rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>", 1)[0]
-        reply = f"You said: {last_user}"
+        reply = self.answer(last_user)
         for stop_text in stop:
             if stop_text in reply:
                 reply = reply[: reply.index(stop_text)]

@@ -1,4 +1,5 @@
-"""The detected emotion shapes the reply and the prompt; it is stored only with the user's consent."""
+"""The detected emotion shapes the prompt (nothing is glued before the model's words); it is
+stored only with the user's consent."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _say(client: TestClient, text: str) -> dict:
 def test_emotion_shapes_the_reply_but_is_not_stored_without_consent(sad_client: TestClient, model) -> None:
     reply = _say(sad_client, SAD)
     assert reply["emotion"] == "sadness"
-    assert reply["choices"][0]["message"]["content"].startswith("I'm so sorry you're going through this.")
+    assert reply["choices"][0]["message"]["content"] == f"You said: {SAD}"  # the model's words alone
     assert "The user seems to feel sadness (strong)" in model.prompts[-1]
     export = sad_client.get("/v1/export").json()
     assert all(m["emotion"] is None for m in export["messages"])

@@ -4,8 +4,8 @@ The eight categories are Plutchik's (roadmap 6.1). On GoEmotions the reader aver
 a message: MiniLM fine-tuned for emotion (ONNX, ``emotion.onnx``) and a softmax over words and word
 pairs (``emotion.json``), both trained by ``bitzero.companion.emotion_training``; where no
 GoEmotions copy is at hand the softmax reads the frozen sentence embedding instead. The roadmap's
-keyword matcher is kept only as the baseline it is measured against. What is detected shapes the reply (an opening line and a
-note in the model's context); whether it is *stored* is the privacy settings' decision.
+keyword matcher is kept only as the baseline it is measured against. What is detected shapes the reply (a note in the model's
+context); whether it is *stored* is the privacy settings' decision.
 """
 
 from __future__ import annotations
@@ -228,10 +228,10 @@ class Reading:
 class EmotionDetector:
     """Classifier for the category, VADER's compound score for how strongly it is felt.
 
-    Below ``min_confidence`` the reading is neutral, so no opening acts on a weak guess. Measured
+    Below ``min_confidence`` the reading is neutral, so no note acts on a weak guess. Measured
     on GoEmotions dev (Ekman): at 0.4 the readings that name an emotion are right 78% of the time
     and find 59% of the emotional messages (macro-F1 0.603); at 0.3, 73% and 67% (0.628); with
-    no threshold, 70% and 70% (0.626). A wrong opening costs more than none, hence 0.4."""
+    no threshold, 70% and 70% (0.626). A wrong note costs more than none, hence 0.4."""
 
     def __init__(self, classifier: EmotionClassifier, min_confidence: float = 0.4) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -249,33 +249,6 @@ class EmotionDetector:
         sentiment = float(self._vader.polarity_scores(text)["compound"])
         strong = confidence >= 0.7 and abs(sentiment) >= 0.5
         return Reading(label, confidence, "strong" if strong else "mild", sentiment)
-
-
-_OPENINGS = {
-    ("joy", "mild"): "That sounds nice!",
-    ("joy", "strong"): "That's wonderful, I'm really happy for you!",
-    ("sadness", "mild"): "I'm sorry it's been a bit hard.",
-    ("sadness", "strong"): "I'm so sorry you're going through this. I'm here with you.",
-    ("anger", "mild"): "That sounds frustrating.",
-    ("anger", "strong"): "I can hear how angry this made you, and that's understandable.",
-    ("fear", "mild"): "It's okay to feel a little uneasy about that.",
-    ("fear", "strong"): "That sounds really frightening. You're not alone in this.",
-    ("surprise", "strong"): "Wow, I didn't see that coming either!",
-    ("disgust", "mild"): "That doesn't sound pleasant.",
-    ("disgust", "strong"): "Ugh, that sounds truly awful.",
-    ("trust", "mild"): "Thank you for sharing that with me.",
-    ("trust", "strong"): "I really appreciate you trusting me with this.",
-    ("anticipation", "mild"): "Something to look forward to!",
-    ("anticipation", "strong"): "How exciting, I can tell you can't wait!",
-}
-
-
-def opening(reading: Reading) -> str | None:
-    """An empathetic first sentence that fits the emotion and its intensity (none when neutral).
-
-    None for a mild surprise: GoEmotions' surprise group holds curiosity and confusion, so a
-    mild surprise reading is mostly a question ("What is my name?"), not news to marvel at."""
-    return _OPENINGS.get((reading.emotion, reading.intensity))
 
 
 def context_note(reading: Reading) -> str | None:

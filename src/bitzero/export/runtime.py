@@ -133,6 +133,7 @@ class BundleRuntime:
         max_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int = 0,
         seed: int | None = None,
         use_cache: bool = True,
         frequency_penalty: float = 0.0,
@@ -144,7 +145,8 @@ class BundleRuntime:
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
         The penalties (OpenAI's) count the reply's own tokens, not the prompt's; with
-        ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` is said again (`RepeatGuard`).
+        ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` or of the reply so far is said
+        again (`RepeatGuard`).
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         check_sampling(temperature, top_p)
@@ -156,10 +158,11 @@ class BundleRuntime:
         logits, cache = self.forward(sequence)
         for step in range(budget):
             row = guard.apply(penalize(logits[-1], counts, frequency_penalty, presence_penalty), sequence)
-            token = sample_token(row, temperature, top_p, rng)
+            token = sample_token(row, temperature, top_p, rng, top_k)
             counts[token] = counts.get(token, 0) + 1
             yield token
             sequence.append(token)
+            guard.learn(sequence[len(prompt):])
             if token in self._stop_ids or step == budget - 1:
                 return
             if use_cache:
@@ -192,6 +195,7 @@ class BundleRuntime:
         max_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int = 0,
         stop: Sequence[str] = (),
         seed: int | None = None,
         frequency_penalty: float = 0.0,
@@ -209,8 +213,8 @@ class BundleRuntime:
         pending: list[int] = []
         emitted = 0
         finish: FinishReason = "length"
-        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                    frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                    seed=seed, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
                                     earlier=earlier, repeat_ngram=repeat_ngram):
             if token in self._stop_ids:
                 finish = "stop"

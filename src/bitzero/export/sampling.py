@@ -1,4 +1,4 @@
-"""Next-token choice in numpy: greedy, temperature and top-p (the PyTorch model's semantics)."""
+"""Next-token choice in numpy: greedy, temperature, top-k and top-p (the PyTorch model's semantics)."""
 
 from __future__ import annotations
 
@@ -26,15 +26,24 @@ def penalize(logits: np.ndarray, counts: dict[int, int], frequency: float, prese
 
 class RepeatGuard:
     """Bans a next token that would repeat an ``n``-gram of earlier text (the assistant's earlier
-    replies in the conversation): a small model under greedy decoding otherwise tends to say its
-    last answer again word for word. Shorter common phrases stay free."""
+    replies in the conversation) or of the reply so far (``learn`` each token): a small model
+    otherwise says its last answer again word for word, or one phrase to the token limit. Shorter
+    common phrases stay free."""
 
     def __init__(self, earlier: Sequence[int], n: int) -> None:
         self.n = n
         self.next_of: dict[tuple[int, ...], set[int]] = {}
         if n >= 2:
             for i in range(len(earlier) - n + 1):
-                self.next_of.setdefault(tuple(earlier[i : i + n - 1]), set()).add(earlier[i + n - 1])
+                self._add(earlier[i : i + n])
+
+    def _add(self, gram: Sequence[int]) -> None:
+        self.next_of.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def learn(self, reply: Sequence[int]) -> None:
+        """Ban the n-gram that the reply's newest token completes."""
+        if self.n >= 2 and len(reply) >= self.n:
+            self._add(reply[len(reply) - self.n :])
 
     def apply(self, logits: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
         banned = self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :])) if self.next_of else None
@@ -45,16 +54,18 @@ class RepeatGuard:
         return adjusted
 
 
-def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator, top_k: int = 0) -> int:
     """One token id from a (vocab,) logit row; greedy (argmax) when temperature is 0.
 
-    Top-p keeps the smallest set of most likely tokens whose mass reaches ``top_p`` (the top
+    Top-k (0: off) keeps the ``top_k`` most likely tokens, then top-p keeps the smallest set of most likely tokens whose mass reaches ``top_p`` (the top
     token always stays), as bitzero.model.generation.sample_next does.
     """
     check_sampling(temperature, top_p)
     if temperature == 0:
         return int(np.argmax(logits))
     scaled = logits.astype(np.float64) / temperature
+    if 0 < top_k < scaled.shape[0]:
+        scaled[scaled < np.partition(scaled, -top_k)[-top_k]] = -np.inf
     probs = np.exp(scaled - scaled.max())
     probs /= probs.sum()
     if top_p < 1.0:

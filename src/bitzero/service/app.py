@@ -27,7 +27,7 @@ from bitzero.service.limits import BodyLimit, HostGuard, SecurityHeaders, rate_l
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.metrics import Metrics
 from bitzero.service.model import ChatModel, ModelSet, load_models
-from bitzero.service.routes import account, memories, openai, ops
+from bitzero.service.routes import account, conversations, memories, openai, ops
 from bitzero.service.settings import Settings
 from bitzero.service.state import ServiceState
 from bitzero.service.store import purge_expired
@@ -77,8 +77,7 @@ def create_app(
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
-                                        persona=settings.persona, max_tokens_default=settings.max_tokens_default,
-                                        repeat_ngram=settings.repeat_ngram,
+                                        persona=settings.persona, decoding=settings.decoding,
                                         memory_limit=settings.memory_limit,
                                         max_waiting=settings.max_waiting_chats,
                                         max_per_user=settings.max_chats_per_user,
@@ -149,7 +148,7 @@ def create_app(
     def docs() -> HTMLResponse:
         return docs_page(app.openapi_url or "/openapi.json", app.title)
 
-    for module in (openai, memories, account, ops):
+    for module in (openai, conversations, memories, account, ops):
         app.include_router(module.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
+from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
-from bitzero.companion.emotion import EmotionDetector, Reading, context_note, opening
+from bitzero.companion.emotion import EmotionDetector, Reading, context_note
 from bitzero.companion.extraction import Candidate, extract
 from bitzero.errors import ServiceError
 from bitzero.service.db import transaction
@@ -44,13 +46,35 @@ class Turn:
     completion_id: str
     user_id: str
     served: Served  # the model that answers
+    decoding: Decoding  # the model's defaults (a request's own settings go over them in generate)
     prompt_ids: list[int]
     max_tokens: int  # what was asked (or the default), clipped to the context the prompt leaves
     conversation_id: str | None  # None when the user does not store conversations
-    opening: str | None
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
     earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one user message says, read before any transaction."""
+
+    text: str
+    candidates: list[tuple[Candidate, np.ndarray]]  # memories to record, with their vectors
+    vector: np.ndarray  # the message's embedding
+    reading: Reading | None
+    felt: Reading | None  # the reading when it names an emotion
+    feeling: tuple[Candidate, np.ndarray] | None  # the emotion as a memory
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What the store gave back for the turn."""
+
+    conversation_id: str | None  # None when the user does not store conversations
+    name: str | None
+    memories: list[str]  # most relevant first, the name apart
+    keeps_emotions: bool
 
 
 class Lease:
@@ -111,8 +135,7 @@ class Companion:
         memory_cache: IndexCache | None = None,
         *,
         persona: str | None = None,
-        max_tokens_default: int = 256,
-        repeat_ngram: int = 0,
+        decoding: Decoding | None = None,
         memory_limit: int = 5,
         generation_slots: int = 1,
         max_waiting: int = 8,
@@ -122,8 +145,9 @@ class Companion:
         self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
         self.memory_cache = memory_cache
         self.persona = persona or DEFAULT_PERSONA
-        self.max_tokens_default = max_tokens_default
-        self.repeat_ngram = repeat_ngram
+        self.decoding = decoding or Decoding()
+        for served in models:
+            self.decoding_for(served)  # a bundle's impossible decoding defaults fail at start, not per request
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
         self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
@@ -169,27 +193,37 @@ class Companion:
             if self._admitted_by[user_id] <= 0:
                 del self._admitted_by[user_id]
 
+    def decoding_for(self, served: Served) -> Decoding:
+        """The service's decoding defaults with the model's own (its bundle's) over them."""
+        return Decoding.of(served.decoding, base=self.decoding)
+
     def prepare(
         self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
         conversation_id: str | None,
     ) -> Turn:
+        """The turn to generate: read the message, recall and record in one transaction, build the prompt."""
         if not messages or messages[-1]["role"] != "user":
             raise ChatError("the last message must come from the user (role 'user')")
-        model = served.model
-        budget = model.context_length - reply_room(served, max_tokens, self.max_tokens_default)
-        text = messages[-1]["content"]
-        # The model-side work happens before the transaction, so the write lock is held briefly.
+        heard = self.read(messages[-1]["content"])
+        recalled = self.recall_and_record(user_id, heard, conversation_id)
+        return self.compose(user_id, messages, served, max_tokens, heard, recalled)
+
+    def read(self, text: str) -> Heard:
+        """The model-side work on the message, done before the transaction so the write lock is held briefly."""
         candidates = extract(text)
-        reading = None
         vectors = self.embedder.encode([text, *(c.content for c in candidates)])
-        if self.detector is not None:
-            reading = self.detector.read(text, vectors[0])
+        reading = self.detector.read(text, vectors[0]) if self.detector is not None else None
         felt = reading if reading is not None and reading.emotion != "neutral" else None  # None: nothing felt
         feeling = None
         if felt is not None:
             memory_note = f"The user felt {felt.emotion} ({felt.intensity}) about: {text[:200]}"
             feeling = (Candidate("emotion", None, memory_note, 4.0 if felt.intensity == "mild" else 6.0),
                        self.embedder.encode([memory_note])[0])
+        return Heard(text, list(zip(candidates, vectors[1:], strict=True)), vectors[0], reading, felt, feeling)
+
+    def recall_and_record(self, user_id: str, heard: Heard, conversation_id: str | None) -> Recalled:
+        """What the user's privacy settings allow: their memories recalled, the message's new ones
+        and the message itself recorded."""
         with transaction(self.sessions) as session:
             data = UserData(session, user_id, self.memory_cache)
             privacy = data.privacy()
@@ -199,54 +233,67 @@ class Companion:
                 if conversation is None:
                     raise ChatError(f"conversation {conversation_id!r} not found", status=404)
             if privacy.extract_personal_info:
-                for candidate, vector in zip(candidates, vectors[1:], strict=True):
+                for candidate, vector in heard.candidates:
                     data.remember(candidate, vector)
-            if feeling is not None and privacy.remember_emotions:
-                data.remember(*feeling)
-            found = [row.content for row, _ in data.search(vectors[0], self.memory_limit + 1) if row.slot != "name"]
-            memories = found[: self.memory_limit]
+            if heard.feeling is not None and privacy.remember_emotions:
+                data.remember(*heard.feeling)
+            found = [row.content for row, _ in data.search(heard.vector, self.memory_limit + 1) if row.slot != "name"]
             if conversation is not None:
-                data.add_message(conversation.id, "user", text,
-                                 emotion=felt.emotion if felt is not None and privacy.remember_emotions else None)
-            name = data.name()
-            keeps_emotions = privacy.remember_emotions
-        note = context_note(felt) if felt is not None else None
-        prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=name,
-                              memories=memories, emotion_note=note)
+                felt = heard.felt.emotion if heard.felt is not None and privacy.remember_emotions else None
+                data.add_message(conversation.id, "user", heard.text, emotion=felt)
+            return Recalled(conversation.id if conversation is not None else None, data.name(),
+                            found[: self.memory_limit], privacy.remember_emotions)
+
+    def compose(
+        self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
+        heard: Heard, recalled: Recalled,
+    ) -> Turn:
+        """The prompt fitted to the model's context, and the turn that generates from it."""
+        model = served.model
+        decoding = self.decoding_for(served)
+        budget = model.context_length - reply_room(served, max_tokens, decoding.max_tokens)
+        note = context_note(heard.felt) if heard.felt is not None else None
+        prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=recalled.name,
+                              memories=recalled.memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         return Turn(
-            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, prompt_ids=prompt_ids,
-            max_tokens=min(max_tokens or self.max_tokens_default, model.context_length - len(prompt_ids)),
-            conversation_id=conversation.id if conversation is not None else None,
-            opening=opening(felt) if felt is not None else None, reading=reading,
-            prompt=storable_prompt(prompt, None if keeps_emotions else note),
-            earlier=[i for m in messages if m["role"] == "assistant" and self.repeat_ngram >= 2
+            completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, decoding=decoding,
+            prompt_ids=prompt_ids,
+            max_tokens=min(max_tokens or decoding.max_tokens, model.context_length - len(prompt_ids)),
+            conversation_id=recalled.conversation_id,
+            reading=heard.reading,
+            prompt=storable_prompt(prompt, None if recalled.keeps_emotions else note),
+            earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],
         )
 
     def generate(
-        self, turn: Turn, *, temperature: float, top_p: float, stop: Sequence[str],
-        seed: int | None, cancel: threading.Event | None = None,
-        frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+        self, turn: Turn, *, stop: Sequence[str] = (), seed: int | None = None, cancel: threading.Event | None = None,
+        temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
+        frequency_penalty: float | None = None, presence_penalty: float | None = None,
     ) -> Iterator[Piece]:
-        """The reply in pieces: the empathetic opening (if any), then the model's chunks.
+        """The reply in the model's chunks, with the request's sampling settings over the model's
+        defaults (None: the default). Nothing is glued before them: a fixed empathetic opening per
+        emotion left the conversation eval's figures unchanged and misfired on questions ("What
+        do I love doing?" -> "That's wonderful, I'm really happy for you!"); the emotion reaches the
+        reply through the system turn's note instead.
 
-        Stops as soon as ``cancel`` is set (the client left), waiting for the slot included, and
-        after ``max_seconds`` of generation (finish reason "length"); the slot is free the moment
-        it stops."""
+        Ends after the defaults' ``max_sentences`` finished sentences (finish reason "stop"), as
+        soon as ``cancel`` is set (the client left), waiting for the slot included, and after
+        ``max_seconds`` of generation (finish reason "length"); the slot is free the moment it stops."""
         cancel = cancel or threading.Event()
-        if turn.opening:
-            yield Piece(turn.opening + " ", 0, None)
+        decoding = turn.decoding.asked(temperature=temperature, top_p=top_p, top_k=top_k,
+                                       frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
         while not self._slots.acquire(timeout=0.1):
             if cancel.is_set():
                 return
         try:
             deadline = time.monotonic() + self.max_seconds
-            stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, temperature=temperature,
-                                              top_p=top_p, stop=stop, seed=seed,
-                                              frequency_penalty=frequency_penalty,
-                                              presence_penalty=presence_penalty, earlier=turn.earlier,
-                                              repeat_ngram=self.repeat_ngram)
+            stream = turn.served.model.stream(
+                turn.prompt_ids, max_tokens=turn.max_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
+                top_k=decoding.top_k, stop=stop, seed=seed, frequency_penalty=decoding.frequency_penalty,
+                presence_penalty=decoding.presence_penalty, earlier=turn.earlier, repeat_ngram=decoding.repeat_ngram)
+            said = ""
             try:
                 for chunk in stream:
                     if cancel.is_set():
@@ -254,6 +301,11 @@ class Companion:
                     if time.monotonic() > deadline:
                         yield Piece("", 0, "length")
                         return
+                    end = finished_at(said + chunk.text, decoding.max_sentences)
+                    if end is not None:
+                        yield Piece(chunk.text[: max(end - len(said), 0)], len(chunk.token_ids), "stop")
+                        return
+                    said += chunk.text
                     yield Piece(chunk.text, len(chunk.token_ids), chunk.finish_reason)
             finally:
                 getattr(stream, "close", lambda: None)()  # a generator's own cleanup, now, not at GC

@@ -31,6 +31,7 @@ class ChatModel(Protocol):
         max_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int = 0,
         stop: Sequence[str] = (),
         seed: int | None = None,
         frequency_penalty: float = 0.0,
@@ -39,7 +40,8 @@ class ChatModel(Protocol):
         repeat_ngram: int = 0,
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
-        no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) is said again."""
+        no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of the reply
+        itself is said again."""
         ...
 
 
@@ -62,6 +64,7 @@ class Served:
     kind: str | None = None
     variant: str | None = None
     folder: Path | None = None
+    decoding: dict[str, Any] | None = None  # the bundle's own decoding defaults (bitzero.json "decoding")
 
 
 class ModelSet:
@@ -138,6 +141,7 @@ def load_models(folder: Path, variant: str | None = None, threads: int | None = 
         chosen = chosen or next(iter(manifest["variants"]))
         kind = manifest.get("kind") or path.name
         runtime = BundleRuntime.load(path, variant=chosen, threads=threads)
-        served.append(Served(f"bitzero-{kind}-{chosen}", runtime, path == champion, kind, chosen, path))
+        served.append(Served(f"bitzero-{kind}-{chosen}", runtime, path == champion, kind, chosen, path,
+                             manifest.get("decoding")))
         log.info("loaded %s from %s (%s, %s)", served[-1].id, path, runtime.model_id, runtime.provider)
     return ModelSet(served)

@@ -6,18 +6,21 @@ that names the variable, never a silent default."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bitzero.companion.decoding import Decoding, DecodingError
 from bitzero.companion.emotion import EMOTION_FILE
 from bitzero.errors import ServiceError
 
 DEFAULT_EMOTION = Path("data/06_models/emotion") / EMOTION_FILE
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 ANY_HOST = "*"
+SETTING = {"max_tokens": "max_tokens_default"}  # the setting behind a decoding field, where the names differ
 
 
 class SettingsError(ServiceError, ValueError):
@@ -55,11 +58,17 @@ class Settings(BaseSettings):
     # the rate), "database" (shared by every replica), "auto" (database unless it is a SQLite file).
     rate_limit_store: Literal["auto", "memory", "database"] = "auto"
     max_request_bytes: int = 256 * 1024
-    # A reply's length when the request names none; clipped to what the prompt leaves of the context.
-    max_tokens_default: int = 256
-    # A reply may not repeat any run of this many tokens from the assistant's earlier replies in the
-    # conversation (0: off): the 135M models otherwise tend to say their last answer again.
-    repeat_ngram: int = 4
+    # How a reply is decoded where the request does not say and the bundle's bitzero.json has no
+    # "decoding" of its own (see bitzero.companion.decoding; chosen by the conversation eval).
+    # max_tokens_default is clipped to what the prompt leaves of the context.
+    temperature: float = Decoding.temperature
+    top_p: float = Decoding.top_p
+    top_k: int = Decoding.top_k
+    max_tokens_default: int = Decoding.max_tokens
+    # No run of this many tokens of the assistant's earlier replies in the conversation, or of the
+    # reply itself, is said again (0: off): the 135M models otherwise loop or repeat their last answer.
+    repeat_ngram: int = Decoding.repeat_ngram
+    max_sentences: int = Decoding.max_sentences  # a reply ends after this many finished sentences (0: off)
     # Work one request may cause: characters in (before any tokenizing), seconds of generation,
     # and how many chats may wait for the generation slot before the server says it is saturated.
     max_message_chars: int = 8000
@@ -101,6 +110,11 @@ class Settings(BaseSettings):
                   self.max_chats_per_user)
         if min(limits) <= 0:
             raise ValueError("rate, size, token, character, time and queue limits must be positive")
+        try:
+            _ = self.decoding
+        except DecodingError as exc:  # named as the variables that set them
+            raise ValueError(re.sub(r"\b([a-z_]+)=", lambda m: f"BITZERO_{SETTING.get(m[1], m[1]).upper()}=",
+                                    str(exc))) from None
         return self
 
     @property
@@ -122,6 +136,12 @@ class Settings(BaseSettings):
         if self.rate_limit_store == "auto":
             return not self.database_url.startswith("sqlite")
         return self.rate_limit_store == "database"
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                        max_tokens=self.max_tokens_default, repeat_ngram=self.repeat_ngram,
+                        max_sentences=self.max_sentences)
 
     def emotion_path(self, bundle: Path | None) -> Path:
         """BITZERO_EMOTION_MODEL, else the classifier inside ``bundle`` (the champion's), else the

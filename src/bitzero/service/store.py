@@ -130,6 +130,30 @@ class UserData:
         return self.session.scalar(select(Conversation).where(
             Conversation.id == conversation_id, Conversation.user_id == self.user_id))
 
+    def conversations(self, limit: int | None = None, conversation_id: str | None = None,
+                      ) -> list[tuple[Conversation, list[Message]]]:
+        """The user's newest ``limit`` conversations (or the one with ``conversation_id``), each with
+        its messages in order, newest conversation first."""
+        query = select(Conversation).where(Conversation.user_id == self.user_id)
+        if conversation_id is not None:
+            query = query.where(Conversation.id == conversation_id)
+        rows = self.session.scalars(query.order_by(Conversation.created_at.desc()).limit(limit)).all()
+        said: dict[str, list[Message]] = {row.id: [] for row in rows}
+        for message in self.session.scalars(select(Message).where(
+                Message.user_id == self.user_id, Message.conversation_id.in_(said)).order_by(Message.created_at)):
+            said[message.conversation_id].append(message)
+        return [(row, said[row.id]) for row in rows]
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """The user's conversation and its messages gone (False: they have none with this id)."""
+        row = self.conversation(conversation_id)
+        if row is None:
+            return False
+        self.session.execute(delete(Message).where(Message.user_id == self.user_id,
+                                                   Message.conversation_id == conversation_id))
+        self.session.delete(row)
+        return True
+
     def add_message(self, conversation_id: str, role: str, content: str, emotion: str | None = None,
                     message_id: str | None = None, prompt: list[dict[str, str]] | None = None) -> Message:
         row = Message(id=message_id or new_id(), user_id=self.user_id, conversation_id=conversation_id,

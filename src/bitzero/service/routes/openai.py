@@ -61,17 +61,19 @@ IGNORABLE: tuple[object, ...] = (None, False, [], {}, {"type": "text"})  # what 
 
 
 class ChatRequest(BaseModel):
-    """The OpenAI fields BitZero honours. Fields that would change what the reply means (tools,
-    log-probabilities, a response format, logit bias) are refused with 400 when they ask for
-    anything, never silently ignored; other unknown fields are ignored."""
+    """The OpenAI fields BitZero honours (and top_k). Fields that would change what the reply means
+    (tools, log-probabilities, a response format, logit bias) are refused with 400 when they ask for
+    anything, never silently ignored; other unknown fields are ignored. A sampling setting left out
+    takes the model's default (GET /v1/models, `decoding`)."""
 
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: StrictInt | None = Field(None, ge=0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
     max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
     stop: Text | list[Text] | None = None
@@ -135,6 +137,8 @@ class ModelCard(BaseModel):
     variant: str | None = Field(description="the bundle's ONNX variant served")
     context_length: int
     bundle_id: str = Field(description="the bundle's content id (bitzero.json model_id); requests may use it too")
+    decoding: dict[str, Any] = Field(description="the sampling settings a request gets where it names none "
+                                                 "(a request's own win)")
 
 
 class ModelList(BaseModel):
@@ -216,7 +220,8 @@ def models(state: State, _: User, chat: Chat) -> ModelList:
     created = int(state.started)
     return ModelList(data=[
         ModelCard(id=s.id, created=created, champion=s.champion, kind=s.kind, variant=s.variant,
-                  context_length=s.model.context_length, bundle_id=s.model.model_id)
+                  context_length=s.model.context_length, bundle_id=s.model.model_id,
+                  decoding=chat.decoding_for(s).as_dict())
         for s in chat.models
     ])
 
@@ -243,8 +248,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, sc
         if isinstance(exc, ChatError):
             raise HTTPException(exc.status, str(exc)) from exc
         raise
-    options = dict(temperature=body.temperature, top_p=body.top_p, frequency_penalty=body.frequency_penalty,
-                   presence_penalty=body.presence_penalty,
+    options = dict(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+                   frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
                    stop=body.stop or [], seed=body.seed, cancel=lease.cancel)
     created = int(time.time())
     if body.stream:

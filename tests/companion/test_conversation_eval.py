@@ -1,0 +1,129 @@
+"""The conversation eval's scenarios, the scorer's pieces on crafted replies, the verdict, and the
+decoding settings it chooses between."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bitzero.companion.conversation_eval import (
+    EvalLimits,
+    Exchange,
+    ScenarioError,
+    claims_name,
+    eval_verdict,
+    figures,
+    is_garbage,
+    is_loop,
+    load_scenarios,
+    score_reply,
+)
+from bitzero.companion.decoding import Decoding, DecodingError, finished_at
+
+GOOD = "I'm so sorry about your dog. Losing a friend like that hurts, and it is okay to miss him."
+
+
+def test_the_packaged_scenarios_cover_what_the_issue_asks() -> None:
+    scenarios = load_scenarios()
+    ids = {s.id for s in scenarios}
+    assert {"name-and-likes", "grief", "good-news", "worry", "advice", "about-you", "small-talk"} <= ids
+    recall = next(s for s in scenarios if s.id == "name-and-likes")
+    assert recall.user_name == "Ada" and len(recall.conversations) == 3
+    assert recall.conversations[1][0].expect_any == ("Ada",)  # asked in a new conversation
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("scenarios: [", "cannot be read"),
+    ("scenarios:\n  - id: a\n", "cannot be read"),
+    ("scenarios:\n  - {id: a, conversations: [[{say: hi}]]}\n  - {id: a, conversations: [[{say: yo}]]}\n", "unique"),
+    ("scenarios:\n  - {id: a, conversations: [[{say: ' '}]]}\n", "non-empty"),
+])
+def test_a_malformed_scenarios_file_says_what_is_wrong(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "scenarios.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=problem):
+        load_scenarios(path)
+
+
+@pytest.mark.parametrize("text", [
+    "Hello there, Ada! It's me, the wonderful" + " God-fearing" * 8,
+    "I'm so sorry for your loss. I am here. I'm so sorry for your loss.",
+    "ah, ah, ah, ah, ah, ah, ah, ah, ah, ah, ah, ah",
+])
+def test_loops_are_found(text: str) -> None:
+    assert is_loop(text)
+
+
+def test_a_plain_reply_is_no_loop_and_no_garbage() -> None:
+    assert not is_loop(GOOD) and not is_garbage(GOOD)
+
+
+@pytest.mark.parametrize("text", [
+    "qzxv brrk ttt pfft zzkq wrrb",  # no vowels
+    "def hello(): return {x: 1}",  # code
+    "ничего не понятно здесь совсем",  # not English
+    "Paris banana orange Tuesday velvet mountain quickly purple",  # words, but no English sentence
+])
+def test_garbage_is_found(text: str) -> None:
+    assert is_garbage(text)
+
+
+def test_claiming_the_users_name_is_found_but_using_it_is_fine() -> None:
+    assert claims_name("I'm Ada, a wonderful person with a wonderful heart.", "Ada")
+    assert claims_name("Hello! My name is ada.", "Ada")
+    assert not claims_name("Your name is Ada. Nice to talk again, Ada!", "Ada")
+    assert not claims_name("I'm Ada's friend.", None)
+
+
+def test_a_reply_is_scored_on_each_count() -> None:
+    cut = score_reply(Exchange("s", "hi", "I think that you should go and", "length"))
+    assert cut.cut_off and not cut.empty
+    assert not score_reply(Exchange("s", "hi", "Go for a walk.", "length")).cut_off  # ended as the limit came
+    assert score_reply(Exchange("s", "hi", "  ...  ", "stop")).empty
+    recalled = score_reply(Exchange("s", "What is my name?", "Your name is Ada.", "stop", ("Ada",), "Ada"))
+    assert recalled.recalled is True and not recalled.name_claim
+    assert score_reply(Exchange("s", "hi", "The user loves hiking.", "stop")).speaks_of_user
+    assert score_reply(Exchange("s", "hi", GOOD, "stop")).recalled is None  # nothing to recall here
+
+
+def test_figures_are_rates_over_every_reply(embedder) -> None:
+    exchanges = [Exchange("grief", "My dog died yesterday.", GOOD, "stop"),
+                 Exchange("grief", "My dog died yesterday.", "so sorry " * 20, "length"),
+                 Exchange("name", "What is my name?", "", "stop", ("Ada",))]
+    scored = figures(exchanges, embedder)
+    assert scored["replies"] == 3
+    assert scored["loop_rate"] == pytest.approx(1 / 3, abs=1e-3) and scored["empty_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert scored["recall_rate"] == 0.0
+    assert 0 < scored["on_topic"] < 1
+
+
+def test_the_verdict_refuses_loops_and_garbage_and_names_each_limit() -> None:
+    good = {"loop_rate": 0.0, "garbage_rate": 0.0, "empty_rate": 0.0, "recall_rate": 1.0, "on_topic": 0.5}
+    assert eval_verdict(good) == (True, "conversation eval within limits")
+    passed, reason = eval_verdict({**good, "loop_rate": 0.5, "garbage_rate": 0.1})
+    assert not passed and "loop_rate 0.500 > 0.05" in reason and "garbage_rate" in reason
+    passed, reason = eval_verdict(good, {"min_recall_rate": 1.0, "min_on_topic": 0.6})
+    assert not passed and "on_topic 0.500 < 0.6" in reason and "recall" not in reason
+    assert eval_verdict({**good, "loop_rate": 0.5}, EvalLimits(max_loop_rate=None))[0]
+    with pytest.raises(ScenarioError, match="max_loops"):
+        eval_verdict(good, {"max_loops": 1})
+
+
+def test_decoding_defaults_take_a_models_own_and_a_requests_own_over_them() -> None:
+    model = Decoding.of({"temperature": 0.3, "max_sentences": 3}, base=Decoding(max_tokens=100))
+    assert (model.temperature, model.max_sentences, model.max_tokens) == (0.3, 3, 100)
+    asked = model.asked(temperature=1.0, top_p=None)
+    assert (asked.temperature, asked.top_p) == (1.0, model.top_p)
+    with pytest.raises(DecodingError, match="unknown decoding settings"):
+        Decoding.of({"temprature": 0.3})
+    with pytest.raises(DecodingError, match=r"repeat_ngram=1 \(must be 0 or >= 2\), max_tokens=0"):
+        Decoding(repeat_ngram=1, max_tokens=0)
+
+
+def test_a_reply_ends_after_its_finished_sentences() -> None:
+    text = "Hi there! Step 1. is easy, add 3.5 cups. Then rest? Sure"
+    assert finished_at(text, 1) == len("Hi there!")
+    assert finished_at(text, 3) == len("Hi there! Step 1. is easy, add 3.5 cups. Then rest?")
+    assert finished_at("It is done.", 1) is None  # not finished until the next word starts
+    assert finished_at(text, 0) is None
