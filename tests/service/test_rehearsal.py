@@ -73,7 +73,7 @@ def test_a_bundle_that_emits_garbage_is_refused(tmp_path: Path, embedder) -> Non
     """A tiny random model exported as the export stage does: its words are noise."""
     torch = pytest.importorskip("torch")
     from bitzero.export.exporter import export_bundle, held_out_inputs
-    from tests.export.conftest import TOLERANCES, tiny_student
+    from tests.export.conftest import tiny_student
     from tests.tiny import tiny_tokenizer
 
     torch.set_num_threads(1)
@@ -82,7 +82,7 @@ def test_a_bundle_that_emits_garbage_is_refused(tmp_path: Path, embedder) -> Non
                                                   {"role": "assistant", "content": "fine, thanks!"}]}],
                                tiny_tokenizer(), 256, 1, 1)
     export_bundle(tiny_student(block_size=512), tokenizer_path, tmp_path / "student", held_out,
-                  variants=("nbits",), tolerances=TOLERANCES, greedy_tokens=8)
+                  variants=("nbits",), greedy_tokens=8)
     result = evaluate_bundle(tmp_path / "student", embedder, scenarios=[RECALL], decoding={"max_tokens": 24})
     assert not result["passed"] and "garbage_rate" in result["reason"]
     assert result["decoding"]["max_tokens"] == 24

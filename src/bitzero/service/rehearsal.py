@@ -26,8 +26,9 @@ from bitzero.companion.conversation_eval import (
 from bitzero.companion.decoding import Decoding
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector
+from bitzero.service.auth import ensure_user
 from bitzero.service.chat import Companion
-from bitzero.service.db import make_engine, migrate, session_factory
+from bitzero.service.db import make_engine, migrate, session_factory, transaction
 from bitzero.service.model import ModelSet, Served, load_models
 
 
@@ -37,6 +38,8 @@ def rehearse(companion: Companion, served: Served, scenarios: Sequence[Scenario]
     exchanges = []
     for number, scenario in enumerate(scenarios):
         user = f"eval-{number}-{scenario.id}"
+        with transaction(companion.sessions) as session:  # as `bitzero keys create` would: a user exists before it talks
+            ensure_user(session, user)
         for conversation in scenario.conversations:
             messages: list[dict[str, str]] = []
             conversation_id = None
