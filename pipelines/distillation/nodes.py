@@ -189,11 +189,16 @@ def train_ce_only(
     return summary
 
 
-def _loss_curves(ptq: dict[str, Any], arms: dict[str, dict[str, Any]]) -> list[Row]:
+def converted_nll(ladder: dict[str, Any]) -> float:
+    """Held-out NLL of the student the ladder hands to training: its best (last kept) rung."""
+    return min(row["held_out_nll"] for row in ladder.values() if row["kept"])
+
+
+def _loss_curves(start: float, arms: dict[str, dict[str, Any]]) -> list[Row]:
     """Per trained arm, the cross-entropy on the training batch of each step (the student's
     objective adds the teacher's KL; CE is what compares) and the held-out NLL. The validation
-    curve starts at step 0 with PTQ (the same converted weights, untrained) and ends with the final
-    held-out NLL."""
+    curve starts at step 0 with the converted student (the ladder's best rung, untrained) and ends
+    with the final held-out NLL."""
     series: dict[str, list[tuple[float, float]]] = {}
     for arm, summary in arms.items():
         trained = not summary.get("skipped")
@@ -201,7 +206,7 @@ def _loss_curves(ptq: dict[str, Any], arms: dict[str, dict[str, Any]]) -> list[R
             (step, metrics.get("ce", metrics["loss"])) for step, metrics in summary[CURVES]["train"]
         ] if trained else []
         series[f"{arm}_validation"] = [
-            (0, ptq["overall"]), *summary[CURVES]["validation"], (summary["steps"], summary["held_out_nll"]["overall"]),
+            (0, start), *summary[CURVES]["validation"], (summary["steps"], summary["held_out_nll"]["overall"]),
         ] if trained else []
     return table("step", series)
 
@@ -248,5 +253,5 @@ def report(
         "ce_only": {k: v for k, v in ce_only.items() if k not in ("held_out_nll", CURVES)},
         "data": data_stats,
     }
-    curves = _loss_curves(ptq, {"student": student, "ce_only": ce_only})
+    curves = _loss_curves(converted_nll(ladder), {"student": student, "ce_only": ce_only})
     return summary, quantization, report_metrics(summary), curves, _ternary_shares(quantization)
