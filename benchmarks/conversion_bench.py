@@ -4,7 +4,11 @@ and bits per weight per rung, then the converted student's greedy replies to eve
 Calibration and held-out conversations are Synthetic-Persona-Chat validation rows (the first
 ``--calibration`` calibrate, the next ``--heldout`` are scored, NLL per assistant token).
 
-    nice python benchmarks/conversion_bench.py --threads 2 --scale row --critical 0.1
+    nice python -u benchmarks/conversion_bench.py --threads 2 --scale row --critical 0.1
+
+Measured (2-core machine shared with other jobs, load ~7; 16 calibration / 8 held-out
+conversations of 384 tokens, per-row scales, 10% critical rows): teacher 1.86; absmean 17.12;
+fitted scales 9.32; GPTQ-style rounding 4.72; salient critical rows 4.45; 5.05 bits per weight.
 """
 
 from __future__ import annotations
@@ -43,16 +47,19 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    begun = time.perf_counter()
     teacher, tokenizer = real_teacher()
     records, _ = read_persona_chat(PERSONA_CHAT, limit=args.calibration + args.heldout)
     examples = records_to_examples(records, tokenizer)
     calibration, heldout = examples[: args.calibration], examples[args.calibration :]
 
     def nll(model: torch.nn.Module) -> float:
-        return float(held_out_nll(model, {"persona_chat": heldout}, 4, args.seq_len, tokenizer.pad_id)["overall"])
+        value = float(held_out_nll(model, {"persona_chat": heldout}, 4, args.seq_len, tokenizer.pad_id)["overall"])
+        print(json.dumps({"held_out_nll": value, "at_s": round(time.perf_counter() - begun)}), flush=True)
+        return value
 
     critical = args.critical if args.critical == "adaptive" else float(args.critical)
-    print(json.dumps({"teacher_fp32": nll(teacher)}))
+    nll(teacher)  # the teacher's
     student = ternary_student(teacher, critical, per_row_scale=args.scale == "row")
     started = time.perf_counter()
     table = convert(student, calibration, nll, LadderSettings(calibration_conversations=args.calibration,
