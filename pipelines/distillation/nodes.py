@@ -1,9 +1,11 @@
 """Nodes of the distillation stage: each one loads, calls the library, and returns.
 
-The student is the imported teacher converted to ternary (``ternary_student``), trained on
-CE + T^2 KL to the teacher's logits (+ attention relations when ``gamma`` > 0). Two baselines are
-measured in the same run on the same held-out conversations: PTQ (the converted student, untrained)
-and CE-only (the same conversion and steps without the teacher).
+The student is the imported teacher converted to ternary by the conversion ladder
+(``bitzero.train.conversion``: absmean -> fitted scales -> data-aware rounding -> salient critical
+rows, each rung kept only if it lowers the held-out NLL), then trained on CE + T^2 KL to the
+teacher's logits (+ attention relations when ``gamma`` > 0). Two baselines are measured in the same
+run on the same held-out conversations: PTQ (absmean, the ladder's first rung) and CE-only (the
+same converted student and steps without the teacher).
 
 Under torchrun every rank runs every node (training meets in DDP); outputs are returned on all
 ranks and written by rank 0 only (``MainRankDataset``), and step metrics go to MLflow from rank 0.
@@ -11,6 +13,7 @@ ranks and written by rank 0 only (``MainRankDataset``), and step metrics go to M
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from bitzero.model import BitZeroLM, CheckpointError
 from bitzero.model.pretrained import grow_vocabulary, ternary_student
 from bitzero.text import Tokenizer
 from bitzero.train import DistillLoss, Example, TrainConfig, fit
+from bitzero.train.conversion import LadderSettings, convert
 from bitzero.train.examples import records_to_examples
 from bitzero.train.heldout import held_out_nll
 from pipelines.plots import Row, table
@@ -73,28 +77,48 @@ def _train_config(params: dict[str, Any], tokenizer: Tokenizer) -> TrainConfig:
     return TrainConfig.from_dict({**params["train"], **params["student"]["train"], "pad_id": tokenizer.pad_id})
 
 
-def _convert(teacher: BitZeroLM, params: dict[str, Any]) -> BitZeroLM:
-    student = params["student"]
-    return ternary_student(teacher, student["critical_ratio"], student["sub_norm"], student["n_layer"])
-
-
 def _nll(model: BitZeroLM, sets: ValidationSets, params: dict[str, Any], tokenizer: Tokenizer) -> dict[str, Any]:
     return held_out_nll(model, sets, params["train"]["eval_batch_size"], params["train"]["seq_len"], tokenizer.pad_id)
 
 
-def measure_references(
-    teacher: BitZeroLM, tokenizer_data: dict[str, Any], sets: ValidationSets, params: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Held-out NLL of the full-precision teacher and of PTQ (converted to ternary, untrained)."""
-    tokenizer = Tokenizer.from_dict(tokenizer_data)
+def _set_threads(params: dict[str, Any]) -> None:
     if params["train"]["num_threads"]:
         torch.set_num_threads(params["train"]["num_threads"])
-    started = time.perf_counter()
-    reference = _nll(teacher, sets, params, tokenizer)
-    ptq = _nll(_convert(teacher, params).eval(), sets, params, tokenizer)
-    log.info("held-out NLL: teacher %.3f, PTQ %.3f (%.0f s)", reference["overall"], ptq["overall"],
-             time.perf_counter() - started)
-    return reference, ptq
+
+
+def measure_teacher(
+    teacher: BitZeroLM, tokenizer_data: dict[str, Any], sets: ValidationSets, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Held-out NLL of the full-precision teacher: the reference of every other figure."""
+    _set_threads(params)
+    reference = _nll(teacher, sets, params, Tokenizer.from_dict(tokenizer_data))
+    log.info("held-out NLL: teacher %.3f", reference["overall"])
+    return reference
+
+
+def convert_student(
+    teacher: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example], sets: ValidationSets,
+    params: dict[str, Any],
+) -> tuple[BitZeroLM, dict[str, Any], dict[str, Any]]:
+    """The ternary student after the conversion ladder (calibrated on the first training
+    conversations), PTQ's held-out NLL (the absmean rung) and the ladder's table by rung."""
+    tokenizer = Tokenizer.from_dict(tokenizer_data)
+    _set_threads(params)
+    student = params["student"]
+    model = ternary_student(teacher, student["critical_ratio"], student["sub_norm"], student["n_layer"],
+                            student["per_row_scale"])
+    figures: dict[str, dict[str, Any]] = {}
+
+    def evaluate(candidate: BitZeroLM) -> float:
+        figures[f"rung{len(figures)}"] = _nll(candidate, sets, params, tokenizer)
+        return float(figures[f"rung{len(figures) - 1}"]["overall"])
+
+    table = convert(model, train, evaluate, LadderSettings.from_dict(params["conversion"]))
+    for row in table:
+        log.info("conversion %-13s NLL %.3f  %.2f min  %.2f bits/weight  %s", row["rung"], row["held_out_nll"],
+                 row["minutes"], row["bits_per_weight"], "kept" if row["kept"] else "dropped")
+    ladder = {row["rung"]: {k: v for k, v in row.items() if k != "rung"} for row in table}
+    return model.eval(), figures["rung0"], ladder
 
 
 def _mlflow_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
@@ -108,12 +132,13 @@ def _mlflow_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:
 
 
 def _train(
-    teacher: BitZeroLM, tokenizer: Tokenizer, train: list[Example], sets: ValidationSets,
+    teacher: BitZeroLM, converted: BitZeroLM, tokenizer: Tokenizer, train: list[Example], sets: ValidationSets,
     params: dict[str, Any], role: str, with_teacher: bool,
 ) -> tuple[BitZeroLM, dict[str, Any]]:
-    """Convert, train (with the teacher's logits or CE only), then measure held-out NLL."""
+    """Train a copy of the converted student (with the teacher's logits or CE only), then measure
+    held-out NLL."""
     torch.manual_seed(params["seed"])  # same on every rank: DDP starts from identical weights
-    model = _convert(teacher, params)
+    model = copy.deepcopy(converted)
     student = params["student"]
     loss_fn = None
     if with_teacher:
@@ -138,12 +163,12 @@ def _train(
 
 
 def train_student(
-    teacher: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example], sets: ValidationSets,
-    params: dict[str, Any],
+    teacher: BitZeroLM, converted: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example],
+    sets: ValidationSets, params: dict[str, Any],
 ) -> tuple[BitZeroLM, dict[str, Any], dict[str, Any]]:
     """The ternary student distilled from the teacher, and its checkpoint."""
     tokenizer = Tokenizer.from_dict(tokenizer_data)
-    model, summary = _train(teacher, tokenizer, train, sets, params, "student", with_teacher=True)
+    model, summary = _train(teacher, converted, tokenizer, train, sets, params, "student", with_teacher=True)
     metadata = {"role": "student", "held_out_nll": summary["held_out_nll"]["overall"]}
     run = mlflow.active_run()
     if run is not None:
@@ -153,22 +178,27 @@ def train_student(
 
 
 def train_ce_only(
-    teacher: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example], sets: ValidationSets,
-    params: dict[str, Any],
+    teacher: BitZeroLM, converted: BitZeroLM, tokenizer_data: dict[str, Any], train: list[Example],
+    sets: ValidationSets, params: dict[str, Any],
 ) -> dict[str, Any]:
-    """The baseline: the same conversion, data and steps, trained on the data alone."""
+    """The baseline: the same converted student, data and steps, trained on the data alone."""
     if not params["baselines"]["ce_only"]:
         return {"skipped": True}
-    _, summary = _train(teacher, Tokenizer.from_dict(tokenizer_data), train, sets, params, "ce_only",
+    _, summary = _train(teacher, converted, Tokenizer.from_dict(tokenizer_data), train, sets, params, "ce_only",
                         with_teacher=False)
     return summary
 
 
-def _loss_curves(ptq: dict[str, Any], arms: dict[str, dict[str, Any]]) -> list[Row]:
+def converted_nll(ladder: dict[str, Any]) -> float:
+    """Held-out NLL of the student the ladder hands to training: its best (last kept) rung."""
+    return min(row["held_out_nll"] for row in ladder.values() if row["kept"])
+
+
+def _loss_curves(start: float, arms: dict[str, dict[str, Any]]) -> list[Row]:
     """Per trained arm, the cross-entropy on the training batch of each step (the student's
     objective adds the teacher's KL; CE is what compares) and the held-out NLL. The validation
-    curve starts at step 0 with PTQ (the same converted weights, untrained) and ends with the final
-    held-out NLL."""
+    curve starts at step 0 with the converted student (the ladder's best rung, untrained) and ends
+    with the final held-out NLL."""
     series: dict[str, list[tuple[float, float]]] = {}
     for arm, summary in arms.items():
         trained = not summary.get("skipped")
@@ -176,7 +206,7 @@ def _loss_curves(ptq: dict[str, Any], arms: dict[str, dict[str, Any]]) -> list[R
             (step, metrics.get("ce", metrics["loss"])) for step, metrics in summary[CURVES]["train"]
         ] if trained else []
         series[f"{arm}_validation"] = [
-            (0, ptq["overall"]), *summary[CURVES]["validation"], (summary["steps"], summary["held_out_nll"]["overall"]),
+            (0, start), *summary[CURVES]["validation"], (summary["steps"], summary["held_out_nll"]["overall"]),
         ] if trained else []
     return table("step", series)
 
@@ -194,14 +224,15 @@ def _ternary_shares(quantization: dict[str, Any]) -> list[Row]:
 def report(
     teacher: dict[str, Any],
     ptq: dict[str, Any],
+    ladder: dict[str, Any],
     student: dict[str, Any],
     ce_only: dict[str, Any],
     data_stats: dict[str, Any],
     student_model: BitZeroLM,
     params: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]], list[Row], list[Row]]:
-    """The NLL table (DVC metrics), the per-layer quantization report, MLflow metrics, and the
-    plot tables: loss curves and per-layer ternary shares."""
+    """The NLL table and the conversion ladder (DVC metrics), the per-layer quantization report,
+    MLflow metrics, and the plot tables: loss curves and per-layer ternary shares."""
     quantization = student_model.quantization_report()
     nll = {"teacher_fp32": teacher, "ptq": ptq, "student": student["held_out_nll"]}
     if not ce_only.get("skipped"):
@@ -217,9 +248,10 @@ def report(
         "ternary_fraction": quantization["ternary_fraction"],
         "critical_fraction": quantization["critical_fraction"],
         "critical_ratio": str(params["student"]["critical_ratio"]),
+        "conversion": ladder,
         "student": {k: v for k, v in student.items() if k not in ("held_out_nll", CURVES)},
         "ce_only": {k: v for k, v in ce_only.items() if k not in ("held_out_nll", CURVES)},
         "data": data_stats,
     }
-    curves = _loss_curves(ptq, {"student": student, "ce_only": ce_only})
+    curves = _loss_curves(converted_nll(ladder), {"student": student, "ce_only": ce_only})
     return summary, quantization, report_metrics(summary), curves, _ternary_shares(quantization)

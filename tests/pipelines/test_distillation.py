@@ -44,9 +44,17 @@ def _check_outputs(root: Path) -> dict:
     assert set(nll) == set(MODELS)
     assert set(report["held_out_nll_by_source"]["student"]) == {"seed", "other"}
     assert all(0 < value < 20 for value in nll.values())
-    # The teacher is the reference; rounding it to ternary hurts; training recovers some of it.
-    assert nll["teacher_fp32"] < nll["ptq"]
+    # Training recovers some of what rounding to ternary lost. (On this random micro teacher the
+    # rounding itself barely moves the NLL: SubLN's gains start at their input's RMS.)
     assert nll["student"] < nll["ptq"] and report["student_beats_ptq"]
+    # The conversion ladder: PTQ is its first rung; a later rung is kept only if it lowers the NLL.
+    ladder = report["conversion"]
+    assert list(ladder) == ["absmean", "fitted_scales", "gptq", "saliency"]
+    assert ladder["absmean"]["held_out_nll"] == nll["ptq"] and ladder["absmean"]["bits_per_weight"] > 2
+    best = nll["ptq"]
+    for rung in list(ladder.values())[1:]:
+        assert rung["kept"] == (rung["held_out_nll"] < best) and rung["minutes"] >= 0
+        best = min(best, rung["held_out_nll"])
     assert report["student_vs_teacher"] == pytest.approx(nll["student"] / nll["teacher_fp32"])
     # Same settings and sampler seed: the baseline trained on exactly the student's tokens.
     assert report["ce_only"]["train_tokens"] == report["student"]["train_tokens"] > 0
@@ -88,6 +96,8 @@ def test_stage_converts_distills_and_measures_the_baselines(project: Path) -> No
     history = client.get_metric_history(run.info.run_id, "student/train/relation_kl")
     assert [m.step for m in history] == [2, 4, 6]  # log_every 2, six steps
     assert run.data.metrics["distillation.held_out_nll.student"] == pytest.approx(report["held_out_nll"]["student"])
+    assert run.data.metrics["distillation.conversion.gptq.held_out_nll"] == pytest.approx(
+        report["conversion"]["gptq"]["held_out_nll"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"distillation.json", "quantization.json", "student"} <= artifacts
     loss = _check_plots(project, report)
@@ -99,11 +109,13 @@ def test_stage_converts_distills_and_measures_the_baselines(project: Path) -> No
 
 
 def _check_plots(root: Path, report: dict) -> list[dict]:
-    """The DVC plot tables come from the run: the validation curve runs from PTQ to the held-out NLL."""
+    """The DVC plot tables come from the run: the validation curve runs from the converted student
+    (the ladder's best rung) to the held-out NLL."""
+    converted = min(row["held_out_nll"] for row in report["conversion"].values() if row["kept"])
     loss = _report(root, "plots/distillation_loss")
     assert [row["step"] for row in loss] == list(range(7))  # step 0 (PTQ), then six training steps
     for arm in ("student", "ce_only"):
-        assert loss[0][f"{arm}_validation"] == report["held_out_nll"]["ptq"] and loss[0][f"{arm}_train"] is None
+        assert loss[0][f"{arm}_validation"] == converted and loss[0][f"{arm}_train"] is None
         assert loss[-1][f"{arm}_validation"] == report["held_out_nll"][arm]
     assert loss[-1]["ce_only_train"] == report["ce_only"]["train_loss"]  # CE is the baseline's whole objective
     shares = _report(root, "plots/quantization_shares")

@@ -67,8 +67,13 @@ def quantize_activations(x: torch.Tensor) -> torch.Tensor:
     return (x * scale).round().clamp(-ACT_QMAX - 1, ACT_QMAX) / scale
 
 
-def ternary_gamma(weight: torch.Tensor, critical_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """gamma = mean|W| over the ternary rows only (critical rows would inflate it)."""
+def ternary_gamma(
+    weight: torch.Tensor, critical_mask: torch.Tensor | None = None, per_row: bool = False
+) -> torch.Tensor:
+    """gamma = mean|W| over the ternary rows only (critical rows would inflate it); per row, each
+    row's own mean |W| as an (out, 1) column."""
+    if per_row:
+        return weight.abs().mean(dim=1, keepdim=True)
     if critical_mask is None or not bool(critical_mask.any()):
         return weight.abs().mean()
     ternary_rows = (~critical_mask).to(weight.dtype).unsqueeze(1)
@@ -81,9 +86,11 @@ def ternary_codes(weight: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return (weight / (gamma + WEIGHT_EPS)).round().clamp(-1, 1)
 
 
-def quantize_weights(weight: torch.Tensor, critical_mask: torch.Tensor | None = None) -> torch.Tensor:
+def quantize_weights(
+    weight: torch.Tensor, critical_mask: torch.Tensor | None = None, per_row: bool = False
+) -> torch.Tensor:
     """Effective weights: W_q * gamma on ternary rows, the latent weights on critical rows."""
-    gamma = ternary_gamma(weight, critical_mask)
+    gamma = ternary_gamma(weight, critical_mask, per_row)
     quantized = ternary_codes(weight, gamma) * gamma
     if critical_mask is None:
         return quantized
@@ -98,12 +105,12 @@ def straight_through(x: torch.Tensor, quantized: torch.Tensor, mix: float = 1.0)
     return x + mix * (quantized - x).detach()
 
 
-def top_rows_by_error(weight: torch.Tensor, count: int) -> torch.Tensor:
+def top_rows_by_error(weight: torch.Tensor, count: int, per_row: bool = False) -> torch.Tensor:
     """Boolean mask of the ``count`` output channels with the largest ternary rounding error."""
     mask = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
     if count > 0:
         weight = weight.detach()
-        error = (weight - quantize_weights(weight)).pow(2).sum(dim=1)
+        error = (weight - quantize_weights(weight, per_row=per_row)).pow(2).sum(dim=1)
         mask[error.topk(count).indices] = True
     return mask
 
@@ -115,7 +122,7 @@ class BitLinear(nn.Module):
 
     def __init__(
         self, in_features: int, out_features: int, critical_ratio: float = 0.0, bias: bool = False,
-        mask_frozen: bool = False,
+        mask_frozen: bool = False, per_row_scale: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= critical_ratio < 1.0:
@@ -125,6 +132,9 @@ class BitLinear(nn.Module):
         self.critical_ratio = critical_ratio
         self.n_critical = round(critical_ratio * out_features)
         self.mask_frozen = mask_frozen
+        # One gamma per output row instead of per tensor (fitted scales; the packed format of
+        # bitzero.export holds one gamma per layer, so only per-tensor students export today).
+        self.per_row_scale = per_row_scale
         # Share of the quantization applied in training (1: full b1.58). A warm-up ramps it from 0
         # so a converted pretrained model drifts into ternary instead of dropping into it.
         self.quant_mix = 1.0
@@ -139,7 +149,7 @@ class BitLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"critical={self.n_critical}/{self.out_features}"
+            f"critical={self.n_critical}/{self.out_features}, per_row_scale={self.per_row_scale}"
         )
 
     def _weight_key(self) -> tuple[int, int]:
@@ -150,7 +160,7 @@ class BitLinear(nn.Module):
     def refresh_critical_mask(self) -> None:
         """Re-select the critical channels from the current latent weights."""
         with torch.no_grad():
-            self.critical_mask.copy_(top_rows_by_error(self.weight, self.n_critical))
+            self.critical_mask.copy_(top_rows_by_error(self.weight, self.n_critical, self.per_row_scale))
         self._mask_key = self._weight_key()
 
     def freeze_mask(self) -> None:
@@ -168,13 +178,14 @@ class BitLinear(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """The weights the forward multiplies by (detached; for reports and export)."""
         self._sync_mask()
-        return quantize_weights(self.weight.detach(), self.critical_mask)
+        return quantize_weights(self.weight.detach(), self.critical_mask, self.per_row_scale)
 
     def ternary_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes in {-1,0,1} for every row, gamma); critical rows' codes are meaningless."""
+        """(codes in {-1,0,1} for every row, gamma: 0-d, or (out, 1) per row); critical rows'
+        codes are meaningless."""
         self._sync_mask()
         weight = self.weight.detach()
-        gamma = ternary_gamma(weight, self.critical_mask)
+        gamma = ternary_gamma(weight, self.critical_mask, self.per_row_scale)
         return ternary_codes(weight, gamma), gamma
 
     def _cached_weight(self) -> torch.Tensor:
@@ -197,7 +208,8 @@ class BitLinear(nn.Module):
         mix = self.quant_mix if self.training else 1.0
         if self.training:
             self._sync_mask()
-            weight = straight_through(self.weight, quantize_weights(self.weight.detach(), self.critical_mask), mix)
+            quantized = quantize_weights(self.weight.detach(), self.critical_mask, self.per_row_scale)
+            weight = straight_through(self.weight, quantized, mix)
         else:
             weight = self._cached_weight()
         x = straight_through(x, quantize_activations(x.detach()), mix)
@@ -252,5 +264,5 @@ def layer_report(layer: BitLinear) -> dict[str, float]:
         "share_minus1": float((ternary == -1).sum()) / n_ternary,
         "share_zero": float((ternary == 0).sum()) / n_ternary,
         "share_plus1": float((ternary == 1).sum()) / n_ternary,
-        "gamma": float(gamma),
+        "gamma": float(gamma.mean()),
     }

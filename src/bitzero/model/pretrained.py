@@ -148,8 +148,10 @@ def ternary_student(
     critical_ratio: str | float,
     sub_norm: bool = False,
     n_layer: int | None = None,
+    per_row_scale: bool = False,
 ) -> BitZeroLM:
-    """The teacher with BitLinear projections (the same latent weights), optionally fewer layers.
+    """The teacher with BitLinear projections (the same latent weights), optionally fewer layers,
+    one ternary scale per tensor or (``per_row_scale``) per output row.
 
     Kept layers are spread evenly from the first to the last (both kept: they matter most).
     SubLN norms start at scale 1: the converted student computes what absmean rounding allows.
@@ -157,7 +159,7 @@ def ternary_student(
     keep = _kept_layers(teacher.config.n_layer, n_layer or teacher.config.n_layer)
     config = replace(
         teacher.config, quantized=True, critical_ratio=critical_ratio, sub_norm=sub_norm,
-        n_layer=len(keep), critical_mask_frozen=False,
+        n_layer=len(keep), critical_mask_frozen=False, per_row_scale=per_row_scale,
     )
     student = BitZeroLM(config)
     state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("blocks.")}

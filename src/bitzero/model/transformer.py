@@ -45,6 +45,7 @@ class ModelConfig:
     sub_norm: bool = False
     critical_ratio: str | float = ADAPTIVE
     critical_mask_frozen: bool = False  # the critical channels are fixed (see BitLinear.freeze_mask)
+    per_row_scale: bool = False  # ternary gamma per output row (fitted scales) instead of per tensor
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
@@ -68,7 +69,10 @@ class ModelConfig:
 
 def make_linear(config: ModelConfig, n_in: int, n_out: int, critical_ratio: float) -> nn.Module:
     if config.quantized:
-        return BitLinear(n_in, n_out, critical_ratio=critical_ratio, mask_frozen=config.critical_mask_frozen)
+        return BitLinear(
+            n_in, n_out, critical_ratio=critical_ratio, mask_frozen=config.critical_mask_frozen,
+            per_row_scale=config.per_row_scale,
+        )
     return nn.Linear(n_in, n_out, bias=False)
 
 
