@@ -9,20 +9,23 @@ import torch
 
 from bitzero.companion.emotion import emotion_files
 from bitzero.data.records import Record
+from bitzero.export.bundle import write_manifest
 from bitzero.export.exporter import ExportError, export_bundle, held_out_inputs
 from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, left_out, write_champion
 from bitzero.export.registry import register_bundle, set_alias, source_run_id
 from bitzero.model import load_checkpoint, read_checkpoint_config
+from bitzero.service.rehearsal import evaluate_bundle
 from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
 
 log = logging.getLogger(__name__)
 
 
-def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, embedder: str, validation: list[Record],
             params: dict[str, Any]) -> dict[str, Any]:
     """One checkpoint as a bundle in ``bundles_dir/kind``, with the emotion classifier inside (so a
-    service that fetches either bundle has all it needs), parity and held-out NLL measured."""
+    service that fetches either bundle has all it needs), parity, held-out NLL and the conversation
+    eval (through the service's own prompt path and default decoding) measured."""
     torch.set_num_threads(params["torch_threads"])
     settings = params[kind]
     model = load_checkpoint(checkpoint_dir)
@@ -31,30 +34,36 @@ def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, validation:
     held_out = held_out_inputs(validation, Tokenizer.load(tokenizer_path), params["parity_max_tokens"],
                                params["parity_conversations"], params["nll_conversations"])
     source = {"checkpoint": checkpoint_dir, "mlflow_run_id": source_run_id(metadata, settings["source_stage"])}
-    return export_bundle(
-        model, tokenizer_path, Path(params["bundles_dir"]) / kind, held_out, variants=settings["variants"],
+    bundle_dir = Path(params["bundles_dir"]) / kind
+    manifest = export_bundle(
+        model, tokenizer_path, bundle_dir, held_out, variants=settings["variants"],
         tolerances=settings.get("tolerances"), greedy_tokens=params["greedy_tokens"], source=source,
         extras=emotion_files(emotion_classifier),
     )
+    result = evaluate_bundle(bundle_dir, embedder, limits=params["conversation_eval"], threads=params["torch_threads"])
+    manifest["conversation_eval"] = {key: result[key] for key in ("figures", "passed", "reason", "decoding")}
+    write_manifest(bundle_dir, manifest)  # model_id names the files, not the manifest: unchanged
+    log.info("conversation eval of the %s: %s", kind, result["reason"])
+    return manifest
 
 
-def export_student(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+def export_student(checkpoint_dir: str, emotion_classifier: str, embedder: str, validation: list[Record],
                    params: dict[str, Any]) -> dict[str, Any]:
     """The ternary student: nbits (the default) and exact graphs. A student that fails its checks
     never keeps the user from a companion: its earlier bundle goes (it would be served by name),
     and the manifest says why it was left out, with the figures measured up to the failure."""
     try:
-        return _export(STUDENT, checkpoint_dir, emotion_classifier, validation, params)
+        return _export(STUDENT, checkpoint_dir, emotion_classifier, embedder, validation, params)
     except ExportError as error:
         shutil.rmtree(Path(params["bundles_dir"]) / STUDENT, ignore_errors=True)
         log.warning("The student was left out, the teacher will be served: %s", error)
         return {**error.manifest, "kind": STUDENT, "failure": str(error)}
 
 
-def export_teacher(checkpoint_dir: str, emotion_classifier: str, validation: list[Record],
+def export_teacher(checkpoint_dir: str, emotion_classifier: str, embedder: str, validation: list[Record],
                    params: dict[str, Any]) -> dict[str, Any]:
     """The full-precision teacher as 4-bit weights: the reference the student has to come close to."""
-    return _export(TEACHER, checkpoint_dir, emotion_classifier, validation, params)
+    return _export(TEACHER, checkpoint_dir, emotion_classifier, embedder, validation, params)
 
 
 def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +73,9 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
     if "failure" in student:
         decision = left_out(student["failure"], teacher_nll, params["gate_factor"])
     else:
-        decision = decide(student["held_out_nll"]["overall"], teacher_nll, params["gate_factor"])
+        verdicts = {kind: (m["conversation_eval"]["passed"], m["conversation_eval"]["reason"])
+                    for kind, m in ((STUDENT, student), (TEACHER, teacher))}
+        decision = decide(student["held_out_nll"]["overall"], teacher_nll, params["gate_factor"], verdicts)
     manifests = {kind: m for kind, m in ((STUDENT, student), (TEACHER, teacher)) if kind in decision.bundles}
     name = params["registered_model_name"]
     registered = {
@@ -81,7 +92,7 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
 
 
 def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str, Any]
-           ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+           ) -> tuple[dict[str, Any], dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Headline figures (DVC metrics) and the same numbers as MLflow metrics; a student left out is
     reported with its failure and the parity figures measured before it."""
     bundles = {kind: _bundle_figures(m, promotion["registered"][kind]) if kind in promotion["registered"]
@@ -97,7 +108,10 @@ def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str
         "provider": teacher["parity"][teacher["default_variant"]]["provider"],
         "bundles": bundles,
     }
-    return summary, report_metrics(summary)
+    evaluated = [(kind, m["conversation_eval"]["figures"]) for kind, m in ((STUDENT, student), (TEACHER, teacher))
+                 if "conversation_eval" in m]
+    plot = [{"bundle": kind, **{k: v for k, v in figures.items() if k.endswith("_rate")}} for kind, figures in evaluated]
+    return summary, report_metrics(summary), plot
 
 
 _PARITY_KEYS = ("max_abs_error", "max_rel_error", "p99_rel_error", "median_rel_error", "top1_agreement",
@@ -127,6 +141,10 @@ def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> d
         "parameters": sizes["parameters"],
         "fp32_model_bytes": sizes["fp32_model_bytes"],
         "held_out_nll": manifest["held_out_nll"],
+        "conversation_eval": {**manifest["conversation_eval"]["figures"],
+                              "passed": manifest["conversation_eval"]["passed"],
+                              "reason": manifest["conversation_eval"]["reason"]},
+        "decoding": manifest["conversation_eval"]["decoding"],
         "variants": {v: {"bytes": sizes[v]["bytes"], "bits_per_weight_model": sizes[v]["bits_per_weight_model"],
                          "bits_per_weight_linear": sizes[v]["bits_per_weight_linear"],
                          **_parity_figures(parity[v])} for v in parity},

@@ -5,7 +5,7 @@ from kedro.pipeline import Node, Pipeline
 
 from pipelines.export import nodes
 
-INPUTS = ["export_emotion_classifier", "validation_records", "params:export"]
+INPUTS = ["export_emotion_classifier", "export_embedder", "validation_records", "params:export"]
 
 
 def create_pipeline() -> Pipeline:
@@ -17,6 +17,6 @@ def create_pipeline() -> Pipeline:
             Node(nodes.promote, ["export_student_manifest", "export_teacher_manifest", "params:export"],
                  "export_promotion", name="promote_champion"),
             Node(nodes.report, ["export_student_manifest", "export_teacher_manifest", "export_promotion"],
-                 ["export_report", "export_metrics"], name="report_export"),
+                 ["export_report", "export_metrics", "conversation_eval_plot"], name="report_export"),
         ]
     )

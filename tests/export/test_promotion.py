@@ -21,6 +21,15 @@ def test_student_is_champion_only_within_the_factor(student: float, teacher: flo
     assert f"the {champion} is champion" in decision.reason and f"{teacher:.4f}" in decision.reason
 
 
+def test_a_student_that_fails_its_conversation_eval_is_never_champion_whatever_its_nll() -> None:
+    looping = (False, "loop_rate 0.43 > 0.05")
+    decision = decide(1.5, 1.9, 1.1, {"student": looping, "teacher": (True, "")})
+    assert decision.champion == "teacher" and "conversation eval failed (loop_rate 0.43 > 0.05)" in decision.reason
+    assert decide(1.5, 1.9, 1.1, {"student": (True, ""), "teacher": (True, "")}).champion == "student"
+    fallback = decide(3.0, 1.9, 1.1, {"student": (True, ""), "teacher": (False, "garbage_rate 0.1 > 0")})
+    assert fallback.champion == "teacher" and "as the fallback, although its own conversation eval failed" in fallback.reason
+
+
 @pytest.mark.parametrize(("student", "teacher", "factor"), [(1.0, 1.0, 0.9), (float("nan"), 1.0, 1.1), (1.0, -1.0, 1.1)])
 def test_nonsense_inputs_are_refused(student: float, teacher: float, factor: float) -> None:
     with pytest.raises(ValueError, match="gate_factor|NLLs"):

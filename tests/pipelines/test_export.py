@@ -1,12 +1,14 @@
 """The export stage as a user runs it: `kedro run --pipelines export --env test`."""
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 
+from bitzero.companion.embeddings import ensure_embedder
 from bitzero.companion.emotion import EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
 from bitzero.export.promotion import champion_bundle
@@ -15,15 +17,19 @@ from bitzero.model import save_checkpoint
 from bitzero.model.pretrained import ternary_student
 from tests.export.conftest import visible
 from tests.pipelines.conftest import kedro_run
+from tests.service.conftest import EMBEDDER_CACHE
 from tests.tiny import tiny_emotion_encoder, tiny_model, tiny_tokenizer
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def _inputs(root: Path) -> None:
-    """What teacher, personalize, augmentation and emotion would leave: tiny teacher and student
-    checkpoints, held-out records of two sources and an emotion classifier."""
+    """What teacher, personalize, augmentation, embedder and emotion would leave: tiny teacher and
+    student checkpoints, held-out records of two sources, the sentence embedder (a copy of the
+    tests' converted one) and an emotion classifier."""
     models = root / "data" / "06_models"
+    ensure_embedder(EMBEDDER_CACHE)
+    shutil.copytree(EMBEDDER_CACHE, models / "embedder")
     tokenizer = tiny_tokenizer()
     teacher = visible(tiny_model(tokenizer))
     save_checkpoint(teacher, models / "teacher", tokenizer, metadata={"mlflow_run_id": "teacher-run-1"})
@@ -59,9 +65,16 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
     assert report["student_bytes"] == (bundles_dir / "student" / "nbits" / "model.onnx").stat().st_size
     assert report["teacher_bytes"] == (bundles_dir / "teacher" / "int4" / "model.onnx").stat().st_size
 
+    # The conversation eval ran on both bundles through the service's prompt path: tiny random
+    # models talk noise, so both fail it, and the gate keeps the teacher as the fallback.
+    for bundle in (student, teacher):
+        assert bundle["conversation_eval"]["replies"] > 0 and not bundle["conversation_eval"]["passed"]
+        assert bundle["decoding"]["temperature"] is not None
+    plot = json.loads((project / "data" / "08_reporting" / "plots" / "conversation_eval.json").read_text())
+    assert [row["bundle"] for row in plot] == ["student", "teacher"] and "loop_rate" in plot[0]
+
     # The gate: the rule, the report and champion.json agree.
-    within = report["student_nll"] <= report["gate_factor"] * report["teacher_nll"]
-    assert report["champion"] == ("student" if within else "teacher")
+    assert report["champion"] == "teacher" and "the student's conversation eval failed" in report["reason"]
     champion = json.loads((bundles_dir / "champion.json").read_text())
     assert champion["champion"] == report["champion"] and champion["reason"] == report["reason"]
     assert champion_bundle(bundles_dir) == bundles_dir / report["champion"]

@@ -2,8 +2,11 @@
 
 Rule: the ternary student is champion when its held-out NLL per assistant token is at most
 ``gate_factor`` x the teacher's 4-bit bundle's NLL (both measured through onnxruntime on the same
-validation conversations); otherwise the teacher's 4-bit bundle is. A student whose export failed
-its checks is left out (``left_out``): the teacher is champion and the reason says why. The export stage moves the
+validation conversations) *and* its conversation eval passed (no loops, garbage or empty replies
+beyond the set rates, bitzero.companion.conversation_eval): a bundle that loops is never promoted
+over the teacher, whatever its NLL. Otherwise the teacher's 4-bit bundle is: it is the fallback
+that keeps a companion serving, so it stays champion even when its own eval fails, and the reason
+says so. A student whose export failed its checks is left out (``left_out``). The export stage moves the
 MLflow registered-model alias ``champion`` accordingly and writes ``champion.json`` beside the
 bundles, so a service without MLflow knows the local champion. Torch-free and MLflow-free.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,19 +67,29 @@ class Decision:
         return (TEACHER,) if self.student_nll is None else (STUDENT, TEACHER)
 
 
-def decide(student_nll: float, teacher_nll: float, gate_factor: float) -> Decision:
-    """The student wins when ``student_nll <= gate_factor * teacher_nll``; else the teacher."""
+Verdict = tuple[bool, str]  # a bundle's conversation eval: (passed, why)
+
+
+def decide(student_nll: float, teacher_nll: float, gate_factor: float,
+           conversation: Mapping[str, Verdict] | None = None) -> Decision:
+    """The student wins when ``student_nll <= gate_factor * teacher_nll`` and its conversation
+    eval (``conversation[STUDENT]``, when given) passed; else the teacher."""
     if not gate_factor >= 1.0 or not math.isfinite(gate_factor):
         raise ValueError(f"gate_factor must be a finite number >= 1, got {gate_factor!r}")
     if not (math.isfinite(student_nll) and math.isfinite(teacher_nll)) or min(student_nll, teacher_nll) < 0:
         raise ValueError(f"held-out NLLs must be finite and >= 0, got {student_nll!r} and {teacher_nll!r}")
     bound = gate_factor * teacher_nll
-    if student_nll <= bound:
-        champion, verdict = STUDENT, "<="
-    else:
-        champion, verdict = TEACHER, ">"
-    reason = (f"student NLL {student_nll:.4f} {verdict} {gate_factor:g} x teacher-4bit NLL "
-              f"{teacher_nll:.4f} = {bound:.4f}: the {champion} is champion")
+    conversation = conversation or {}
+    talks, why = conversation.get(STUDENT, (True, ""))
+    champion = STUDENT if student_nll <= bound and talks else TEACHER
+    reason = f"student NLL {student_nll:.4f} {'<=' if student_nll <= bound else '>'} {gate_factor:g} x teacher-4bit NLL " \
+             f"{teacher_nll:.4f} = {bound:.4f}"
+    if not talks:
+        reason += f"; the student's conversation eval failed ({why})"
+    reason += f": the {champion} is champion"
+    teacher_talks, teacher_why = conversation.get(TEACHER, (True, ""))
+    if champion == TEACHER and not teacher_talks:
+        reason += f", as the fallback, although its own conversation eval failed ({teacher_why})"
     return Decision(champion, reason, student_nll, teacher_nll, gate_factor)
 
 
