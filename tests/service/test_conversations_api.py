@@ -1,4 +1,4 @@
-"""Conversations people come back to: listed with titles (newest first), restored in full, resumed,
+"""Conversations people come back to: listed with titles (most recently active first), restored in full, resumed,
 deleted; only the owner's, and gone with the user's erasure."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def test_a_conversation_is_listed_restored_resumed_and_deleted(client: TestClien
     second = _say(client, "What a day.")
     assert _say(client, "Tell me more.", first) == first  # resumed by its id
     listed = client.get("/v1/conversations").json()["data"]
-    assert [c["id"] for c in listed] == [second, first]
-    assert listed[1]["title"] == "Hi, my name is Ada and I love hiking in the mountains every…"
-    assert listed[1]["message_count"] == 4 and listed[0]["title"] == "What a day."
+    assert [c["id"] for c in listed] == [first, second]  # the resumed one is the most recently active
+    assert listed[0]["title"] == "Hi, my name is Ada and I love hiking in the mountains every…"
+    assert listed[0]["message_count"] == 4 and listed[1]["title"] == "What a day."
     restored = client.get(f"/v1/conversations/{first}").json()
     assert [(m["role"], m["content"]) for m in restored["messages"]][2:] == [
         ("user", "Tell me more."), ("assistant", "You said: Tell me more.")]

@@ -5,7 +5,9 @@ shows its message, memories show and can be deleted, thumbs and privacy settings
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from bitzero.service.settings import Settings
 from tests.service.conftest import FakeModel, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(tempfile.gettempdir()) / "bitzero-page-screenshots"  # to look at; nothing reads them back
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 
@@ -105,4 +108,48 @@ def test_page_chats_remembers_and_forgets(server: str) -> None:
         page.click("#erase")
         playwright.expect(page.locator("#status")).to_have_text("Everything about you was erased.")
         assert httpx.get(f"{server}/v1/memories").json()["data"] == []
+        browser.close()
+
+
+def test_page_lists_restores_resumes_and_deletes_conversations(server: str) -> None:
+    """Conversations people come back to: listed with titles, restored after a reload, resumed where
+    they were (the next message joins the same stored conversation), deleted from the list."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(server)
+        log = page.locator("#log li.assistant .text")
+        for text in ("Tell me about tea.", "And green tea?"):
+            page.fill("#input", text)
+            page.keyboard.press("Enter")
+            playwright.expect(log.last).to_have_text(f"You said: {text}")
+        page.click("#new-chat")
+        page.fill("#input", "Plans for the weekend")
+        page.keyboard.press("Enter")
+        playwright.expect(log.last).to_have_text("You said: Plans for the weekend")
+        titles = page.locator("#conversations li button.title")
+        playwright.expect(titles).to_have_text(["Plans for the weekend", "Tell me about tea."])
+
+        page.reload()  # the open conversation comes back with its history
+        playwright.expect(page.locator("#log li.user .text")).to_have_text(["Plans for the weekend"])
+        playwright.expect(page.locator("#conversations li.open button.title")).to_have_text("Plans for the weekend")
+
+        titles.filter(has_text="Tell me about tea.").click()
+        playwright.expect(page.locator("#log li.user .text")).to_have_text(["Tell me about tea.", "And green tea?"])
+        page.fill("#input", "Which one is best?")
+        page.keyboard.press("Enter")
+        playwright.expect(log.last).to_have_text("You said: Which one is best?")
+        stored = httpx.get(f"{server}/v1/conversations").json()["data"]
+        assert [(c["title"], c["message_count"]) for c in stored] == [("Tell me about tea.", 6),  # resumed: on top
+                                                                       ("Plans for the weekend", 2)]
+
+        page.locator("#conversations li", has_text="Plans for the weekend").locator("button.forget").click()
+        playwright.expect(titles).to_have_text(["Tell me about tea."])
+        assert [c["title"] for c in httpx.get(f"{server}/v1/conversations").json()["data"]] == ["Tell me about tea."]
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "conversations.png"), full_page=True)
+        assert errors == []
         browser.close()

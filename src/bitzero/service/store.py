@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bitzero.companion.extraction import Candidate
@@ -132,12 +132,16 @@ class UserData:
 
     def conversations(self, limit: int | None = None, conversation_id: str | None = None,
                       ) -> list[tuple[Conversation, list[Message]]]:
-        """The user's newest ``limit`` conversations (or the one with ``conversation_id``), each with
-        its messages in order, newest conversation first."""
-        query = select(Conversation).where(Conversation.user_id == self.user_id)
+        """The user's ``limit`` most recently active conversations (or the one with ``conversation_id``),
+        each with its messages in order, the one spoken in last first (a resumed one comes back up)."""
+        last = (select(Message.conversation_id, func.max(Message.created_at).label("said"))
+                .where(Message.user_id == self.user_id).group_by(Message.conversation_id).subquery())
+        query = (select(Conversation).outerjoin(last, last.c.conversation_id == Conversation.id)
+                 .where(Conversation.user_id == self.user_id))
         if conversation_id is not None:
             query = query.where(Conversation.id == conversation_id)
-        rows = self.session.scalars(query.order_by(Conversation.created_at.desc()).limit(limit)).all()
+        active = func.coalesce(last.c.said, Conversation.created_at)
+        rows = self.session.scalars(query.order_by(active.desc(), Conversation.id).limit(limit)).all()
         said: dict[str, list[Message]] = {row.id: [] for row in rows}
         for message in self.session.scalars(select(Message).where(
                 Message.user_id == self.user_id, Message.conversation_id.in_(said)).order_by(Message.created_at)):

@@ -53,7 +53,7 @@ def _summary(row: Conversation, messages: list[Message]) -> dict:
 
 @router.get("")
 def list_conversations(scope: Scope, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ConversationList:
-    """The newest first."""
+    """The most recently active first (a resumed conversation comes back to the top)."""
     with scope.data() as data:
         found = data.conversations(limit)
         return ConversationList(data=[ConversationOut(**_summary(row, messages)) for row, messages in found])

@@ -1,4 +1,5 @@
-// BitZero web page: streaming chat with a model picker, thumbs, memories, privacy. Plain JS, no build step, no CDN.
+// BitZero web page: streaming chat with a model picker, thumbs, stored conversations, memories, privacy.
+// Plain JS, no build step, no CDN.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const keyInput = $("key");
@@ -89,9 +90,9 @@ async function send(text) {
   history.push({ role: "user", content: text });
   bubble("user", text);
   const item = bubble("assistant", "");
-  // The server fits the conversation to the model's context; this only bounds the upload.
-  // A 135M model loops on its own phrases: a mild frequency penalty keeps replies moving.
-  const body = { messages: history.slice(-20), stream: true, frequency_penalty: 0.5 };
+  // The server fits the conversation to the model's context; this only bounds the upload. No sampling
+  // settings: the model's own defaults (GET /v1/models, chosen by the conversation eval) apply, as for any client.
+  const body = { messages: history.slice(-20), stream: true };
   if ($("model").value) body.model = $("model").value;
   if (conversationId) body.conversation_id = conversationId;
   $("send").disabled = true;
@@ -133,6 +134,7 @@ async function send(text) {
     if (messageId && conversationId) addRating(item, messageId);
     status("");
     loadMemories();
+    loadConversations();
   } catch (error) {
     item.remove();
     history.pop();
@@ -140,6 +142,64 @@ async function send(text) {
   } finally {
     $("send").disabled = false;
   }
+}
+
+function forgetConversation() {
+  history = []; conversationId = null; sessionStorage.removeItem("bitzero-conversation");
+  $("log").replaceChildren();
+}
+
+// A stored conversation back on the page: its messages, thumbs on the replies, and chats go on in it.
+async function openConversation(id) {
+  try {
+    const conversation = await api(`/v1/conversations/${encodeURIComponent(id)}`);
+    forgetConversation();
+    conversationId = conversation.id;
+    sessionStorage.setItem("bitzero-conversation", conversationId);
+    for (const message of conversation.messages) {
+      history.push({ role: message.role, content: message.content });
+      const item = bubble(message.role, message.content);
+      if (message.role === "assistant") addRating(item, message.id);
+    }
+    markOpen();
+  } catch (error) {
+    forgetConversation();  // erased or deleted elsewhere: start afresh
+    status(error.message);
+  }
+}
+
+function markOpen() {
+  for (const item of $("conversations").children) item.classList.toggle("open", item.dataset.id === conversationId);
+}
+
+async function loadConversations() {
+  try {
+    const { data } = await api("/v1/conversations");
+    const list = $("conversations");
+    list.replaceChildren();
+    for (const conversation of data) {
+      const item = document.createElement("li");
+      item.dataset.id = conversation.id;
+      const open = document.createElement("button");
+      open.type = "button"; open.className = "title"; open.textContent = conversation.title || "(empty)";
+      open.title = `${conversation.message_count} messages, last ${new Date(conversation.updated_at).toLocaleString()}`;
+      open.addEventListener("click", () => openConversation(conversation.id));
+      const remove = document.createElement("button");
+      remove.type = "button"; remove.textContent = "✕"; remove.title = "Delete this conversation"; remove.className = "forget";
+      remove.addEventListener("click", async () => {
+        if (!confirm(`Delete the conversation "${conversation.title}"?`)) return;
+        try {
+          await api(`/v1/conversations/${encodeURIComponent(conversation.id)}`, { method: "DELETE" });
+          if (conversation.id === conversationId) forgetConversation();
+        } catch (error) { status(error.message); }
+        loadConversations();
+      });
+      item.append(open, remove);
+      list.appendChild(item);
+    }
+    if (!data.length) list.innerHTML = "<li><small>None stored yet.</small></li>";
+    markOpen();
+  } catch (error) { status(error.message); }
 }
 
 async function loadMemories() {
@@ -189,7 +249,7 @@ async function loadPrivacy() {
   } catch (error) { status(error.message); }
 }
 
-function loadAll() { loadMemories(); loadPrivacy(); }
+function loadAll() { loadMemories(); loadPrivacy(); loadConversations(); }
 
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -201,10 +261,7 @@ $("composer").addEventListener("submit", (event) => {
 $("input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("composer").requestSubmit(); }
 });
-$("new-chat").addEventListener("click", () => {
-  history = []; conversationId = null; sessionStorage.removeItem("bitzero-conversation");
-  $("log").replaceChildren(); status("");
-});
+$("new-chat").addEventListener("click", () => { forgetConversation(); markOpen(); status(""); });
 $("refresh").addEventListener("click", loadMemories);
 $("privacy").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -231,11 +288,12 @@ $("erase").addEventListener("click", async () => {
   if (!confirm("Erase every conversation, memory, feedback and setting stored about you?")) return;
   try {
     await api("/v1/me", { method: "DELETE" });
-    history = []; conversationId = null; sessionStorage.removeItem("bitzero-conversation");
-    $("log").replaceChildren(); status("Everything about you was erased.");
+    forgetConversation();
+    status("Everything about you was erased.");
     loadAll();
-loadModels();
+    loadModels();
   } catch (error) { status(error.message); }
 });
 loadAll();
 loadModels();
+if (conversationId) openConversation(conversationId);  // a reload keeps the conversation on the page
