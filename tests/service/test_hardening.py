@@ -175,8 +175,8 @@ def test_dropped_streams_free_the_slot_at_once(slow_server) -> None:
 def test_saturated_server_says_so(settings: Settings, embedder) -> None:
     tuned = settings.replace(max_waiting_chats=1)
     with TestClient(create_app(tuned, model=SlowModel(words=40), embedder=embedder)) as client:
-        engine = client.app.state.service.companion
-        leases = [engine.admit(f"u{i}", client.app.state.service.gates, 0) for i in range(engine.capacity)]
+        admission = client.app.state.service.admission
+        leases = [admission.admit(f"u{i}", client.app.state.service.gates, 0) for i in range(admission.capacity)]
         assert client.get("/readyz").status_code == 503
         refused = client.post(CHAT, json=_chat("hi"))
         assert refused.status_code == 503 and refused.headers["Retry-After"]

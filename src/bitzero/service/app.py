@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector, emotion_files
 from bitzero.export.bundle import verify_extra
+from bitzero.service.admission import Admission
 from bitzero.service.chat import Companion
 from bitzero.service.db import WalScrubber, make_engine, migrate, session_factory, transaction
 from bitzero.service.docs import docs_page
@@ -79,8 +80,6 @@ def create_app(
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, decoding=settings.decoding,
                                         memory_limit=settings.memory_limit,
-                                        max_waiting=settings.max_waiting_chats,
-                                        max_per_user=settings.max_chats_per_user,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
@@ -113,7 +112,9 @@ def create_app(
     app.state.service = state = ServiceState(
         settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
         limiter=rate_limiter(settings, sessions), memory_cache=memory_cache, started=time.time(),
-        scrubber=WalScrubber(engine))
+        scrubber=WalScrubber(engine),
+        # one generation slot: admitted turns generate one at a time, the others wait for it
+        admission=Admission(1 + settings.max_waiting_chats, settings.max_chats_per_user))
 
     @app.middleware("http")
     async def observe(request: Request, call_next):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,7 +23,6 @@ from bitzero.companion.emotion import EmotionDetector, Reading, context_note
 from bitzero.companion.extraction import Candidate, extract
 from bitzero.errors import ServiceError
 from bitzero.service.db import transaction
-from bitzero.service.gate import Erased, UserGates
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
@@ -138,8 +136,6 @@ class Companion:
         decoding: Decoding | None = None,
         memory_limit: int = 5,
         generation_slots: int = 1,
-        max_waiting: int = 8,
-        max_per_user: int = 2,
         max_seconds: float = 120.0,
     ) -> None:
         self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
@@ -150,48 +146,7 @@ class Companion:
             self.decoding_for(served)  # a bundle's impossible decoding defaults fail at start, not per request
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
-        self.capacity = generation_slots + max_waiting  # turns admitted at once: generating or queued
-        self._slots = threading.Semaphore(generation_slots)
-        self.max_per_user = max_per_user  # a user's share of the capacity: one key cannot take it all
-        self._admitted = 0
-        self._admitted_by: Counter[str] = Counter()
-        self._admitted_lock = threading.Lock()
-
-    @property
-    def saturated(self) -> bool:
-        """Every slot busy and the queue full: new chats are refused (readiness says so too)."""
-        return self._admitted >= self.capacity
-
-    def admit(self, user_id: str, gates: UserGates, epoch: int) -> Lease:
-        """A place for one turn, or ChatError 503 when saturated, 429 when the user holds their
-        share already (409 when the user was erased after the request arrived). Blocks while the
-        user's erasure runs: call it off the loop."""
-        with self._admitted_lock:
-            if self._admitted >= self.capacity:
-                raise ChatError("the server is busy with other chats; retry in a few seconds", status=503)
-            if self._admitted_by[user_id] >= self.max_per_user:
-                raise ChatError(f"you have {self.max_per_user} chats in flight, the most one user may; "
-                                "retry when one has finished", status=429)
-            self._admitted += 1
-            self._admitted_by[user_id] += 1
-        try:
-            gates.enter(user_id, epoch)
-        except Erased:
-            self._discharge(user_id)
-            raise ChatError("your data was erased while this request waited; send it again", status=409) from None
-
-        def release() -> None:
-            gates.leave(user_id)
-            self._discharge(user_id)
-
-        return Lease(release)
-
-    def _discharge(self, user_id: str) -> None:
-        with self._admitted_lock:
-            self._admitted -= 1
-            self._admitted_by[user_id] -= 1
-            if self._admitted_by[user_id] <= 0:
-                del self._admitted_by[user_id]
+        self._slots = threading.Semaphore(generation_slots)  # admitted turns wait here (service.admission)
 
     def decoding_for(self, served: Served) -> Decoding:
         """The service's decoding defaults with the model's own (its bundle's) over them."""

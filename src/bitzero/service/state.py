@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bitzero.service.admission import Admission
 from bitzero.service.chat import Companion
 from bitzero.service.db import WalScrubber
 from bitzero.service.gate import UserGates
@@ -30,6 +31,7 @@ class ServiceState:
     memory_cache: IndexCache
     started: float  # seconds since the epoch; the models' "created"
     scrubber: WalScrubber
+    admission: Admission
     gates: UserGates = field(default_factory=UserGates)
     companion: Companion | None = None  # set once the lifespan has loaded the models
 

@@ -238,7 +238,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, sc
     max_tokens = body.max_completion_tokens or body.max_tokens
     user = scope.user
     try:
-        lease = await run_in_threadpool(engine.admit, user, state.gates, scope.ticket)
+        lease = await run_in_threadpool(state.admission.admit, user, state.gates, scope.ticket)
     except ChatError as exc:
         raise HTTPException(exc.status, str(exc), headers={"Retry-After": "2"} if exc.status in (429, 503) else None) from exc
     try:

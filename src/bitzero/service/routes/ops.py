@@ -34,7 +34,7 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "not ready"}})
 def readyz(state: State) -> JSONResponse:
     checks = {"model": state.companion is not None, "database": reachable(state.engine),
-              "capacity": state.companion is not None and not state.companion.saturated}
+              "capacity": state.companion is not None and not state.admission.saturated}
     readiness = Readiness(ready=all(checks.values()), **checks)
     return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
 
