@@ -8,8 +8,11 @@ memory (VmHWM) is that engine's alone and ONNX workers never import torch:
   torch-fp32     PyTorch eager, fp32, the model's KV cache (the baseline)
   anchor-int4    the field's anchor: onnxruntime-genai's model builder (``-p int4 -e cpu``) on the
                  same GGUF weights, run by og.Generator (built once, cached beside the checkpoint)
-  onnx-int4      the teacher bundle's graph: MatMulNBits bits=4, fp16 embedding/lm_head table
-  onnx-nbits     the student bundle's graph: MatMulNBits bits=2, fp16 embedding/lm_head table
+  onnx-int4      the teacher bundle's graph (MatMulNBits bits=4, 8-bit embedding/lm_head table),
+                 run step by step from Python with numpy KV arrays (the runtime's fallback path)
+  genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
+  onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,
+  genai-nbits    fp16 critical channels, 8-bit table): numpy loop and og.Generator
 
 Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``
 after one warm-up, at each thread count of ``--threads``; ratios against the anchor at the same
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "onnx-nbits")
+ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits")
 BASELINE = "anchor-int4"
 VOCAB = 49152
 
@@ -45,16 +48,20 @@ def build(folder: Path) -> dict[str, Any]:
     import torch
 
     sys.path.insert(0, str(ROOT))
+    from bitzero.export.bundle import ONNX_FILE
     from bitzero.export.convert import pack_model
+    from bitzero.export.genai import write_config
     from bitzero.export.graph import build_graph
     from bitzero.model.pretrained import ternary_student
     from tests.real_teacher import cache_dir, real_teacher
 
     torch.set_num_threads(1)
-    teacher, _ = real_teacher()
-    onnx.save_model(build_graph(pack_model(teacher), "int4"), folder / "int4.onnx")
+    teacher, tokenizer = real_teacher()
     student = ternary_student(teacher, "adaptive").eval()
-    onnx.save_model(build_graph(pack_model(student), "nbits"), folder / "nbits.onnx")
+    for model, variant in ((teacher, "int4"), (student, "nbits")):
+        (folder / variant).mkdir()
+        onnx.save_model(build_graph(pack_model(model), variant), folder / variant / ONNX_FILE)
+        write_config(folder / variant, model.config.to_dict(), tokenizer.stop_ids, ONNX_FILE)
     checkpoint = cache_dir() / "checkpoint"
     (folder / "checkpoint").symlink_to(checkpoint)
     (folder / "anchor").symlink_to(anchor_model())
@@ -62,8 +69,8 @@ def build(folder: Path) -> dict[str, Any]:
         "parameters": teacher.num_params(),
         "bytes": {"torch-fp32": (checkpoint / "model.safetensors").stat().st_size,
                   "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
-                  "onnx-int4": (folder / "int4.onnx").stat().st_size,
-                  "onnx-nbits": (folder / "nbits.onnx").stat().st_size},
+                  **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
+                     for kind in ("onnx", "genai") for v in ("int4", "nbits")}},
     }
 
 
@@ -135,8 +142,9 @@ def worker(engine: str, folder: Path, prompt: int, decode: int, repeats: int, th
     """Time one engine (runs in its own process); returns tokens/s and peak RSS."""
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, size=(1, prompt))
-    if engine == "anchor-int4":
-        best_prefill, best_decode = genai_timings(folder / "anchor", ids, decode, repeats, threads)
+    if engine.startswith(("anchor-", "genai-")):
+        path = folder / ("anchor" if engine == BASELINE else engine.removeprefix("genai-"))
+        best_prefill, best_decode = genai_timings(path, ids, decode, repeats, threads)
         return _figures(prompt / best_prefill, decode / best_decode)
     step = _torch_engine(folder, threads) if engine == "torch-fp32" else _onnx_engine(engine, folder, threads)
     best_prefill = best_decode = float("inf")
@@ -187,7 +195,7 @@ def _onnx_engine(engine: str, folder: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     variant = engine.removeprefix("onnx-")
-    session = ort.InferenceSession(str(folder / f"{variant}.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(folder / variant / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
     pasts = [i for i in session.get_inputs() if i.name.startswith("past_")]
 
@@ -232,6 +240,7 @@ def main() -> None:
     parser.add_argument("--decode", type=int, default=32, help="tokens decoded one at a time")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best kept), after one warm-up")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts; each engine runs at each")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated engines to time")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -244,7 +253,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bitzero-bench-") as tmp:
         built = build(Path(tmp))
         timings = {f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
-                   for threads in thread_counts for engine in ENGINES}
+                   for threads in thread_counts for engine in args.engines.split(",")}
     print_table(built, timings)
     if args.json:
         args.json.write_text(json.dumps({"build": built, "timings": timings}, indent=2))

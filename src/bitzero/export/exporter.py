@@ -46,8 +46,11 @@ INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # codes, an fp32 scale and an fp32 zero 
 #     tables add ~1e-4. Hence 0.1.
 #   exact: the same integers as PyTorch; an fp32 rounding now and then flips one int8 activation
 #     on a .5 edge, a 1/127 change of one element (0.0034 worst measured, 30 layers). Hence 0.02.
-#   int4 (against PyTorch on the same 4-bit weights) and fp32: fp16 tables, ~2e-4. Hence 0.01.
-TOLERANCES = {"nbits": 0.1, "exact": 0.02, "int4": 0.01, "fp32": 0.01}
+#   int4 (against PyTorch on the same 4-bit weights and 8-bit tables, layerwise.graph_reference):
+#     fp32 activations but lm_head's, int8 per block of 32: half a step of the block's absmax / 127,
+#     crest factor / (127 * sqrt(12)) ~ 0.0023 x a block's crest (2-5), 0.0055 measured on the
+#     tiny random teacher. Hence 0.02. fp32: fp32 throughout, ~1e-5. Hence 0.01.
+TOLERANCES = {"nbits": 0.1, "exact": 0.02, "int4": 0.02, "fp32": 0.01}
 
 
 class ExportError(ExportPackageError, RuntimeError):
