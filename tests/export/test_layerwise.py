@@ -3,17 +3,18 @@ export under perturbations of the numeric path (thread counts, graph optimisatio
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import helper
+from onnx import TensorProto, helper
 
 from bitzero.export.convert import pack_model
 from bitzero.export.exporter import TOLERANCES
-from bitzero.export.graph import _GraphWriter, build_graph
-from bitzero.export.layerwise import forced_graph, int4_reference, layerwise_parity
+from bitzero.export.graph import Positions, _GraphWriter, build_graph
+from bitzero.export.layerwise import forced_graph, graph_reference, layerwise_parity
 from bitzero.export.packing import PackedModel
 from bitzero.model import BitZeroLM
 from tests.export.conftest import tiny_student, tiny_teacher
@@ -30,31 +31,25 @@ def student() -> BitZeroLM:
 class _ShiftedRotary(_GraphWriter):
     """Rotary tables read one position late (queries and keys alike)."""
 
-    def positions(self) -> tuple[tuple[str, str], str]:
-        (cos, sin), bias = super().positions()
+    def positions(self) -> Positions:
+        positions = super().positions()
         b = self.b
 
         def later(table: str) -> str:
             return b.op("Concat", [b.op("Slice", [table, b.const([1]), b.const([1 << 30]), b.const([0])]),
                                    b.op("Slice", [table, b.const([-1]), b.const([1 << 30]), b.const([0])])], axis=0)
-        return (later(cos), later(sin)), bias
+        return replace(positions, rotary=(later(positions.rotary[0]), later(positions.rotary[1])))
 
 
 class _CacheBlindPositions(_GraphWriter):
-    """Positions counted from 0 in every call, ignoring the cached ones (a wrong KV-cache offset)."""
+    """Sequence lengths counted from the new tokens alone, ignoring the cached ones (a wrong KV-cache offset)."""
 
-    def positions(self) -> tuple[tuple[str, str], str]:
+    def positions(self) -> Positions:
         b = self.b
         seq = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
-        past = b.op("Squeeze", [b.op("Shape", ["past_key.0"], start=2, end=3)])
-        one = b.const(np.int64(1))
-        positions = b.op("Range", [b.const(np.int64(0)), seq, one])
-        keys = b.op("Range", [b.const(np.int64(0)), b.op("Add", [past, seq]), one])
-        allowed = b.op("LessOrEqual", [keys, b.op("Unsqueeze", [b.op("Add", [positions, past]), b.const([1])])])
-        bias = b.op("Where", [allowed, b.const(0.0), b.const(-np.inf)])
-        cos = b.op("Gather", [b.const(self.packed.dense["rope_cos"], "rope_cos"), positions])
-        sin = b.op("Gather", [b.const(self.packed.dense["rope_sin"], "rope_sin"), positions])
-        return (cos, sin), bias
+        seqlens_k = b.op("Cast", [b.op("Unsqueeze", [b.op("Sub", [seq, b.const(np.int64(1))]), b.const([0])])],
+                         to=TensorProto.INT32)
+        return replace(super().positions(), seqlens_k=seqlens_k)
 
 
 def _writer(writer: type[_GraphWriter]) -> Callable[[PackedModel, str], onnx.ModelProto]:
@@ -101,7 +96,7 @@ def test_an_export_with_a_bug_is_refused_where_the_bug_sits(student: BitZeroLM, 
     change_model, change_packed, build, where = BUGS[bug]
     packed = pack_model(change_model(student))
     change_packed(packed)
-    figures = layerwise_parity(build(packed, variant), student, SEQUENCES)
+    figures = layerwise_parity(build(packed, variant), graph_reference(student, variant), SEQUENCES)
     assert figures["max_rel_error"] > 2 * TOLERANCES[variant], (bug, figures["worst"])
     assert where in figures["worst"], (bug, figures["worst"])
 
@@ -126,7 +121,7 @@ def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
     graph = build_graph(pack_model(student), variant)
     for reference in (student, _nudged(student, 1e-6)):
         torch.set_num_threads(threads)
-        figures = layerwise_parity(graph, reference, SEQUENCES, threads=threads)
+        figures = layerwise_parity(graph, graph_reference(reference, variant), SEQUENCES, threads=threads)
         assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, figures["worst"]
     torch.set_num_threads(1)
 
@@ -134,7 +129,7 @@ def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
 def test_a_correct_teacher_export_is_accepted_against_its_own_4_bit_weights() -> None:
     teacher = tiny_teacher(seed=4).float().eval()
     packed = pack_model(teacher)
-    for variant, reference in (("int4", int4_reference(teacher)), ("fp32", teacher)):
+    for variant, reference in (("int4", graph_reference(teacher, "int4")), ("fp32", teacher)):
         figures = layerwise_parity(build_graph(packed, variant), reference, SEQUENCES)
         assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, (variant, figures["worst"])
     # Against the unrounded weights the int4 graph differs by its rounding, which is not a bug of the graph.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bitzero.export.bundle import MANIFEST, sha256
+from bitzero.export.genai import AVAILABLE as genai_available
 from bitzero.export.runtime import BundleError, BundleRuntime, Chunk, _safe_length
 from tests.tiny import tiny_tokenizer
 
@@ -28,6 +29,23 @@ def test_load_reports_provider_model_and_context(runtime: BundleRuntime, bundle:
     assert runtime.context_length == manifest["config"]["block_size"] == 256
     assert runtime.tokenizer.vocab_size == manifest["config"]["vocab_size"]
     assert runtime.variant == manifest["default_variant"] == "nbits"
+
+
+def test_generation_runs_in_onnxruntime_genai_where_installed(runtime: BundleRuntime, bundle: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert set(manifest["genai"]) == set(manifest["variants"])
+    assert runtime.engine == ("genai" if genai_available else "onnxruntime")
+
+
+def test_a_bundle_without_a_genai_config_generates_on_the_numpy_path_alike(runtime: BundleRuntime, copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["genai"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    fallback = BundleRuntime.load(copy)
+    assert fallback.engine == "onnxruntime"
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    kwargs = {"max_tokens": 16, "temperature": 0.9, "top_p": 0.8, "seed": 3, "frequency_penalty": 0.5}
+    assert list(fallback.token_ids(prompt, **kwargs)) == list(runtime.token_ids(prompt, **kwargs))
 
 
 def test_a_teacher_bundle_opens_on_its_own_default_variant(teacher_bundle: Path) -> None:

@@ -5,14 +5,20 @@ Built directly rather than through torch.onnx: the ternary matmuls are custom op
 never produce, so tracing would need graph surgery on every layer anyway. Building from the packed
 numpy arrays also keeps the graph exactly what the bundle stores (no torch needed here).
 
-One graph serves prefill and decode: inputs ``input_ids`` (batch, seq) and, per layer,
+One graph serves prefill and decode, in the layout onnxruntime-genai runs (``genai_config``):
+inputs ``input_ids`` (batch, seq), ``attention_mask`` (batch, past + seq) and, per layer,
 ``past_key.i`` / ``past_value.i`` (batch, n_kv_head, past, head_dim), empty (past = 0) on the
 first call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_value.i``
-(batch, n_kv_head, past + seq, head_dim). Positions and the causal mask come from the past length.
-The residual stream is named where each sub-layer reads it (``residual_names``: an Identity node
-each, free at run time), so the parity check can feed every sub-layer PyTorch's own input.
-Grouped-query attention multiplies the queries grouped as (batch, n_kv_head, group, seq, head_dim)
-with the keys broadcast over the group, so the cache holds only the KV heads.
+(batch, n_kv_head, past + seq, head_dim), keys after rotary. onnxruntime-genai may hand the same
+buffer as past and present (``past_present_share_buffer``): GroupQueryAttention writes in place.
+
+The operators are onnxruntime's fused CPU kernels, as its model builder emits them:
+SimplifiedLayerNormalization (RMSNorm), GroupQueryAttention (rotary, causal mask and the KV cache
+in one node; positions from the attention mask), MatMulNBits; q/k/v and gate/up run as one matmul
+each (their rows concatenated). The residual stream is named where each sub-layer reads it
+(``residual_names``: an Identity node each, free at run time) and every sub-layer reads it from
+there, so the parity check can feed every sub-layer PyTorch's own input; that is why the residual
+Add is not fused into the next norm (SkipSimplifiedLayerNormalization would read its own sum).
 
 Variants of a ternary (student) model; every BitLinear quantizes its activations per token to int8:
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
@@ -26,30 +32,48 @@ Variants of a full-precision (teacher) model:
   SmolLM2's activation outliers, for 15% more decode speed);
 * ``fp32``: plain fp32 MatMuls (the graph's own parity check, and a baseline).
 
-Embedding and lm_head (at SmolLM2's size the tied 49152 x 576 table is a fifth of the model):
-``nbits`` and ``int4`` store the tables as fp16 (Gather, then Cast to fp32); ``exact`` and
-``fp32`` as fp32. A tied table is stored once: lm_head multiplies by its transpose (cast and
-transposed to fp32 by constant folding when the session starts: no bytes in the file, 4 bytes a
-weight in memory). lm_head is never 4-bit: measured on the real SmolLM2 (a chat of 63 tokens), a
-4-bit lm_head alone cost 8% median relative logit error and top-1 agreement 84%, the fp16 table
-1e-6 and 100%; on the demo's ternary student it pushed the nbits parity error to 0.26.
+Embedding and lm_head (at SmolLM2's size the tied 49152 x 576 table is a fifth of the model, and
+lm_head reads all of it at every token): ``nbits`` and ``int4`` store each table once as symmetric
+8-bit blocks of 32 (``packing.quantize_table``), read by GatherBlockQuantized (embedding) and
+MatMulNBits bits=8 (lm_head); ``exact`` and ``fp32`` keep fp32 tables, lm_head multiplying by
+the transpose (folded when the session starts). Chosen by measurement on the real SmolLM2 (a chat
+of 157 tokens; 1 thread, numpy loop, decode tokens/s of the student / teacher graph):
+  fp16 table, folded to fp32: NLL 2.874, decode 48 / 29 (113 MB of fp32 read a token);
+  8-bit blocks:              NLL 2.877 (top-1 98%), decode 60 / 33, file -25 MB;
+  4-bit blocks:              NLL 3.067 (top-1 86%), decode 68 / 34, file -39 MB.
+The 4-bit table's +0.19 nats is not worth its 12%; SmolLM2's GGUF table is 8-bit blocks of 32
+already, so the 8-bit table restores it (end-to-end parity 5e-6 on the real teacher).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitzero.export.packing import ZERO_CODE, Int4Weight, PackedLinear, PackedModel, quantize_int4
+from bitzero.export.packing import (
+    TABLE_BLOCK,
+    ZERO_CODE,
+    Int4Weight,
+    PackedLinear,
+    PackedModel,
+    quantize_int4,
+    quantize_table,
+)
 
 STUDENT_VARIANTS = ("nbits", "exact")
 TEACHER_VARIANTS = ("int4", "fp32")
-HALF_TABLES = ("nbits", "int4")  # fp16 embedding (and untied lm_head) tables
+HALF_TABLES = ("nbits", "int4")  # fp16 embedding (and untied lm_head) tables, where not quantized
+TABLE_BITS = {"nbits": 8, "int4": 8}  # variants whose tables are stored in 8-bit blocks (see above)
+# lm_head's activations: int8 per block of 32 (MatMulNBits has no fp32 kernel for 8 bits: with fp32
+# activations it dequantizes the whole table every call, measured 3 tokens/s on SmolLM2).
+TABLE_ACCURACY = 4
 OPSET = 21
 IR_VERSION = 10  # the newest onnxruntime 1.31 loads
 NBITS_BLOCK = 128
@@ -115,17 +139,17 @@ class _Builder:
         """A node with one output; its name."""
         return self.op_outputs(op_type, inputs, 1, domain, **attrs)[0]
 
-    def op_outputs(self, op_type: str, inputs: list[str], outputs: int, domain: str = "", **attrs: Any) -> list[str]:
-        """A node with ``outputs`` outputs; their names."""
+    def op_outputs(self, op_type: str, inputs: list[str], outputs: int | list[str], domain: str = "", **attrs: Any) -> list[str]:
+        """A node with ``outputs`` outputs (a count, or their names); their names."""
         self._count += 1
-        names = [f"{op_type.lower()}_{self._count}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
+        names = outputs if isinstance(outputs, list) else [
+            f"{op_type.lower()}_{self._count}" + (f"_{i}" if outputs > 1 else "") for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, names, name=f"n{self._count}", domain=domain, **attrs))
         return names
 
     def rms_norm(self, x: str, weight: np.ndarray, eps: float, name: str) -> str:
-        mean_sq = self.op("ReduceMean", [self.op("Mul", [x, x]), self.const([-1])], keepdims=1)
-        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [mean_sq, self.const(float(eps))])])])
-        return self.op("Mul", [self.op("Mul", [x, inv]), self.const(weight.astype(np.float32), name)])
+        return self.op("SimplifiedLayerNormalization", [x, self.const(weight.astype(np.float32), name)],
+                       axis=-1, epsilon=float(eps), stash_type=1)
 
     def matmul_int4(self, x: str, weight: Int4Weight, name: str) -> str:
         """x @ W.T for 4-bit blocks with float zero points, on MatMulNBits' fast path.
@@ -155,15 +179,15 @@ class _Builder:
             return self.matmul_int4(x, quantize_int4(weight), name)
         return self.op("MatMul", [x, self.const(np.ascontiguousarray(weight.T, dtype=np.float32), f"{name}.weight")])
 
-    def unpacked_codes(self, layer: PackedLinear, name: str) -> str:
+    def unpacked_codes(self, packed_codes: np.ndarray, k: int, name: str) -> str:
         """(K, N) int8 codes, stored as the 2-bit packed bytes and unpacked by the graph itself.
 
         Every input is an initializer, so onnxruntime folds this into one int8 constant when the
         session starts: the file keeps 2 bits a weight, the kernel gets int8.
         """
-        n, k = layer.codes.shape[0], layer.in_features
+        n = packed_codes.shape[0]
         fields = self.op("BitShift", [
-            self.op("Unsqueeze", [self.const(layer.codes, f"{name}.codes"), self.const([-1])]),
+            self.op("Unsqueeze", [self.const(packed_codes, f"{name}.codes"), self.const([-1])]),
             self.const(np.array([0, 2, 4, 6], dtype=np.uint8)),
         ], direction="RIGHT")
         stored = self.op("BitwiseAnd", [fields, self.const(np.uint8(0b11))])
@@ -172,54 +196,65 @@ class _Builder:
         codes = self.op("Sub", [self.op("Cast", [stored], to=TensorProto.INT8), self.const(np.int8(ZERO_CODE))])
         return self.op("Transpose", [codes], perm=[1, 0])
 
-    def bit_linear(self, x: str, layer: PackedLinear, variant: str, name: str) -> str:
-        """Per-token int8 activations, then the variant's ternary matmul, critical rows merged."""
+    def bit_linear(self, x: str, layers: list[PackedLinear], variant: str, name: str) -> str:
+        """Per-token int8 activations, then the variant's ternary matmul over the rows of every layer
+        in ``layers`` (which share their input), critical rows merged back in place."""
         amax = self.op("Max", [self.op("ReduceMax", [self.op("Abs", [x]), self.const([-1])], keepdims=1), self.const(ACT_CLAMP)])
         scale = self.op("Div", [self.const(ACT_QMAX), amax])
         grid = self.op("Clip", [self.op("Round", [self.op("Mul", [x, scale])]), self.const(-ACT_QMAX - 1), self.const(ACT_QMAX)])
         dequant = self.op("Div", [grid, scale])
-        n_ternary = layer.codes.shape[0]
+        k = layers[0].in_features
+        rows = np.concatenate([layer.codes for layer in layers])
         if variant == "exact":
-            codes = self.unpacked_codes(layer, name)
+            codes = self.unpacked_codes(rows, k, name)
             # uint8 activations with zero point 128 (the same integers): onnxruntime's u8 x s8
             # kernel is ~200x faster than its s8 x s8 fallback at one token (measured).
             shifted = self.op("Cast", [self.op("Add", [grid, self.const(128.0)])], to=TensorProto.UINT8)
             acc = self.op("MatMulInteger", [shifted, codes, self.const(np.uint8(128))])
-            gamma = self.const(np.float32(layer.gamma))
+            gamma = self.const(np.concatenate([np.full(layer.codes.shape[0], layer.gamma, np.float32) for layer in layers]))
             ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
             critical_dtype: type[np.floating[Any]] = np.float32
         else:
-            packed, scales, block = nbits_tensors(layer)
+            tensors = [nbits_tensors(layer) for layer in layers]
+            packed = np.concatenate([t[0] for t in tensors])
             ternary = self.op(
-                "MatMulNBits", [dequant, self.const(packed, f"{name}.nbits"), self.const(scales, f"{name}.scales")],
-                domain="com.microsoft", K=layer.in_features, N=n_ternary, bits=2, block_size=block, accuracy_level=4,
+                "MatMulNBits", [dequant, self.const(packed, f"{name}.nbits"),
+                                self.const(np.concatenate([t[1] for t in tensors]), f"{name}.scales")],
+                domain="com.microsoft", K=k, N=rows.shape[0], bits=2, block_size=tensors[0][2], accuracy_level=4,
             )
             critical_dtype = np.float16
-        if not layer.critical_mask.any():
+        if not any(layer.critical_mask.any() for layer in layers):
             return ternary
-        critical_weight = self.const(layer.critical_weight.T.astype(critical_dtype), f"{name}.critical")
+        critical_rows = np.concatenate([layer.critical_weight for layer in layers])
+        critical_weight = self.const(critical_rows.T.astype(critical_dtype), f"{name}.critical")
         if critical_dtype != np.float32:
             critical_weight = self.op("Cast", [critical_weight], to=TensorProto.FLOAT)
         critical = self.op("MatMul", [dequant, critical_weight])
-        order = np.concatenate([np.flatnonzero(~layer.critical_mask), np.flatnonzero(layer.critical_mask)])
+        offsets = np.cumsum([0] + [layer.out_features for layer in layers])
+        order = np.concatenate([np.flatnonzero(~layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)]
+                               + [np.flatnonzero(layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)])
         return self.op("Gather", [self.op("Concat", [ternary, critical], axis=-1), self.const(np.argsort(order))], axis=-1)
 
 
 class _GraphWriter:
-    """One model's graph: embeddings, blocks (GQA with a KV cache, SwiGLU) and lm_head."""
+    """One model's graph: embeddings, blocks (GroupQueryAttention with a KV cache, SwiGLU) and lm_head."""
 
-    def __init__(self, packed: PackedModel, variant: str) -> None:
+    def __init__(self, packed: PackedModel, variant: str, table_bits: int | None = None) -> None:
         self.packed, self.variant, self.b = packed, variant, _Builder()
+        self.table_bits = TABLE_BITS.get(variant, 0) if table_bits is None else table_bits
+        self._tables: dict[str, tuple[str, str, int]] = {}
         cfg = packed.config
         self.n_head, self.n_kv = cfg["n_head"], cfg["n_kv_head"]
         self.head_dim = cfg["n_embd"] // self.n_head
         self.eps = cfg["norm_eps"]
 
-    def linear(self, x: str, name: str) -> str:
-        layer = self.packed.linears.get(name)
-        if layer is not None:
-            return self.b.bit_linear(x, layer, self.variant, name)
-        return self.b.dense_linear(x, self.packed.dense[f"{name}.weight"], self.variant, name)
+    def linear(self, x: str, names: list[str], fused: str) -> str:
+        """The projections ``names`` of one input as one matmul (their outputs concatenated), named ``fused``."""
+        layers = [self.packed.linears.get(name) for name in names]
+        if all(layer is not None for layer in layers):
+            return self.b.bit_linear(x, [layer for layer in layers if layer is not None], self.variant, fused)
+        weights = [self.packed.dense[f"{name}.weight"] for name in names]
+        return self.b.dense_linear(x, np.concatenate(weights), self.variant, fused)
 
     def norm(self, x: str, name: str) -> str:
         return self.b.rms_norm(x, self.packed.dense[f"{name}.weight"], self.eps, f"{name}.weight")
@@ -235,65 +270,67 @@ class _GraphWriter:
     def as_float(self, x: str) -> str:
         return self.b.op("Cast", [x], to=TensorProto.FLOAT) if self.variant in HALF_TABLES else x
 
+    def quantized_table(self, name: str) -> tuple[str, str, int]:
+        """A table in ``table_bits``-bit blocks, stored once however many nodes read it: codes, scales, K."""
+        if name not in self._tables:
+            table = quantize_table(self.packed.dense[name], self.table_bits)
+            self._tables[name] = (self.b.const(table.codes, f"{name}.q{self.table_bits}"),
+                                  self.b.const(table.scales, f"{name}.scales"), table.in_features)
+        return self._tables[name]
+
     def embedding(self) -> str:
-        return self.as_float(self.b.op("Gather", [self.table("embed.weight"), "input_ids"]))
+        if not self.table_bits:
+            return self.as_float(self.b.op("Gather", [self.table("embed.weight"), "input_ids"]))
+        codes, scales, k = self.quantized_table("embed.weight")
+        rows = self.b.op("Reshape", [codes, self.b.const(np.array([0, -1], dtype=np.int64))])
+        gathered = self.b.op("GatherBlockQuantized", [rows, "input_ids", scales], domain="com.microsoft",
+                             bits=self.table_bits, block_size=TABLE_BLOCK, gather_axis=0, quantize_axis=1)
+        padded = -(-k // TABLE_BLOCK) * TABLE_BLOCK
+        if padded == k:
+            return gathered
+        return self.b.op("Slice", [gathered, self.b.const([0]), self.b.const([k]), self.b.const([-1])])
 
     def lm_head(self, x: str) -> None:
-        b, tied = self.b, self.packed.config["tie_embeddings"]
-        table = "embed.weight" if tied else self.table("lm_head.weight")  # a tied table is stored once
+        b, name = self.b, "embed.weight" if self.packed.config["tie_embeddings"] else "lm_head.weight"
+        if self.table_bits:
+            codes, scales, k = self.quantized_table(name)
+            b.op_outputs("MatMulNBits", [x, codes, scales], ["logits"], domain="com.microsoft", K=k,
+                         N=self.packed.config["vocab_size"], bits=self.table_bits, block_size=TABLE_BLOCK,
+                         accuracy_level=TABLE_ACCURACY)
+            return
+        table = name if name == "embed.weight" else self.table(name)  # a tied table is stored once
         logits = b.op("MatMul", [x, b.op("Transpose", [self.as_float(table)], perm=[1, 0])])
         b.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
 
-    def attention(self, x: str, i: int, rotary: tuple[str, str], bias: str) -> str:
+    def attention(self, x: str, i: int, positions: Positions) -> str:
         b, p = self.b, f"blocks.{i}.attn"
-        n_head, n_kv, d = self.n_head, self.n_kv, self.head_dim
-
-        def heads(y: str, count: int) -> str:
-            shape = b.const(np.array([0, 0, count, d], dtype=np.int64))
-            return b.op("Transpose", [b.op("Reshape", [y, shape])], perm=[0, 2, 1, 3])
-
-        def rotate(y: str) -> str:
-            cos, sin = rotary
-            first, second = b.op_outputs("Split", [y], 2, axis=-1, num_outputs=2)
-            rotated = b.op("Concat", [b.op("Neg", [second]), first], axis=-1)
-            return b.op("Add", [b.op("Mul", [y, cos]), b.op("Mul", [rotated, sin])])
-
-        q = rotate(heads(self.linear(x, f"{p}.q_proj"), n_head))
-        k = rotate(heads(self.linear(x, f"{p}.k_proj"), n_kv))
-        v = heads(self.linear(x, f"{p}.v_proj"), n_kv)
-        b.nodes.append(helper.make_node("Concat", [f"past_key.{i}", k], [f"present_key.{i}"], axis=2))
-        b.nodes.append(helper.make_node("Concat", [f"past_value.{i}", v], [f"present_value.{i}"], axis=2))
-        # Query head h reads KV head h // group: (B, H, T, D) -> (B, KV, group, T, D).
-        grouped = b.op("Reshape", [q, b.const(np.array([0, n_kv, n_head // n_kv, -1, d], dtype=np.int64))])
-        group_axis = b.const([2])
-        keys = b.op("Transpose", [b.op("Unsqueeze", [f"present_key.{i}", group_axis])], perm=[0, 1, 2, 4, 3])
-        scores = b.op("Mul", [b.op("MatMul", [grouped, keys]), b.const(1.0 / math.sqrt(d))])
-        weights = b.op("Softmax", [b.op("Add", [scores, bias])], axis=-1)
-        attn = b.op("MatMul", [weights, b.op("Unsqueeze", [f"present_value.{i}", group_axis])])
-        attn = b.op("Reshape", [attn, b.const(np.array([0, n_head, -1, d], dtype=np.int64))])
-        attn = b.op("Reshape", [b.op("Transpose", [attn], perm=[0, 2, 1, 3]), b.const(np.array([0, 0, n_head * d], dtype=np.int64))])
-        return self.linear(self.sub_norm(attn, f"{p}.sub_norm"), f"{p}.o_proj")
+        qkv = self.linear(x, [f"{p}.q_proj", f"{p}.k_proj", f"{p}.v_proj"], f"{p}.qkv_proj")
+        attn = b.op_outputs(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key.{i}", f"past_value.{i}", positions.seqlens_k, positions.total, *positions.rotary],
+            [f"{p}.gqa", f"present_key.{i}", f"present_value.{i}"], domain="com.microsoft",
+            num_heads=self.n_head, kv_num_heads=self.n_kv, scale=1.0 / math.sqrt(self.head_dim),
+            do_rotary=1, rotary_interleaved=0,
+        )[0]
+        return self.linear(self.sub_norm(attn, f"{p}.sub_norm"), [f"{p}.o_proj"], f"{p}.o_proj")
 
     def feed_forward(self, x: str, i: int) -> str:
         b, p = self.b, f"blocks.{i}.ffn"
-        gate = self.linear(x, f"{p}.gate_proj")
-        hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), self.linear(x, f"{p}.up_proj")])
-        return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), f"{p}.down_proj")
+        gate, up = b.op_outputs("Split", [self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")],
+                                2, axis=-1, num_outputs=2)
+        hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), up])
+        return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), [f"{p}.down_proj"], f"{p}.down_proj")
 
-    def positions(self) -> tuple[tuple[str, str], str]:
-        """Rotary cos/sin rows for positions past .. past+seq-1, and the causal mask as an additive bias."""
-        b = self.b
-        past = b.op("Squeeze", [b.op("Shape", ["past_key.0"], start=2, end=3)])
-        seq = b.op("Squeeze", [b.op("Shape", ["input_ids"], start=1, end=2)])
-        total = b.op("Add", [past, seq])
-        one = b.const(np.int64(1))
-        positions = b.op("Range", [past, total, one])
-        keys = b.op("Range", [b.const(np.int64(0)), total, one])
-        allowed = b.op("LessOrEqual", [keys, b.op("Unsqueeze", [positions, b.const([1])])])
-        bias = b.op("Where", [allowed, b.const(0.0), b.const(-math.inf)])
-        cos = b.op("Gather", [b.const(self.packed.dense["rope_cos"], "rope_cos"), positions])
-        sin = b.op("Gather", [b.const(self.packed.dense["rope_sin"], "rope_sin"), positions])
-        return (cos, sin), bias
+    def positions(self) -> Positions:
+        """What GroupQueryAttention places tokens by: per sequence, its length - 1 (int32) from the
+        attention mask, the total length, and the rotary cos/sin tables (half a head wide)."""
+        b, half = self.b, self.head_dim // 2
+        lengths = b.op("ReduceSum", ["attention_mask", b.const([1])], keepdims=0)
+        seqlens_k = b.op("Cast", [b.op("Sub", [lengths, b.const(np.int64(1))])], to=TensorProto.INT32)
+        total = b.op("Cast", [b.op("Squeeze", [b.op("Shape", ["attention_mask"], start=1, end=2)])], to=TensorProto.INT32)
+        cos = b.const(np.ascontiguousarray(self.packed.dense["rope_cos"][:, :half]), "rope_cos")
+        sin = b.const(np.ascontiguousarray(self.packed.dense["rope_sin"][:, :half]), "rope_sin")
+        return Positions(seqlens_k, total, (cos, sin))
 
     def residual(self, x: str, name: str) -> str:
         self.b.nodes.append(helper.make_node("Identity", [x], [name], name=name))
@@ -301,17 +338,18 @@ class _GraphWriter:
 
     def build(self) -> onnx.ModelProto:
         cfg, b = self.packed.config, self.b
-        inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
+        inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+                  helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"])]
         outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", cfg["vocab_size"]])]
         for i in range(cfg["n_layer"]):
             for kind in ("key", "value"):
                 inputs.append(helper.make_tensor_value_info(f"past_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "past", self.head_dim]))
                 outputs.append(helper.make_tensor_value_info(f"present_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "total", self.head_dim]))
-        rotary, bias = self.positions()
+        positions = self.positions()
         names = iter(residual_names(cfg["n_layer"]))
         x = self.residual(self.embedding(), next(names))
         for i in range(cfg["n_layer"]):
-            x = self.residual(b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, rotary, bias)]), next(names))
+            x = self.residual(b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, positions)]), next(names))
             x = self.residual(b.op("Add", [x, self.feed_forward(self.norm(x, f"blocks.{i}.ffn_norm"), i)]), next(names))
         self.lm_head(self.norm(x, "norm"))
         graph = helper.make_graph(b.nodes, f"bitzero_{self.variant}", inputs, outputs, b.initializers)
@@ -319,13 +357,33 @@ class _GraphWriter:
         return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="bitzero")
 
 
-def build_graph(packed: PackedModel, variant: str) -> onnx.ModelProto:
-    """The model as one ONNX graph with past/present key-value inputs and outputs."""
+@dataclass(frozen=True)
+class Positions:
+    """GroupQueryAttention's position inputs: tensor names of seqlens_k, the total length and the rotary tables."""
+
+    seqlens_k: str
+    total: str
+    rotary: tuple[str, str]
+
+
+def build_graph(packed: PackedModel, variant: str, table_bits: int | None = None) -> onnx.ModelProto:
+    """The model as one ONNX graph with past/present key-value inputs and outputs; ``table_bits``
+    (4 or 8; 0: float) overrides the variant's embedding/lm_head format (``TABLE_BITS``)."""
     check_variant(packed.config, variant)
     missing = [f"blocks.{i}.{n}" for i in range(packed.config["n_layer"]) for n in PROJECTIONS
                if f"blocks.{i}.{n}" not in packed.linears and f"blocks.{i}.{n}.weight" not in packed.dense]
     if missing:
         raise ValueError(f"the packed model lacks {len(missing)} projections, e.g. {missing[0]}")
-    model = _GraphWriter(packed, variant).build()
-    onnx.checker.check_model(model, full_check=True)
+    model = _GraphWriter(packed, variant, table_bits).build()
+    _check(model)
     return model
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """onnx's full check, with onnxruntime's SimplifiedLayerNormalization (a contrib op that lives in
+    the default domain, unknown to onnx) checked as a custom-domain op, i.e. by its wiring alone."""
+    checked = copy.deepcopy(model)
+    for node in checked.graph.node:
+        if node.op_type == "SimplifiedLayerNormalization":
+            node.domain = "com.microsoft"
+    onnx.checker.check_model(checked, full_check=True)

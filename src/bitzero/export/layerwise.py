@@ -16,7 +16,8 @@ unchanged (only relative angles enter its scores) but not the cache. Everything 
 on whole sequences, and on their second half after a KV cache of the first half, fed with
 PyTorch's keys and values, so a wrong cache offset or mask shows.
 
-The int4 variant is compared with PyTorch running the same 4-bit weights (``int4_reference``): the
+Each variant is compared with PyTorch running the weights its graph stores (``graph_reference``:
+the int4 variant's 4-bit projections, the 8-bit embedding/lm_head tables of ``TABLE_BITS``): the
 check is of the graph, and the weights' rounding is the NLL's business.
 """
 
@@ -34,12 +35,13 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
-from bitzero.export.graph import PROJECTIONS, residual_names
-from bitzero.export.packing import quantize_int4
+from bitzero.export.graph import PROJECTIONS, TABLE_BITS, residual_names
+from bitzero.export.packing import quantize_int4, quantize_table
 from bitzero.model import BitZeroLM
 from bitzero.model.transformer import Block
 
-EXPORTED = ".export"  # suffix of a rewired residual tensor's own (exported) value
+EXPORTED = ".export"
+MASK = "attention_mask"  # suffix of a rewired residual tensor's own (exported) value
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def forced_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     forced = copy.deepcopy(model)
     graph = forced.graph
     names = set(residual_names(int(len([i for i in graph.input if i.name.startswith("past_key.")]))))
-    width = next(_width(t) for t in graph.initializer if t.name == "embed.weight")
+    width = next(int(t.dims[0]) for t in graph.initializer if t.name == "norm.weight")  # the final norm's gain
     for node in graph.node:
         if node.op_type == "Identity" and node.output[0] in names:
             node.output[0] += EXPORTED
@@ -82,10 +84,6 @@ def forced_graph(model: onnx.ModelProto) -> onnx.ModelProto:
         graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "seq", width]))
         graph.output.append(helper.make_tensor_value_info(name + EXPORTED, TensorProto.FLOAT, ["batch", "seq", width]))
     return forced
-
-
-def _width(table: onnx.TensorProto) -> int:
-    return int(table.dims[1])
 
 
 @torch.no_grad()
@@ -117,17 +115,24 @@ def torch_states(model: BitZeroLM, ids: Sequence[int]) -> dict[str, np.ndarray]:
     return states
 
 
-def int4_reference(model: BitZeroLM) -> BitZeroLM:
-    """A copy of a full-precision model whose projections hold the int4 graph's dequantized weights."""
+def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
+    """A copy of ``model`` holding the weights ``variant``'s graph stores: the int4 graph's dequantized
+    projections, and the dequantized tables where the variant quantizes them (``TABLE_BITS``)."""
     reference = copy.deepcopy(model)
     modules = dict(reference.named_modules())
     with torch.no_grad():
-        for i in range(reference.config.n_layer):
-            for name in PROJECTIONS:
-                layer = modules[f"blocks.{i}.{name}"]
-                assert isinstance(layer, torch.nn.Linear)
-                weight = quantize_int4(layer.weight.detach().float().numpy()).dense()
-                layer.weight.copy_(torch.from_numpy(weight))
+        if variant == "int4":
+            for i in range(reference.config.n_layer):
+                for name in PROJECTIONS:
+                    layer = modules[f"blocks.{i}.{name}"]
+                    assert isinstance(layer, torch.nn.Linear)
+                    weight = quantize_int4(layer.weight.detach().float().numpy()).dense()
+                    layer.weight.copy_(torch.from_numpy(weight))
+        if TABLE_BITS.get(variant):
+            for table in (reference.embed, reference.lm_head):
+                if table is not None:
+                    rounded = quantize_table(table.weight.detach().float().numpy(), TABLE_BITS[variant]).dense()
+                    table.weight.copy_(torch.from_numpy(rounded))
     return reference
 
 
@@ -162,6 +167,7 @@ def layerwise_parity(
     compared = stages(n_layer)
     residuals = residual_names(n_layer)
     outputs = [o.name for o in session.get_outputs()]
+    inputs = {i.name for i in session.get_inputs()}
     whole, cached = _Errors(), _Errors()
     for ids in sequences:
         states = torch_states(reference, ids)
@@ -169,6 +175,8 @@ def layerwise_parity(
             if start == len(ids):
                 continue
             feeds: dict[str, np.ndarray] = {"input_ids": np.asarray([list(ids)[start:]], dtype=np.int64)}
+            if MASK in inputs:  # the attention mask spans the cached positions and the new ones
+                feeds[MASK] = np.ones((1, len(ids)), dtype=np.int64)
             feeds.update({name: states[name][:, start:] for name in residuals})
             for i in range(n_layer):
                 feeds[f"past_key.{i}"] = states[f"key.{i}"][:, :, :start]

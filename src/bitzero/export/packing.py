@@ -116,6 +116,45 @@ def quantize_int4(weight: np.ndarray, block: int = INT4_BLOCK) -> Int4Weight:
     return Int4Weight(_pack_nibbles(codes), scales, (-low / scales).astype(np.float32), k)
 
 
+@dataclass(frozen=True)
+class TableWeight:
+    """An embedding-sized (N, K) table in symmetric ``bits``-bit blocks of ``TABLE_BLOCK`` along K, as
+    MatMulNBits (lm_head) and GatherBlockQuantized (embedding) both read it, so a tied table is
+    stored once: codes (N, blocks, block * bits / 8) uint8 with their default zero point
+    2^(bits - 1), fp32 scales (N, blocks)."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    bits: int
+    in_features: int
+
+    def dense(self) -> np.ndarray:
+        n, blocks, _ = self.codes.shape
+        values = self.codes if self.bits == 8 else _nibbles(self.codes)
+        centred = values.reshape(n, blocks, -1).astype(np.float32) - (1 << (self.bits - 1))
+        return (centred * self.scales[..., None]).reshape(n, -1)[:, : self.in_features]
+
+
+TABLE_BLOCK = 32
+
+
+def quantize_table(table: np.ndarray, bits: int) -> TableWeight:
+    """Symmetric ``bits``-bit (4 or 8) blocks: code 2^(bits-1) +- round(w / scale), scale = absmax / (2^(bits-1) - 1)."""
+    if bits not in (4, 8):
+        raise PackingError(f"tables are stored in 4 or 8 bits, not {bits}")
+    table = np.asarray(table, dtype=np.float32)
+    n, k = table.shape
+    blocks = -(-k // TABLE_BLOCK)
+    padded = np.zeros((n, blocks * TABLE_BLOCK), dtype=np.float32)
+    padded[:, :k] = table
+    grouped = padded.reshape(n, blocks, TABLE_BLOCK)
+    half = 1 << (bits - 1)
+    scales = np.abs(grouped).max(-1) / (half - 1)
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    codes = (np.clip(np.round(grouped / scales[..., None]), 1 - half, half - 1) + half).astype(np.uint8)
+    return TableWeight(codes if bits == 8 else _pack_nibbles(codes), scales, bits, k)
+
+
 @dataclass
 class PackedLinear:
     """One BitLinear: ternary rows as packed codes with their scale, critical rows as floats.

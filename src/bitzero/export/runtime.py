@@ -6,11 +6,17 @@ provider when onnxruntime offers it, else on the CPU; ``provider`` says which on
 ``stream()`` generates with the KV cache: the prompt in one call, then one token a call, and ends
 a reply at any of ``tokenizer.stop_ids``; the context is the config's ``block_size``. The cache
 holds ``n_kv_head`` heads per layer (grouped-query attention).
+
+On the CPU, where onnxruntime-genai is installed and the bundle has the variant's genai config,
+generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
+instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
+replies are the same. ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
+onnxruntime session, opened on first use when generation does not need it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +25,8 @@ import numpy as np
 import onnxruntime as ort
 
 from bitzero.export.bundle import BundleError, read_manifest, verify_file
+from bitzero.export.genai import AVAILABLE as genai_available
+from bitzero.export.genai import GenaiModel
 from bitzero.export.sampling import RepeatGuard, check_sampling, penalize, sample_token
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
@@ -28,6 +36,7 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 FinishReason = Literal["stop", "length"]
 INCOMPLETE = "\ufffd"  # what decoding shows for the first bytes of a character still to come
+MASK = "attention_mask"
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,12 @@ class BundleRuntime:
     """One loaded bundle variant: session, tokenizer and generation."""
 
     def __init__(
-        self, session: ort.InferenceSession, manifest: dict[str, Any], tokenizer: Tokenizer, variant: str
+        self, session: ort.InferenceSession, manifest: dict[str, Any], tokenizer: Tokenizer, variant: str,
+        genai: GenaiModel | None = None,
     ) -> None:
         self._session = session
+        self._genai = genai
+        self.engine = "genai" if genai is not None else "onnxruntime"
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.variant = variant
@@ -100,12 +112,20 @@ class BundleRuntime:
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
-        runtime = cls(session, manifest, tokenizer, variant)
+        genai = None
+        genai_entry = manifest.get("genai", {}).get(variant)
+        if genai_available and genai_entry and session.get_providers()[0] == CPU:
+            verify_file(bundle_dir, genai_entry)
+            try:
+                genai = GenaiModel(model_path.parent, threads)
+            except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
+                raise BundleError(f"onnxruntime-genai cannot load {model_path.parent}: {exc}") from exc
+        runtime = cls(session, manifest, tokenizer, variant, genai)
         runtime._check_signature(model_path)
         return runtime
 
     def _check_signature(self, model_path: Path) -> None:
-        expected = {"input_ids"} | {f"past_{k}.{i}" for i in range(self._n_layer) for k in ("key", "value")}
+        expected = {"input_ids", MASK} | {f"past_{k}.{i}" for i in range(self._n_layer) for k in ("key", "value")}
         got = {i.name for i in self._session.get_inputs()}
         if got != expected:
             raise BundleError(f"{model_path} does not match the bundle config: inputs {sorted(got ^ expected)} differ")
@@ -120,6 +140,7 @@ class BundleRuntime:
         """Logits (len(ids), vocab) for ``ids`` after the cached positions, and the new cache."""
         feeds = dict(cache or self._empty_cache())
         feeds["input_ids"] = np.asarray([list(ids)], dtype=np.int64)
+        feeds[MASK] = np.ones((1, feeds["past_key.0"].shape[2] + len(ids)), dtype=np.int64)
         results = dict(zip(self._outputs, self._session.run(None, feeds), strict=True))
         present = {
             f"past_{k}.{i}": results[f"present_{k}.{i}"] for i in range(self._n_layer) for k in ("key", "value")
@@ -155,9 +176,10 @@ class BundleRuntime:
         sequence = list(prompt)
         counts: dict[int, int] = {}
         guard = RepeatGuard(earlier, repeat_ngram)
-        logits, cache = self.forward(sequence)
+        steps = self._last_logits(sequence, budget, use_cache)
+        last = next(steps)
         for step in range(budget):
-            row = guard.apply(penalize(logits[-1], counts, frequency_penalty, presence_penalty), sequence)
+            row = guard.apply(penalize(last, counts, frequency_penalty, presence_penalty), sequence)
             token = sample_token(row, temperature, top_p, rng, top_k)
             counts[token] = counts.get(token, 0) + 1
             yield token
@@ -165,10 +187,20 @@ class BundleRuntime:
             guard.learn(sequence[len(prompt):])
             if token in self._stop_ids or step == budget - 1:
                 return
-            if use_cache:
-                logits, cache = self.forward([token], cache)
-            else:
-                logits, _ = self.forward(sequence)
+            last = steps.send(token)
+
+    def _last_logits(self, sequence: list[int], budget: int, use_cache: bool) -> Generator[np.ndarray, int, None]:
+        """The last position's logits for ``sequence``, then again after each token sent (which the
+        caller has appended to ``sequence``): in onnxruntime-genai where loaded, else ``forward``."""
+        if use_cache and self._genai is not None:
+            session = self._genai.session(sequence, len(sequence) + budget)
+            token = yield session.logits
+            while True:
+                token = yield session.advance(token)
+        logits, cache = self.forward(sequence)
+        while True:
+            token = yield logits[-1]
+            logits, cache = self.forward([token], cache) if use_cache else self.forward(sequence)
 
     def _check_prompt(self, prompt_ids: Sequence[int], max_tokens: int) -> list[int]:
         prompt = [int(i) for i in prompt_ids]
