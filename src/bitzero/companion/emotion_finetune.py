@@ -52,6 +52,9 @@ class FinetuneSettings:
     # batches (AMX: ~2x faster; AVX512-BF16 alone can be slower), else fp32.
     precision: str = "auto"
     seconds: float | None = None  # the time budget of the training steps (None: the epochs decide)
+    # Encoder layers trained, from the top (None: all). Frozen lower layers need no backward pass, so
+    # a time budget sees more rows; the top layers carry most of what emotion reading changes.
+    train_layers: int | None = None
     warmup: float = 0.1  # share of the cycle spent warming the learning rate up
 
     def candidate_dtypes(self) -> tuple[torch.dtype, ...]:
@@ -159,6 +162,9 @@ def finetune_encoder(
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     model = EncoderClassifier(AutoModel.from_pretrained(str(source)), len(label_names))
     model.encoder.embeddings.requires_grad_(False)
+    layers = model.encoder.encoder.layer
+    for layer in layers[: len(layers) - (settings.train_layers or len(layers))]:
+        layer.requires_grad_(False)
 
     targets = torch.tensor([label_names.index(label) for label in labels])
     counts = torch.bincount(targets, minlength=len(label_names)).float().clamp(min=1)
