@@ -162,7 +162,8 @@ def finetune_encoder(
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     model = EncoderClassifier(AutoModel.from_pretrained(str(source)), len(label_names))
     model.encoder.embeddings.requires_grad_(False)
-    layers = model.encoder.encoder.layer
+    layers = model.encoder.get_submodule("encoder.layer")
+    assert isinstance(layers, torch.nn.ModuleList)
     for layer in layers[: len(layers) - (settings.train_layers or len(layers))]:
         layer.requires_grad_(False)
 
