@@ -254,7 +254,7 @@ function loadAll() { loadMemories(); loadPrivacy(); loadConversations(); }
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = $("input").value.trim();
-  if (!text) return;
+  if (!text || $("send").disabled) return;  // Enter while a reply streams waits for it, as the button does
   $("input").value = "";
   send(text);
 });
