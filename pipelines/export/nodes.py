@@ -73,8 +73,9 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
     if "failure" in student:
         decision = left_out(student["failure"], teacher_nll, params["gate_factor"])
     else:
+        # A bundle exported outside this stage (by export_bundle alone) carries no eval to judge by.
         verdicts = {kind: (m["conversation_eval"]["passed"], m["conversation_eval"]["reason"])
-                    for kind, m in ((STUDENT, student), (TEACHER, teacher))}
+                    for kind, m in ((STUDENT, student), (TEACHER, teacher)) if "conversation_eval" in m}
         decision = decide(student["held_out_nll"]["overall"], teacher_nll, params["gate_factor"], verdicts)
     manifests = {kind: m for kind, m in ((STUDENT, student), (TEACHER, teacher)) if kind in decision.bundles}
     name = params["registered_model_name"]
@@ -131,6 +132,15 @@ def _failure_figures(manifest: dict[str, Any]) -> dict[str, Any]:
             "tolerances": manifest.get("parity_tolerance", {})}
 
 
+def _eval_figures(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The conversation eval's figures, verdict and decoding (nothing for a bundle exported without it)."""
+    if "conversation_eval" not in manifest:
+        return {}
+    evaluated = manifest["conversation_eval"]
+    return {"conversation_eval": {**evaluated["figures"], "passed": evaluated["passed"], "reason": evaluated["reason"]},
+            "decoding": evaluated["decoding"]}
+
+
 def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> dict[str, Any]:
     sizes, parity, default = manifest["sizes"], manifest["parity"], manifest["default_variant"]
     return {
@@ -141,10 +151,7 @@ def _bundle_figures(manifest: dict[str, Any], registration: dict[str, Any]) -> d
         "parameters": sizes["parameters"],
         "fp32_model_bytes": sizes["fp32_model_bytes"],
         "held_out_nll": manifest["held_out_nll"],
-        "conversation_eval": {**manifest["conversation_eval"]["figures"],
-                              "passed": manifest["conversation_eval"]["passed"],
-                              "reason": manifest["conversation_eval"]["reason"]},
-        "decoding": manifest["conversation_eval"]["decoding"],
+        **_eval_figures(manifest),
         "variants": {v: {"bytes": sizes[v]["bytes"], "bits_per_weight_model": sizes[v]["bits_per_weight_model"],
                          "bits_per_weight_linear": sizes[v]["bits_per_weight_linear"],
                          **_parity_figures(parity[v])} for v in parity},
