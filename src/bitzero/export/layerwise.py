@@ -40,8 +40,8 @@ from bitzero.export.packing import quantize_int4, quantize_table
 from bitzero.model import BitZeroLM
 from bitzero.model.transformer import Block
 
-EXPORTED = ".export"
-MASK = "attention_mask"  # suffix of a rewired residual tensor's own (exported) value
+EXPORTED = ".export"  # suffix of a rewired residual tensor's own (exported) value
+MASK = "attention_mask"
 
 
 @dataclass(frozen=True)

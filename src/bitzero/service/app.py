@@ -37,6 +37,8 @@ log = logging.getLogger("bitzero.service")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
+GENERATION_SLOTS = 1  # admitted turns generate one at a time; the others wait for the slot
+
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict:
     """OpenAI's error shape, which OpenAI clients turn into readable exceptions."""
     return {"error": {"message": message, "type": kind, "code": code}}
@@ -79,7 +81,7 @@ def create_app(
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, decoding=settings.decoding,
-                                        memory_limit=settings.memory_limit,
+                                        memory_limit=settings.memory_limit, generation_slots=GENERATION_SLOTS,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))
@@ -113,8 +115,7 @@ def create_app(
         settings=settings, engine=engine, sessions=sessions, readers=readers, metrics=metrics,
         limiter=rate_limiter(settings, sessions), memory_cache=memory_cache, started=time.time(),
         scrubber=WalScrubber(engine),
-        # one generation slot: admitted turns generate one at a time, the others wait for it
-        admission=Admission(1 + settings.max_waiting_chats, settings.max_chats_per_user))
+        admission=Admission(GENERATION_SLOTS + settings.max_waiting_chats, settings.max_chats_per_user))
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
