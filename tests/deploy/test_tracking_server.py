@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bitzero.export.promotion import champion_bundle
+from bitzero.serving.champion import champion_bundle
 from tests.deploy.manifests import REPO, Doc, find
 from tests.net import free_port, wait_for_http
 from tests.pipelines.conftest import BIN, kedro_run, project  # noqa: F401 - the throwaway project fixture

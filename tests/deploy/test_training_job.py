@@ -16,8 +16,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from bitzero.export.promotion import champion_bundle
 from bitzero.model import load_checkpoint
+from bitzero.serving.champion import champion_bundle
 from tests.deploy.manifests import REPO, Doc, container_env, find, pod_templates
 from tests.net import free_port
 from tests.pipelines.conftest import project  # noqa: F401 - the throwaway project fixture

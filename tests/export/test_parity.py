@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bitzero.export.bundle import MANIFEST, PACKED
 from bitzero.export.exporter import ExportError, HeldOut, export_bundle
 from bitzero.export.parity import compare, torch_reference
-from bitzero.export.runtime import BundleRuntime
 from bitzero.model import BitZeroLM
+from bitzero.serving.bundle import MANIFEST, PACKED
+from bitzero.serving.runtime import BundleRuntime
 from tests.export.conftest import END_TO_END
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from bitzero.export.promotion import CHAMPION_FILE, ChampionError, champion_bundle, decide, write_champion
+from bitzero.export.promotion import decide, write_champion
+from bitzero.serving.champion import CHAMPION_FILE, ChampionError, champion_bundle
 
 
 @pytest.mark.parametrize(("student", "teacher", "factor", "champion"), [

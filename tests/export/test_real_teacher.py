@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from bitzero.export.bundle import MANIFEST
-from bitzero.export.runtime import BundleRuntime
 from bitzero.model.pretrained import PretrainedError
+from bitzero.serving.bundle import MANIFEST
+from bitzero.serving.runtime import BundleRuntime
 from tests.real_teacher import INT4_TOLERANCE, real_teacher_bundle
 
 

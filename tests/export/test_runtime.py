@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bitzero.export.bundle import MANIFEST, sha256
-from bitzero.export.genai import AVAILABLE as genai_available
-from bitzero.export.runtime import BundleError, BundleRuntime, Chunk, _safe_length
+from bitzero.serving.bundle import MANIFEST, sha256
+from bitzero.serving.genai import AVAILABLE as genai_available
+from bitzero.serving.runtime import BundleError, BundleRuntime, Chunk, _safe_length
 from tests.tiny import tiny_tokenizer
 
 PROMPT = [{"role": "user", "content": "hello, how are you?"}]
@@ -154,7 +154,7 @@ def test_partial_characters_and_stop_prefixes_are_held_back() -> None:
 
 def test_runtime_module_imports_no_torch() -> None:
     code = (
-        "import sys; import bitzero.export.runtime, bitzero.export.bundle, bitzero.export.packing, "
+        "import sys; import bitzero.serving.runtime, bitzero.serving.bundle, bitzero.export.packing, "
         "bitzero.export.heldout, bitzero.export.promotion; "
         "bad = [m for m in ('torch', 'onnx', 'kedro', 'mlflow') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"

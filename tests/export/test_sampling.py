@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitzero.export.sampling import RepeatGuard, penalize, sample_token
+from bitzero.serving.sampling import RepeatGuard, penalize, sample_token
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 

@@ -11,10 +11,10 @@ import pytest
 from bitzero.companion.embeddings import ensure_embedder
 from bitzero.companion.emotion import EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
-from bitzero.export.promotion import champion_bundle
-from bitzero.export.runtime import BundleRuntime
 from bitzero.model import save_checkpoint
 from bitzero.model.pretrained import ternary_student
+from bitzero.serving.champion import champion_bundle
+from bitzero.serving.runtime import BundleRuntime
 from tests.export.conftest import visible
 from tests.pipelines.conftest import kedro_run
 from tests.service.conftest import EMBEDDER_CACHE

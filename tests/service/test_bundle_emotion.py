@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bitzero.companion.emotion import EMOTION_FILE, LABELS, EmotionClassifier
-from bitzero.export.bundle import BundleError, file_entry, write_manifest
 from bitzero.service.app import _load_detector
 from bitzero.service.settings import Settings
+from bitzero.serving.bundle import BundleError, file_entry, write_manifest
 
 
 def _bundle(root: Path, listed: bool) -> Path:

@@ -1,6 +1,6 @@
-"""Export: packed weights, ONNX graphs with a KV cache, the torch-free runtime and the promotion gate.
+"""Export, the build side: packed weights, ONNX graphs with a KV cache, parity, held-out NLL, the
+promotion gate and the registry. What serving needs lives in bitzero.serving.
 
-Only the torch-free modules (bundle, sampling, runtime, packing, heldout, promotion) may be imported
-by the service; convert, parity and exporter need torch, registry needs MLflow. Nothing is imported
-here, so importing this package loads none of them.
+convert, parity and exporter need torch, registry needs MLflow. Nothing is imported here, so
+importing this package loads none of them.
 """

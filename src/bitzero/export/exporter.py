@@ -2,7 +2,7 @@
 write bitzero.json.
 
 Each variant's folder holds its graph and the ``genai_config.json`` onnxruntime-genai loads it by
-(bitzero.export.genai). A ternary student's bundle holds the ``nbits`` and ``exact`` graphs plus the
+(bitzero.serving.genai). A ternary student's bundle holds the ``nbits`` and ``exact`` graphs plus the
 compact packed checkpoint; a full-precision teacher's holds the ``int4`` graph (``fp32`` on request): see
 bitzero.export.graph. The bundle is assembled in a staging folder beside its destination and
 swapped in by rename, so the service never sees a bundle half written or one whose manifest
@@ -20,17 +20,17 @@ from typing import Any
 import onnx
 
 from bitzero.errors import ExportPackageError
-from bitzero.export.bundle import ONNX_FILE, PACKED, TOKENIZER, file_entry, model_id, write_manifest
 from bitzero.export.convert import pack_model
-from bitzero.export.genai import CONFIG_FILE, write_config
 from bitzero.export.graph import build_graph, check_variant, nbits_tensors, variants_for
 from bitzero.export.heldout import Scored, assistant_nll, scored_conversations
 from bitzero.export.layerwise import graph_reference, layerwise_parity
 from bitzero.export.packing import INT4_BLOCK, PackedModel, save_packed
 from bitzero.export.parity import compare, torch_reference
-from bitzero.export.runtime import CPU, BundleRuntime
 from bitzero.files import staged_folder
 from bitzero.model import BitZeroLM
+from bitzero.serving.bundle import ONNX_FILE, PACKED, TOKENIZER, file_entry, model_id, write_manifest
+from bitzero.serving.genai import CONFIG_FILE, write_config
+from bitzero.serving.runtime import CPU, BundleRuntime
 from bitzero.text import Tokenizer
 
 INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # codes, an fp32 scale and an fp32 zero point per block

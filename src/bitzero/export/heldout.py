@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bitzero.export.runtime import BundleRuntime
+from bitzero.serving.runtime import BundleRuntime
 from bitzero.text import Tokenizer
 
 

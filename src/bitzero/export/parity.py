@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bitzero.export.runtime import BundleRuntime
 from bitzero.model import BitZeroLM
+from bitzero.serving.runtime import BundleRuntime
 
 
 @dataclass(frozen=True)

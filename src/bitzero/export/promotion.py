@@ -24,7 +24,7 @@ bundles, so a service without MLflow knows the local champion. Torch-free and ML
       "registered_model": "bitzero", "registered_version": 3     # null when not registered
     }
 
-``champion_bundle(folder)`` reads it and returns the champion bundle's path.
+``bitzero.serving.champion`` reads it for the service.
 """
 
 from __future__ import annotations
@@ -36,19 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bitzero.errors import ExportPackageError
-from bitzero.export.bundle import read_json_of_format
 from bitzero.files import write_atomically
+from bitzero.serving.champion import CHAMPION_FILE, FORMAT, VERSION
 
-FORMAT = "bitzero-champion"
-VERSION = 1
-CHAMPION_FILE = "champion.json"
 STUDENT, TEACHER = "student", "teacher"
 CHAMPION = "champion"  # the MLflow registered-model alias
-
-
-class ChampionError(ExportPackageError, ValueError):
-    """No, or a broken, champion.json."""
 
 
 @dataclass(frozen=True)
@@ -118,19 +110,3 @@ def write_champion(
         "registered_version": registration.get("version"),
     }
     return write_atomically(Path(folder) / CHAMPION_FILE, json.dumps(content, indent=2).encode("utf-8"))
-
-
-def read_champion(folder: str | Path) -> dict[str, Any]:
-    """champion.json in ``folder``, checked to name a champion bundle."""
-    path = Path(folder) / CHAMPION_FILE
-    if not path.is_file():
-        raise ChampionError(f"{path} is missing: run the export stage, or name a bundle folder directly")
-    content = read_json_of_format(path, FORMAT, ChampionError)
-    if not isinstance(content.get("bundle"), str):
-        raise ChampionError(f"{path} names no champion bundle")
-    return content
-
-
-def champion_bundle(folder: str | Path) -> Path:
-    """The champion bundle's folder, as champion.json in ``folder`` names it."""
-    return Path(folder) / read_champion(folder)["bundle"]

@@ -3,7 +3,7 @@
 MLflow 3 keeps models apart from runs: the bundle folder becomes the artifacts of a LoggedModel
 (linked to the export run and to the source run by tags), which is then registered as a new
 version of a registered model. Nothing here needs the bundle's files to be an MLflow flavour:
-the service loads them with bitzero.export.runtime.
+the service loads them with bitzero.serving.runtime.
 """
 
 from __future__ import annotations

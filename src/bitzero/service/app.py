@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitzero.companion.embeddings import Embedder, OnnxEmbedder
 from bitzero.companion.emotion import EMOTION_FILE, EmotionClassifier, EmotionDetector, emotion_files
-from bitzero.export.bundle import verify_extra
 from bitzero.service.admission import Admission
 from bitzero.service.chat import Companion
 from bitzero.service.db import WalScrubber, make_engine, migrate, session_factory, transaction
@@ -32,6 +31,7 @@ from bitzero.service.routes import account, conversations, memories, openai, ops
 from bitzero.service.settings import Settings
 from bitzero.service.state import ServiceState
 from bitzero.service.store import purge_expired
+from bitzero.serving.bundle import verify_extra
 
 log = logging.getLogger("bitzero.service")
 STATIC = Path(__file__).resolve().parent / "static"

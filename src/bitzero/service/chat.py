@@ -28,7 +28,7 @@ from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
 
 if TYPE_CHECKING:
-    from bitzero.export.runtime import FinishReason  # a type only: the runtime module imports onnxruntime
+    from bitzero.serving.runtime import FinishReason  # a type only: the runtime module imports onnxruntime
 
 
 class ChatError(ServiceError, ValueError):

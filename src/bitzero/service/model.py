@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bitzero.errors import ServiceError
-from bitzero.export.bundle import MANIFEST, read_manifest
-from bitzero.export.promotion import CHAMPION_FILE, champion_bundle
+from bitzero.serving.bundle import MANIFEST, read_manifest
+from bitzero.serving.champion import CHAMPION_FILE, champion_bundle
 from bitzero.text import Tokenizer
 
 log = logging.getLogger("bitzero.service")
@@ -131,7 +131,7 @@ def load_models(folder: Path, variant: str | None = None, threads: int | None = 
     bundle). ``variant`` is used where a bundle has it, else the bundle's default variant.
     ``threads`` caps each session's pool: onnxruntime's default is every core of the host, not
     the container's CPU limit."""
-    from bitzero.export.runtime import BundleRuntime
+    from bitzero.serving.runtime import BundleRuntime
 
     folders, champion = bundle_folders(folder)
     served = []

@@ -24,10 +24,10 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from bitzero.export.bundle import BundleError, read_manifest, verify_file
-from bitzero.export.genai import AVAILABLE as genai_available
-from bitzero.export.genai import GenaiModel
-from bitzero.export.sampling import RepeatGuard, check_sampling, penalize, sample_token
+from bitzero.serving.bundle import BundleError, read_manifest, verify_file
+from bitzero.serving.genai import AVAILABLE as genai_available
+from bitzero.serving.genai import GenaiModel
+from bitzero.serving.sampling import RepeatGuard, check_sampling, penalize, sample_token
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
