@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 from bitzero.companion.emotion import EmotionClassifier, EmotionDetector
-from bitzero.export import sampling
 from bitzero.service.rehearsal import evaluate_bundle
+from bitzero.serving import sampling
 
 BEFORE = {"temperature": 0.7, "top_p": 1.0, "max_sentences": 0, "max_tokens": 256}
 COLUMNS = ("loop_rate", "garbage_rate", "empty_rate", "cut_off_rate", "recall_rate", "name_claim_rate",
