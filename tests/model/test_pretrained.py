@@ -7,12 +7,13 @@ import torch
 from bitzero.model import BitLinear
 from bitzero.model.pretrained import (
     PretrainedError,
+    config_from_hf,
     grow_vocabulary,
     import_pretrained,
     resolve_source,
     ternary_student,
 )
-from tests.tiny import CHAT_TEMPLATE, tiny_hf_checkpoint
+from tests.tiny import CHAT_TEMPLATE, HF_FAMILIES, tiny_hf_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,70 @@ def test_kv_cached_decoding_matches_transformers_greedy(checkpoint, imported):
     expected = reference.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                                   eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
     assert model.generate(prompt, 12) == expected
+
+
+@pytest.fixture(scope="module", params=[f for f in HF_FAMILIES if f != "llama"])
+def family(request, tmp_path_factory):
+    """(name, checkpoint folder, imported model) of each other family a teacher comes from."""
+    folder = tiny_hf_checkpoint(tmp_path_factory.mktemp("hf") / request.param, family=request.param)
+    return request.param, folder, import_pretrained(str(folder))[0]
+
+
+def test_every_family_holds_to_transformers_logits_and_greedy_decoding(family):
+    from transformers import AutoModelForCausalLM
+
+    _, folder, model = family
+    reference = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    idx = torch.randint(0, model.config.vocab_size, (2, 150), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # 150 positions: past Llama 3's original context of 32, into its scaled bands
+        torch.testing.assert_close(model(idx)[0], reference(idx).logits, atol=2e-5, rtol=1e-4)
+    prompt = [5, 17, 42, 8]
+    expected = reference.generate(torch.tensor([prompt]), max_new_tokens=40, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    assert model.generate(prompt, 40) == expected
+
+
+def test_each_family_imports_with_its_own_options(family):
+    name, _, model = family
+    config = model.config
+    assert config.attn_bias == (name == "qwen2") and config.qk_norm == (name == "qwen3")
+    assert config.head_dim == (32 if name == "qwen3" else 16)
+    assert (config.rope_scaling is not None) == (name == "llama3")
+    assert config.tie_embeddings == (name != "llama3")
+
+
+def test_student_keeps_biases_and_head_norms_in_full_precision(family):
+    name, _, teacher = family
+    student = ternary_student(teacher, critical_ratio=0.0)
+    attn, taught = student.blocks[1].attn, teacher.blocks[1].attn
+    assert isinstance(attn.q_proj, BitLinear)
+    for part in ("q_proj", "k_proj", "v_proj"):
+        bias = getattr(attn, part).bias
+        assert (bias is not None) == (name == "qwen2")
+        if bias is not None:
+            torch.testing.assert_close(bias, getattr(taught, part).bias)
+    if name == "qwen3":
+        torch.testing.assert_close(attn.k_norm.weight, taught.k_norm.weight)
+    # With no quantization mixed in, the student computes exactly what the teacher does: every
+    # option (biases, head norms, head size, RoPE scaling) came across.
+    for _, layer in student.bit_linears():
+        layer.quant_mix = 0.0
+    idx = torch.randint(0, teacher.config.vocab_size, (1, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(student.train()(idx)[0], teacher(idx)[0])
+
+
+def test_configs_this_model_cannot_run_are_refused_by_name():
+    from transformers import LlamaConfig
+
+    base = dict(vocab_size=50, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=48)
+    with pytest.raises(PretrainedError, match="o_proj or MLP biases"):
+        config_from_hf(LlamaConfig(attention_bias=True, **base), "LlamaForCausalLM")
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    with pytest.raises(PretrainedError, match="'yarn' is not supported"):
+        config_from_hf(LlamaConfig(rope_scaling=yarn, **base), "LlamaForCausalLM")
+    with pytest.raises(PretrainedError, match="GPT2LMHeadModel is not supported"):
+        config_from_hf(LlamaConfig(**base), "GPT2LMHeadModel")
 
 
 def test_tokenizer_and_template_come_from_the_checkpoint(checkpoint, imported):
