@@ -12,7 +12,9 @@ from bitzero.model.pretrained import (
     import_pretrained,
     resolve_source,
     ternary_student,
+    tokenizer_from_hf,
 )
+from bitzero.text import Tokenizer
 from tests.tiny import CHAT_TEMPLATE, HF_FAMILIES, tiny_hf_checkpoint
 
 
@@ -124,6 +126,24 @@ def test_tokenizer_and_template_come_from_the_checkpoint(checkpoint, imported):
     assert tokenizer.chat_template == CHAT_TEMPLATE
     assert tokenizer.encode_chat(chat, add_generation_prompt=True) == reference.apply_chat_template(
         chat, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+def test_the_template_gets_the_checkpoints_bos_token_and_answers_without_thinking(checkpoint, tmp_path):
+    """Llama 3's templates open with bos_token; Qwen3's think first unless told enable_thinking=False."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(checkpoint)
+    reference.chat_template = "{{ bos_token }}" + CHAT_TEMPLATE + (
+        "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+        "{{ '<think>\n\n</think>\n\n' }}{% endif %}")
+    reference.save_pretrained(tmp_path)
+    tokenizer = tokenizer_from_hf(AutoTokenizer.from_pretrained(tmp_path))
+    chat = [{"role": "user", "content": "hello there, how are you?"}]
+    ids = tokenizer.encode_chat(chat, add_generation_prompt=True)
+    assert ids[0] == reference.bos_token_id
+    assert ids == reference.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=False,
+                                                enable_thinking=False)
+    assert Tokenizer.from_dict(tokenizer.to_dict()).encode_chat(chat, add_generation_prompt=True) == ids
 
 
 def test_student_keeps_the_teachers_weights_as_ternary_layers(imported):

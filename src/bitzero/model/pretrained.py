@@ -131,7 +131,7 @@ def tokenizer_from_hf(hf_tokenizer: Any) -> Tokenizer:
         raise PretrainedError("the checkpoint's tokenizer has no fast (tokenizers) version")
     eos = hf_tokenizer.eos_token
     pad = hf_tokenizer.pad_token if hf_tokenizer.pad_token not in (None, eos) else None
-    return Tokenizer(json.loads(backend.to_str()), template, eos, pad_token=pad)
+    return Tokenizer(json.loads(backend.to_str()), template, eos, pad_token=pad, bos_token=hf_tokenizer.bos_token)
 
 
 def import_pretrained(source: str, context: int = MAX_CONTEXT) -> tuple[BitZeroLM, Tokenizer, dict[str, Any]]:
