@@ -146,6 +146,20 @@ def test_the_template_gets_the_checkpoints_bos_token_and_answers_without_thinkin
     assert Tokenizer.from_dict(tokenizer.to_dict()).encode_chat(chat, add_generation_prompt=True) == ids
 
 
+def test_a_base_checkpoints_turns_end_where_its_template_ends_them(checkpoint, tmp_path):
+    """Qwen base checkpoints name <|endoftext|> as eos; their template closes turns with <|im_end|>."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(checkpoint)
+    reference.eos_token = "<|endoftext|>"
+    reference.save_pretrained(tmp_path)
+    tokenizer = tokenizer_from_hf(AutoTokenizer.from_pretrained(tmp_path))
+    assert tokenizer.eos_token == "<|im_end|>"
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]
+    ids, mask = tokenizer.encode_chat_with_mask(chat)
+    assert tokenizer.decode([i for i, m in zip(ids, mask, strict=True) if m]) == "hello there<|im_end|>"
+
+
 def test_student_keeps_the_teachers_weights_as_ternary_layers(imported):
     teacher = imported[0]
     student = ternary_student(teacher, critical_ratio=0.0)

@@ -24,6 +24,7 @@ from torch import nn
 from bitzero.errors import LanguageModelError
 from bitzero.model.transformer import LLAMA3_ROPE, BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
+from bitzero.text.tokenizer import STOP_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,15 @@ def state_from_hf(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dic
     return state
 
 
+def end_of_turn(template: str, eos: str) -> str:
+    """The token that closes a turn: the checkpoint's eos where its template writes it, else the
+    first end-of-turn token the template writes (a base model's eos is end-of-text: Qwen2.5 and
+    Qwen3 base checkpoints say <|endoftext|> while their template closes turns with <|im_end|>)."""
+    if eos in template:
+        return eos
+    return next((token for token in STOP_TOKENS if token in template), eos)
+
+
 def tokenizer_from_hf(hf_tokenizer: Any) -> Tokenizer:
     """The checkpoint's fast tokenizer, chat template and end-of-turn token as one Tokenizer."""
     template = getattr(hf_tokenizer, "chat_template", None)
@@ -129,7 +139,7 @@ def tokenizer_from_hf(hf_tokenizer: Any) -> Tokenizer:
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise PretrainedError("the checkpoint's tokenizer has no fast (tokenizers) version")
-    eos = hf_tokenizer.eos_token
+    eos = end_of_turn(template, hf_tokenizer.eos_token)
     pad = hf_tokenizer.pad_token if hf_tokenizer.pad_token not in (None, eos) else None
     return Tokenizer(json.loads(backend.to_str()), template, eos, pad_token=pad, bos_token=hf_tokenizer.bos_token)
 
