@@ -5,10 +5,11 @@ attention through ``F.scaled_dot_product_attention``, a SwiGLU feed-forward and 
 embeddings: the layout of SmolLM2, Llama 2/3 and TinyLlama, loaded from their Hugging Face weights
 (``bitzero.model.pretrained``) and held to transformers' logits in the tests. Three options cover
 the other families people start from: q/k/v biases (Qwen2/2.5), an RMSNorm over each head of q and
-k before rotary with a head size of its own (Qwen3), and Llama 3's RoPE frequency scaling. ``quantized`` swaps
-every q/k/v/o/gate/up/down projection for a ternary BitLinear: the teacher and its student are one
-model family. ``sub_norm`` adds BitNet's SubLN (a norm before o_proj and before down_proj; BitNet
-Distillation adds it when converting a full-precision model), initialised to the identity scale.
+k before rotary with a head size of its own (Qwen3), and Llama 3's RoPE frequency scaling.
+``quantized`` swaps every q/k/v/o/gate/up/down projection for a ternary BitLinear: the teacher and
+its student are one model family. ``sub_norm`` adds BitNet's SubLN (a norm before o_proj and before
+down_proj; BitNet Distillation adds it when converting a full-precision model), initialised to the
+identity scale.
 """
 
 from __future__ import annotations
@@ -109,9 +110,14 @@ def sub_norm(config: ModelConfig, dim: int) -> nn.Module:
     return RMSNorm(dim, config.norm_eps) if config.sub_norm else nn.Identity()
 
 
+def head_norm(config: ModelConfig) -> nn.Module:
+    return RMSNorm(config.head_dim, config.norm_eps) if config.qk_norm else nn.Identity()
+
+
 def llama3_frequencies(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.Tensor:
-    """Llama 3's long-context RoPE: wavelengths beyond the original context divided by ``factor``,
-    those within it by ``high_freq_factor`` kept, a smooth blend between (as transformers)."""
+    """Llama 3's long-context RoPE (as transformers): frequencies whose wavelength exceeds the
+    original context / ``low_freq_factor`` slowed by ``factor``, those shorter than the original
+    context / ``high_freq_factor`` kept, a smooth blend between."""
     factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
     context = scaling["original_max_position_embeddings"]
     wavelen = 2 * math.pi / inv_freq
@@ -120,10 +126,6 @@ def llama3_frequencies(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch
     blended = (1 - smooth) * scaled / factor + smooth * scaled
     medium = (wavelen >= context / high) & (wavelen <= context / low)
     return torch.where(medium, blended, scaled)
-
-
-def head_norm(config: ModelConfig) -> nn.Module:
-    return RMSNorm(config.head_dim, config.norm_eps) if config.qk_norm else nn.Identity()
 
 
 def rotary_tables(
