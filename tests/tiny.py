@@ -67,9 +67,23 @@ def tiny_model(tokenizer: Tokenizer | None = None, seed: int = 0, **overrides: o
     return BitZeroLM(tiny_config(vocab, **overrides)).eval()
 
 
-def tiny_hf_checkpoint(folder: Path, seed: int = 0) -> Path:
-    """A random LlamaForCausalLM with the tiny tokenizer, written by save_pretrained."""
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+# The families a teacher comes from, each as its own options show in a tiny config: Qwen2's q/k/v
+# biases, Qwen3's per-head q/k norms with a head size of its own (32, not 64 / 4), Llama 3's RoPE
+# scaling (an original context of 32, so every frequency band of a 16-wide head is touched) untied.
+HF_FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "llama": ("LlamaConfig", {}),
+    "qwen2": ("Qwen2Config", {"rope_theta": 1000000.0}),
+    "qwen3": ("Qwen3Config", {"head_dim": 32, "rope_theta": 1000000.0}),
+    "llama3": ("LlamaConfig", {"tie_word_embeddings": False, "rope_theta": 500000.0, "rope_scaling": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32}}),
+}
+
+
+def tiny_hf_checkpoint(folder: Path, seed: int = 0, family: str = "llama") -> Path:
+    """A random causal LM of ``family`` (``HF_FAMILIES``) with the tiny tokenizer, written by save_pretrained."""
+    import transformers
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
     hf_tokenizer = PreTrainedTokenizerFast(
@@ -77,16 +91,20 @@ def tiny_hf_checkpoint(folder: Path, seed: int = 0) -> Path:
         bos_token="<|im_start|>", unk_token="<|endoftext|>",
     )
     hf_tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
+    config_class, options = HF_FAMILIES[family]
+    values: dict[str, Any] = dict(
         vocab_size=hf_tokenizer.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=10000.0,
         tie_word_embeddings=True, rms_norm_eps=1e-5,
     )
-    model = LlamaForCausalLM(config)
+    values.update(options)
+    model = AutoModelForCausalLM.from_config(getattr(transformers, config_class)(**values))
     with torch.no_grad():  # a visible scale, so rounding to ternary changes something
         for name, parameter in model.named_parameters():
             if "norm" not in name:
                 parameter.normal_(0.0, 0.08)
+            elif "q_norm" in name or "k_norm" in name:  # gains that differ, so swapping them shows
+                parameter.uniform_(0.5, 1.5)
     model.save_pretrained(folder)
     hf_tokenizer.save_pretrained(folder)
     json.loads((folder / "config.json").read_text())  # written and readable

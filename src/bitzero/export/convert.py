@@ -36,9 +36,7 @@ def pack_model(model: BitZeroLM, metadata: dict | None = None) -> PackedModel:
             gamma=float(gamma),
             critical_weight=np.ascontiguousarray(weight[mask], dtype=np.float32),
         )
-        linear_names.update({f"{name}.weight", f"{name}.critical_mask"})
-        if layer.bias is not None:
-            raise PackingError(f"{name}: BitLinear with bias is not supported by the export")
+        linear_names.update({f"{name}.weight", f"{name}.critical_mask"})  # a bias stays dense, as is
     dense = {
         key: value.detach().float().cpu().numpy()
         for key, value in model.state_dict().items()

@@ -66,6 +66,7 @@ from bitzero.export.packing import (
     quantize_int4,
     quantize_table,
 )
+from bitzero.serving.bundle import head_size
 
 STUDENT_VARIANTS = ("nbits", "exact")
 TEACHER_VARIANTS = ("int4", "fp32")
@@ -245,7 +246,7 @@ class _GraphWriter:
         self._tables: dict[str, tuple[str, str, int]] = {}
         cfg = packed.config
         self.n_head, self.n_kv = cfg["n_head"], cfg["n_kv_head"]
-        self.head_dim = cfg["n_embd"] // self.n_head
+        self.head_dim = head_size(cfg)
         self.eps = cfg["norm_eps"]
 
     def linear(self, x: str, names: list[str], fused: str) -> str:
@@ -302,12 +303,32 @@ class _GraphWriter:
         logits = b.op("MatMul", [x, b.op("Transpose", [self.as_float(table)], perm=[1, 0])])
         b.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
 
+    def qkv_bias(self, qkv: str, p: str) -> str:
+        """Qwen2's full-precision q/k/v biases, one Add over the fused projection."""
+        names = [f"{p}.{n}.bias" for n in ("q_proj", "k_proj", "v_proj")]
+        if names[0] not in self.packed.dense:
+            return qkv
+        return self.b.op("Add", [qkv, self.b.const(np.concatenate([self.packed.dense[n] for n in names]), f"{p}.qkv_bias")])
+
+    def head_norms(self, qkv: str, p: str) -> list[str]:
+        """GroupQueryAttention's query, key and value: packed in one tensor, or apart with Qwen3's
+        RMSNorm over each head of q and k (before the rotary that GroupQueryAttention applies), as
+        onnxruntime-genai's builder emits them."""
+        if not self.packed.config.get("qk_norm"):
+            return [qkv, "", ""]
+        b, width, kv_width = self.b, self.n_head * self.head_dim, self.n_kv * self.head_dim
+        q, k, v = b.op_outputs("Split", [qkv, b.const(np.array([width, kv_width, kv_width], dtype=np.int64))], 3, axis=-1)
+        heads, joined = b.const(np.array([0, 0, -1, self.head_dim], dtype=np.int64)), b.const(np.array([0, 0, -1], dtype=np.int64))
+        return [b.op("Reshape", [self.norm(b.op("Reshape", [x, heads]), f"{p}.{name}"), joined])
+                for x, name in ((q, "q_norm"), (k, "k_norm"))] + [v]
+
     def attention(self, x: str, i: int, positions: Positions) -> str:
         b, p = self.b, f"blocks.{i}.attn"
         qkv = self.linear(x, [f"{p}.q_proj", f"{p}.k_proj", f"{p}.v_proj"], f"{p}.qkv_proj")
         attn = b.op_outputs(
             "GroupQueryAttention",
-            [qkv, "", "", f"past_key.{i}", f"past_value.{i}", positions.seqlens_k, positions.total, *positions.rotary],
+            [*self.head_norms(self.qkv_bias(qkv, p), p), f"past_key.{i}", f"past_value.{i}",
+             positions.seqlens_k, positions.total, *positions.rotary],
             [f"{p}.gqa", f"present_key.{i}", f"present_value.{i}"], domain="com.microsoft",
             num_heads=self.n_head, kv_num_heads=self.n_kv, scale=1.0 / math.sqrt(self.head_dim),
             do_rotary=1, rotary_interleaved=0,

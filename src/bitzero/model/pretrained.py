@@ -1,6 +1,7 @@
 """Pretrained checkpoints in, ternary students out.
 
-``import_pretrained`` reads a Llama-family causal LM from a local Hugging Face folder (safetensors
+``import_pretrained`` reads a Llama-family causal LM (Llama 2/3.x, Mistral, Qwen2/2.5, Qwen3) from
+a local Hugging Face folder (safetensors
 + config + tokenizer) or a GGUF file through transformers (the reference implementation; GGUF
 weights are dequantized to fp32), and returns this project's model with the checkpoint's own
 tokenizer and chat template. ``ternary_student`` converts such a model into the BitLinear student
@@ -21,13 +22,18 @@ import torch
 from torch import nn
 
 from bitzero.errors import LanguageModelError
-from bitzero.model.transformer import BitZeroLM, ModelConfig
+from bitzero.model.transformer import LLAMA3_ROPE, BitZeroLM, ModelConfig
 from bitzero.text import Tokenizer
+from bitzero.text.tokenizer import STOP_TOKENS
 
 log = logging.getLogger(__name__)
 
-# Architectures with exactly this model's layout (no biases, SwiGLU, rotate-half RoPE).
-SUPPORTED = ("LlamaForCausalLM", "MistralForCausalLM")
+# Architectures with this model's layout (SwiGLU, rotate-half RoPE), and the options each needs:
+# Qwen2 has q/k/v biases, Qwen3 per-head q/k norms (and a head size of its own, as Llama may).
+FAMILY_OPTIONS: dict[str, dict[str, bool]] = {
+    "LlamaForCausalLM": {}, "MistralForCausalLM": {},
+    "Qwen2ForCausalLM": {"attn_bias": True}, "Qwen3ForCausalLM": {"qk_norm": True},
+}
 PACKAGE_PREFIX = "package:"
 MAX_CONTEXT = 2048  # plenty for a companion; longer contexts cost memory in the rotary tables
 
@@ -61,21 +67,22 @@ def resolve_source(source: str) -> tuple[Path, str | None]:
 
 def config_from_hf(hf_config: Any, arch: str, context: int = MAX_CONTEXT) -> ModelConfig:
     """This project's ModelConfig for a transformers config, refusing what the model cannot run."""
-    if arch not in SUPPORTED:
-        raise PretrainedError(f"architecture {arch} is not supported; this model runs {', '.join(SUPPORTED)}")
+    if arch not in FAMILY_OPTIONS:
+        raise PretrainedError(f"architecture {arch} is not supported; this model runs {', '.join(FAMILY_OPTIONS)}")
     if getattr(hf_config, "hidden_act", "silu") != "silu":
         raise PretrainedError(f"activation {hf_config.hidden_act} is not supported (SwiGLU with silu only)")
     if getattr(hf_config, "attention_bias", False) or getattr(hf_config, "mlp_bias", False):
-        raise PretrainedError("checkpoints with attention or MLP biases are not supported")
-    if getattr(hf_config, "sliding_window", None):
+        raise PretrainedError("checkpoints with o_proj or MLP biases are not supported (q/k/v biases: Qwen2)")
+    layer_types = set(getattr(hf_config, "layer_types", None) or ["full_attention"])
+    if getattr(hf_config, "sliding_window", None) or layer_types != {"full_attention"}:
         raise PretrainedError("sliding-window attention is not supported")
     rope = dict(getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {})
-    if rope.get("rope_type", "default") not in ("default", None):
-        raise PretrainedError(f"RoPE scaling {rope['rope_type']!r} is not supported")
-    theta = rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    rope_type = rope.pop("rope_type", None) or "default"
+    theta = rope.pop("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+    if rope_type not in ("default", "llama3"):
+        raise PretrainedError(f"RoPE scaling {rope_type!r} is not supported (plain or Llama 3's)")
+    scaling = {"rope_type": "llama3", **{key: rope[key] for key in LLAMA3_ROPE}} if rope_type == "llama3" else None
     head_dim = getattr(hf_config, "head_dim", None) or hf_config.hidden_size // hf_config.num_attention_heads
-    if head_dim * hf_config.num_attention_heads != hf_config.hidden_size:
-        raise PretrainedError("head_dim x heads must equal the hidden size")
     return ModelConfig(
         vocab_size=hf_config.vocab_size,
         n_layer=hf_config.num_hidden_layers,
@@ -87,6 +94,9 @@ def config_from_hf(hf_config: Any, arch: str, context: int = MAX_CONTEXT) -> Mod
         rope_theta=float(theta),
         norm_eps=float(hf_config.rms_norm_eps),
         tie_embeddings=bool(getattr(hf_config, "tie_word_embeddings", False)),
+        head_dim=head_dim,
+        rope_scaling=scaling,
+        **FAMILY_OPTIONS[arch],
     )
 
 
@@ -94,18 +104,31 @@ HF_NAMES = {
     "self_attn.q_proj": "attn.q_proj", "self_attn.k_proj": "attn.k_proj", "self_attn.v_proj": "attn.v_proj",
     "self_attn.o_proj": "attn.o_proj", "mlp.gate_proj": "ffn.gate_proj", "mlp.up_proj": "ffn.up_proj",
     "mlp.down_proj": "ffn.down_proj", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_norm": "attn.q_norm", "self_attn.k_norm": "attn.k_norm",
 }
 
 
 def state_from_hf(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
-    """transformers' Llama parameter names to this model's."""
+    """transformers' Llama/Qwen parameter names to this model's (weights and, where the checkpoint
+    has them, biases: a tensor this model lacks fails the strict load that follows)."""
     state = {"embed.weight": hf_state["model.embed_tokens.weight"], "norm.weight": hf_state["model.norm.weight"]}
     if not config.tie_embeddings:
         state["lm_head.weight"] = hf_state["lm_head.weight"]
     for i in range(config.n_layer):
         for hf_name, name in HF_NAMES.items():
-            state[f"blocks.{i}.{name}.weight"] = hf_state[f"model.layers.{i}.{hf_name}.weight"]
+            for kind in ("weight", "bias"):
+                if f"model.layers.{i}.{hf_name}.{kind}" in hf_state:
+                    state[f"blocks.{i}.{name}.{kind}"] = hf_state[f"model.layers.{i}.{hf_name}.{kind}"]
     return state
+
+
+def end_of_turn(template: str, eos: str) -> str:
+    """The token that closes a turn: the checkpoint's eos where its template writes it, else the
+    first end-of-turn token the template writes (a base model's eos is end-of-text: Qwen2.5 and
+    Qwen3 base checkpoints say <|endoftext|> while their template closes turns with <|im_end|>)."""
+    if eos in template:
+        return eos
+    return next((token for token in STOP_TOKENS if token in template), eos)
 
 
 def tokenizer_from_hf(hf_tokenizer: Any) -> Tokenizer:
@@ -116,9 +139,9 @@ def tokenizer_from_hf(hf_tokenizer: Any) -> Tokenizer:
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise PretrainedError("the checkpoint's tokenizer has no fast (tokenizers) version")
-    eos = hf_tokenizer.eos_token
+    eos = end_of_turn(template, hf_tokenizer.eos_token)
     pad = hf_tokenizer.pad_token if hf_tokenizer.pad_token not in (None, eos) else None
-    return Tokenizer(json.loads(backend.to_str()), template, eos, pad_token=pad)
+    return Tokenizer(json.loads(backend.to_str()), template, eos, pad_token=pad, bos_token=hf_tokenizer.bos_token)
 
 
 def import_pretrained(source: str, context: int = MAX_CONTEXT) -> tuple[BitZeroLM, Tokenizer, dict[str, Any]]:
@@ -168,7 +191,7 @@ def ternary_student(
         state.update({f"blocks.{new}.{k[len(prefix):]}": v for k, v in teacher.state_dict().items()
                       if k.startswith(prefix)})
     missing, unexpected = student.load_state_dict(state, strict=False)
-    allowed = ("sub_norm.weight", "critical_mask")
+    allowed = ("sub_norm.weight", "critical_mask")  # biases and q/k norms load as they are
     if unexpected or any(not k.endswith(allowed) for k in missing):
         raise PretrainedError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
     return student  # BitLinear chose its critical channels on loading weights without a mask

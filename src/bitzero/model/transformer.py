@@ -3,14 +3,18 @@
 RMSNorm pre-norms, rotary position embeddings with the checkpoint's theta, grouped-query
 attention through ``F.scaled_dot_product_attention``, a SwiGLU feed-forward and (optionally) tied
 embeddings: the layout of SmolLM2, Llama 2/3 and TinyLlama, loaded from their Hugging Face weights
-(``bitzero.model.pretrained``) and held to transformers' logits in the tests. ``quantized`` swaps
-every q/k/v/o/gate/up/down projection for a ternary BitLinear: the teacher and its student are one
-model family. ``sub_norm`` adds BitNet's SubLN (a norm before o_proj and before down_proj; BitNet
-Distillation adds it when converting a full-precision model), initialised to the identity scale.
+(``bitzero.model.pretrained``) and held to transformers' logits in the tests. Three options cover
+the other families people start from: q/k/v biases (Qwen2/2.5), an RMSNorm over each head of q and
+k before rotary with a head size of its own (Qwen3), and Llama 3's RoPE frequency scaling.
+``quantized`` swaps every q/k/v/o/gate/up/down projection for a ternary BitLinear: the teacher and
+its student are one model family. ``sub_norm`` adds BitNet's SubLN (a norm before o_proj and before
+down_proj; BitNet Distillation adds it when converting a full-precision model), initialised to the
+identity scale.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from bitzero.model.bitlinear import ADAPTIVE, BitLinear, block_critical_ratio, l
 from bitzero.model.generation import KVCache, Rollout, sample_next
 
 IGNORE_INDEX = -100
+LLAMA3_ROPE = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
 
 @dataclass
@@ -46,17 +51,31 @@ class ModelConfig:
     critical_ratio: str | float = ADAPTIVE
     critical_mask_frozen: bool = False  # the critical channels are fixed (see BitLinear.freeze_mask)
     per_row_scale: bool = False  # ternary gamma per output row (fitted scales) instead of per tensor
+    head_dim: int = 0  # 0: n_embd // n_head; Qwen3 sets its own (1024 wide, 16 heads of 128)
+    attn_bias: bool = False  # full-precision biases on q/k/v (Qwen2/2.5)
+    qk_norm: bool = False  # RMSNorm over each head of q and k before rotary (Qwen3)
+    # Llama 3's RoPE scaling: {"rope_type": "llama3", **{key: value for key in LLAMA3_ROPE}}; None: plain RoPE.
+    rope_scaling: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
-            raise ValueError("n_embd must split into n_head heads of even size (rotary pairs)")
+        if not self.head_dim:
+            if self.n_embd % self.n_head:
+                raise ValueError("n_embd must split into n_head heads (or set head_dim)")
+            self.head_dim = self.n_embd // self.n_head
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even (rotary pairs)")
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
         block_critical_ratio(self.critical_ratio, 0, self.n_layer)  # validates the setting
+        if self.rope_scaling is not None:
+            keys = {"rope_type", *LLAMA3_ROPE}
+            if self.rope_scaling.get("rope_type") != "llama3" or set(self.rope_scaling) != keys:
+                raise ValueError(f"rope_scaling must be Llama 3's, with exactly the keys {sorted(keys)}")
 
     @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+    def attn_width(self) -> int:
+        """The width of the concatenated heads: q_proj's output, o_proj's input."""
+        return self.n_head * self.head_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +86,13 @@ class ModelConfig:
         return cls(**values)
 
 
-def make_linear(config: ModelConfig, n_in: int, n_out: int, critical_ratio: float) -> nn.Module:
+def make_linear(config: ModelConfig, n_in: int, n_out: int, critical_ratio: float, bias: bool = False) -> nn.Module:
     if config.quantized:
         return BitLinear(
-            n_in, n_out, critical_ratio=critical_ratio, mask_frozen=config.critical_mask_frozen,
+            n_in, n_out, critical_ratio=critical_ratio, bias=bias, mask_frozen=config.critical_mask_frozen,
             per_row_scale=config.per_row_scale,
         )
-    return nn.Linear(n_in, n_out, bias=False)
+    return nn.Linear(n_in, n_out, bias=bias)
 
 
 class RMSNorm(nn.Module):
@@ -91,8 +110,30 @@ def sub_norm(config: ModelConfig, dim: int) -> nn.Module:
     return RMSNorm(dim, config.norm_eps) if config.sub_norm else nn.Identity()
 
 
-def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def head_norm(config: ModelConfig) -> nn.Module:
+    return RMSNorm(config.head_dim, config.norm_eps) if config.qk_norm else nn.Identity()
+
+
+def llama3_frequencies(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.Tensor:
+    """Llama 3's long-context RoPE (as transformers): frequencies whose wavelength exceeds the
+    original context / ``low_freq_factor`` slowed by ``factor``, those shorter than the original
+    context / ``high_freq_factor`` kept, a smooth blend between."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > context / low, inv_freq / factor, inv_freq)
+    smooth = (context / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= context / high) & (wavelen <= context / low)
+    return torch.where(medium, blended, scaled)
+
+
+def rotary_tables(
+    head_dim: int, length: int, theta: float, scaling: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)
+    if scaling is not None:
+        inv_freq = llama3_frequencies(inv_freq, scaling)
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -110,12 +151,15 @@ class Attention(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
-        kv_width = config.n_kv_head * config.head_dim
-        self.q_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
-        self.k_proj = make_linear(config, config.n_embd, kv_width, ratio)
-        self.v_proj = make_linear(config, config.n_embd, kv_width, ratio)
-        self.sub_norm = sub_norm(config, config.n_embd)
-        self.o_proj = make_linear(config, config.n_embd, config.n_embd, ratio)
+        kv_width, bias = config.n_kv_head * config.head_dim, config.attn_bias
+        self.q_proj = make_linear(config, config.n_embd, config.attn_width, ratio, bias)
+        self.k_proj = make_linear(config, config.n_embd, kv_width, ratio, bias)
+        self.v_proj = make_linear(config, config.n_embd, kv_width, ratio, bias)
+        # Qwen3's per-head norms: full precision, like every norm of the student.
+        self.q_norm = head_norm(config)
+        self.k_norm = head_norm(config)
+        self.sub_norm = sub_norm(config, config.attn_width)
+        self.o_proj = make_linear(config, config.attn_width, config.n_embd, ratio)
         self.dropout = config.dropout
         # Set to a dict to receive this layer's queries, keys and values (attention-relation
         # distillation reads them); None otherwise.
@@ -128,9 +172,9 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         kv_cache: KVCache | None,
     ) -> torch.Tensor:
-        b, t, c = x.shape
-        q = self.q_proj(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        b, t, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(b, t, self.n_head, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(b, t, self.n_kv_head, self.head_dim)).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
         if self.capture is not None:
             self.capture.update(q=q, k=k, v=v)
@@ -143,7 +187,7 @@ class Attention(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
             enable_gqa=self.n_kv_head != self.n_head,
         )
-        return self.o_proj(self.sub_norm(y.transpose(1, 2).reshape(b, t, c)))
+        return self.o_proj(self.sub_norm(y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)))
 
 
 class FeedForward(nn.Module):
@@ -197,7 +241,7 @@ class BitZeroLM(nn.Module):
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta, config.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self._init_weights()

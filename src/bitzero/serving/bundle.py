@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ ONNX_FILE = "model.onnx"
 
 class BundleError(ExportPackageError):
     """A missing, corrupt or mismatched bundle; the message says which file and what is wrong."""
+
+
+def head_size(config: Mapping[str, Any]) -> int:
+    """The attention head size of a bundle's model config: its own where it has one (Qwen3's is not
+    n_embd / n_head; configs written before it was stored have none)."""
+    return int(config.get("head_dim") or int(config["n_embd"]) // int(config["n_head"]))
 
 
 def sha256(path: str | Path) -> str:

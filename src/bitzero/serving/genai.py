@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from bitzero.serving.bundle import head_size
+
 try:
     import onnxruntime_genai as og
 except ImportError:  # the numpy path of BundleRuntime serves without it
@@ -40,7 +42,7 @@ def genai_config(config: Mapping[str, Any], stop_ids: Sequence[int], filename: s
             "decoder": {
                 "filename": filename,
                 "session_options": {"log_id": "bitzero", "provider_options": []},
-                "head_size": int(config["n_embd"]) // int(config["n_head"]),
+                "head_size": head_size(config),
                 "hidden_size": int(config["n_embd"]),
                 "num_attention_heads": int(config["n_head"]),
                 "num_key_value_heads": int(config["n_kv_head"]),

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from bitzero.serving.bundle import BundleError, read_manifest, verify_file
+from bitzero.serving.bundle import BundleError, head_size, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
 from bitzero.serving.sampling import RepeatGuard, check_sampling, penalize, sample_token
@@ -71,7 +71,7 @@ class BundleRuntime:
         config = manifest["config"]
         self.context_length: int = int(config["block_size"])
         self._n_layer = int(config["n_layer"])
-        self._kv_shape = (1, int(config["n_kv_head"]), 0, int(config["n_embd"]) // int(config["n_head"]))
+        self._kv_shape = (1, int(config["n_kv_head"]), 0, head_size(config))
         self._stop_ids = frozenset(tokenizer.stop_ids)
         self._outputs = [o.name for o in session.get_outputs()]
 

@@ -66,6 +66,7 @@ class Tokenizer:
         eos_token: str,
         added: Sequence[str] = (),
         pad_token: str | None = None,
+        bos_token: str | None = None,
     ) -> None:
         source = hf_json if isinstance(hf_json, str) else json.dumps(hf_json)
         try:
@@ -79,6 +80,7 @@ class Tokenizer:
         _compile_template(chat_template)
         self.eos_token = eos_token
         self.pad_token = pad_token or eos_token
+        self.bos_token = bos_token  # what the template writes as ``bos_token`` (Llama 3 opens with it)
         self.added: list[str] = []
         self._base_size = self._template_side.get_vocab_size(with_added_tokens=True)
         if self._template_side.token_to_id(eos_token) is None:
@@ -149,9 +151,11 @@ class Tokenizer:
                 raise TokenizerError(f"turn {index}: content must be a string, got {content!r}")
             messages.append({"role": role, "content": f"\ue000{index}\ue001"})
         try:
+            # A companion replies directly: a template that can think first (Qwen3) is told not to,
+            # so the prompt ends where its trained replies begin, after an empty thinking block.
             return _compile_template(self.chat_template).render(
                 messages=messages, add_generation_prompt=add_generation_prompt,
-                eos_token=self.eos_token, bos_token="",
+                eos_token=self.eos_token, bos_token=self.bos_token or "", enable_thinking=False,
             )
         except TokenizerError:
             raise
@@ -271,6 +275,7 @@ class Tokenizer:
             "chat_template": self.chat_template,
             "eos_token": self.eos_token,
             "pad_token": self.pad_token,
+            "bos_token": self.bos_token,
             "added": list(self.added),
         }
 
@@ -289,7 +294,7 @@ class Tokenizer:
         if missing:
             raise TokenizerError(f"tokenizer file lacks {', '.join(missing)}")
         return cls(data["tokenizer"], data["chat_template"], data["eos_token"], data.get("added", ()),
-                   data.get("pad_token"))
+                   data.get("pad_token"), data.get("bos_token"))
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON file atomically (temp file + rename): readers never see half a file."""
