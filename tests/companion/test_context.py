@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, system_text
+from bitzero.companion.context import DEFAULT_PERSONA, RECAP, build_prompt, name_claims, recap_text, to_the_user
 from tests.tiny import tiny_tokenizer
 
 TOKENIZER = tiny_tokenizer()  # SmolLM2's chat template (ChatML)
@@ -23,18 +23,44 @@ def _long_chat() -> list[dict[str, str]]:
     return [*turns, {"role": "user", "content": "the newest question " * 3}]
 
 
-def test_everything_fits_in_one_system_turn_when_there_is_room() -> None:
+def test_everything_fits_with_the_memories_recalled_to_the_user_in_the_companions_voice() -> None:
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
              {"role": "user", "content": "how are you"}]
     prompt = build_prompt(TOKENIZER, turns, 2048, user_name="Ana", memories=["The user loves tea."],
                           emotion_note="The user seems to feel joy (mild); respond with empathy.")
     system = prompt[0]["content"]
-    assert prompt[0]["role"] == "system" and prompt[1:] == turns
-    assert system.startswith(DEFAULT_PERSONA)
-    assert "The user's name is Ana." in system and "- The user loves tea." in system and "joy" in system
+    assert prompt[0]["role"] == "system" and prompt[2:] == turns
+    assert system.startswith(DEFAULT_PERSONA) and "joy" in system and "Ana" not in system and "tea" not in system
+    assert prompt[1] == {"role": "assistant", "content": f"{RECAP} Your name is Ana. You love tea."}
     text = TOKENIZER.decode(TOKENIZER.encode_chat(prompt, add_generation_prompt=True))
     assert text.startswith("<|im_start|>system\nYou are BitZero") and text.count("<|im_start|>system") == 1
     assert text.endswith("<|im_start|>user\nhow are you<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_nothing_remembered_means_no_recap_turn() -> None:
+    prompt = build_prompt(TOKENIZER, [{"role": "user", "content": "hi"}], 2048)
+    assert [t["role"] for t in prompt] == ["system", "user"]
+
+
+@pytest.mark.parametrize(("memory", "said"), [
+    ("The user's name is Ana.", "Your name is Ana."),
+    ("The user loves tea.", "You love tea."),
+    ("The user does not like rain.", "You do not like rain."),
+    ("The user cannot stand noise.", "You cannot stand noise."),
+    ("The user is 31 years old.", "You are 31 years old."),
+    ("The user has two cats.", "You have two cats."),
+    ("The user's favourite colour is green.", "Your favourite colour is green."),
+    ("The user felt sadness (mild) about: work", "You felt sadness (mild) about: work"),
+    ("The user lives in Oslo.", "You live in Oslo."),
+    ("Remember to ask about the trip.", "Remember to ask about the trip."),
+])
+def test_every_memory_the_extractor_writes_is_said_to_the_user(memory: str, said: str) -> None:
+    assert to_the_user(memory) == said
+
+
+def test_the_users_name_is_barred_as_the_companions_own() -> None:
+    assert "I'm Ana" in name_claims("Ana") and "it's me, Ana" in name_claims("Ana") and not name_claims(None)
+    assert recap_text(None, []) is None
 
 
 @pytest.mark.parametrize("budget", [60, 120, 250, 600, 2000])
@@ -43,15 +69,17 @@ def test_prompt_fits_exactly_turns_going_before_memories(budget: int) -> None:
     prompt = build_prompt(TOKENIZER, turns, budget, persona="You are kind.", user_name="Ana", memories=MEMORIES)
     assert _length(prompt) <= budget
     assert prompt[-1] == turns[-1] or prompt[-1]["content"] in turns[-1]["content"]  # the newest stays
-    kept = len(prompt) - 1
-    assert prompt[1:-1] == turns[-kept:-1]
-    one_more = [prompt[0], *turns[-kept - 1:]]
+    head = 2 if prompt[1]["role"] == "assistant" and prompt[1]["content"].startswith(RECAP) else 1
+    kept = len(prompt) - head
+    assert prompt[head:-1] == turns[-kept:-1]
+    one_more = [*prompt[:head], *turns[-kept - 1:]]
     assert _length(one_more) > budget, "an older turn that fitted was dropped"
-    present = [m in prompt[0]["content"] for m in MEMORIES]
+    recap = prompt[1]["content"] if prompt[1]["role"] == "assistant" and prompt[1]["content"].startswith(RECAP) else ""
+    present = [m in recap for m in MEMORIES]
     assert present == sorted(present, reverse=True), "the most relevant memories are the last to go"
     if not all(present):  # a memory went only because it could not fit even beside the newest turn alone
-        more = system_text("You are kind.", "Ana", MEMORIES[: sum(present) + 1], None, "")
-        assert _length([{"role": "system", "content": more}, turns[-1]]) > budget
+        more = recap_text("Ana", MEMORIES[: sum(present) + 1])
+        assert _length([prompt[0], {"role": "assistant", "content": more}, turns[-1]]) > budget
 
 
 def test_an_overlong_newest_turn_keeps_its_end() -> None:

@@ -73,7 +73,38 @@ def test_claiming_the_users_name_is_found_but_using_it_is_fine() -> None:
     assert claims_name("I'm Ada, a wonderful person with a wonderful heart.", "Ada")
     assert claims_name("Hello! My name is ada.", "Ada")
     assert not claims_name("Your name is Ada. Nice to talk again, Ada!", "Ada")
+    assert claims_name("Hi, it's me, Ada, and I'm here to help.", "Ada")
     assert not claims_name("I'm Ada's friend.", None)
+
+
+def test_saying_the_users_name_as_its_own_is_no_recall() -> None:
+    claimed = score_reply(Exchange("s", "What is my name?", "My name is Ada.", "stop", ("Ada",), "Ada"))
+    assert claimed.name_claim and claimed.recalled is False
+
+
+@pytest.mark.parametrize("tone, reply, wrong", [
+    ("positive", "I'm so sorry to hear that. Starting a job is hard.", True),
+    ("positive", "Congratulations! That is wonderful news.", False),
+    ("negative", "Congratulations on your exam!", True),
+    ("negative", "I'm sorry, exams are stressful. Try to rest.", False),
+    (None, "I'm so sorry to hear that.", False),
+])
+def test_the_wrong_tone_for_the_news_is_found(tone: str | None, reply: str, wrong: bool) -> None:
+    assert score_reply(Exchange("s", "news", reply, "stop", tone=tone)).wrong_tone is wrong
+
+
+def test_the_wrong_tone_rate_counts_only_replies_to_news_with_a_tone(embedder) -> None:
+    exchanges = [Exchange("good", "I got the job!", "I'm so sorry to hear that.", "stop", tone="positive"),
+                 Exchange("good", "I passed!", "Well done, that is great.", "stop", tone="positive"),
+                 Exchange("chat", "How are you?", "I'm sorry, I'm a bit tired.", "stop")]
+    assert figures(exchanges, embedder)["wrong_tone_rate"] == 0.5
+
+
+def test_an_unknown_tone_in_the_scenarios_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scenarios.yaml"
+    path.write_text("scenarios:\n  - {id: a, conversations: [[{say: hi, tone: cheerful}]]}\n")
+    with pytest.raises(ScenarioError, match="unknown tone"):
+        load_scenarios(path)
 
 
 def test_a_reply_is_scored_on_each_count() -> None:

@@ -65,3 +65,11 @@ def test_repeat_guard_learns_the_reply_so_it_does_not_loop() -> None:
         guard.learn(reply[:end])
     assert np.isneginf(guard.apply(logits, reply)[6]), "(4, 5) was followed by 6 once: not again"
     assert np.isfinite(guard.apply(logits, reply)).sum() == 9
+
+
+def test_a_barred_phrase_is_never_completed_and_its_pieces_stay_free() -> None:
+    guard = RepeatGuard([], n=0, barred=[[3, 4, 5], [7]])
+    logits = np.zeros(10, dtype=np.float32)
+    assert np.isneginf(guard.apply(logits, [1, 3, 4])[5]), "3 4 is not followed by 5"
+    assert np.isneginf(guard.apply(logits, [1])[7]), "a one-token phrase is barred everywhere"
+    assert np.isfinite(guard.apply(logits, [1, 4])[5]) and np.isfinite(guard.apply(logits, [1, 3, 4])[4])

@@ -48,6 +48,7 @@ class FakeModel:
         self.prompts: list[str] = []
         self.max_tokens: list[int] = []
         self.earlier: list[str] = []  # the earlier replies each call was told not to repeat
+        self.barred: list[list[str]] = []  # the phrases each call was told not to say
 
     def answer(self, last_user: str) -> str:
         return f"You said: {last_user}"
@@ -55,9 +56,11 @@ class FakeModel:
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
                top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
                frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-               earlier: Sequence[int] = (), repeat_ngram: int = 0) -> Iterator[Chunk]:
+               earlier: Sequence[int] = (), repeat_ngram: int = 0,
+               barred: Sequence[Sequence[int]] = ()) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
         self.earlier.append(self.tokenizer.decode(list(earlier)))
+        self.barred.append([self.tokenizer.decode(list(b)) for b in barred])
         prompt = self.tokenizer.decode(prompt_ids)
         assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]
         self.prompts.append(prompt)

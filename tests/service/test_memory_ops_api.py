@@ -45,7 +45,7 @@ def test_contradiction_invalidates_and_the_prompt_carries_memories(client: TestC
         "The user's name is Ana.", "The user lives in Berlin now."]
     _say(client, "Where should I travel?")
     prompt = model.prompts[-1]
-    assert "The user's name is Ana." in prompt and "Berlin" in prompt and "Porto" not in prompt
+    assert "Your name is Ana. You live in Berlin now." in prompt and "Berlin" in prompt and "Porto" not in prompt
 
 
 def test_operations_endpoints(client: TestClient) -> None:

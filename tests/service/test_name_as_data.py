@@ -25,11 +25,13 @@ def test_the_name_is_stored_as_data_and_reaches_the_prompt(client: TestClient, m
     memories = {m["slot"]: m for m in client.get("/v1/memories").json()["data"]}
     assert memories["name"]["value"] == "Jo-Ann" and {m["value"] for m in memories.values()} >= {"Jo-Ann", "green tea"}
     _say(client, "What should I drink?")
-    assert "Jo-Ann" in model.prompts[-1]
+    assert "Your name is Jo-Ann." in model.prompts[-1] and "You love green tea." in model.prompts[-1]
+    assert "I'm Jo-Ann" in model.barred[-1] and " My name is Jo-Ann" in model.barred[-1]  # never said as its own
     edited = client.patch(f"/v1/memories/{memories['name']['id']}", json={"content": "Jo prefers no name."})
     assert edited.status_code == 200 and edited.json()["value"] is None
     _say(client, "And now?")
     assert "Jo-Ann" not in model.prompts[-1]  # the rewritten sentence named nobody
+    assert not model.barred[-1]
 
 
 def test_migration_0004_fills_the_value_of_earlier_name_memories(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_database_survives_a_restart(settings, model, embedder) -> None:
         _say(client, "My name is Ana.")
     with TestClient(create_app(settings, model=model, embedder=embedder)) as client:
         _say(client, "Do you remember me?")
-        assert "The user's name is Ana." in model.prompts[-1]
+        assert "Your name is Ana." in model.prompts[-1]
     engine = make_engine(settings.database_url)
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -142,6 +142,7 @@ def test_a_thumbs_down_exports_a_pair_with_the_prompt_the_reply_came_from(client
     corrected, bare = pairs
     assert corrected.chosen == "Nice to meet you, Ana!" and bare.chosen is None
     assert bare.rejected == reply["choices"][0]["message"]["content"]
-    system = bare.prompt[0]
-    assert system["role"] == "system" and "BitZero" in system["content"] and "green tea" in system["content"]
-    assert [t["content"] for t in bare.prompt[1:]] == ["What should I drink?"]  # what the client sent, as fitted
+    system, recap = bare.prompt[:2]
+    assert system["role"] == "system" and "BitZero" in system["content"]
+    assert recap["role"] == "assistant" and "green tea" in recap["content"]  # the memories, as the model saw them
+    assert [t["content"] for t in bare.prompt[2:]] == ["What should I drink?"]  # what the client sent, as fitted

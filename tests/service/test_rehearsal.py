@@ -27,10 +27,10 @@ class Looping(FakeModel):
 
 
 class Attentive(FakeModel):
-    """Answers from the facts the service put in the system turn, else about the message."""
+    """Answers from the recap of memories the service put before the turns, else about the message."""
 
     def answer(self, last_user: str) -> str:
-        name = re.search(r"The user's name is (\w+)", self.prompts[-1])
+        name = re.search(r"Your name is (\w+)", self.prompts[-1])
         if name and "name" in last_user:
             return f"Your name is {name.group(1)}, of course. How was your week?"
         return f"Thank you for telling me. I hear you about this: {last_user} How can I help?"

@@ -1,14 +1,24 @@
 """The prompt the model sees, through the tokenizer's chat template: one system turn (persona, the
-user's name, top memories, the emotion note, the client's own system messages), then the turns.
+emotion note, the client's own system messages), the companion's recap of what it remembers (the
+user's name, top memories) as its own earlier turn, then the conversation's turns.
+
+The recap speaks to the user in the second person ("What I remember about you: your name is Ada.
+You love hiking."), in the companion's voice. Measured with the conversation eval's name-and-likes
+scenario on SmolLM2-135M-Instruct (5 seeds, 10 recall questions, 15 replies), against the same
+facts as a system-turn list in the third person ("Facts about the user: - The user's name is
+Ada."): recalled without claiming the name 5/10 vs 4/10, and the reply spoke of "the user" 0/15
+vs 4/15 (the list was read back as an answer: "The user loves hiking."). The name claims that
+remain ("I'm Ada") are barred at decoding (``name_claims``): 6/15 replies before, 0 after.
 
 Everything is fitted to a token budget (the context minus the room kept for the reply), counted
 exactly by encoding the templated chat: older turns go first, then the least relevant memories;
 the newest user turn always stays (only when it alone is too long are its oldest characters cut,
-after the system text is cut to half the budget).
+after the system text is cut to half the budget and the recap left out).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from bitzero.text import Tokenizer
@@ -16,25 +26,47 @@ from bitzero.text import Tokenizer
 Chat = list[dict[str, str]]
 
 # Short enough for a 135M model to follow. Measured on SmolLM2-135M-Instruct: a longer persona
-# (e.g. "use the user's name") and a name outside the list of facts made it answer "I'm Ada".
+# (e.g. "use the user's name") made it answer "I'm Ada".
 DEFAULT_PERSONA = (
     "You are BitZero, a warm and caring companion. You listen closely, remember what the user "
     "tells you, and answer kindly in plain, simple English, in a few sentences."
 )
+RECAP = "What I remember about you:"
+# The memory sentences bitzero.companion.extraction writes ("The user loves tea."), turned to the user.
+_THE_USERS = re.compile(r"^The user's\b")
+_THE_USER_VERB = re.compile(r"^The user (\w+)")
+_SECOND_PERSON = {"is": "are", "has": "have", "does": "do", "was": "were"}
 
 
-def system_text(
-    persona: str, user_name: str | None, memories: Sequence[str], emotion_note: str | None, client_system: str
-) -> str:
-    parts = [persona]
-    if client_system:
-        parts.append(client_system)
-    facts = [f"The user's name is {user_name}.", *memories] if user_name else list(memories)
-    if facts:
-        parts.append("Facts about the user:\n" + "\n".join(f"- {fact}" for fact in facts))
-    if emotion_note:
-        parts.append(emotion_note)
-    return "\n".join(parts)
+def system_text(persona: str, emotion_note: str | None, client_system: str) -> str:
+    return "\n".join(part for part in (persona, client_system, emotion_note) if part)
+
+
+def to_the_user(memory: str) -> str:
+    """A memory as said to the user: "The user loves tea." -> "You love tea." (others unchanged)."""
+    memory = _THE_USERS.sub("Your", memory)
+
+    def verb(match: re.Match[str]) -> str:
+        word = match.group(1)
+        if word in _SECOND_PERSON:
+            return f"You {_SECOND_PERSON[word]}"
+        return f"You {word[:-1] if word.endswith('s') and not word.endswith('ss') else word}"
+
+    return _THE_USER_VERB.sub(verb, memory)
+
+
+def recap_text(user_name: str | None, memories: Sequence[str]) -> str | None:
+    """The companion's turn that recalls the user's name and memories to them (None: nothing to recall)."""
+    said = [f"Your name is {user_name}.", *map(to_the_user, memories)] if user_name else list(map(to_the_user, memories))
+    return f"{RECAP} {' '.join(said)}" if said else None
+
+
+def name_claims(user_name: str | None) -> list[str]:
+    """Phrases barred from a reply: the user's name said as the companion's own."""
+    if not user_name:
+        return []
+    return [f"{lead} {user_name}" for lead in ("I'm", "I am", "My name is", "my name is", "I'm called", "call me")] + [
+        f"{lead}, {user_name}" for lead in ("it's me", "It's me")]
 
 
 def build_prompt(
@@ -51,28 +83,27 @@ def build_prompt(
     tokens. ``memories`` come most relevant first; the last turn is the user's."""
     client_system = "\n".join(t["content"] for t in turns if t["role"] == "system")
     dialogue = [{"role": t["role"], "content": t["content"]} for t in turns if t["role"] != "system"]
+    system = {"role": "system", "content": system_text(persona, emotion_note, client_system)}
 
     def length(chat: Chat) -> int:
         return len(tokenizer.encode_chat(chat, add_generation_prompt=True))
 
-    def system(kept: Sequence[str]) -> dict[str, str]:
-        return {"role": "system", "content": system_text(persona, user_name, kept, emotion_note, client_system)}
-
     for count in range(len(memories), -1, -1):  # least relevant memories go only when no turn fits
-        head = system(memories[:count])
-        def fits(kept: Chat, head: dict[str, str] = head) -> bool:
-            return length([head, *kept]) <= budget
+        recap = recap_text(user_name, memories[:count])
+        head = [system, {"role": "assistant", "content": recap}] if recap else [system]
+        def fits(kept: Chat, head: Chat = head) -> bool:
+            return length([*head, *kept]) <= budget
 
         newest = _newest_fitting(dialogue, fits)
         if newest:
-            return [head, *dialogue[-newest:]]
-    content = _cut(system([])["content"], lambda s: length([{"role": "system", "content": s},
+            return [*head, *dialogue[-newest:]]
+    content = _cut(system["content"], lambda s: length([{"role": "system", "content": s},
                                                             {"role": "user", "content": ""}]) <= budget // 2,
                    keep_head=True, budget=budget)
-    head = {"role": "system", "content": content}
-    last = _cut(dialogue[-1]["content"], lambda s: length([head, {"role": "user", "content": s}]) <= budget,
+    cut_system = {"role": "system", "content": content}
+    last = _cut(dialogue[-1]["content"], lambda s: length([cut_system, {"role": "user", "content": s}]) <= budget,
                 keep_head=False, budget=budget)
-    return [head, {"role": "user", "content": last}]
+    return [cut_system, {"role": "user", "content": last}]
 
 
 def _newest_fitting(dialogue: Chat, fits: Callable[[Chat], bool]) -> int:

@@ -5,7 +5,8 @@ conversation, a fresh user per scenario. Each reply is scored on text alone: a l
 sequence said 3+ times, or a sentence said twice), garbage (not English-shaped words, or code),
 empty, cut off (the token limit hit mid-sentence), recall of what the user told in an earlier
 conversation, claiming the user's name as the companion's own, speaking of "the user" (the
-system turn's facts read back as an answer), length; and on topic: the sentence embedder's cosine
+system turn's facts read back as an answer), the wrong tone (condolences for good news, cheer for
+bad: the scenarios mark such turns' ``tone``), length; and on topic: the sentence embedder's cosine
 between message and reply. ``eval_verdict`` holds the rates against limits: the promotion gate's
 second test beside the held-out NLL. Running the scenarios through the service is
 ``bitzero.service.rehearsal``.
@@ -35,6 +36,13 @@ _CODE = re.compile(r"```|[{};<>=\\]|\bdef |\bimport |\breturn\b|</?\w+>")
 _SENTENCE = re.compile(r"[^.!?\n]+")
 _FINISHED = re.compile(r"[.!?…][\"'”’)*]*\s*$")
 _THE_USER = re.compile(r"\bthe user\b", re.IGNORECASE)
+# What a reply must not say to news of that tone: condolences to good news, cheer to bad.
+_WRONG_TONE = {
+    "positive": re.compile(r"\b(?:sorry|condolences?|your loss|heartbreaking|devastat\w*)\b", re.IGNORECASE),
+    "negative": re.compile(r"\b(?:congratulations|congrats|great news|happy for you|how exciting|"
+                           r"that'?s (?:wonderful|great|amazing|fantastic))\b", re.IGNORECASE),
+}
+TONES = tuple(_WRONG_TONE)
 # The most frequent English words: running English text is about half these; shuffled word pieces are not.
 _COMMON_WORDS = """
 a about after all also am an and any are as at be because been but by can could day did do does don't
@@ -53,6 +61,7 @@ class ScenarioError(CompanionError, ValueError):
 class Say:
     text: str
     expect_any: tuple[str, ...] = ()  # one of these in the reply: recalled
+    tone: str | None = None  # "positive" / "negative" news: the reply must not answer in the other tone
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Exchange:
     finish_reason: str | None
     expect_any: tuple[str, ...] = ()
     user_name: str | None = None
+    tone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,7 @@ class ReplyScore:
     recalled: bool | None  # None: nothing to recall in this turn
     name_claim: bool
     speaks_of_user: bool
+    wrong_tone: bool
     words: int
 
 
@@ -114,7 +125,8 @@ def load_scenarios(path: str | Path = SCENARIOS) -> list[Scenario]:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         scenarios = [
-            Scenario(str(s["id"]), tuple(tuple(Say(str(t["say"]), tuple(str(e) for e in t.get("expect_any", ())))
+            Scenario(str(s["id"]), tuple(tuple(Say(str(t["say"]), tuple(str(e) for e in t.get("expect_any", ())),
+                                                   t.get("tone"))
                                                for t in conversation) for conversation in s["conversations"]),
                      s.get("user_name"))
             for s in data["scenarios"]
@@ -126,6 +138,9 @@ def load_scenarios(path: str | Path = SCENARIOS) -> list[Scenario]:
         raise ScenarioError(f"{path} needs at least one scenario and unique ids, got {ids}")
     if any(not c or not all(t.text.strip() for t in c) for s in scenarios for c in s.conversations):
         raise ScenarioError(f"{path}: every conversation needs at least one non-empty user turn")
+    tones = {t.tone for s in scenarios for c in s.conversations for t in c} - {None, *TONES}
+    if tones:
+        raise ScenarioError(f"{path}: unknown tone {sorted(map(str, tones))}; known: {list(TONES)}")
     return scenarios
 
 
@@ -159,22 +174,31 @@ def is_garbage(text: str) -> bool:
 
 
 def claims_name(text: str, name: str | None) -> bool:
-    """The reply says the user's name is its own ("I'm Ada", "my name is Ada")."""
+    """The reply says the user's name is its own ("I'm Ada", "my name is Ada", "it's me, Ada")."""
     if not name:
         return False
-    return re.search(rf"\b(?:i am|i'm|i’m|my name is|my name's|call me)\s+{re.escape(name)}\b", text,
-                     re.IGNORECASE) is not None
+    return re.search(rf"\b(?:i am|i'm|i’m|my name is|my name's|call me|it's me|it’s me|this is)[,\s]+{re.escape(name)}\b",
+                     text, re.IGNORECASE) is not None
+
+
+def wrong_tone(text: str, tone: str | None) -> bool:
+    """Condolences for good news, or cheer for bad (``tone`` is the news', None: not judged)."""
+    return tone is not None and _WRONG_TONE[tone].search(text) is not None
 
 
 def score_reply(exchange: Exchange) -> ReplyScore:
     text = exchange.reply.strip()
     empty = not any(c.isalnum() for c in text)
-    recalled = (any(e.lower() in text.lower() for e in exchange.expect_any) if exchange.expect_any else None)
+    claim = claims_name(text, exchange.user_name)
+    # Saying the name as its own is no recall of it: "My name is Ada" contains "Ada".
+    recalled = (any(e.lower() in text.lower() for e in exchange.expect_any) and not claim
+                if exchange.expect_any else None)
     return ReplyScore(
         loop=is_loop(text), garbage=not empty and is_garbage(text), empty=empty,
         cut_off=not empty and exchange.finish_reason == "length" and not _FINISHED.search(text),
-        recalled=recalled, name_claim=claims_name(text, exchange.user_name),
-        speaks_of_user=_THE_USER.search(text) is not None, words=len(text.split()),
+        recalled=recalled, name_claim=claim,
+        speaks_of_user=_THE_USER.search(text) is not None, wrong_tone=wrong_tone(text, exchange.tone),
+        words=len(text.split()),
     )
 
 
@@ -205,9 +229,16 @@ def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, floa
         "cut_off_rate": rate("cut_off"),
         "recall_rate": round(sum(recalls) / len(recalls), 4) if recalls else 1.0,
         "name_claim_rate": rate("name_claim"), "speaks_of_user_rate": rate("speaks_of_user"),
+        "wrong_tone_rate": _wrong_tone_rate(scores, exchanges),
         "on_topic": round(float(on_topic(embedder, exchanges).mean()), 4),
         "words_median": float(statistics.median(s.words for s in scores)),
     }
+
+
+def _wrong_tone_rate(scores: Sequence[ReplyScore], exchanges: Sequence[Exchange]) -> float:
+    """Wrong tone among the replies to news with a tone (0 when no turn has one)."""
+    judged = [s.wrong_tone for s, e in zip(scores, exchanges, strict=True) if e.tone is not None]
+    return round(sum(judged) / len(judged), 4) if judged else 0.0
 
 
 def eval_verdict(figures: Mapping[str, float], limits: EvalLimits | Mapping[str, Any] | None = None) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from bitzero.companion.context import DEFAULT_PERSONA, build_prompt
+from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, name_claims
 from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note
@@ -51,6 +51,7 @@ class Turn:
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
     earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
+    barred: list[list[int]] = field(default_factory=list)  # token sequences the reply must not say
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ class Companion:
             prompt=storable_prompt(prompt, None if recalled.keeps_emotions else note),
             earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                      for i in model.tokenizer.encode(m["content"])],
+            barred=[model.tokenizer.encode(text) for phrase in name_claims(recalled.name)
+                    for text in (phrase, f" {phrase}")],
         )
 
     def generate(
@@ -247,7 +250,8 @@ class Companion:
             stream = turn.served.model.stream(
                 turn.prompt_ids, max_tokens=turn.max_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
                 top_k=decoding.top_k, stop=stop, seed=seed, frequency_penalty=decoding.frequency_penalty,
-                presence_penalty=decoding.presence_penalty, earlier=turn.earlier, repeat_ngram=decoding.repeat_ngram)
+                presence_penalty=decoding.presence_penalty, earlier=turn.earlier, repeat_ngram=decoding.repeat_ngram,
+                barred=turn.barred)
             said = ""
             try:
                 for chunk in stream:

@@ -38,10 +38,11 @@ class ChatModel(Protocol):
         presence_penalty: float = 0.0,
         earlier: Sequence[int] = (),
         repeat_ngram: int = 0,
+        barred: Sequence[Sequence[int]] = (),
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
         no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of the reply
-        itself is said again."""
+        itself is said again, nor any ``barred`` token sequence."""
         ...
 
 

@@ -53,7 +53,7 @@ def rehearse(companion: Companion, served: Served, scenarios: Sequence[Scenario]
                 messages.append({"role": "assistant", "content": reply})
                 exchanges.append(Exchange(scenario.id, say.text, reply,
                                           next((p.finish_reason for p in reversed(pieces) if p.finish_reason), None),
-                                          say.expect_any, scenario.user_name))
+                                          say.expect_any, scenario.user_name, say.tone))
     return exchanges
 
 

@@ -161,13 +161,14 @@ class BundleRuntime:
         presence_penalty: float = 0.0,
         earlier: Sequence[int] = (),
         repeat_ngram: int = 0,
+        barred: Sequence[Sequence[int]] = (),
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
         The penalties (OpenAI's) count the reply's own tokens, not the prompt's; with
         ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` or of the reply so far is said
-        again (`RepeatGuard`).
+        again (`RepeatGuard`), nor any ``barred`` token sequence.
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         check_sampling(temperature, top_p)
@@ -175,7 +176,7 @@ class BundleRuntime:
         budget = min(max_tokens, self.context_length - len(prompt))
         sequence = list(prompt)
         counts: dict[int, int] = {}
-        guard = RepeatGuard(earlier, repeat_ngram)
+        guard = RepeatGuard(earlier, repeat_ngram, barred)
         steps = self._last_logits(sequence, budget, use_cache)
         last = next(steps)
         for step in range(budget):
@@ -234,6 +235,7 @@ class BundleRuntime:
         presence_penalty: float = 0.0,
         earlier: Sequence[int] = (),
         repeat_ngram: int = 0,
+        barred: Sequence[Sequence[int]] = (),
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
@@ -247,7 +249,7 @@ class BundleRuntime:
         finish: FinishReason = "length"
         for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                     seed=seed, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                                    earlier=earlier, repeat_ngram=repeat_ngram):
+                                    earlier=earlier, repeat_ngram=repeat_ngram, barred=barred):
             if token in self._stop_ids:
                 finish = "stop"
                 break

@@ -28,14 +28,19 @@ class RepeatGuard:
     """Bans a next token that would repeat an ``n``-gram of earlier text (the assistant's earlier
     replies in the conversation) or of the reply so far (``learn`` each token): a small model
     otherwise says its last answer again word for word, or one phrase to the token limit. Shorter
-    common phrases stay free."""
+    common phrases stay free. Also bans the last token of each ``barred`` token sequence after the
+    rest of it (a phrase the reply must not say, as transformers' ``bad_words_ids``)."""
 
-    def __init__(self, earlier: Sequence[int], n: int) -> None:
+    def __init__(self, earlier: Sequence[int], n: int, barred: Sequence[Sequence[int]] = ()) -> None:
         self.n = n
         self.next_of: dict[tuple[int, ...], set[int]] = {}
         if n >= 2:
             for i in range(len(earlier) - n + 1):
                 self._add(earlier[i : i + n])
+        self.barred: dict[tuple[int, ...], set[int]] = {}
+        for phrase in barred:
+            if phrase:
+                self.barred.setdefault(tuple(phrase[:-1]), set()).add(int(phrase[-1]))
 
     def _add(self, gram: Sequence[int]) -> None:
         self.next_of.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
@@ -46,7 +51,10 @@ class RepeatGuard:
             self._add(reply[len(reply) - self.n :])
 
     def apply(self, logits: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
-        banned = self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :])) if self.next_of else None
+        banned = set(self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :]), ())) if self.next_of else set()
+        for prefix, last in self.barred.items():
+            if len(sequence) >= len(prefix) and tuple(sequence[len(sequence) - len(prefix):]) == prefix:
+                banned |= last
         if not banned:
             return logits
         adjusted = logits.astype(np.float32, copy=True)
