@@ -57,6 +57,27 @@ def rehearse(companion: Companion, served: Served, scenarios: Sequence[Scenario]
     return exchanges
 
 
+def rehearse_raw(served: Served, scenarios: Sequence[Scenario], max_tokens: int = 256) -> list[Exchange]:
+    """The scenarios on the bare model, as the field's stock runtime serves it: only the client's
+    turns through the chat template (no persona, memory or emotion note), greedy, no repeat guard,
+    no sentence limit: the reference the companion's on-topic figure is held against. Nothing
+    carries over between conversations, so its recall is what a model without memory gets."""
+    model = served.model
+    exchanges = []
+    for scenario in scenarios:
+        for conversation in scenario.conversations:
+            messages: list[dict[str, str]] = []
+            for say in conversation:
+                messages.append({"role": "user", "content": say.text})
+                prompt = model.tokenizer.encode_chat(messages, add_generation_prompt=True)
+                pieces = list(model.stream(prompt, max_tokens=min(max_tokens, model.context_length - len(prompt))))
+                reply = "".join(p.text for p in pieces)
+                messages.append({"role": "assistant", "content": reply})
+                exchanges.append(Exchange(scenario.id, say.text, reply, pieces[-1].finish_reason if pieces else None,
+                                          say.expect_any, scenario.user_name, say.tone))
+    return exchanges
+
+
 def bundle_detector(bundle_dir: Path) -> EmotionDetector | None:
     """The emotion classifier the export put in the bundle, as the service would load it (None: none there)."""
     path = bundle_dir / EMOTION_FILE
