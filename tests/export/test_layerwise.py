@@ -126,6 +126,19 @@ def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
     torch.set_num_threads(1)
 
 
+@pytest.mark.parametrize("variant", ["nbits", "exact"])
+def test_a_student_with_a_scale_per_row_exports_within_tolerance(variant: str) -> None:
+    student = tiny_student(seed=5, per_row_scale=True).float().eval()
+    packed = pack_model(student)
+    gamma = packed.linears["blocks.0.attn.q_proj"].gamma
+    assert len(np.unique(gamma)) > len(gamma) // 2  # one scale per row, not one per layer
+    figures = layerwise_parity(build_graph(packed, variant), graph_reference(student, variant), SEQUENCES)
+    assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, figures["worst"]
+    packed.linears["blocks.1.ffn.up_proj"].gamma[::2] *= 2.0  # every other row's scale wrong
+    figures = layerwise_parity(build_graph(packed, variant), graph_reference(student, variant), SEQUENCES)
+    assert figures["max_rel_error"] > 2 * TOLERANCES[variant] and "blocks.1.ffn" in figures["worst"]
+
+
 def test_a_correct_teacher_export_is_accepted_against_its_own_4_bit_weights() -> None:
     teacher = tiny_teacher(seed=4).float().eval()
     packed = pack_model(teacher)

@@ -1,6 +1,7 @@
 """2-bit packing and the compact checkpoint (lossless for codes, bit-exact for the model), and the
 4-bit block format as onnxruntime's MatMulNBits reads it."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ def test_non_ternary_codes_and_corrupt_bytes_are_refused() -> None:
         unpack_codes(np.array([[0]], dtype=np.uint8), 4)
 
 
-@pytest.mark.parametrize(("overrides", "seed"), [({}, 1), ({"sub_norm": True, "tie_embeddings": False}, 2)])
+@pytest.mark.parametrize(("overrides", "seed"), [({}, 1), ({"sub_norm": True, "tie_embeddings": False}, 2),
+                                               ({"per_row_scale": True}, 3)])
 def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, overrides: dict, seed: int) -> None:
     model = tiny_student(seed, **overrides)
     path = save_packed(pack_model(model), tmp_path / "model.packed.safetensors")
@@ -47,13 +49,35 @@ def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, overrides: dic
         assert torch.equal(layer.critical_mask, back.critical_mask), name
 
 
-def test_sizes_report_two_bits_per_ternary_weight(student: torch.nn.Module) -> None:
+def test_sizes_count_two_bit_codes_and_a_scale_a_row(student: torch.nn.Module) -> None:
     model = student
-    sizes = pack_model(model).sizes()
-    assert 2.0 <= sizes["bits_per_weight_ternary"] < 2.01  # 2-bit codes + one fp32 gamma a layer
+    packed = pack_model(model)
+    sizes = packed.sizes()
+    rows = sum(layer.codes.shape[0] for layer in packed.linears.values())
+    codes = sum(layer.n_ternary_weights for layer in packed.linears.values())
+    assert codes % 4 == 0  # the tiny model's K is a multiple of 4: no padding bits
+    assert sizes["bits_per_weight_ternary"] == pytest.approx((2 * codes + 32 * rows) / codes)
     n_params = sum(p.numel() for p in model.parameters())
     assert sizes["parameters"] == n_params and sizes["fp32_tensor_bytes"] == 4 * n_params
     assert sizes["tensor_bytes"] < sizes["fp32_tensor_bytes"]
+
+
+def test_a_version_1_file_with_one_scale_a_layer_still_loads(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    model = tiny_student(4)
+    path = save_packed(pack_model(model), tmp_path / "v2.safetensors")
+    with safe_open(str(path), framework="numpy") as handle:
+        header = json.loads(handle.metadata()["header"])
+    tensors = load_file(str(path))
+    for name, info in header["layers"].items():  # version 1: one gamma a layer, as a hex float in the header
+        info["gamma"] = float(tensors.pop(f"linear/{name}/gamma")[0]).hex()
+    save_file(tensors, str(tmp_path / "v1.safetensors"),
+              metadata={"format": "bitzero-packed", "version": "1", "header": json.dumps(header)})
+    old = load_packed(tmp_path / "v1.safetensors")
+    for name, layer in load_packed(path).linears.items():
+        assert np.array_equal(old.linears[name].gamma, layer.gamma), name
 
 
 def test_foreign_file_is_refused(tmp_path: Path) -> None:

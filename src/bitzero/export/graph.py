@@ -22,9 +22,10 @@ Add is not fused into the next norm (SkipSimplifiedLayerNormalization would read
 
 Variants of a ternary (student) model; every BitLinear quantizes its activations per token to int8:
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
-  dequantized activations, one scale per block of 128 along K; critical channels as fp16 weights;
+  dequantized activations, one scale per block of 128 along K (the row's gamma, repeated); critical
+  channels as fp16 weights;
 * ``exact``: int8 activations (as uint8 with zero point 128) x int8 ternary codes through
-  MatMulInteger, rescaled by gamma / s; the codes are stored 2-bit packed and unpacked by
+  MatMulInteger, rescaled by each row's gamma / s; the codes are stored 2-bit packed and unpacked by
   constant folding when the session starts; critical channels fp32.
 Variants of a full-precision (teacher) model:
 * ``int4``: every linear as MatMulNBits bits=4, block 32, min/max blocks (``packing.quantize_int4``)
@@ -114,7 +115,7 @@ def nbits_tensors(layer: PackedLinear) -> tuple[np.ndarray, np.ndarray, int]:
     n = layer.codes.shape[0]
     padded = np.full((n, blocks * block // 4), ZERO_CODE * 0b01010101, dtype=np.uint8)
     padded[:, : layer.codes.shape[1]] = layer.codes
-    scales = np.full(n * blocks, layer.gamma, dtype=np.float32)
+    scales = np.repeat(layer.gamma, blocks).astype(np.float32)
     return padded.reshape(n, blocks, block // 4), scales, block
 
 
@@ -211,7 +212,7 @@ class _Builder:
             # kernel is ~200x faster than its s8 x s8 fallback at one token (measured).
             shifted = self.op("Cast", [self.op("Add", [grid, self.const(128.0)])], to=TensorProto.UINT8)
             acc = self.op("MatMulInteger", [shifted, codes, self.const(np.uint8(128))])
-            gamma = self.const(np.concatenate([np.full(layer.codes.shape[0], layer.gamma, np.float32) for layer in layers]))
+            gamma = self.const(np.concatenate([layer.gamma for layer in layers]))
             ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
             critical_dtype: type[np.floating[Any]] = np.float32
         else:
