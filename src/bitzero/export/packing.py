@@ -70,6 +70,24 @@ def unpack_codes(packed: np.ndarray, in_features: int) -> np.ndarray:
     return codes
 
 
+KERNEL_BLOCK = 128  # codes per 32-byte block of TernaryMatMul's layout
+
+
+def kernel_codes(codes: np.ndarray) -> np.ndarray:
+    """(N, K) ternary codes -> (N, ceil(K / 128) * 32) uint8 in the layout of our TernaryMatMul kernel
+    (bitzero/kernels/ternary_matmul.cc): byte j of block b holds k = 128 b + 32 s + j in bits 2s..2s+1,
+    as code + 1 (padding 1, a zero weight), so one 32-byte load unpacks into four vectors that line up
+    with four contiguous 32-byte loads of int8 activations."""
+    codes = np.asarray(codes)
+    n, k = codes.shape
+    blocks = -(-k // KERNEL_BLOCK)
+    stored = np.ones((n, blocks * KERNEL_BLOCK), dtype=np.uint8)
+    stored[:, :k] = (codes.astype(np.int8) + 1).astype(np.uint8)
+    planes = stored.reshape(n, blocks, 4, 32)
+    packed = planes[:, :, 0] | planes[:, :, 1] << 2 | planes[:, :, 2] << 4 | planes[:, :, 3] << 6
+    return np.ascontiguousarray(packed.reshape(n, blocks * 32), dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class Int4Weight:
     """An (N, K) matrix in MatMulNBits bits=4 layout: blob (N, blocks, 16), two codes a byte, the

@@ -1,0 +1,38 @@
+"""BitZero's own onnxruntime kernels, in C++: ``TernaryMatMul`` (domain ``com.bitzero``), a BitNet
+b1.58 linear layer (per-token int8 activations, 2-bit ternary rows with a scale each, fp16 critical
+rows) that onnxruntime has no fast path for (ternary_matmul.cc says how it works).
+
+``make``'s set-up builds the library beside this file (``python -m bitzero.kernels.build``); where no
+compiler is there or the build fails it says so in one line and the student is served by
+onnxruntime's MatMulNBits (the ``nbits`` graph) instead. Torch-free: the serving side registers the
+library into its sessions with ``register``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DOMAIN = "com.bitzero"
+LIBRARY_NAME = "libbitzero_ternary.so"
+LIBRARY_ENV = "BITZERO_KERNELS"  # a library path other than the one built beside this file
+
+
+def library_path() -> Path | None:
+    """The built kernel library, or None when it has not been built (or its override is missing)."""
+    path = Path(os.environ.get(LIBRARY_ENV) or Path(__file__).with_name(LIBRARY_NAME))
+    return path if path.is_file() else None
+
+
+def register(options: Any) -> bool:
+    """Register the kernels into an onnxruntime ``SessionOptions``; False (nothing changed) when the
+    library is not built or does not load here."""
+    path = library_path()
+    if path is None:
+        return False
+    try:
+        options.register_custom_ops_library(str(path))
+    except Exception:  # onnxruntime raises its own Fail/RuntimeError types for a library it cannot load
+        return False
+    return True
