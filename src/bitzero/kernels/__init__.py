@@ -11,12 +11,14 @@ library into its sessions with ``register``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 DOMAIN = "com.bitzero"
 LIBRARY_NAME = "libbitzero_ternary.so"
 LIBRARY_ENV = "BITZERO_KERNELS"  # a library path other than the one built beside this file
+KERNEL_VARIANTS = ("ternary",)  # bundle variants whose graphs need the library
 
 
 def library_path() -> Path | None:
@@ -36,3 +38,11 @@ def register(options: Any) -> bool:
     except Exception:  # onnxruntime raises its own Fail/RuntimeError types for a library it cannot load
         return False
     return True
+
+
+def servable(variant: str, variants: Iterable[str]) -> str:
+    """``variant``, or where it needs the kernel library and that is not built here, the first of the
+    bundle's ``variants`` that does not (a ternary bundle carries nbits for this)."""
+    if variant not in KERNEL_VARIANTS or library_path() is not None:
+        return variant
+    return next((v for v in variants if v not in KERNEL_VARIANTS), variant)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from bitzero import kernels
 from bitzero.serving.bundle import BundleError, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
@@ -83,12 +84,13 @@ class BundleRuntime:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> BundleRuntime:
-        """Open a bundle (``variant`` None: the manifest's default, nbits for a student, int4 for a
-        teacher); any missing, corrupt or mismatched part raises BundleError."""
+        """Open a bundle (``variant`` None: the manifest's default, ternary or nbits for a student (nbits
+        where our kernel is not built here), int4 for a teacher); any missing, corrupt or mismatched part
+        raises BundleError."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
-        variant = variant or manifest.get("default_variant") or next(iter(variants))
+        variant = variant or kernels.servable(manifest.get("default_variant") or next(iter(variants)), variants)
         if variant not in variants:
             raise BundleError(f"bundle {bundle_dir} has no {variant!r} variant (it has: {', '.join(sorted(variants))})")
         tokenizer_path = verify_file(bundle_dir, manifest["tokenizer"])
@@ -104,6 +106,7 @@ class BundleRuntime:
         model_path = verify_file(bundle_dir, variants[variant])
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        kernels.register(options)
         if threads:
             options.intra_op_num_threads = threads
         try:
