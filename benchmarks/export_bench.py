@@ -13,6 +13,8 @@ memory (VmHWM) is that engine's alone and ONNX workers never import torch:
   genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
   onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,
   genai-nbits    fp16 critical channels, 8-bit table): numpy loop and og.Generator
+  onnx-ternary   the student's graph on our TernaryMatMul kernel (bitzero/kernels; timed only where
+  genai-ternary  its library is built): numpy loop and og.Generator
 
 Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``
 after one warm-up, at each thread count of ``--threads``; ratios against the anchor at the same
@@ -37,19 +39,23 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits")
+ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits", "onnx-ternary",
+           "genai-ternary")
 BASELINE = "anchor-int4"
 VOCAB = 49152
 
 
 def build(folder: Path) -> dict[str, Any]:
-    """The teacher's int4 graph and the student's nbits graph in ``folder``; returns file sizes."""
+    """The teacher's int4 graph and the student's nbits (and, where the kernel is built, ternary) graphs
+    in ``folder``; returns file sizes and the stored bits of a projection weight."""
     import onnx
     import torch
 
     sys.path.insert(0, str(ROOT))
     from bitzero.export.convert import pack_model
+    from bitzero.export.exporter import kernel_bits_per_weight, nbits_bits_per_weight
     from bitzero.export.graph import build_graph
+    from bitzero.kernels import library_path
     from bitzero.model.pretrained import ternary_student
     from bitzero.serving.bundle import ONNX_FILE
     from bitzero.serving.genai import write_config
@@ -58,10 +64,12 @@ def build(folder: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     teacher, tokenizer = real_teacher()
     student = ternary_student(teacher, "adaptive").eval()
-    for model, variant in ((teacher, "int4"), (student, "nbits")):
+    student_variants = ("nbits", "ternary") if library_path() else ("nbits",)
+    for model, variant in ((teacher, "int4"), *((student, v) for v in student_variants)):
         (folder / variant).mkdir()
         onnx.save_model(build_graph(pack_model(model), variant), folder / variant / ONNX_FILE)
         write_config(folder / variant, model.config.to_dict(), tokenizer.stop_ids, ONNX_FILE)
+    packed = pack_model(student)
     checkpoint = cache_dir() / "checkpoint"
     (folder / "checkpoint").symlink_to(checkpoint)
     (folder / "anchor").symlink_to(anchor_model())
@@ -70,7 +78,9 @@ def build(folder: Path) -> dict[str, Any]:
         "bytes": {"torch-fp32": (checkpoint / "model.safetensors").stat().st_size,
                   "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
                   **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
-                     for kind in ("onnx", "genai") for v in ("int4", "nbits")}},
+                     for kind in ("onnx", "genai") for v in ("int4", *student_variants)}},
+        "projection_bits": {"int4": 6.0, "nbits": nbits_bits_per_weight(packed),
+                            **({"ternary": kernel_bits_per_weight(packed)} if "ternary" in student_variants else {})},
     }
 
 
@@ -118,8 +128,12 @@ def genai_timings(path: Path, ids: np.ndarray, decode: int, repeats: int, thread
     """
     import onnxruntime_genai as og
 
+    from bitzero.kernels import library_path
+
     config = og.Config(str(path))
-    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    options: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    if library_path() is not None:
+        options["custom_ops_library"] = str(library_path())
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     best_prefill = best_decode = float("inf")
@@ -192,8 +206,11 @@ def _torch_engine(folder: Path, threads: int):
 def _onnx_engine(engine: str, folder: Path, threads: int):
     import onnxruntime as ort
 
+    from bitzero.kernels import register
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    register(options)
     variant = engine.removeprefix("onnx-")
     session = ort.InferenceSession(str(folder / variant / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
@@ -223,6 +240,9 @@ def run_worker(engine: str, threads: int, folder: Path, args: argparse.Namespace
 
 def print_table(built: dict[str, Any], timings: dict[str, dict[str, float]]) -> None:
     print(f"\n## SmolLM2-135M shape: {built['parameters'] / 1e6:.1f}M parameters\n")
+    print("stored bits per projection weight: " + ", ".join(f"{v} {b:.3f}" for v, b in built["projection_bits"].items()))
+    print("file bits per parameter: " + ", ".join(f"{e} {8 * b / built['parameters']:.2f}" for e, b in built["bytes"].items()
+                                                if not e.startswith("genai-")) + "\n")
     print("| engine | threads | file MB | prefill tok/s | x anchor | decode tok/s | x anchor | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
     for name, t in timings.items():
@@ -249,11 +269,14 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.folder, args.prompt, args.decode, args.repeats, int(args.threads))))
         return
     thread_counts = [int(n) for n in args.threads.split(",")]
+    from bitzero.kernels import library_path
+
+    engines = [e for e in args.engines.split(",") if library_path() or not e.endswith("-ternary")]
     print(f"prompt {args.prompt} tokens, decode {args.decode} tokens, threads {thread_counts}, best of {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="bitzero-bench-") as tmp:
         built = build(Path(tmp))
         timings = {f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
-                   for threads in thread_counts for engine in args.engines.split(",")}
+                   for threads in thread_counts for engine in engines}
     print_table(built, timings)
     if args.json:
         args.json.write_text(json.dumps({"build": built, "timings": timings}, indent=2))

@@ -24,7 +24,7 @@ from bitzero.export.convert import pack_model
 from bitzero.export.graph import build_graph, check_variant, nbits_tensors, variants_for
 from bitzero.export.heldout import Scored, assistant_nll, scored_conversations
 from bitzero.export.layerwise import graph_reference, layerwise_parity
-from bitzero.export.packing import INT4_BLOCK, KERNEL_BLOCK, PackedModel, save_packed
+from bitzero.export.packing import INT4_BLOCK, KERNEL_HALF, PackedModel, save_packed
 from bitzero.export.parity import compare, torch_reference
 from bitzero.files import staged_folder
 from bitzero.kernels import KERNEL_VARIANTS
@@ -202,9 +202,9 @@ def _sizes(packed: PackedModel, files: Mapping[str, Mapping[str, Any]], variants
 
 
 def kernel_bits_per_weight(packed: PackedModel) -> float:
-    """Stored bits per ternary weight in the ternary graph: 2-bit codes (K padded to a whole block of
-    the kernel's layout) plus one fp32 scale a row."""
-    stored = sum(layer.codes.shape[0] * (-(-layer.in_features // KERNEL_BLOCK) * KERNEL_BLOCK // 4 + 4)
+    """Stored bits per ternary weight in the ternary graph: 2-bit codes (K padded to a multiple of 64
+    in the kernel's layout) plus one fp32 scale a row."""
+    stored = sum(layer.codes.shape[0] * (-(-layer.in_features // KERNEL_HALF) * KERNEL_HALF // 4 + 4)
                  for layer in packed.linears.values())
     return 8 * stored / max(sum(layer.n_ternary_weights for layer in packed.linears.values()), 1)
 

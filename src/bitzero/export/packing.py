@@ -71,21 +71,24 @@ def unpack_codes(packed: np.ndarray, in_features: int) -> np.ndarray:
 
 
 KERNEL_BLOCK = 128  # codes per 32-byte block of TernaryMatMul's layout
+KERNEL_HALF = 64  # K is padded to a multiple of this: a 16-byte half block may end a row
 
 
 def kernel_codes(codes: np.ndarray) -> np.ndarray:
-    """(N, K) ternary codes -> (N, ceil(K / 128) * 32) uint8 in the layout of our TernaryMatMul kernel
-    (bitzero/kernels/ternary_matmul.cc): byte j of block b holds k = 128 b + 32 s + j in bits 2s..2s+1,
-    as code + 1 (padding 1, a zero weight), so one 32-byte load unpacks into four vectors that line up
-    with four contiguous 32-byte loads of int8 activations."""
+    """(N, K) ternary codes -> (N, ceil(K / 64) * 16) uint8 in the layout of our TernaryMatMul kernel
+    (bitzero/kernels/ternary_matmul.cc): byte j of 32-byte block b holds k = 128 b + 32 s + j in bits
+    2s..2s+1, and of a closing 16-byte half block k = 128 B + 16 s + j, as code + 1 (padding 1, a zero
+    weight), so one load unpacks into four vectors that line up with four contiguous loads of int8
+    activations."""
     codes = np.asarray(codes)
     n, k = codes.shape
-    blocks = -(-k // KERNEL_BLOCK)
-    stored = np.ones((n, blocks * KERNEL_BLOCK), dtype=np.uint8)
+    padded = -(-k // KERNEL_HALF) * KERNEL_HALF
+    whole = padded // KERNEL_BLOCK * KERNEL_BLOCK
+    stored = np.ones((n, padded), dtype=np.uint8)
     stored[:, :k] = (codes.astype(np.int8) + 1).astype(np.uint8)
-    planes = stored.reshape(n, blocks, 4, 32)
-    packed = planes[:, :, 0] | planes[:, :, 1] << 2 | planes[:, :, 2] << 4 | planes[:, :, 3] << 6
-    return np.ascontiguousarray(packed.reshape(n, blocks * 32), dtype=np.uint8)
+    parts = [stored[:, :whole].reshape(n, -1, 4, 32), stored[:, whole:].reshape(n, -1, 4, 16)]
+    packed = [(p[:, :, 0] | p[:, :, 1] << 2 | p[:, :, 2] << 4 | p[:, :, 3] << 6).reshape(n, -1) for p in parts]
+    return np.ascontiguousarray(np.concatenate(packed, axis=1), dtype=np.uint8)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@
 // then critical rows) is written to output column columns[i] (identity when absent), so a layer's
 // critical channels take their places without a Concat and a Gather.
 //
-// Code layout (bitzero.export.packing.kernel_codes): each row is ceil(K / 128) blocks of 32 bytes;
-// byte j of block b holds the codes of k = 128 b + 32 s + j for s = 0..3 in bits 2s..2s+1, stored
-// as code + 1 in {0, 1, 2} (padding: 1). So four shifts and masks turn one 32-byte load into four
-// vectors of unsigned codes lined up with four contiguous 32-byte loads of activations (the layout of
-// bitnet.cpp's I2_S), and u8 x s8 multiply-adds give sum((c + 1) q) = sum(c q) + sum(q), the second
-// term subtracted once per token.
+// Code layout (bitzero.export.packing.kernel_codes): K is padded to a multiple of 64 (Kp); each row
+// is Kp / 128 blocks of 32 bytes, then, where Kp is an odd multiple of 64, a half block of 16 bytes.
+// Byte j of block b holds the codes of k = 128 b + 32 s + j for s = 0..3 in bits 2s..2s+1 (in the
+// half block: k = 128 B + 16 s + j), stored as code + 1 in {0, 1, 2} (padding: 1). So four shifts
+// and masks turn one 32-byte load into four vectors of unsigned codes lined up with four contiguous
+// 32-byte loads of activations (the layout of bitnet.cpp's I2_S), and u8 x s8 multiply-adds give
+// sum((c + 1) q) = sum(c q) + sum(q), the second term subtracted once per token.
 //
 // Instruction sets, chosen once per kernel from the CPU (or BITZERO_TERNARY_ISA = scalar | avx2 |
 // avxvnni | avx512vnni, refused when the CPU lacks it): a portable scalar loop, AVX2 (+FMA, F16C),
@@ -37,6 +38,7 @@ namespace {
 
 constexpr int64_t kTileRows = 16;
 constexpr int64_t kBlockCodes = 128;
+constexpr int64_t kHalfCodes = 64;
 constexpr float kQmax = 127.0f;
 constexpr float kClamp = 1e-5f;
 const OrtApi* g_api = nullptr;
@@ -52,6 +54,7 @@ struct Problem {
   const int32_t* columns;    // (n_ternary + n_critical,) or null
   float* y;               // (m, n_out)
   int64_t m, k, kp, blocks, stride, n_ternary, n_critical, n_out;
+  bool half;  // a 16-byte half block after the whole ones
   int64_t column(int64_t row) const { return columns ? columns[row] : row; }
 };
 
@@ -101,8 +104,9 @@ void run_task(const Problem& p, int64_t task) {
         int32_t dot = 0;
         const uint8_t* w = p.codes + row * p.stride;
         for (int64_t i = 0; i < p.kp; ++i) {
-          const int64_t b = i / kBlockCodes, s = (i % kBlockCodes) / 32, j = i % 32;
-          dot += static_cast<int32_t>((w[b * 32 + j] >> (2 * s)) & 3) * q[i];
+          const int64_t b = i / kBlockCodes, t = i % kBlockCodes;
+          const int64_t width = b < p.blocks ? 32 : 16;  // codes a plane: 32, or 16 in the half block
+          dot += static_cast<int32_t>((w[b * 32 + t % width] >> (2 * (t / width))) & 3) * q[i];
         }
         y[p.column(row)] = static_cast<float>(dot - p.qsum[m]) * p.gamma[row] / p.scale[m];
       } else {
@@ -241,13 +245,14 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)");
   Problem p{};
   p.k = x_shape.back();
-  p.blocks = (p.k + kBlockCodes - 1) / kBlockCodes;
-  p.kp = p.blocks * kBlockCodes;
-  p.stride = p.blocks * 32;
+  p.kp = (p.k + kHalfCodes - 1) / kHalfCodes * kHalfCodes;
+  p.blocks = p.kp / kBlockCodes;
+  p.half = p.kp % kBlockCodes != 0;
+  p.stride = p.kp / 4;
   p.m = 1;
   for (size_t i = 0; i + 1 < x_shape.size(); ++i) p.m *= x_shape[i];
   if (codes_shape.size() != 2 || codes_shape[1] != p.stride)
-    return fail("codes must be (N_ternary, ceil(K / 128) * 32) for K = " + std::to_string(p.k));
+    return fail("codes must be (N_ternary, ceil(K / 64) * 16) for K = " + std::to_string(p.k));
   p.n_ternary = codes_shape[0];
   if (gamma_shape.size() != 1 || gamma_shape[0] != p.n_ternary) return fail("gamma must hold one scale per ternary row");
   if (inputs[3] && (critical_shape.size() != 2 || critical_shape[1] != p.k)) return fail("critical rows must be (N_critical, K)");
