@@ -23,8 +23,9 @@ Add is not fused into the next norm (SkipSimplifiedLayerNormalization would read
 Variants of a ternary (student) model; every BitLinear quantizes its activations per token to int8:
 * ``ternary``: our own kernel, com.bitzero.TernaryMatMul (bitzero/kernels): quantization, 2-bit
   ternary rows with their scales and fp16 critical rows, each put in its output column, in one node
-  (a projection is one node where ``nbits`` spends about ten); exported and served only where the
-  kernel library is built (``bitzero.kernels.library_path``);
+  (a projection is one node where ``nbits`` spends about ten; down_proj takes the gate and up halves
+  and applies SwiGLU itself where no SubLN sits between); exported and served only where the kernel
+  library is built (``bitzero.kernels.library_path``);
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
   dequantized activations, one scale per block of 128 along K (the row's gamma, repeated); critical
   channels as fp16 weights;
@@ -206,9 +207,10 @@ class _Builder:
         codes = self.op("Sub", [self.op("Cast", [stored], to=TensorProto.INT8), self.const(np.int8(ZERO_CODE))])
         return self.op("Transpose", [codes], perm=[1, 0])
 
-    def bit_linear(self, x: str, layers: list[PackedLinear], variant: str, name: str) -> str:
+    def bit_linear(self, x: str, layers: list[PackedLinear], variant: str, name: str, gated: bool = False) -> str:
         """Per-token int8 activations, then the variant's ternary matmul over the rows of every layer
-        in ``layers`` (which share their input), critical rows merged back in place."""
+        in ``layers`` (which share their input), critical rows merged back in place; ``gated`` (the
+        kernel's variants only): ``x`` holds SwiGLU's gate and up halves, the input is silu(gate) * up."""
         k = layers[0].in_features
         rows = np.concatenate([layer.codes for layer in layers])
         has_critical = any(layer.critical_mask.any() for layer in layers)
@@ -224,7 +226,7 @@ class _Builder:
             if has_critical:
                 inputs += [self.const(critical_rows.astype(np.float16), f"{name}.critical"),
                            self.const(order.astype(np.int32), f"{name}.columns")]
-            return self.op("TernaryMatMul", inputs, domain=kernels.DOMAIN)
+            return self.op("TernaryMatMul", inputs, domain=kernels.DOMAIN, **({"gated": 1} if gated else {}))
         amax = self.op("Max", [self.op("ReduceMax", [self.op("Abs", [x]), self.const([-1])], keepdims=1), self.const(ACT_CLAMP)])
         scale = self.op("Div", [self.const(ACT_QMAX), amax])
         grid = self.op("Clip", [self.op("Round", [self.op("Mul", [x, scale])]), self.const(-ACT_QMAX - 1), self.const(ACT_QMAX)])
@@ -335,8 +337,11 @@ class _GraphWriter:
 
     def feed_forward(self, x: str, i: int) -> str:
         b, p = self.b, f"blocks.{i}.ffn"
-        gate, up = b.op_outputs("Split", [self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")],
-                                2, axis=-1, num_outputs=2)
+        gate_up = self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")
+        down = self.packed.linears.get(f"{p}.down_proj")
+        if self.variant in kernels.KERNEL_VARIANTS and down is not None and not self.packed.config["sub_norm"]:
+            return b.bit_linear(gate_up, [down], self.variant, f"{p}.down_proj", gated=True)  # SwiGLU in the kernel
+        gate, up = b.op_outputs("Split", [gate_up], 2, axis=-1, num_outputs=2)
         hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), up])
         return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), [f"{p}.down_proj"], f"{p}.down_proj")
 

@@ -40,6 +40,16 @@ def register(options: Any) -> bool:
     return True
 
 
+def genai_library() -> Path | None:
+    """The library where onnxruntime-genai will load it: its ``custom_ops_library`` must lie under the
+    working directory (or the model's folder; onnxruntime-genai 0.18 refuses any other path). None
+    elsewhere: a ternary graph is then run by the onnxruntime session of BundleRuntime instead."""
+    path = library_path()
+    if path is None or Path.cwd().resolve() not in path.resolve().parents:
+        return None
+    return path.resolve()
+
+
 def servable(variant: str, variants: Iterable[str]) -> str:
     """``variant``, or where it needs the kernel library and that is not built here, the first of the
     bundle's ``variants`` that does not (a ternary bundle carries nbits for this)."""

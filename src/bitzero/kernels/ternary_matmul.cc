@@ -3,6 +3,9 @@
 //   Y[..., N] = TernaryMatMul(X[..., K] float, codes uint8, gamma float[N_t], critical float16[N_c, K]?,
 //                             columns int32[N]?)
 //
+// With the attribute gated=1, X is [..., 2K], the gate and up halves of a SwiGLU feed-forward, and the
+// layer's input is silu(gate) * up (the Split, Sigmoid and two Muls before down_proj, fused).
+//
 // Per token, X is quantized to int8 exactly as BitLinear does it (s = 127 / max(absmax, 1e-5),
 // q = clip(round_half_even(x * s), -128, 127)); the N_t ternary rows are integer dot products of q
 // with codes in {-1, 0, 1}, rescaled by the row's gamma / s; the N_c critical rows (full-precision
@@ -76,6 +79,10 @@ float half_to_float(uint16_t h) {
 }
 
 namespace scalar {
+void swiglu_token(const float* x, int64_t k, float* h) {
+  for (int64_t i = 0; i < k; ++i) h[i] = x[i] / (1.0f + std::exp(-x[i])) * x[k + i];
+}
+
 void quantize_token(const float* x, int64_t k, int8_t* q, float* qf, float* scale, int32_t* sum) {
   float amax = 0.0f;
   for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -148,9 +155,11 @@ namespace avx512vnni {
 
 using TaskFn = void (*)(const Problem&, int64_t);
 using QuantizeFn = void (*)(const float*, int64_t, int8_t*, float*, float*, int32_t*);
+using GateFn = void (*)(const float*, int64_t, float*);
 
 struct Isa {
   const char* name;
+  GateFn swiglu;
   QuantizeFn quantize;
   TaskFn run;
   bool (*supported)();
@@ -165,10 +174,10 @@ bool has_avx512vnni() {
 bool always() { return true; }
 
 // Best first.
-const Isa kIsas[] = {{"avx512vnni", avx512vnni::quantize_token, avx512vnni::run_task, has_avx512vnni},
-                     {"avxvnni", avxvnni::quantize_token, avxvnni::run_task, has_avxvnni},
-                     {"avx2", avx2::quantize_token, avx2::run_task, has_avx2},
-                     {"scalar", scalar::quantize_token, scalar::run_task, always}};
+const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, has_avx512vnni},
+                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, has_avxvnni},
+                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, has_avx2},
+                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, always}};
 
 // The instruction set BITZERO_TERNARY_ISA names (null when the CPU lacks it or the name is unknown), else the best.
 const Isa* choose_isa() {
@@ -185,6 +194,7 @@ const Isa* choose_isa() {
 
 struct Kernel {
   const Isa* isa;
+  bool gated;  // X holds SwiGLU's gate and up halves
 };
 
 struct Work {
@@ -245,6 +255,10 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)");
   Problem p{};
   p.k = x_shape.back();
+  if (kernel->gated) {
+    if (p.k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(p.k));
+    p.k /= 2;
+  }
   p.kp = (p.k + kHalfCodes - 1) / kHalfCodes * kHalfCodes;
   p.blocks = p.kp / kBlockCodes;
   p.half = p.kp % kBlockCodes != 0;
@@ -287,8 +301,14 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   std::vector<float> qf(p.n_critical ? static_cast<size_t>(p.m * p.kp) : 0, 0.0f);
   std::vector<int32_t> qsum(static_cast<size_t>(p.m));
   std::vector<float> scale(static_cast<size_t>(p.m));
+  std::vector<float> gated(kernel->gated ? static_cast<size_t>(p.k) : 0);
   for (int64_t m = 0; m < p.m; ++m) {
-    kernel->isa->quantize(x + m * p.k, p.k, &q[m * p.kp], p.n_critical ? &qf[m * p.kp] : nullptr, &scale[m], &qsum[m]);
+    const float* row = x + m * p.k;
+    if (kernel->gated) {
+      kernel->isa->swiglu(x + m * 2 * p.k, p.k, gated.data());
+      row = gated.data();
+    }
+    kernel->isa->quantize(row, p.k, &q[m * p.kp], p.n_critical ? &qf[m * p.kp] : nullptr, &scale[m], &qsum[m]);
   }
   p.q = q.data();
   p.qf = qf.data();
@@ -303,14 +323,16 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   return g_api->KernelContext_ParallelFor(context, run_parallel, static_cast<size_t>(tasks), 0, &work);
 }
 
-OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void** kernel) {
+OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) {
   const Isa* isa = choose_isa();
   if (!isa) {
     const char* wanted = std::getenv("BITZERO_TERNARY_ISA");
     return fail(std::string("BITZERO_TERNARY_ISA=") + (wanted ? wanted : "") +
                 " names an instruction set this CPU lacks (or none of scalar, avx2, avxvnni, avx512vnni)");
   }
-  *kernel = new (std::nothrow) Kernel{isa};
+  int64_t gated = 0;
+  if (OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, "gated", &gated)) g_api->ReleaseStatus(status);  // absent: 0
+  *kernel = new (std::nothrow) Kernel{isa, gated != 0};
   return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TernaryMatMul: out of memory");
 }
 

@@ -72,7 +72,7 @@ class GenaiModel:
             raise RuntimeError("onnxruntime-genai is not installed")
         config = og.Config(str(folder))
         options: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads else {}
-        library = kernels.library_path()
+        library = kernels.genai_library()
         if library is not None:  # our TernaryMatMul (the ternary graph needs it; harmless for the others)
             options["custom_ops_library"] = str(library)
         if options:

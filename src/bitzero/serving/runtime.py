@@ -10,7 +10,8 @@ holds ``n_kv_head`` heads per layer (grouped-query attention).
 On the CPU, where onnxruntime-genai is installed and the bundle has the variant's genai config,
 generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
-replies are the same. ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
+replies are the same (a ``ternary`` graph only where onnxruntime-genai may load our kernel library,
+``kernels.genai_library``; elsewhere it runs on the session below). ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
 onnxruntime session, opened on first use when generation does not need it.
 """
 
@@ -117,7 +118,8 @@ class BundleRuntime:
             raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         genai = None
         genai_entry = manifest.get("genai", {}).get(variant)
-        if genai_available and genai_entry and session.get_providers()[0] == CPU:
+        kernel_ok = variant not in kernels.KERNEL_VARIANTS or kernels.genai_library() is not None
+        if genai_available and genai_entry and session.get_providers()[0] == CPU and kernel_ok:
             verify_file(bundle_dir, genai_entry)
             try:
                 genai = GenaiModel(model_path.parent, threads)
