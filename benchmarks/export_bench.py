@@ -128,12 +128,12 @@ def genai_timings(path: Path, ids: np.ndarray, decode: int, repeats: int, thread
     """
     import onnxruntime_genai as og
 
-    from bitzero.kernels import library_path
+    from bitzero.kernels import genai_library
 
     config = og.Config(str(path))
     options: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
-    if library_path() is not None:
-        options["custom_ops_library"] = str(library_path())
+    if genai_library() is not None:  # under the working directory, where onnxruntime-genai loads it from
+        options["custom_ops_library"] = str(genai_library())
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     best_prefill = best_decode = float("inf")
