@@ -85,13 +85,13 @@ class BundleRuntime:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> BundleRuntime:
-        """Open a bundle (``variant`` None: the manifest's default, ternary or nbits for a student (nbits
-        where our kernel is not built here), int4 for a teacher); any missing, corrupt or mismatched part
-        raises BundleError."""
+        """Open a bundle (``variant`` None: the manifest's default, ternary or nbits for a student, int4
+        for a teacher; a ternary graph is served by the bundle's nbits one where our kernel is not built
+        here, ``variant`` says which); any missing, corrupt or mismatched part raises BundleError."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
-        variant = variant or kernels.servable(manifest.get("default_variant") or next(iter(variants)), variants)
+        variant = kernels.servable(variant or manifest.get("default_variant") or next(iter(variants)), variants)
         if variant not in variants:
             raise BundleError(f"bundle {bundle_dir} has no {variant!r} variant (it has: {', '.join(sorted(variants))})")
         tokenizer_path = verify_file(bundle_dir, manifest["tokenizer"])
