@@ -11,7 +11,15 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from bitzero.export.convert import pack_model, unpack_model
-from bitzero.export.packing import PackingError, load_packed, pack_codes, quantize_int4, save_packed, unpack_codes
+from bitzero.export.packing import (
+    PackingError,
+    kernel_codes,
+    load_packed,
+    pack_codes,
+    quantize_int4,
+    save_packed,
+    unpack_codes,
+)
 from tests.export.conftest import tiny_student
 
 
@@ -125,3 +133,24 @@ def test_int4_layout_is_what_matmulnbits_computes(in_features: int) -> None:
     x = np.random.default_rng(2).normal(size=(3, in_features)).astype(np.float32)
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.allclose(got, x @ packed.dense().T, atol=1e-4)
+
+
+def _read_kernel_layout(packed: np.ndarray, k: int) -> np.ndarray:
+    """The codes back from TernaryMatMul's layout, as its comment describes it, one weight at a time."""
+    n = packed.shape[0]
+    whole = (-(-k // 64) * 64) // 128
+    codes = np.empty((n, k), dtype=np.int8)
+    for i in range(k):
+        block, offset = divmod(i, 128)
+        width = 32 if block < whole else 16  # a plane's codes: 32 a block, 16 in the closing half block
+        plane, j = divmod(offset, width)
+        codes[:, i] = ((packed[:, block * 32 + j] >> (2 * plane)) & 3).astype(np.int8) - 1
+    return codes
+
+
+@pytest.mark.parametrize("in_features", [3, 64, 100, 576, 577, 1536])
+def test_kernel_layout_holds_every_code_where_the_kernel_reads_it(in_features: int) -> None:
+    codes = np.random.default_rng(in_features).integers(-1, 2, size=(3, in_features)).astype(np.int8)
+    packed = kernel_codes(codes)
+    assert packed.shape == (3, -(-in_features // 64) * 16)  # 2 bits a weight, K padded to 64
+    assert np.array_equal(_read_kernel_layout(packed, in_features), codes)
