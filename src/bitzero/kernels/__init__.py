@@ -10,6 +10,8 @@ library into its sessions with ``register``.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,9 +24,19 @@ KERNEL_VARIANTS = ("ternary",)  # bundle variants whose graphs need the library
 
 
 def library_path() -> Path | None:
-    """The built kernel library, or None when it has not been built (or its override is missing)."""
+    """The built kernel library, or None when it has not been built, its override is missing, or it
+    does not load on this machine (another C library, say)."""
     path = Path(os.environ.get(LIBRARY_ENV) or Path(__file__).with_name(LIBRARY_NAME))
-    return path if path.is_file() else None
+    return path if path.is_file() and _loads(str(path), path.stat().st_mtime) else None
+
+
+@functools.cache
+def _loads(path: str, _mtime: float) -> bool:
+    try:
+        ctypes.CDLL(path)
+    except OSError:
+        return False
+    return True
 
 
 def register(options: Any) -> bool:
