@@ -13,6 +13,8 @@ memory (VmHWM) is that engine's alone and ONNX workers never import torch:
   genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
   onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,
   genai-nbits    fp16 critical channels, 8-bit table): numpy loop and og.Generator
+  onnx-ternary   the student's graph on our TernaryMatMul kernel (bitzero/kernels; timed only where
+  genai-ternary  its library is built): numpy loop and og.Generator
 
 Greedy decoding of ``--decode`` tokens after a ``--prompt``-token prefill, best of ``--repeats``
 after one warm-up, at each thread count of ``--threads``; ratios against the anchor at the same
@@ -37,19 +39,23 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits")
+ENGINES = ("torch-fp32", "anchor-int4", "onnx-int4", "genai-int4", "onnx-nbits", "genai-nbits", "onnx-ternary",
+           "genai-ternary")
 BASELINE = "anchor-int4"
 VOCAB = 49152
 
 
 def build(folder: Path) -> dict[str, Any]:
-    """The teacher's int4 graph and the student's nbits graph in ``folder``; returns file sizes."""
+    """The teacher's int4 graph and the student's nbits (and, where the kernel is built, ternary) graphs
+    in ``folder``; returns file sizes and the stored bits of a projection weight."""
     import onnx
     import torch
 
     sys.path.insert(0, str(ROOT))
     from bitzero.export.convert import pack_model
+    from bitzero.export.exporter import kernel_bits_per_weight, nbits_bits_per_weight
     from bitzero.export.graph import build_graph
+    from bitzero.kernels import library_path
     from bitzero.model.pretrained import ternary_student
     from bitzero.serving.bundle import ONNX_FILE
     from bitzero.serving.genai import write_config
@@ -58,10 +64,12 @@ def build(folder: Path) -> dict[str, Any]:
     torch.set_num_threads(1)
     teacher, tokenizer = real_teacher()
     student = ternary_student(teacher, "adaptive").eval()
-    for model, variant in ((teacher, "int4"), (student, "nbits")):
+    student_variants = ("nbits", "ternary") if library_path() else ("nbits",)
+    for model, variant in ((teacher, "int4"), *((student, v) for v in student_variants)):
         (folder / variant).mkdir()
         onnx.save_model(build_graph(pack_model(model), variant), folder / variant / ONNX_FILE)
         write_config(folder / variant, model.config.to_dict(), tokenizer.stop_ids, ONNX_FILE)
+    packed = pack_model(student)
     checkpoint = cache_dir() / "checkpoint"
     (folder / "checkpoint").symlink_to(checkpoint)
     (folder / "anchor").symlink_to(anchor_model())
@@ -70,7 +78,9 @@ def build(folder: Path) -> dict[str, Any]:
         "bytes": {"torch-fp32": (checkpoint / "model.safetensors").stat().st_size,
                   "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
                   **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
-                     for kind in ("onnx", "genai") for v in ("int4", "nbits")}},
+                     for kind in ("onnx", "genai") for v in ("int4", *student_variants)}},
+        "projection_bits": {"int4": 6.0, "nbits": nbits_bits_per_weight(packed),
+                            **({"ternary": kernel_bits_per_weight(packed)} if "ternary" in student_variants else {})},
     }
 
 
@@ -110,32 +120,61 @@ def anchor_model() -> Path:
     return out
 
 
-def genai_timings(path: Path, ids: np.ndarray, decode: int, repeats: int, threads: int) -> tuple[float, float]:
-    """Best prefill and decode seconds of og.Generator on the model folder ``path`` (greedy).
+def genai_timings(path: Path, ids: np.ndarray, decode: int, repeats: int, threads: int) -> list[float]:
+    """Best prefill and decode seconds of og.Generator on the model folder ``path`` (greedy), wall
+    and CPU (``Clock``).
 
     ``append_tokens`` runs the prompt; the first ``generate_next_token`` only picks from its logits,
     so it counts as prefill, and each later one is one decode step.
     """
     import onnxruntime_genai as og
 
+    from bitzero.kernels import genai_library
+
     config = og.Config(str(path))
-    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    options: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    if genai_library() is not None:  # under the working directory, where onnxruntime-genai loads it from
+        options["custom_ops_library"] = str(genai_library())
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
-    best_prefill = best_decode = float("inf")
+    best = Best()
     for _ in range(repeats + 1):
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=ids.shape[1] + decode + 1, do_sample=False)
         generator = og.Generator(model, params)
-        start = time.perf_counter()
+        clock = Clock()
         generator.append_tokens(ids[0])
         generator.generate_next_token()
-        prefill = time.perf_counter() - start
-        start = time.perf_counter()
+        prefill = clock.lap()
         for _ in range(decode):
             generator.generate_next_token()
-        best_prefill, best_decode = min(best_prefill, prefill), min(best_decode, time.perf_counter() - start)
-    return best_prefill, best_decode
+        best.keep(prefill, clock.lap())
+    return best.seconds
+
+
+class Clock:
+    """Wall and CPU seconds (process_time: every thread of this process) since the last lap. On a
+    loaded machine CPU time is the steadier figure at 1 thread; at more threads it sums them."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        lap = (wall - self._wall, cpu - self._cpu)
+        self._wall, self._cpu = wall, cpu
+        return lap
+
+
+class Best:
+    """The fastest prefill and decode seen, wall and CPU apart: [prefill, decode, prefill CPU, decode CPU]."""
+
+    def __init__(self) -> None:
+        self.seconds = [float("inf")] * 4
+
+    def keep(self, prefill: tuple[float, float], decode: tuple[float, float]) -> None:
+        laps = (prefill[0], decode[0], prefill[1], decode[1])
+        self.seconds = [min(a, b) for a, b in zip(self.seconds, laps, strict=True)]
 
 
 def worker(engine: str, folder: Path, prompt: int, decode: int, repeats: int, threads: int) -> dict[str, float]:
@@ -144,23 +183,23 @@ def worker(engine: str, folder: Path, prompt: int, decode: int, repeats: int, th
     ids = rng.integers(0, VOCAB, size=(1, prompt))
     if engine.startswith(("anchor-", "genai-")):
         path = folder / ("anchor" if engine == BASELINE else engine.removeprefix("genai-"))
-        best_prefill, best_decode = genai_timings(path, ids, decode, repeats, threads)
-        return _figures(prompt / best_prefill, decode / best_decode)
+        return _figures(genai_timings(path, ids, decode, repeats, threads), prompt, decode)
     step = _torch_engine(folder, threads) if engine == "torch-fp32" else _onnx_engine(engine, folder, threads)
-    best_prefill = best_decode = float("inf")
+    best = Best()
     for _ in range(repeats + 1):  # the first round warms up
-        start = time.perf_counter()
+        clock = Clock()
         token, state = step(ids, None)
-        prefill = time.perf_counter() - start
-        start = time.perf_counter()
+        prefill = clock.lap()
         for _ in range(decode):
             token, state = step(np.array([[token]]), state)
-        best_prefill, best_decode = min(best_prefill, prefill), min(best_decode, time.perf_counter() - start)
-    return _figures(prompt / best_prefill, decode / best_decode)
+        best.keep(prefill, clock.lap())
+    return _figures(best.seconds, prompt, decode)
 
 
-def _figures(prefill: float, decode: float) -> dict[str, float]:
-    return {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_rss_mb": _peak_rss_mb()}
+def _figures(seconds: list[float], prompt: int, decode: int) -> dict[str, float]:
+    return {"prefill_tokens_per_s": prompt / seconds[0], "decode_tokens_per_s": decode / seconds[1],
+            "prefill_tokens_per_cpu_s": prompt / seconds[2], "decode_tokens_per_cpu_s": decode / seconds[3],
+            "peak_rss_mb": _peak_rss_mb()}
 
 
 def _peak_rss_mb() -> float:
@@ -192,8 +231,11 @@ def _torch_engine(folder: Path, threads: int):
 def _onnx_engine(engine: str, folder: Path, threads: int):
     import onnxruntime as ort
 
+    from bitzero.kernels import register
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    register(options)
     variant = engine.removeprefix("onnx-")
     session = ort.InferenceSession(str(folder / variant / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
@@ -223,15 +265,20 @@ def run_worker(engine: str, threads: int, folder: Path, args: argparse.Namespace
 
 def print_table(built: dict[str, Any], timings: dict[str, dict[str, float]]) -> None:
     print(f"\n## SmolLM2-135M shape: {built['parameters'] / 1e6:.1f}M parameters\n")
-    print("| engine | threads | file MB | prefill tok/s | x anchor | decode tok/s | x anchor | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("stored bits per projection weight: " + ", ".join(f"{v} {b:.3f}" for v, b in built["projection_bits"].items()))
+    print("file bits per parameter: " + ", ".join(f"{e} {8 * b / built['parameters']:.2f}" for e, b in built["bytes"].items()
+                                                if not e.startswith("genai-")) + "\n")
+    print("Wall-clock tokens/s, and tokens per CPU-second (steadier on a loaded machine; at 2 threads it\n"
+          "counts both threads' time), each with its ratio to the anchor at the same thread count.\n")
+    print("| engine | threads | file MB | prefill tok/s | x anchor | decode tok/s | x anchor | "
+          "prefill tok/CPU-s | x anchor | decode tok/CPU-s | x anchor | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, t in timings.items():
         engine, threads = name.rsplit("@", 1)
         base = timings[f"{BASELINE}@{threads}"]
-        print(f"| {engine} | {threads} | {built['bytes'][engine] / 1e6:.1f} | "
-              f"{t['prefill_tokens_per_s']:.0f} | {t['prefill_tokens_per_s'] / base['prefill_tokens_per_s']:.2f} | "
-              f"{t['decode_tokens_per_s']:.1f} | {t['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f} | "
-              f"{t['peak_rss_mb']:.0f} |")
+        columns = ("prefill_tokens_per_s", "decode_tokens_per_s", "prefill_tokens_per_cpu_s", "decode_tokens_per_cpu_s")
+        figures = " | ".join(f"{t[c]:.1f} | {t[c] / base[c]:.2f}" for c in columns)
+        print(f"| {engine} | {threads} | {built['bytes'][engine] / 1e6:.1f} | {figures} | {t['peak_rss_mb']:.0f} |")
 
 
 def main() -> None:
@@ -249,11 +296,14 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.folder, args.prompt, args.decode, args.repeats, int(args.threads))))
         return
     thread_counts = [int(n) for n in args.threads.split(",")]
+    from bitzero.kernels import library_path
+
+    engines = [e for e in args.engines.split(",") if library_path() or not e.endswith("-ternary")]
     print(f"prompt {args.prompt} tokens, decode {args.decode} tokens, threads {thread_counts}, best of {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="bitzero-bench-") as tmp:
         built = build(Path(tmp))
         timings = {f"{engine}@{threads}": run_worker(engine, threads, Path(tmp), args)
-                   for threads in thread_counts for engine in args.engines.split(",")}
+                   for threads in thread_counts for engine in engines}
     print_table(built, timings)
     if args.json:
         args.json.write_text(json.dumps({"build": built, "timings": timings}, indent=2))

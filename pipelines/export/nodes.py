@@ -49,7 +49,7 @@ def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, embedder: s
 
 def export_student(checkpoint_dir: str, emotion_classifier: str, embedder: str, validation: list[Record],
                    params: dict[str, Any]) -> dict[str, Any]:
-    """The ternary student: nbits (the default) and exact graphs. A student that fails its checks
+    """The ternary student: ternary (our kernel, where built), nbits and exact graphs. A student that fails its checks
     never keeps the user from a companion: its earlier bundle goes (it would be served by name),
     and the manifest says why it was left out, with the figures measured up to the failure."""
     try:

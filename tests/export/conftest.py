@@ -14,7 +14,7 @@ from tests.tiny import tiny_model, tiny_tokenizer
 # flip to cascade; the export itself is gated layer-wise, exporter.TOLERANCES). int4: random
 # N(0, 0.08) weights are the worst case for 4-bit blocks (no outliers to spare, every weight
 # rounded by up to 1/30 of its block's range).
-END_TO_END = {"exact": 0.05, "nbits": 0.15, "int4": 0.6, "fp32": 1e-5}
+END_TO_END = {"exact": 0.05, "ternary": 0.15, "nbits": 0.15, "int4": 0.6, "fp32": 1e-5}
 RECORDS = [
     {"id": f"v{i}", "source": "seed" if i % 2 else "persona",
      "conversation": [{"role": "user", "content": f"hello number {i}, how are you today?"},

@@ -1,5 +1,7 @@
 """Every graph variant against PyTorch on tiny configs: GQA and MHA, tied and untied, with and without SubLN."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,9 +9,10 @@ import pytest
 import torch
 
 from bitzero.export.convert import pack_model
-from bitzero.export.graph import TABLE_BITS, build_graph
+from bitzero.export.graph import TABLE_BITS, build_graph, check_variant, variants_for
 from bitzero.export.layerwise import graph_reference
 from bitzero.export.packing import quantize_table
+from bitzero.kernels import LIBRARY_ENV, library_path
 from bitzero.model import BitZeroLM
 from tests.export.conftest import END_TO_END, tiny_student, tiny_teacher
 
@@ -107,3 +110,19 @@ def test_wrong_variant_for_the_model_kind_is_refused() -> None:
         build_graph(pack_model(tiny_teacher()), "nbits")
     with pytest.raises(ValueError, match="ternary model exports as one of"):
         build_graph(pack_model(tiny_student()), "int4")
+
+
+def test_the_ternary_variant_is_exported_only_where_the_kernel_is_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    student = tiny_student().config.to_dict()
+    monkeypatch.setenv(LIBRARY_ENV, str(tmp_path / "not-built.so"))
+    assert variants_for(student) == ("nbits", "exact")
+    check_variant(student, "ternary")  # still a student variant: a bundle built elsewhere may hold it
+    (tmp_path / "broken.so").write_bytes(b"not a library")
+    monkeypatch.setenv(LIBRARY_ENV, str(tmp_path / "broken.so"))
+    assert variants_for(student) == ("nbits", "exact")  # built but not loadable here
+    monkeypatch.delenv(LIBRARY_ENV)
+    if library_path() is not None:
+        assert variants_for(student) == ("ternary", "nbits", "exact")
+    ops = [node.op_type for node in build_graph(pack_model(tiny_student()), "ternary").graph.node]
+    assert ops.count("TernaryMatMul") == 4 * student["n_layer"]  # qkv, o, gate-up, down (SwiGLU inside)
+    assert not {"Round", "Clip", "Concat", "Gather", "Split", "Sigmoid"} & set(ops)  # quantization, critical rows, SwiGLU

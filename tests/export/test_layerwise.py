@@ -16,10 +16,13 @@ from bitzero.export.exporter import TOLERANCES
 from bitzero.export.graph import Positions, _GraphWriter, build_graph
 from bitzero.export.layerwise import forced_graph, graph_reference, layerwise_parity
 from bitzero.export.packing import PackedModel
+from bitzero.kernels import library_path
 from bitzero.model import BitZeroLM
 from tests.export.conftest import tiny_student, tiny_teacher
 
 SEQUENCES = [list(range(5, 61)), list(range(40, 100))]
+STUDENT_VARIANTS = [pytest.param("ternary", marks=pytest.mark.skipif(library_path() is None, reason="the kernel library is not built")),
+                    "nbits", "exact"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,7 @@ BUGS = {
 }
 
 
-@pytest.mark.parametrize("variant", ["nbits", "exact"])
+@pytest.mark.parametrize("variant", STUDENT_VARIANTS)
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_an_export_with_a_bug_is_refused_where_the_bug_sits(student: BitZeroLM, bug: str, variant: str) -> None:
     change_model, change_packed, build, where = BUGS[bug]
@@ -113,7 +116,7 @@ def _nudged(model: BitZeroLM, relative: float) -> BitZeroLM:
     return nudged
 
 
-@pytest.mark.parametrize("variant", ["nbits", "exact"])
+@pytest.mark.parametrize("variant", STUDENT_VARIANTS)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
     student: BitZeroLM, variant: str, threads: int
@@ -124,6 +127,19 @@ def test_a_correct_student_export_is_accepted_under_numeric_perturbations(
         figures = layerwise_parity(graph, graph_reference(reference, variant), SEQUENCES, threads=threads)
         assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, figures["worst"]
     torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("variant", STUDENT_VARIANTS)
+def test_a_student_with_a_scale_per_row_exports_within_tolerance(variant: str) -> None:
+    student = tiny_student(seed=5, per_row_scale=True).float().eval()
+    packed = pack_model(student)
+    gamma = packed.linears["blocks.0.attn.q_proj"].gamma
+    assert len(np.unique(gamma)) > len(gamma) // 2  # one scale per row, not one per layer
+    figures = layerwise_parity(build_graph(packed, variant), graph_reference(student, variant), SEQUENCES)
+    assert figures["max_rel_error"] <= TOLERANCES[variant] / 2, figures["worst"]
+    packed.linears["blocks.1.ffn.up_proj"].gamma[::2] *= 2.0  # every other row's scale wrong
+    figures = layerwise_parity(build_graph(packed, variant), graph_reference(student, variant), SEQUENCES)
+    assert figures["max_rel_error"] > 2 * TOLERANCES[variant] and "blocks.1.ffn" in figures["worst"]
 
 
 def test_a_correct_teacher_export_is_accepted_against_its_own_4_bit_weights() -> None:

@@ -1,6 +1,7 @@
 """2-bit packing and the compact checkpoint (lossless for codes, bit-exact for the model), and the
 4-bit block format as onnxruntime's MatMulNBits reads it."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,15 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from bitzero.export.convert import pack_model, unpack_model
-from bitzero.export.packing import PackingError, load_packed, pack_codes, quantize_int4, save_packed, unpack_codes
+from bitzero.export.packing import (
+    PackingError,
+    kernel_codes,
+    load_packed,
+    pack_codes,
+    quantize_int4,
+    save_packed,
+    unpack_codes,
+)
 from tests.export.conftest import tiny_student
 
 
@@ -34,7 +43,8 @@ def test_non_ternary_codes_and_corrupt_bytes_are_refused() -> None:
         unpack_codes(np.array([[0]], dtype=np.uint8), 4)
 
 
-@pytest.mark.parametrize(("overrides", "seed"), [({}, 1), ({"sub_norm": True, "tie_embeddings": False}, 2)])
+@pytest.mark.parametrize(("overrides", "seed"), [({}, 1), ({"sub_norm": True, "tie_embeddings": False}, 2),
+                                               ({"per_row_scale": True}, 3)])
 def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, overrides: dict, seed: int) -> None:
     model = tiny_student(seed, **overrides)
     path = save_packed(pack_model(model), tmp_path / "model.packed.safetensors")
@@ -47,13 +57,35 @@ def test_packed_checkpoint_loads_back_bit_exactly(tmp_path: Path, overrides: dic
         assert torch.equal(layer.critical_mask, back.critical_mask), name
 
 
-def test_sizes_report_two_bits_per_ternary_weight(student: torch.nn.Module) -> None:
+def test_sizes_count_two_bit_codes_and_a_scale_a_row(student: torch.nn.Module) -> None:
     model = student
-    sizes = pack_model(model).sizes()
-    assert 2.0 <= sizes["bits_per_weight_ternary"] < 2.01  # 2-bit codes + one fp32 gamma a layer
+    packed = pack_model(model)
+    sizes = packed.sizes()
+    rows = sum(layer.codes.shape[0] for layer in packed.linears.values())
+    codes = sum(layer.n_ternary_weights for layer in packed.linears.values())
+    assert codes % 4 == 0  # the tiny model's K is a multiple of 4: no padding bits
+    assert sizes["bits_per_weight_ternary"] == pytest.approx((2 * codes + 32 * rows) / codes)
     n_params = sum(p.numel() for p in model.parameters())
     assert sizes["parameters"] == n_params and sizes["fp32_tensor_bytes"] == 4 * n_params
     assert sizes["tensor_bytes"] < sizes["fp32_tensor_bytes"]
+
+
+def test_a_version_1_file_with_one_scale_a_layer_still_loads(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    model = tiny_student(4)
+    path = save_packed(pack_model(model), tmp_path / "v2.safetensors")
+    with safe_open(str(path), framework="numpy") as handle:
+        header = json.loads(handle.metadata()["header"])
+    tensors = load_file(str(path))
+    for name, info in header["layers"].items():  # version 1: one gamma a layer, as a hex float in the header
+        info["gamma"] = float(tensors.pop(f"linear/{name}/gamma")[0]).hex()
+    save_file(tensors, str(tmp_path / "v1.safetensors"),
+              metadata={"format": "bitzero-packed", "version": "1", "header": json.dumps(header)})
+    old = load_packed(tmp_path / "v1.safetensors")
+    for name, layer in load_packed(path).linears.items():
+        assert np.array_equal(old.linears[name].gamma, layer.gamma), name
 
 
 def test_foreign_file_is_refused(tmp_path: Path) -> None:
@@ -101,3 +133,24 @@ def test_int4_layout_is_what_matmulnbits_computes(in_features: int) -> None:
     x = np.random.default_rng(2).normal(size=(3, in_features)).astype(np.float32)
     got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.allclose(got, x @ packed.dense().T, atol=1e-4)
+
+
+def _read_kernel_layout(packed: np.ndarray, k: int) -> np.ndarray:
+    """The codes back from TernaryMatMul's layout, as its comment describes it, one weight at a time."""
+    n = packed.shape[0]
+    whole = (-(-k // 64) * 64) // 128
+    codes = np.empty((n, k), dtype=np.int8)
+    for i in range(k):
+        block, offset = divmod(i, 128)
+        width = 32 if block < whole else 16  # a plane's codes: 32 a block, 16 in the closing half block
+        plane, j = divmod(offset, width)
+        codes[:, i] = ((packed[:, block * 32 + j] >> (2 * plane)) & 3).astype(np.int8) - 1
+    return codes
+
+
+@pytest.mark.parametrize("in_features", [3, 64, 100, 576, 577, 1536])
+def test_kernel_layout_holds_every_code_where_the_kernel_reads_it(in_features: int) -> None:
+    codes = np.random.default_rng(in_features).integers(-1, 2, size=(3, in_features)).astype(np.int8)
+    packed = kernel_codes(codes)
+    assert packed.shape == (3, -(-in_features // 64) * 16)  # 2 bits a weight, K padded to 64
+    assert np.array_equal(_read_kernel_layout(packed, in_features), codes)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bitzero.kernels import LIBRARY_ENV, genai_library, library_path
 from bitzero.serving.bundle import MANIFEST, sha256
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.runtime import BundleError, BundleRuntime, Chunk, _safe_length
@@ -28,13 +29,36 @@ def test_load_reports_provider_model_and_context(runtime: BundleRuntime, bundle:
     assert runtime.model_id == manifest["model_id"] and runtime.model_id.startswith("bitzero-")
     assert runtime.context_length == manifest["config"]["block_size"] == 256
     assert runtime.tokenizer.vocab_size == manifest["config"]["vocab_size"]
-    assert runtime.variant == manifest["default_variant"] == "nbits"
+    assert runtime.variant == manifest["default_variant"] == ("ternary" if library_path() else "nbits")
+
+
+def test_a_ternary_bundle_is_served_by_its_nbits_graph_where_the_kernel_is_not_built(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if "ternary" not in json.loads((bundle / MANIFEST).read_text())["variants"]:
+        pytest.skip("the kernel library is not built: the bundle has no ternary graph")
+    monkeypatch.setenv(LIBRARY_ENV, str(tmp_path / "not-built.so"))
+    assert BundleRuntime.load(bundle).variant == BundleRuntime.load(bundle, "ternary").variant == "nbits"
 
 
 def test_generation_runs_in_onnxruntime_genai_where_installed(runtime: BundleRuntime, bundle: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert set(manifest["genai"]) == set(manifest["variants"])
-    assert runtime.engine == ("genai" if genai_available else "onnxruntime")
+    kernel_ok = runtime.variant != "ternary" or genai_library() is not None
+    assert runtime.engine == ("genai" if genai_available and kernel_ok else "onnxruntime")
+
+
+def test_a_ternary_graph_where_onnxruntime_genai_may_not_load_the_kernel_runs_on_onnxruntime(
+    runtime: BundleRuntime, bundle: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if runtime.variant != "ternary":
+        pytest.skip("the kernel library is not built: the bundle has no ternary graph")
+    prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
+    kwargs = {"max_tokens": 16, "temperature": 0.9, "top_p": 0.8, "seed": 3}
+    monkeypatch.chdir(tmp_path)  # onnxruntime-genai loads custom-op libraries from under the working directory only
+    elsewhere = BundleRuntime.load(bundle, "ternary")
+    assert elsewhere.engine == "onnxruntime"
+    assert list(elsewhere.token_ids(prompt, **kwargs)) == list(runtime.token_ids(prompt, **kwargs))
 
 
 def test_a_bundle_without_a_genai_config_generates_on_the_numpy_path_alike(runtime: BundleRuntime, copy: Path) -> None:
@@ -52,7 +76,8 @@ def test_a_teacher_bundle_opens_on_its_own_default_variant(teacher_bundle: Path)
     assert BundleRuntime.load(teacher_bundle).variant == "int4"
 
 
-VARIANTS = [("bundle", "nbits"), ("bundle", "exact"), ("teacher_bundle", "int4"), ("teacher_bundle", "fp32")]
+VARIANTS = [*([("bundle", "ternary")] if library_path() else []), ("bundle", "nbits"), ("bundle", "exact"),
+            ("teacher_bundle", "int4"), ("teacher_bundle", "fp32")]
 
 
 @pytest.mark.parametrize(("which", "variant"), VARIANTS)

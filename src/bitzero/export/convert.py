@@ -1,14 +1,15 @@
 """PyTorch model <-> packed model. Kept apart from the torch-free modules that serve.
 
-Loading back is bit-exact: BitLinear recomputes gamma = mean|W| from whatever latent weights it
-holds, so the ternary rows are restored as codes * a, with ``a`` chosen so that this recomputation
-gives back the stored gamma exactly (and the codes round back to themselves). The effective
+Loading back is bit-exact: BitLinear recomputes gamma = mean|W| (per tensor or per row) from
+whatever latent weights it holds, so the ternary rows are restored as codes * a, with ``a`` chosen
+so that this recomputation gives back the stored gammas exactly (and the codes round back to themselves). The effective
 weights, and so every forward, are then identical to the exported model's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -28,12 +29,13 @@ def pack_model(model: BitZeroLM, metadata: dict | None = None) -> PackedModel:
     for name, layer in model.bit_linears():
         codes, gamma = layer.ternary_codes()
         mask = layer.critical_mask.detach().cpu().numpy().astype(bool)
+        scales = np.broadcast_to(gamma.detach().float().cpu().numpy().reshape(-1, 1), (layer.out_features, 1))
         weight = layer.weight.detach().float().cpu().numpy()
         linears[name] = PackedLinear(
             in_features=layer.in_features,
             critical_mask=mask,
             codes=pack_codes(codes.cpu().numpy()[~mask]),
-            gamma=float(gamma),
+            gamma=scales[~mask, 0],
             critical_weight=np.ascontiguousarray(weight[mask], dtype=np.float32),
         )
         linear_names.update({f"{name}.weight", f"{name}.critical_mask"})  # a bias stays dense, as is
@@ -47,40 +49,55 @@ def pack_model(model: BitZeroLM, metadata: dict | None = None) -> PackedModel:
     return PackedModel(model.config.to_dict(), linears, dense, dict(metadata or {}))
 
 
-def _latent_weight(weight: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Latent ternary rows whose recomputed gamma = mean|W| is the stored gamma, bit for bit.
+def _latent_weight(weight: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor, gamma: torch.Tensor,
+                   per_row: bool) -> torch.Tensor:
+    """Latent ternary rows whose recomputed gamma = mean|W| (per tensor, or per row where ``per_row``)
+    is the stored gamma, bit for bit.
 
-    Every magnitude is an integer multiple of q = ulp(S) for a target sum S, so every partial
-    sum is exact whatever order the reduction takes, and the recomputed gamma is fl(S / count).
-    S is searched among the floats next to gamma * count (the original weights prove one
-    works); magnitudes stay near gamma / (non-zero share), so the codes round back to themselves.
+    Each scale's group (all ternary rows, or one row) gets magnitudes that are integer multiples of
+    q = ulp(S) for a target sum S, so every partial sum is exact whatever order the reduction takes,
+    and the recomputed gamma is fl(S / count). S is searched among the floats next to gamma * count
+    (the original weights prove one works), every group at once; magnitudes stay near gamma / (non-zero
+    share), so the codes round back to themselves. A group without a non-zero code spreads over all
+    of its weights (its gamma is then below the rounding threshold, or the search fails loudly).
     """
-    target = torch.tensor(gamma, dtype=torch.float32)
-    nonzero = codes != 0
-    n_nonzero = int(nonzero.sum())
-    if n_nonzero == 0:
-        weight[~mask] = 0.0
+    if codes.numel() == 0:
         return weight
-    centre = torch.tensor(gamma * codes.numel(), dtype=torch.float32)
-    candidates, down, up = [centre], centre, centre
-    for _ in range(_MAX_NUDGES):
-        down = torch.nextafter(down, torch.tensor(-math.inf))
-        up = torch.nextafter(up, torch.tensor(math.inf))
-        candidates += [down, up]
-    for total in candidates:
-        quantum = float(torch.nextafter(total, torch.tensor(math.inf)) - total)
-        units = round(float(total) / quantum)
-        base, extra = divmod(units, n_nonzero)
-        magnitudes = torch.full((n_nonzero,), float(base))
-        magnitudes[:extra] += 1.0
-        spread = torch.zeros_like(codes)
-        spread[nonzero] = magnitudes * quantum
-        weight[~mask] = codes * spread
-        if torch.equal(ternary_gamma(weight, mask), target) and torch.equal(
-            ternary_codes(weight[~mask], target), codes
-        ):
+    groups = codes.reshape(1, -1) if not per_row else codes
+    targets = gamma[:1] if not per_row else gamma
+    carriers = groups != 0
+    carriers[~carriers.any(dim=1)] = True
+    n_carriers = carriers.sum(dim=1, keepdim=True).double()
+    centre = (targets.double() * groups.shape[1]).float().reshape(-1, 1)
+    signs = torch.where(groups < 0, -1.0, 1.0)
+    rank = carriers.cumsum(dim=1).double()  # 1-based position of each carrier within its group
+    pending = torch.ones(groups.shape[0], dtype=torch.bool)
+    result = torch.zeros_like(groups)
+    for total in _alternating(centre):
+        quantum = (torch.nextafter(total, torch.full_like(total, math.inf)) - total).double()
+        units = torch.round(total.double() / quantum)
+        base, extra = torch.div(units, n_carriers, rounding_mode="floor"), torch.remainder(units, n_carriers)
+        candidate = (signs * (base + (rank <= extra).double()) * quantum * carriers).float()
+        result[pending] = candidate[pending]
+        weight[~mask] = result.reshape(codes.shape)
+        recomputed = ternary_gamma(weight, mask, per_row)
+        row_gamma = recomputed[~mask] if per_row else recomputed
+        back = ternary_codes(weight[~mask], row_gamma).reshape(groups.shape)
+        pending &= ~((row_gamma.reshape(-1) == targets) & (back == groups).all(dim=1))
+        if not bool(pending.any()):
             return weight
-    raise PackingError(f"cannot restore gamma={gamma!r} exactly from its codes")
+    raise PackingError(f"cannot restore gamma={targets[pending][:3].tolist()!r} exactly from its codes")
+
+
+def _alternating(centre: torch.Tensor) -> Iterator[torch.Tensor]:
+    """``centre``, then the floats one step below and above it, two steps, ... up to _MAX_NUDGES."""
+    yield centre
+    down = up = centre
+    for _ in range(_MAX_NUDGES):
+        down = torch.nextafter(down, torch.full_like(down, -math.inf))
+        up = torch.nextafter(up, torch.full_like(up, math.inf))
+        yield down
+        yield up
 
 
 def unpack_model(packed: PackedModel) -> BitZeroLM:
@@ -93,7 +110,8 @@ def unpack_model(packed: PackedModel) -> BitZeroLM:
         weight = torch.zeros(layer.out_features, layer.in_features)
         weight[mask] = torch.from_numpy(np.array(layer.critical_weight))
         codes = torch.from_numpy(layer.ternary().astype(np.float32))
-        state[f"{name}.weight"] = _latent_weight(weight, mask, codes, layer.gamma)
+        gamma = torch.from_numpy(layer.gamma.copy())
+        state[f"{name}.weight"] = _latent_weight(weight, mask, codes, gamma, config.per_row_scale)
         state[f"{name}.critical_mask"] = mask
     try:
         model.load_state_dict(state)

@@ -21,10 +21,18 @@ there, so the parity check can feed every sub-layer PyTorch's own input; that is
 Add is not fused into the next norm (SkipSimplifiedLayerNormalization would read its own sum).
 
 Variants of a ternary (student) model; every BitLinear quantizes its activations per token to int8:
+* ``ternary``: our own kernel, com.bitzero.TernaryMatMul (bitzero/kernels): quantization, 2-bit
+  ternary rows with their scales and fp16 critical rows, each put in its output column, in one node
+  (a projection is one node where ``nbits`` spends about ten; down_proj takes the gate and up halves
+  and applies SwiGLU itself where no SubLN sits between); exported and served only where the kernel
+  library is built (``bitzero.kernels.library_path``). Measured on SmolLM2-135M's PTQ student, 1
+  thread, onnxruntime-genai, per CPU-second (benchmarks/export_bench.py): decode 1.06x and prefill
+  1.24x the int4 anchor, 1.78x / 1.91x ``nbits``; 2.05 stored bits a projection weight;
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
-  dequantized activations, one scale per block of 128 along K; critical channels as fp16 weights;
+  dequantized activations, one scale per block of 128 along K (the row's gamma, repeated); critical
+  channels as fp16 weights;
 * ``exact``: int8 activations (as uint8 with zero point 128) x int8 ternary codes through
-  MatMulInteger, rescaled by gamma / s; the codes are stored 2-bit packed and unpacked by
+  MatMulInteger, rescaled by each row's gamma / s; the codes are stored 2-bit packed and unpacked by
   constant folding when the session starts; critical channels fp32.
 Variants of a full-precision (teacher) model:
 * ``int4``: every linear as MatMulNBits bits=4, block 32, min/max blocks (``packing.quantize_int4``)
@@ -57,21 +65,23 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from bitzero import kernels
 from bitzero.export.packing import (
     TABLE_BLOCK,
     ZERO_CODE,
     Int4Weight,
     PackedLinear,
     PackedModel,
+    kernel_codes,
     quantize_int4,
     quantize_table,
 )
 from bitzero.serving.bundle import head_size
 
-STUDENT_VARIANTS = ("nbits", "exact")
+STUDENT_VARIANTS = ("ternary", "nbits", "exact")
 TEACHER_VARIANTS = ("int4", "fp32")
-HALF_TABLES = ("nbits", "int4")  # fp16 embedding (and untied lm_head) tables, where not quantized
-TABLE_BITS = {"nbits": 8, "int4": 8}  # variants whose tables are stored in 8-bit blocks (see above)
+HALF_TABLES = ("ternary", "nbits", "int4")  # fp16 embedding (and untied lm_head) tables, where not quantized
+TABLE_BITS = {"ternary": 8, "nbits": 8, "int4": 8}  # variants whose tables are stored in 8-bit blocks (see above)
 # lm_head's activations: int8 per block of 32 (MatMulNBits has no fp32 kernel for 8 bits: with fp32
 # activations it dequantizes the whole table every call, measured 3 tokens/s on SmolLM2).
 TABLE_ACCURACY = 4
@@ -92,12 +102,15 @@ def residual_names(n_layer: int) -> list[str]:
 
 
 def variants_for(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The variants a model can be exported as: the student's for a quantized model, else the teacher's."""
-    return STUDENT_VARIANTS if config["quantized"] else TEACHER_VARIANTS
+    """The variants a model can be exported as here: the student's for a quantized model (``ternary``
+    only where the kernel library is built), else the teacher's."""
+    if not config["quantized"]:
+        return TEACHER_VARIANTS
+    return tuple(v for v in STUDENT_VARIANTS if v not in kernels.KERNEL_VARIANTS or kernels.library_path() is not None)
 
 
 def check_variant(config: Mapping[str, Any], variant: str) -> None:
-    allowed = variants_for(config)
+    allowed = STUDENT_VARIANTS if config["quantized"] else TEACHER_VARIANTS
     if variant not in allowed:
         kind = "ternary" if config["quantized"] else "full-precision"
         raise ValueError(f"a {kind} model exports as one of {allowed}, not {variant!r}")
@@ -115,7 +128,7 @@ def nbits_tensors(layer: PackedLinear) -> tuple[np.ndarray, np.ndarray, int]:
     n = layer.codes.shape[0]
     padded = np.full((n, blocks * block // 4), ZERO_CODE * 0b01010101, dtype=np.uint8)
     padded[:, : layer.codes.shape[1]] = layer.codes
-    scales = np.full(n * blocks, layer.gamma, dtype=np.float32)
+    scales = np.repeat(layer.gamma, blocks).astype(np.float32)
     return padded.reshape(n, blocks, block // 4), scales, block
 
 
@@ -197,23 +210,37 @@ class _Builder:
         codes = self.op("Sub", [self.op("Cast", [stored], to=TensorProto.INT8), self.const(np.int8(ZERO_CODE))])
         return self.op("Transpose", [codes], perm=[1, 0])
 
-    def bit_linear(self, x: str, layers: list[PackedLinear], variant: str, name: str) -> str:
+    def bit_linear(self, x: str, layers: list[PackedLinear], variant: str, name: str, gated: bool = False) -> str:
         """Per-token int8 activations, then the variant's ternary matmul over the rows of every layer
-        in ``layers`` (which share their input), critical rows merged back in place."""
+        in ``layers`` (which share their input), critical rows merged back in place; ``gated`` (the
+        kernel's variants only): ``x`` holds SwiGLU's gate and up halves, the input is silu(gate) * up."""
+        k = layers[0].in_features
+        rows = np.concatenate([layer.codes for layer in layers])
+        has_critical = any(layer.critical_mask.any() for layer in layers)
+        offsets = np.cumsum([0] + [layer.out_features for layer in layers])
+        # Output column of each computed row: every layer's ternary rows, then every layer's critical rows.
+        order = np.concatenate([np.flatnonzero(~layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)]
+                               + [np.flatnonzero(layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)])
+        critical_rows = np.concatenate([layer.critical_weight for layer in layers])
+        gamma = np.concatenate([layer.gamma for layer in layers])
+        if variant == "ternary":
+            layout = kernel_codes(np.concatenate([layer.ternary() for layer in layers]))
+            inputs = [x, self.const(layout, f"{name}.ternary"), self.const(gamma, f"{name}.gamma")]
+            if has_critical:
+                inputs += [self.const(critical_rows.astype(np.float16), f"{name}.critical"),
+                           self.const(order.astype(np.int32), f"{name}.columns")]
+            return self.op("TernaryMatMul", inputs, domain=kernels.DOMAIN, **({"gated": 1} if gated else {}))
         amax = self.op("Max", [self.op("ReduceMax", [self.op("Abs", [x]), self.const([-1])], keepdims=1), self.const(ACT_CLAMP)])
         scale = self.op("Div", [self.const(ACT_QMAX), amax])
         grid = self.op("Clip", [self.op("Round", [self.op("Mul", [x, scale])]), self.const(-ACT_QMAX - 1), self.const(ACT_QMAX)])
         dequant = self.op("Div", [grid, scale])
-        k = layers[0].in_features
-        rows = np.concatenate([layer.codes for layer in layers])
         if variant == "exact":
             codes = self.unpacked_codes(rows, k, name)
             # uint8 activations with zero point 128 (the same integers): onnxruntime's u8 x s8
             # kernel is ~200x faster than its s8 x s8 fallback at one token (measured).
             shifted = self.op("Cast", [self.op("Add", [grid, self.const(128.0)])], to=TensorProto.UINT8)
             acc = self.op("MatMulInteger", [shifted, codes, self.const(np.uint8(128))])
-            gamma = self.const(np.concatenate([np.full(layer.codes.shape[0], layer.gamma, np.float32) for layer in layers]))
-            ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), gamma]), scale])
+            ternary = self.op("Div", [self.op("Mul", [self.op("Cast", [acc], to=TensorProto.FLOAT), self.const(gamma)]), scale])
             critical_dtype: type[np.floating[Any]] = np.float32
         else:
             tensors = [nbits_tensors(layer) for layer in layers]
@@ -224,16 +251,12 @@ class _Builder:
                 domain="com.microsoft", K=k, N=rows.shape[0], bits=2, block_size=tensors[0][2], accuracy_level=4,
             )
             critical_dtype = np.float16
-        if not any(layer.critical_mask.any() for layer in layers):
+        if not has_critical:
             return ternary
-        critical_rows = np.concatenate([layer.critical_weight for layer in layers])
         critical_weight = self.const(critical_rows.T.astype(critical_dtype), f"{name}.critical")
         if critical_dtype != np.float32:
             critical_weight = self.op("Cast", [critical_weight], to=TensorProto.FLOAT)
         critical = self.op("MatMul", [dequant, critical_weight])
-        offsets = np.cumsum([0] + [layer.out_features for layer in layers])
-        order = np.concatenate([np.flatnonzero(~layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)]
-                               + [np.flatnonzero(layer.critical_mask) + start for layer, start in zip(layers, offsets, strict=False)])
         return self.op("Gather", [self.op("Concat", [ternary, critical], axis=-1), self.const(np.argsort(order))], axis=-1)
 
 
@@ -337,8 +360,11 @@ class _GraphWriter:
 
     def feed_forward(self, x: str, i: int) -> str:
         b, p = self.b, f"blocks.{i}.ffn"
-        gate, up = b.op_outputs("Split", [self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")],
-                                2, axis=-1, num_outputs=2)
+        gate_up = self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")
+        down = self.packed.linears.get(f"{p}.down_proj")
+        if self.variant in kernels.KERNEL_VARIANTS and down is not None and not self.packed.config["sub_norm"]:
+            return b.bit_linear(gate_up, [down], self.variant, f"{p}.down_proj", gated=True)  # SwiGLU in the kernel
+        gate, up = b.op_outputs("Split", [gate_up], 2, axis=-1, num_outputs=2)
         hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), up])
         return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), [f"{p}.down_proj"], f"{p}.down_proj")
 
@@ -375,6 +401,8 @@ class _GraphWriter:
         self.lm_head(self.norm(x, "norm"))
         graph = helper.make_graph(b.nodes, f"bitzero_{self.variant}", inputs, outputs, b.initializers)
         opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+        if self.variant in kernels.KERNEL_VARIANTS:
+            opsets.append(helper.make_opsetid(kernels.DOMAIN, 1))
         return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="bitzero")
 
 

@@ -35,8 +35,10 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
+from bitzero import kernels
 from bitzero.export.graph import PROJECTIONS, TABLE_BITS, residual_names
 from bitzero.export.packing import quantize_int4, quantize_table
+from bitzero.kernels import KERNEL_VARIANTS
 from bitzero.model import BitZeroLM
 from bitzero.model.transformer import Block
 
@@ -117,10 +119,16 @@ def torch_states(model: BitZeroLM, ids: Sequence[int]) -> dict[str, np.ndarray]:
 
 def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
     """A copy of ``model`` holding the weights ``variant``'s graph stores: the int4 graph's dequantized
-    projections, and the dequantized tables where the variant quantizes them (``TABLE_BITS``)."""
+    projections, the ternary kernel's fp16 critical rows, and the dequantized tables where the variant
+    quantizes them (``TABLE_BITS``)."""
     reference = copy.deepcopy(model)
     modules = dict(reference.named_modules())
     with torch.no_grad():
+        if variant in KERNEL_VARIANTS:
+            for _, layer in reference.bit_linears():
+                layer.freeze_mask()  # the mask stays the exported one while its critical rows are rounded
+                rows = layer.critical_mask
+                layer.weight[rows] = layer.weight[rows].half().float()
         if variant == "int4":
             for i in range(reference.config.n_layer):
                 for name in PROJECTIONS:
@@ -160,6 +168,7 @@ def layerwise_parity(
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    kernels.register(options)
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(forced_graph(graph).SerializeToString(), options, providers=["CPUExecutionProvider"])

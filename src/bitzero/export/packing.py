@@ -1,10 +1,11 @@
-"""Packed weights in plain numpy: ternary 2-bit codes (4 per byte) + one scale per layer, and the
-4-bit block format of a full-precision matrix.
+"""Packed weights in plain numpy: ternary 2-bit codes (4 per byte) + one fp32 scale per ternary row,
+and the 4-bit block format of a full-precision matrix.
 
 A ternary code q in {-1, 0, +1} is stored as q + 2 in {1, 2, 3}, four codes per byte with the
 first code in the lowest two bits. That is exactly the layout of onnxruntime's MatMulNBits with
 bits=2 and its default zero point 2, so the ONNX builder reuses the bytes as they are (after
-padding K to a whole block). Critical output channels, embeddings, norms and lm_head keep full
+padding K to a whole block). A per-tensor scale (BitLinear's default) is stored as the same value on
+every row: one format whatever the model's ``per_row_scale``, at 32 / K extra bits a weight. Critical output channels, embeddings, norms and lm_head keep full
 precision. The compact checkpoint is one safetensors file (numpy, no torch needed to read it) with
 the model config in its metadata.
 
@@ -28,7 +29,8 @@ import numpy as np
 from bitzero.errors import ExportPackageError
 
 FORMAT = "bitzero-packed"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = ("1", "2")  # version 1 held one gamma per layer (in the header)
 ZERO_CODE = 2  # the stored value of a ternary 0 (MatMulNBits' default zero point for 2 bits)
 CODES_PER_BYTE = 4
 # Buffers the graph needs but that are not parameters (recomputed from the config by PyTorch).
@@ -66,6 +68,27 @@ def unpack_codes(packed: np.ndarray, in_features: int) -> np.ndarray:
     if codes.size and codes.min() < -1:
         raise PackingError("packed codes hold the unused value 0 (corrupt data)")
     return codes
+
+
+KERNEL_BLOCK = 128  # codes per 32-byte block of TernaryMatMul's layout
+KERNEL_HALF = 64  # K is padded to a multiple of this: a 16-byte half block may end a row
+
+
+def kernel_codes(codes: np.ndarray) -> np.ndarray:
+    """(N, K) ternary codes -> (N, ceil(K / 64) * 16) uint8 in the layout of our TernaryMatMul kernel
+    (bitzero/kernels/ternary_matmul.cc): byte j of 32-byte block b holds k = 128 b + 32 s + j in bits
+    2s..2s+1, and of a closing 16-byte half block k = 128 B + 16 s + j, as code + 1 (padding 1, a zero
+    weight), so one load unpacks into four vectors that line up with four contiguous loads of int8
+    activations."""
+    codes = np.asarray(codes)
+    n, k = codes.shape
+    padded = -(-k // KERNEL_HALF) * KERNEL_HALF
+    whole = padded // KERNEL_BLOCK * KERNEL_BLOCK
+    stored = np.ones((n, padded), dtype=np.uint8)
+    stored[:, :k] = (codes.astype(np.int8) + 1).astype(np.uint8)
+    parts = [stored[:, :whole].reshape(n, -1, 4, 32), stored[:, whole:].reshape(n, -1, 4, 16)]
+    packed = [(p[:, :, 0] | p[:, :, 1] << 2 | p[:, :, 2] << 4 | p[:, :, 3] << 6).reshape(n, -1) for p in parts]
+    return np.ascontiguousarray(np.concatenate(packed, axis=1), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -157,17 +180,23 @@ def quantize_table(table: np.ndarray, bits: int) -> TableWeight:
 
 @dataclass
 class PackedLinear:
-    """One BitLinear: ternary rows as packed codes with their scale, critical rows as floats.
+    """One BitLinear: ternary rows as packed codes with their scales, critical rows as floats.
 
-    ``critical_mask`` (out,) marks the full-precision output channels; ``codes`` holds only the
-    other rows, in order, and ``critical_weight`` only the critical rows, in order.
+    ``critical_mask`` (out,) marks the full-precision output channels; ``codes`` and ``gamma`` hold
+    only the other rows, in order (row i's weights are codes[i] * gamma[i]), and ``critical_weight``
+    only the critical rows, in order.
     """
 
     in_features: int
     critical_mask: np.ndarray  # (N,) bool
     codes: np.ndarray  # (N_ternary, ceil(K / 4)) uint8
-    gamma: float
+    gamma: np.ndarray  # (N_ternary,) float32
     critical_weight: np.ndarray  # (N_critical, K) float32
+
+    def __post_init__(self) -> None:
+        self.gamma = np.asarray(self.gamma, dtype=np.float32).reshape(-1)
+        if self.gamma.shape != (self.codes.shape[0],):
+            raise PackingError(f"{self.codes.shape[0]} ternary rows need as many scales, got {self.gamma.shape[0]}")
 
     @property
     def out_features(self) -> int:
@@ -184,7 +213,7 @@ class PackedLinear:
     def dense(self) -> np.ndarray:
         """The effective (N, K) float32 weights: codes * gamma, critical rows as stored."""
         weight = np.zeros((self.out_features, self.in_features), dtype=np.float32)
-        weight[~self.critical_mask] = self.ternary().astype(np.float32) * np.float32(self.gamma)
+        weight[~self.critical_mask] = self.ternary().astype(np.float32) * self.gamma[:, None]
         weight[self.critical_mask] = self.critical_weight
         return weight
 
@@ -199,9 +228,10 @@ class PackedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, float]:
-        """Bits per weight (ternary layers alone and the whole model) and bytes against fp32."""
+        """Bits per weight (ternary layers alone, their codes and row scales, and the whole model) and
+        bytes against fp32."""
         ternary_weights = sum(layer.n_ternary_weights for layer in self.linears.values())
-        ternary_bytes = sum(layer.codes.nbytes + 4 for layer in self.linears.values())
+        ternary_bytes = sum(layer.codes.nbytes + layer.gamma.nbytes for layer in self.linears.values())
         critical = sum(layer.critical_weight.size for layer in self.linears.values())
         critical_bytes = sum(layer.critical_weight.nbytes for layer in self.linears.values())
         weights = [t for name, t in self.dense.items() if name not in ROTARY_TABLES]
@@ -231,7 +261,8 @@ def save_packed(packed: PackedModel, path: str | Path) -> Path:
         tensors[f"linear/{name}/codes"] = np.ascontiguousarray(layer.codes)
         tensors[f"linear/{name}/critical_mask"] = layer.critical_mask.astype(np.uint8)
         tensors[f"linear/{name}/critical_weight"] = np.ascontiguousarray(layer.critical_weight)
-        layers[name] = {"in_features": layer.in_features, "gamma": float(layer.gamma).hex()}
+        tensors[f"linear/{name}/gamma"] = layer.gamma
+        layers[name] = {"in_features": layer.in_features}
     header = {"config": packed.config, "layers": layers, "metadata": packed.metadata}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,8 +282,9 @@ def load_packed(path: str | Path) -> PackedModel:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - the handle is not iterable
     except Exception as exc:  # OSError, or safetensors' SafetensorError (a bare Exception subclass)
         raise PackingError(f"cannot read packed model {path}: {exc}") from exc
-    if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
-        raise PackingError(f"{path} is not a {FORMAT} v{VERSION} file (metadata: {meta.get('format')!r})")
+    if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+        raise PackingError(f"{path} is not a {FORMAT} v{'/v'.join(READABLE_VERSIONS)} file "
+                           f"(metadata: {meta.get('format')!r} v{meta.get('version')})")
     header = json.loads(meta["header"])
     try:
         linears = {
@@ -260,7 +292,7 @@ def load_packed(path: str | Path) -> PackedModel:
                 in_features=int(info["in_features"]),
                 critical_mask=tensors[f"linear/{name}/critical_mask"].astype(bool),
                 codes=tensors[f"linear/{name}/codes"],
-                gamma=float.fromhex(info["gamma"]),
+                gamma=_gamma(tensors, name, info),
                 critical_weight=tensors[f"linear/{name}/critical_weight"],
             )
             for name, info in header["layers"].items()
@@ -269,3 +301,10 @@ def load_packed(path: str | Path) -> PackedModel:
         raise PackingError(f"{path} misses tensor {exc}") from exc
     dense = {key.removeprefix("dense/"): value for key, value in tensors.items() if key.startswith("dense/")}
     return PackedModel(header["config"], linears, dense, header.get("metadata", {}))
+
+
+def _gamma(tensors: dict[str, np.ndarray], name: str, info: dict[str, Any]) -> np.ndarray:
+    """A layer's row scales; a version-1 file's one gamma (a hex float in the header) on every row."""
+    if "gamma" in info:
+        return np.full(tensors[f"linear/{name}/codes"].shape[0], float.fromhex(info["gamma"]), dtype=np.float32)
+    return tensors[f"linear/{name}/gamma"]

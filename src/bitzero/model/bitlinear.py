@@ -132,8 +132,8 @@ class BitLinear(nn.Module):
         self.critical_ratio = critical_ratio
         self.n_critical = round(critical_ratio * out_features)
         self.mask_frozen = mask_frozen
-        # One gamma per output row instead of per tensor (fitted scales; the packed format of
-        # bitzero.export holds one gamma per layer, so only per-tensor students export today).
+        # One gamma per output row instead of per tensor (fitted scales; bitzero.export packs a
+        # scale a row either way).
         self.per_row_scale = per_row_scale
         # Share of the quantization applied in training (1: full b1.58). A warm-up ramps it from 0
         # so a converted pretrained model drifts into ternary instead of dropping into it.

@@ -142,7 +142,7 @@ def load_models(folder: Path, variant: str | None = None, threads: int | None = 
         chosen = chosen or next(iter(manifest["variants"]))
         kind = manifest.get("kind") or path.name
         runtime = BundleRuntime.load(path, variant=chosen, threads=threads)
-        served.append(Served(f"bitzero-{kind}-{chosen}", runtime, path == champion, kind, chosen, path,
+        served.append(Served(f"bitzero-{kind}-{runtime.variant}", runtime, path == champion, kind, runtime.variant, path,
                              manifest.get("decoding")))
         log.info("loaded %s from %s (%s, %s)", served[-1].id, path, runtime.model_id, runtime.provider)
     return ModelSet(served)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bitzero import kernels
 from bitzero.serving.bundle import head_size
 
 try:
@@ -71,8 +72,11 @@ class GenaiModel:
         if og is None:
             raise RuntimeError("onnxruntime-genai is not installed")
         config = og.Config(str(folder))
-        if threads:
-            options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        options: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1} if threads else {}
+        library = kernels.genai_library()
+        if library is not None:  # our TernaryMatMul (the ternary graph needs it; harmless for the others)
+            options["custom_ops_library"] = str(library)
+        if options:
             config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         self._model = og.Model(config)
 

@@ -10,7 +10,8 @@ holds ``n_kv_head`` heads per layer (grouped-query attention).
 On the CPU, where onnxruntime-genai is installed and the bundle has the variant's genai config,
 generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
-replies are the same. ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
+replies are the same (a ``ternary`` graph only where onnxruntime-genai may load our kernel library,
+``kernels.genai_library``; elsewhere it runs on the session below). ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
 onnxruntime session, opened on first use when generation does not need it.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from bitzero import kernels
 from bitzero.serving.bundle import BundleError, head_size, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
@@ -83,12 +85,13 @@ class BundleRuntime:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
     ) -> BundleRuntime:
-        """Open a bundle (``variant`` None: the manifest's default, nbits for a student, int4 for a
-        teacher); any missing, corrupt or mismatched part raises BundleError."""
+        """Open a bundle (``variant`` None: the manifest's default, ternary or nbits for a student, int4
+        for a teacher; a ternary graph is served by the bundle's nbits one where our kernel is not built
+        here, ``variant`` says which); any missing, corrupt or mismatched part raises BundleError."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
-        variant = variant or manifest.get("default_variant") or next(iter(variants))
+        variant = kernels.servable(variant or manifest.get("default_variant") or next(iter(variants)), variants)
         if variant not in variants:
             raise BundleError(f"bundle {bundle_dir} has no {variant!r} variant (it has: {', '.join(sorted(variants))})")
         tokenizer_path = verify_file(bundle_dir, manifest["tokenizer"])
@@ -104,6 +107,7 @@ class BundleRuntime:
         model_path = verify_file(bundle_dir, variants[variant])
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        kernels.register(options)
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -114,7 +118,8 @@ class BundleRuntime:
             raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         genai = None
         genai_entry = manifest.get("genai", {}).get(variant)
-        if genai_available and genai_entry and session.get_providers()[0] == CPU:
+        kernel_ok = variant not in kernels.KERNEL_VARIANTS or kernels.genai_library() is not None
+        if genai_available and genai_entry and session.get_providers()[0] == CPU and kernel_ok:
             verify_file(bundle_dir, genai_entry)
             try:
                 genai = GenaiModel(model_path.parent, threads)

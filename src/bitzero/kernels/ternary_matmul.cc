@@ -1,0 +1,418 @@
+// TernaryMatMul (domain com.bitzero): a BitNet b1.58 linear layer as one onnxruntime custom op.
+//
+//   Y[..., N] = TernaryMatMul(X[..., K] float, codes uint8, gamma float[N_t], critical float16[N_c, K]?,
+//                             columns int32[N]?)
+//
+// With the attribute gated=1, X is [..., 2K], the gate and up halves of a SwiGLU feed-forward, and the
+// layer's input is silu(gate) * up (the Split, Sigmoid and two Muls before down_proj, fused).
+//
+// Per token, X is quantized to int8 exactly as BitLinear does it (s = 127 / max(absmax, 1e-5),
+// q = clip(round_half_even(x * s), -128, 127)); the N_t ternary rows are integer dot products of q
+// with codes in {-1, 0, 1}, rescaled by the row's gamma / s; the N_c critical rows (full-precision
+// channels, stored as fp16) multiply q / s in float. Row i of the computed rows (ternary rows first,
+// then critical rows) is written to output column columns[i] (identity when absent), so a layer's
+// critical channels take their places without a Concat and a Gather.
+//
+// Code layout (bitzero.export.packing.kernel_codes): K is padded to a multiple of 64 (Kp); each row
+// is Kp / 128 blocks of 32 bytes, then, where Kp is an odd multiple of 64, a half block of 16 bytes.
+// Byte j of block b holds the codes of k = 128 b + 32 s + j for s = 0..3 in bits 2s..2s+1 (in the
+// half block: k = 128 B + 16 s + j), stored as code + 1 in {0, 1, 2} (padding: 1). So four shifts
+// and masks turn one 32-byte load into four vectors of unsigned codes lined up with four contiguous
+// 32-byte loads of activations (the layout of bitnet.cpp's I2_S), and u8 x s8 multiply-adds give
+// sum((c + 1) q) = sum(c q) + sum(q), the second term subtracted once per token.
+//
+// Instruction sets, chosen once per kernel from the CPU (or BITZERO_TERNARY_ISA = scalar | avx2 |
+// avxvnni | avx512vnni, refused when the CPU lacks it): a portable scalar loop, AVX2 (+FMA, F16C),
+// AVX-VNNI, AVX-512 VNNI. Rows are split in tiles of 16 over onnxruntime's intra-op thread pool.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "onnxruntime_c_api.h"
+
+namespace {
+
+constexpr int64_t kTileRows = 16;
+constexpr int64_t kBlockCodes = 128;
+constexpr int64_t kHalfCodes = 64;
+constexpr float kQmax = 127.0f;
+constexpr float kClamp = 1e-5f;
+const OrtApi* g_api = nullptr;
+
+struct Problem {
+  const int8_t* q;        // (m, kp) int8 activations, zero beyond k
+  const float* qf;        // (m, kp) the same as floats (for the critical rows)
+  const int32_t* qsum;    // (m,) sum of each token's q
+  const float* scale;     // (m,) each token's s
+  const uint8_t* codes;   // (n_ternary, stride)
+  const float* gamma;     // (n_ternary,)
+  const uint16_t* critical;  // (n_critical, k) fp16 bits
+  const int32_t* columns;    // (n_ternary + n_critical,) or null
+  float* y;               // (m, n_out)
+  int64_t m, k, kp, blocks, stride, n_ternary, n_critical, n_out;
+  bool half;  // a 16-byte half block after the whole ones
+  int64_t column(int64_t row) const { return columns ? columns[row] : row; }
+};
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ffu;
+  float value;
+  if (exponent == 0) {
+    value = std::ldexp(static_cast<float>(mantissa), -24);
+  } else if (exponent == 31) {
+    value = mantissa ? NAN : INFINITY;
+  } else {
+    value = std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
+  }
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits |= sign;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+namespace scalar {
+void swiglu_token(const float* x, int64_t k, float* h) {
+  for (int64_t i = 0; i < k; ++i) h[i] = x[i] / (1.0f + std::exp(-x[i])) * x[k + i];
+}
+
+void quantize_token(const float* x, int64_t k, int8_t* q, float* qf, float* scale, int32_t* sum) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float s = kQmax / std::max(amax, kClamp);
+  int32_t sum_q = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const float v = std::min(std::max(std::nearbyint(x[i] * s), -kQmax - 1.0f), kQmax);
+    q[i] = static_cast<int8_t>(v);
+    if (qf) qf[i] = v;
+    sum_q += static_cast<int32_t>(v);
+  }
+  *scale = s;
+  *sum = sum_q;
+}
+
+void run_task(const Problem& p, int64_t task) {
+  const int64_t ternary_tasks = (p.n_ternary + kTileRows - 1) / kTileRows;
+  const bool ternary = task < ternary_tasks;
+  const int64_t first = (ternary ? task : task - ternary_tasks) * kTileRows;
+  const int64_t rows = std::min(kTileRows, (ternary ? p.n_ternary : p.n_critical) - first);
+  for (int64_t m = 0; m < p.m; ++m) {
+    const int8_t* q = p.q + m * p.kp;
+    float* y = p.y + m * p.n_out;
+    for (int64_t row = first; row < first + rows; ++row) {
+      if (ternary) {
+        int32_t dot = 0;
+        const uint8_t* w = p.codes + row * p.stride;
+        for (int64_t i = 0; i < p.kp; ++i) {
+          const int64_t b = i / kBlockCodes, t = i % kBlockCodes;
+          const int64_t width = b < p.blocks ? 32 : 16;  // codes a plane: 32, or 16 in the half block
+          dot += static_cast<int32_t>((w[b * 32 + t % width] >> (2 * (t / width))) & 3) * q[i];
+        }
+        y[p.column(row)] = static_cast<float>(dot - p.qsum[m]) * p.gamma[row] / p.scale[m];
+      } else {
+        float dot = 0.0f;
+        for (int64_t i = 0; i < p.k; ++i) dot += half_to_float(p.critical[row * p.k + i]) * p.qf[m * p.kp + i];
+        y[p.column(p.n_ternary + row)] = dot / p.scale[m];
+      }
+    }
+  }
+}
+}  // namespace scalar
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+#define BITZERO_DOT 0
+#include "ternary_tile.inc"
+#undef BITZERO_DOT
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avxvnni")
+namespace avxvnni {
+#define BITZERO_DOT 1
+#include "ternary_tile.inc"
+#undef BITZERO_DOT
+}  // namespace avxvnni
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")
+namespace avx512vnni {
+#define BITZERO_DOT 2
+#include "ternary_tile.inc"
+#undef BITZERO_DOT
+}  // namespace avx512vnni
+#pragma GCC pop_options
+
+using TaskFn = void (*)(const Problem&, int64_t);
+using QuantizeFn = void (*)(const float*, int64_t, int8_t*, float*, float*, int32_t*);
+using GateFn = void (*)(const float*, int64_t, float*);
+
+struct Isa {
+  const char* name;
+  GateFn swiglu;
+  QuantizeFn quantize;
+  TaskFn run;
+  bool (*supported)();
+};
+
+bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"); }
+bool has_avxvnni() { return has_avx2() && __builtin_cpu_supports("avxvnni"); }
+bool has_avx512vnni() {
+  return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+}
+bool always() { return true; }
+
+// Best first.
+const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, has_avx512vnni},
+                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, has_avxvnni},
+                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, has_avx2},
+                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, always}};
+
+// The instruction set BITZERO_TERNARY_ISA names (null when the CPU lacks it or the name is unknown), else the best.
+const Isa* choose_isa() {
+  const char* wanted = std::getenv("BITZERO_TERNARY_ISA");
+  for (const Isa& isa : kIsas) {
+    if (wanted && *wanted) {
+      if (std::strcmp(wanted, isa.name) == 0) return isa.supported() ? &isa : nullptr;
+    } else if (isa.supported()) {
+      return &isa;
+    }
+  }
+  return nullptr;
+}
+
+struct Kernel {
+  const Isa* isa;
+  bool gated;  // X holds SwiGLU's gate and up halves
+};
+
+struct Work {
+  const Problem* problem;
+  TaskFn run;
+};
+
+void run_parallel(void* data, size_t task) {
+  const Work* work = static_cast<const Work*>(data);
+  work->run(*work->problem, static_cast<int64_t>(task));
+}
+
+OrtStatus* fail(const std::string& message) { return g_api->CreateStatus(ORT_INVALID_ARGUMENT, ("TernaryMatMul: " + message).c_str()); }
+
+// Shape of an input; null `value` gives an empty shape.
+OrtStatus* shape_of(const OrtValue* value, std::vector<int64_t>& dims) {
+  dims.clear();
+  if (!value) return nullptr;
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  if (OrtStatus* status = g_api->GetTensorTypeAndShape(value, &info)) return status;
+  size_t count = 0;
+  OrtStatus* status = g_api->GetDimensionsCount(info, &count);
+  if (!status) {
+    dims.resize(count);
+    status = g_api->GetDimensions(info, dims.data(), count);
+  }
+  g_api->ReleaseTensorTypeAndShapeInfo(info);
+  return status;
+}
+
+template <typename T>
+OrtStatus* data_of(const OrtValue* value, const T** out) {
+  *out = nullptr;
+  if (!value) return nullptr;
+  void* data = nullptr;
+  if (OrtStatus* status = g_api->GetTensorMutableData(const_cast<OrtValue*>(value), &data)) return status;
+  *out = static_cast<const T*>(data);
+  return nullptr;
+}
+
+#define BITZERO_TRY(expr)                     \
+  do {                                        \
+    if (OrtStatus* status_ = (expr)) return status_; \
+  } while (0)
+
+OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
+  const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
+  size_t n_inputs = 0;
+  BITZERO_TRY(g_api->KernelContext_GetInputCount(context, &n_inputs));
+  const OrtValue* inputs[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  for (size_t i = 0; i < std::min<size_t>(n_inputs, 5); ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
+  std::vector<int64_t> x_shape, codes_shape, gamma_shape, critical_shape, columns_shape;
+  BITZERO_TRY(shape_of(inputs[0], x_shape));
+  BITZERO_TRY(shape_of(inputs[1], codes_shape));
+  BITZERO_TRY(shape_of(inputs[2], gamma_shape));
+  BITZERO_TRY(shape_of(inputs[3], critical_shape));
+  BITZERO_TRY(shape_of(inputs[4], columns_shape));
+  if (x_shape.empty()) return fail("X must have at least one dimension (..., K)");
+  Problem p{};
+  p.k = x_shape.back();
+  if (kernel->gated) {
+    if (p.k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(p.k));
+    p.k /= 2;
+  }
+  p.kp = (p.k + kHalfCodes - 1) / kHalfCodes * kHalfCodes;
+  p.blocks = p.kp / kBlockCodes;
+  p.half = p.kp % kBlockCodes != 0;
+  p.stride = p.kp / 4;
+  p.m = 1;
+  for (size_t i = 0; i + 1 < x_shape.size(); ++i) p.m *= x_shape[i];
+  if (codes_shape.size() != 2 || codes_shape[1] != p.stride)
+    return fail("codes must be (N_ternary, ceil(K / 64) * 16) for K = " + std::to_string(p.k));
+  p.n_ternary = codes_shape[0];
+  if (gamma_shape.size() != 1 || gamma_shape[0] != p.n_ternary) return fail("gamma must hold one scale per ternary row");
+  if (inputs[3] && (critical_shape.size() != 2 || critical_shape[1] != p.k)) return fail("critical rows must be (N_critical, K)");
+  p.n_critical = inputs[3] ? critical_shape[0] : 0;
+  p.n_out = p.n_ternary + p.n_critical;
+  if (inputs[4] && (columns_shape.size() != 1 || columns_shape[0] != p.n_out)) return fail("columns must name one output column per row");
+  BITZERO_TRY(data_of(inputs[1], &p.codes));
+  BITZERO_TRY(data_of(inputs[2], &p.gamma));
+  BITZERO_TRY(data_of(inputs[3], &p.critical));
+  BITZERO_TRY(data_of(inputs[4], &p.columns));
+  if (p.columns) {
+    std::vector<char> seen(static_cast<size_t>(p.n_out), 0);
+    for (int64_t i = 0; i < p.n_out; ++i) {
+      const int32_t c = p.columns[i];
+      if (c < 0 || c >= p.n_out || seen[c]) return fail("columns must be a permutation of 0..N-1");
+      seen[c] = 1;
+    }
+  }
+  const float* x = nullptr;
+  BITZERO_TRY(data_of(inputs[0], &x));
+  std::vector<int64_t> y_shape(x_shape);
+  y_shape.back() = p.n_out;
+  OrtValue* output = nullptr;
+  BITZERO_TRY(g_api->KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &output));
+  void* y = nullptr;
+  BITZERO_TRY(g_api->GetTensorMutableData(output, &y));
+  p.y = static_cast<float*>(y);
+  if (p.m == 0 || p.n_out == 0) return nullptr;
+
+  // Per-token int8 quantization, as BitLinear's quantize_activations.
+  std::vector<int8_t> q(static_cast<size_t>(p.m * p.kp), 0);
+  std::vector<float> qf(p.n_critical ? static_cast<size_t>(p.m * p.kp) : 0, 0.0f);
+  std::vector<int32_t> qsum(static_cast<size_t>(p.m));
+  std::vector<float> scale(static_cast<size_t>(p.m));
+  std::vector<float> gated(kernel->gated ? static_cast<size_t>(p.k) : 0);
+  for (int64_t m = 0; m < p.m; ++m) {
+    const float* row = x + m * p.k;
+    if (kernel->gated) {
+      kernel->isa->swiglu(x + m * 2 * p.k, p.k, gated.data());
+      row = gated.data();
+    }
+    kernel->isa->quantize(row, p.k, &q[m * p.kp], p.n_critical ? &qf[m * p.kp] : nullptr, &scale[m], &qsum[m]);
+  }
+  p.q = q.data();
+  p.qf = qf.data();
+  p.qsum = qsum.data();
+  p.scale = scale.data();
+  const int64_t tasks = (p.n_ternary + kTileRows - 1) / kTileRows + (p.n_critical + kTileRows - 1) / kTileRows;
+  Work work{&p, kernel->isa->run};
+  if (tasks == 1) {
+    work.run(p, 0);
+    return nullptr;
+  }
+  return g_api->KernelContext_ParallelFor(context, run_parallel, static_cast<size_t>(tasks), 0, &work);
+}
+
+OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) {
+  const Isa* isa = choose_isa();
+  if (!isa) {
+    const char* wanted = std::getenv("BITZERO_TERNARY_ISA");
+    return fail(std::string("BITZERO_TERNARY_ISA=") + (wanted ? wanted : "") +
+                " names an instruction set this CPU lacks (or none of scalar, avx2, avxvnni, avx512vnni)");
+  }
+  int64_t gated = 0;
+  if (OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, "gated", &gated)) g_api->ReleaseStatus(status);  // absent: 0
+  *kernel = new (std::nothrow) Kernel{isa, gated != 0};
+  return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TernaryMatMul: out of memory");
+}
+
+void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
+const char* ORT_API_CALL op_name(const OrtCustomOp*) { return "TernaryMatMul"; }
+const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
+size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
+ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t index) {
+  static const ONNXTensorElementDataType types[] = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32};
+  return index < 5 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t index) {
+  return index >= 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL output_characteristic(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
+OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+int ORT_API_CALL variadic_arity(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL variadic_homogeneity(const OrtCustomOp*) { return 0; }
+int ORT_API_CALL start_version(const OrtCustomOp*) { return 1; }
+int ORT_API_CALL end_version(const OrtCustomOp*) { return 2147483647; }
+size_t ORT_API_CALL no_pairs(int** inputs, int** outputs) {
+  *inputs = nullptr;
+  *outputs = nullptr;
+  return 0;
+}
+void ORT_API_CALL release_pairs(int*, int*) {}
+
+OrtCustomOp make_op() {
+  OrtCustomOp op;
+  std::memset(&op, 0, sizeof(op));
+  op.version = ORT_API_VERSION;
+  op.GetName = op_name;
+  op.GetExecutionProviderType = op_provider;
+  op.GetInputType = input_type;
+  op.GetInputTypeCount = input_count;
+  op.GetOutputType = output_type;
+  op.GetOutputTypeCount = output_count;
+  op.KernelDestroy = destroy_kernel;
+  op.GetInputCharacteristic = input_characteristic;
+  op.GetOutputCharacteristic = output_characteristic;
+  op.GetInputMemoryType = input_memory;
+  op.GetVariadicInputMinArity = variadic_arity;
+  op.GetVariadicInputHomogeneity = variadic_homogeneity;
+  op.GetVariadicOutputMinArity = variadic_arity;
+  op.GetVariadicOutputHomogeneity = variadic_homogeneity;
+  op.CreateKernelV2 = create_kernel;
+  op.KernelComputeV2 = compute;
+  op.GetStartVersion = start_version;
+  op.GetEndVersion = end_version;
+  op.GetMayInplace = no_pairs;
+  op.ReleaseMayInplace = release_pairs;
+  op.GetAliasMap = no_pairs;
+  op.ReleaseAliasMap = release_pairs;
+  return op;
+}
+
+const OrtCustomOp g_op = make_op();
+
+}  // namespace
+
+extern "C" {
+
+// onnxruntime's entry point for a custom-op library (SessionOptions.register_custom_ops_library).
+__attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                  const OrtApiBase* api_base) {
+  g_api = api_base->GetApi(ORT_API_VERSION);
+  if (!g_api) return nullptr;  // an onnxruntime older than these headers: nothing registered, its loader reports the op
+  OrtCustomOpDomain* domain = nullptr;
+  BITZERO_TRY(g_api->CreateCustomOpDomain("com.bitzero", &domain));
+  BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_op));
+  return g_api->AddCustomOpDomain(options, domain);
+}
+
+// The instruction set a kernel created now would use ("" when BITZERO_TERNARY_ISA names one the CPU lacks).
+__attribute__((visibility("default"))) const char* BitZeroTernaryIsa() {
+  const Isa* isa = choose_isa();
+  return isa ? isa->name : "";
+}
+}
