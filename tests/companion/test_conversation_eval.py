@@ -57,6 +57,7 @@ def test_loops_are_found(text: str) -> None:
 
 def test_a_plain_reply_is_no_loop_and_no_garbage() -> None:
     assert not is_loop(GOOD) and not is_garbage(GOOD)
+    assert not is_garbage("I'm not just a wizard; I'm a good friend of the community.")  # a semicolon is no code
 
 
 @pytest.mark.parametrize("text", [

@@ -32,7 +32,7 @@ SCENARIOS = Path(__file__).with_name("scenarios.yaml")
 LOOP_NGRAM, LOOP_COUNT = 4, 3
 _WORD = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*")
 _VOWEL = re.compile(r"[aeiouyAEIOUY]")
-_CODE = re.compile(r"```|[{};<>=\\]|\bdef |\bimport |\breturn\b|</?\w+>")
+_CODE = re.compile(r"```|[{}<>=\\]|\bdef |\bimport |\breturn\b|</?\w+>")  # not ";": English has it too
 _SENTENCE = re.compile(r"[^.!?\n]+")
 _FINISHED = re.compile(r"[.!?…][\"'”’)*]*\s*$")
 _THE_USER = re.compile(r"\bthe user\b", re.IGNORECASE)
