@@ -81,7 +81,7 @@ def create_app(
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, decoding=settings.decoding,
-                                        memory_limit=settings.memory_limit, generation_slots=GENERATION_SLOTS,
+                                        memory_limit=settings.memory_limit,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))

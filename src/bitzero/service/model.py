@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from bitzero.errors import ServiceError
 from bitzero.serving.bundle import MANIFEST, read_manifest
 from bitzero.serving.champion import CHAMPION_FILE, champion_bundle
+from bitzero.serving.sampling import GREEDY, Sampling
 from bitzero.text import Tokenizer
 
 log = logging.getLogger("bitzero.service")
@@ -23,25 +24,14 @@ class ChatModel(Protocol):
     context_length: int
     tokenizer: Tokenizer
     provider: str
+    slots: int  # the replies it generates at once (decoded together in one batched step where > 1)
 
     def stream(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
-        no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of the reply
-        itself is said again."""
+        no ``sampling.repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of
+        the reply itself is said again."""
         ...
 
 

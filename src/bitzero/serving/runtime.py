@@ -27,7 +27,7 @@ import onnxruntime as ort
 from bitzero.serving.bundle import BundleError, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
-from bitzero.serving.sampling import RepeatGuard, check_sampling, penalize, sample_token
+from bitzero.serving.sampling import GREEDY, Picker, Sampling
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
@@ -63,6 +63,7 @@ class BundleRuntime:
         self._session = session
         self._genai = genai
         self.engine = "genai" if genai is not None else "onnxruntime"
+        self.slots = 1
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.variant = variant
@@ -148,43 +149,22 @@ class BundleRuntime:
         return results["logits"][0], present
 
     def token_ids(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        seed: int | None = None,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
         use_cache: bool = True,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
-        The penalties (OpenAI's) count the reply's own tokens, not the prompt's; with
-        ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` or of the reply so far is said
-        again (`RepeatGuard`).
+        ``earlier``: the assistant's earlier replies, for ``sampling.repeat_ngram``.
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
-        check_sampling(temperature, top_p)
-        rng = np.random.default_rng(seed)
         budget = min(max_tokens, self.context_length - len(prompt))
-        sequence = list(prompt)
-        counts: dict[int, int] = {}
-        guard = RepeatGuard(earlier, repeat_ngram)
-        steps = self._last_logits(sequence, budget, use_cache)
+        picker = Picker(prompt, sampling, earlier)
+        steps = self._last_logits(picker.sequence, budget, use_cache)
         last = next(steps)
         for step in range(budget):
-            row = guard.apply(penalize(last, counts, frequency_penalty, presence_penalty), sequence)
-            token = sample_token(row, temperature, top_p, rng, top_k)
-            counts[token] = counts.get(token, 0) + 1
+            token = picker.pick(last)
             yield token
-            sequence.append(token)
-            guard.learn(sequence[len(prompt):])
             if token in self._stop_ids or step == budget - 1:
                 return
             last = steps.send(token)
@@ -221,33 +201,19 @@ class BundleRuntime:
     # -- text streaming ----------------------------------------------------------------------------
 
     def stream(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
         Text is held back while it could still be the start of a stop string (stop strings are
         never emitted) or while it ends in an incomplete UTF-8 sequence (byte-level BPE).
         """
-        stops = [s for s in stop if s]
+        stops = list(sampling.stop)
         generated: list[int] = []
         pending: list[int] = []
         emitted = 0
         finish: FinishReason = "length"
-        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                    seed=seed, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                                    earlier=earlier, repeat_ngram=repeat_ngram):
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, sampling=sampling, earlier=earlier):
             if token in self._stop_ids:
                 finish = "stop"
                 break
