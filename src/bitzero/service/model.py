@@ -116,11 +116,11 @@ def bundle_folders(folder: Path) -> tuple[list[Path], Path]:
     return found, found[0]
 
 
-def load_models(folder: Path, variant: str | None = None, threads: int | None = None) -> ModelSet:
+def load_models(folder: Path, variant: str | None = None, threads: int | None = None, slots: int = 1) -> ModelSet:
     """Every bundle under ``folder`` through onnxruntime (imported here, so tests run without a
     bundle). ``variant`` is used where a bundle has it, else the bundle's default variant.
     ``threads`` caps each session's pool: onnxruntime's default is every core of the host, not
-    the container's CPU limit."""
+    the container's CPU limit. ``slots``: the replies each model decodes together."""
     from bitzero.serving.runtime import BundleRuntime
 
     folders, champion = bundle_folders(folder)
@@ -130,7 +130,7 @@ def load_models(folder: Path, variant: str | None = None, threads: int | None = 
         chosen = variant if variant in manifest["variants"] else manifest.get("default_variant")
         chosen = chosen or next(iter(manifest["variants"]))
         kind = manifest.get("kind") or path.name
-        runtime = BundleRuntime.load(path, variant=chosen, threads=threads)
+        runtime = BundleRuntime.load(path, variant=chosen, threads=threads, slots=slots)
         served.append(Served(f"bitzero-{kind}-{chosen}", runtime, path == champion, kind, chosen, path,
                              manifest.get("decoding")))
         log.info("loaded %s from %s (%s, %s)", served[-1].id, path, runtime.model_id, runtime.provider)

@@ -11,7 +11,11 @@ On the CPU, where onnxruntime-genai is installed and the bundle has the variant'
 generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
 replies are the same. ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
-onnxruntime session, opened on first use when generation does not need it.
+onnxruntime session.
+
+Loaded with ``slots`` > 1 (the service), a bundle whose graph shares its KV cache in place (one
+with a genai config) decodes up to ``slots`` replies together in batched steps on the CPU
+(``engine`` is "batched", `bitzero.serving.batch`), with the same token choice per reply.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from bitzero.serving.batch import Batcher
 from bitzero.serving.bundle import BundleError, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
@@ -58,12 +63,10 @@ class BundleRuntime:
 
     def __init__(
         self, session: ort.InferenceSession, manifest: dict[str, Any], tokenizer: Tokenizer, variant: str,
-        genai: GenaiModel | None = None,
+        genai: GenaiModel | None = None, slots: int = 1,
     ) -> None:
         self._session = session
         self._genai = genai
-        self.engine = "genai" if genai is not None else "onnxruntime"
-        self.slots = 1
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.variant = variant
@@ -75,6 +78,13 @@ class BundleRuntime:
         self._kv_shape = (1, int(config["n_kv_head"]), 0, int(config["n_embd"]) // int(config["n_head"]))
         self._stop_ids = frozenset(tokenizer.stop_ids)
         self._outputs = [o.name for o in session.get_outputs()]
+        self.engine = "genai" if genai is not None else "onnxruntime"
+        self._batcher = None
+        if slots > 1 and self.provider == CPU:
+            self._batcher = Batcher(session, self._n_layer, (self._kv_shape[1], self.context_length, self._kv_shape[3]),
+                                    self._stop_ids, slots)
+            self.engine = "batched"
+        self.slots = slots if self._batcher is not None else 1
 
     @classmethod
     def load(
@@ -83,9 +93,11 @@ class BundleRuntime:
         variant: str | None = None,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        slots: int = 1,
     ) -> BundleRuntime:
         """Open a bundle (``variant`` None: the manifest's default, nbits for a student, int4 for a
-        teacher); any missing, corrupt or mismatched part raises BundleError."""
+        teacher); any missing, corrupt or mismatched part raises BundleError. ``slots`` > 1: up to
+        that many replies are decoded together (`Batcher`, on the CPU provider)."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
@@ -121,7 +133,7 @@ class BundleRuntime:
                 genai = GenaiModel(model_path.parent, threads)
             except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
                 raise BundleError(f"onnxruntime-genai cannot load {model_path.parent}: {exc}") from exc
-        runtime = cls(session, manifest, tokenizer, variant, genai)
+        runtime = cls(session, manifest, tokenizer, variant, genai, slots if genai_entry else 1)
         runtime._check_signature(model_path)
         return runtime
 
@@ -160,6 +172,9 @@ class BundleRuntime:
         prompt = self._check_prompt(prompt_ids, max_tokens)
         budget = min(max_tokens, self.context_length - len(prompt))
         picker = Picker(prompt, sampling, earlier)
+        if use_cache and self._batcher is not None:
+            yield from self._batcher.tokens(prompt, budget, picker)
+            return
         steps = self._last_logits(picker.sequence, budget, use_cache)
         last = next(steps)
         for step in range(budget):
