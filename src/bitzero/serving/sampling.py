@@ -109,13 +109,30 @@ def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.r
     probs = np.exp(scaled - scaled.max())
     probs /= probs.sum()
     if top_p < 1.0:
-        order = np.argsort(-probs, kind="stable")
+        order = _most_likely_first(probs, top_p)
         sorted_probs = probs[order]
         drop = np.cumsum(sorted_probs) - sorted_probs >= top_p
         probs = np.zeros_like(probs)
         probs[order[~drop]] = sorted_probs[~drop]
         probs /= probs.sum()
     return int(rng.choice(probs.shape[0], p=probs))
+
+
+def _most_likely_first(probs: np.ndarray, top_p: float) -> np.ndarray:
+    """Token ids by falling probability (ties by id), at least as far as ``top_p`` of the mass.
+
+    The nucleus is usually a few dozen tokens: the tokens more likely than the ``head``-th are
+    sorted alone when their mass reaches ``top_p`` (the same order and the same sums as sorting
+    the whole vocabulary, a fifth of a decode step's time at 49k tokens), else everything is."""
+    for head in (64, 2048):
+        if head >= probs.shape[0]:
+            break
+        candidates = np.argpartition(-probs, head)[:head]
+        above = np.sort(candidates[probs[candidates] > probs[candidates].min()])  # every token over the boundary
+        order = above[np.argsort(-probs[above], kind="stable")]
+        if order.size and np.cumsum(probs[order])[-1] >= top_p:
+            return order
+    return np.argsort(-probs, kind="stable")
 
 
 class Picker:
