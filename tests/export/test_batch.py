@@ -22,13 +22,16 @@ def _prompts(runtime: BundleRuntime) -> list[list[int]]:
     return [runtime.tokenizer.encode_chat([{"role": "user", "content": t}], add_generation_prompt=True) for t in TEXTS]
 
 
-def _together(runtime: BundleRuntime, prompts: list[list[int]], **options: object) -> list[list[int]]:
-    """Every prompt's tokens from its own thread, all at once."""
+def _together(runtime: BundleRuntime, prompts: list[list[int]], budgets: list[int] | None = None,
+              **options: object) -> list[list[int]]:
+    """Every prompt's tokens from its own thread, all at once (``budgets``: each one's max_tokens)."""
     replies: list[list[int]] = [[] for _ in prompts]
     errors: list[BaseException] = []
 
     def reply(index: int) -> None:
         try:
+            if budgets is not None:
+                options["max_tokens"] = budgets[index]
             replies[index] = list(runtime.token_ids(prompts[index], **options))  # type: ignore[arg-type]
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -56,6 +59,25 @@ def test_concurrent_replies_are_the_sequential_ones(request: pytest.FixtureReque
     sequential = [list(alone.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]
     assert _together(batched, prompts, **options) == sequential
     assert any(len(r) > 1 for r in sequential)
+
+
+def test_a_reply_moved_into_a_freed_row_goes_on_as_it_would(bundle: Path) -> None:
+    """The first rows finish first (smaller budgets): the later replies move down into them."""
+    alone, batched = BundleRuntime.load(bundle), BundleRuntime.load(bundle, slots=4)
+    prompts, budgets = _prompts(alone)[:4], [3, 6, 12, 24]
+    sampling = Sampling(temperature=0.9, seed=1)  # no early stop token in the way
+    expected = [list(alone.token_ids(p, max_tokens=b, sampling=sampling)) for p, b in zip(prompts, budgets, strict=True)]
+    moved = []
+    compact = batched._batcher._compact  # type: ignore[union-attr]
+
+    def watched() -> None:
+        before = list(batched._batcher._rows)  # type: ignore[union-attr]
+        compact()
+        moved.append(before != batched._batcher._rows)  # type: ignore[union-attr]
+
+    batched._batcher._compact = watched  # type: ignore[union-attr, method-assign]
+    assert _together(batched, prompts, budgets, sampling=sampling) == expected
+    assert any(moved)
 
 
 def test_streamed_text_and_stops_are_the_same_batched(bundle: Path) -> None:

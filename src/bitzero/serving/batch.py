@@ -10,8 +10,8 @@ frees its row at once. Each row's tokens are chosen by its own `Picker` (samplin
 repeat guard, random stream), so a reply is the one it would be alone: the same tokens for greedy
 decoding, the same random stream for a seed.
 
-Rows are in a window ``[0, hi)`` with free rows inside it fed a dummy token at position 0 (their
-cache is garbage nobody reads): the lowest free row is taken first, so the window stays tight. The
+The rows in use are always ``[0, n)``: a new reply takes the lowest free row, and when a reply
+ends, the highest one moves into its row (its cache copied), so a step computes no idle row. The
 cache buffers are allocated zeroed and untouched (the OS maps them lazily), so memory grows with
 the tokens held, not with ``slots x context``.
 
@@ -117,28 +117,41 @@ class Batcher:
             self._emit(row, logits[0, -1])
 
     def _step(self) -> None:
-        """One decode step for every row in the window; cancelled replies leave first."""
+        """One decode step for the rows in use; cancelled replies leave first."""
         for row, job in enumerate(self._rows):
             if job is not None and job.cancelled:
                 self._finish(row)
-        hi = max((row + 1 for row, job in enumerate(self._rows) if job is not None), default=0)
-        if not hi:
+        self._compact()
+        window = self._rows[: self._rows.index(None) if None in self._rows else self.slots]
+        if not window:
             return
-        window = self._rows[:hi]
-        ids = np.asarray([[job.picker.sequence[-1] if job else 0] for job in window], dtype=np.int64)
-        lengths = [job.length + 1 if job else 1 for job in window]
+        ids = np.asarray([[job.picker.sequence[-1]] for job in window if job], dtype=np.int64)
+        lengths = [job.length + 1 for job in window if job]
         try:
-            logits = self._run(0, hi, ids, lengths)
+            logits = self._run(0, len(window), ids, lengths)
         except Exception as exc:
             log.exception("batched decode step failed")
-            for row, job in enumerate(window):
-                if job is not None:
-                    self._finish(row, exc)
+            for row in range(len(window)):
+                self._finish(row, exc)
             return
         for row, job in enumerate(window):
             if job is not None:
                 job.length += 1
                 self._emit(row, logits[row, -1])
+
+    def _compact(self) -> None:
+        """Rows in use moved down into the free rows below them, so a step computes no idle row
+        (a step costs more with every row; a move copies one reply's cache, a few MB)."""
+        while None in self._rows:
+            free = self._rows.index(None)
+            top = max((row for row, job in enumerate(self._rows) if job is not None), default=-1)
+            if top < free:
+                return
+            job = self._rows[top]
+            assert job is not None
+            for buffer in self._cache.values():
+                buffer[free, :, : job.length] = buffer[top, :, : job.length]
+            self._rows[free], self._rows[top] = job, None
 
     def _emit(self, row: int, logits: np.ndarray) -> None:
         job = self._rows[row]
