@@ -115,7 +115,11 @@ def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.r
         probs = np.zeros_like(probs)
         probs[order[~drop]] = sorted_probs[~drop]
         probs /= probs.sum()
-    return int(rng.choice(probs.shape[0], p=probs))
+    # rng.choice(len(probs), p=probs) draws exactly this (numpy's Generator.choice), after checking
+    # ``probs`` again: half the time of a sampled token at 49k ids, in every row of every step.
+    cdf = np.cumsum(probs)
+    cdf /= cdf[-1]
+    return int(np.searchsorted(cdf, rng.random(), side="right"))
 
 
 def _most_likely_first(probs: np.ndarray, top_p: float) -> np.ndarray:
