@@ -1,5 +1,8 @@
 """Companion service figures: chat latency (whole reply, time to first token), memory search at
-10,000 memories, each with 1 and 16 concurrent clients, and memory retrieval quality.
+10,000 memories, each with 1 and 16 concurrent clients, and memory retrieval quality; and many
+users at once on real bundles: aggregate tokens/s and p95 time to first token at 1, 4 and 16
+concurrent clients with batched decoding, ratios against 1 client in the same run, and 16 clients
+on the one-reply-at-a-time path beside them.
 
 The server is uvicorn on 127.0.0.1 in this process (a thread); clients are httpx threads.
 Chat runs against the deterministic fake model (the service's own overhead: database, embedding,
@@ -8,11 +11,13 @@ here with torch), so the model's share is visible as a ratio. Memory search at 1
 is compared with the bare numpy scoring it wraps. Retrieval quality: a labelled set of one
 user's memories and questions, hit@1/hit@3 for Generative Agents' weights against relevance only.
 Figures only, no assertions. Usage: python benchmarks/service_bench.py [--bundle DIR] [--requests N]
+[--concurrency BUNDLE_DIR ...] [--only-concurrency] [--chats N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -97,17 +102,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def chat_once(url: str, index: int, max_tokens: int) -> tuple[float, float, int]:
-    """(whole reply seconds, time to first content seconds, content events) of one streamed chat."""
+    """(whole reply seconds, time to first content seconds, completion tokens) of one streamed chat."""
     body = {"messages": [{"role": "user", "content": f"I like topic number {index}. Tell me about it."}],
-            "stream": True, "max_tokens": max_tokens, "temperature": 0.7, "seed": index}
+            "stream": True, "max_tokens": max_tokens, "temperature": 0.7, "seed": index,
+            "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    first, events = None, 0
+    first, tokens = None, 0
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
         for line in response.iter_lines():
-            if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
-                events += 1
+            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
                 first = first or time.perf_counter() - start
-    return time.perf_counter() - start, first or time.perf_counter() - start, events
+            if line.startswith('data: {') and '"usage":{' in line:
+                tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+    return time.perf_counter() - start, first or time.perf_counter() - start, tokens
 
 
 def chat_figures(url: str, requests: int, clients: int, max_tokens: int) -> dict[str, float]:
@@ -117,7 +124,67 @@ def chat_figures(url: str, requests: int, clients: int, max_tokens: int) -> dict
     wall = time.perf_counter() - start
     whole, first = [r[0] for r in results], [r[1] for r in results]
     return {"p50": percentile(whole, 50), "p95": percentile(whole, 95), "ttft_p50": percentile(first, 50),
-            "ttft_p95": percentile(first, 95), "rps": requests / wall}
+            "ttft_p95": percentile(first, 95), "rps": requests / wall, "tokens_s": sum(r[2] for r in results) / wall}
+
+
+def concurrency_table(bundles: list[Path], base: Settings, work: Path, embedder, threads: int, requests: int,
+                      max_tokens: int) -> None:
+    """The same ``requests`` chats (same messages, same seeds: the same replies) from 1, 4 and 16
+    concurrent clients, through the runtime alone and through the service, batched (16 slots);
+    then 16 clients on the service with one slot (the path before batching)."""
+    from bitzero.service.app import GENERATION_SLOTS
+    from bitzero.service.model import load_models
+
+    # Every reply runs to max_tokens or the model's end: no sentence stop, so clients compare alike.
+    settings = Settings(**{**base.__dict__, "max_sentences": 0, "max_waiting_chats": 64})
+    print(f"\nMany users at once: the same {requests} chats from 1, 4 and 16 clients, max_tokens={max_tokens}, "
+          f"{threads} onnxruntime thread(s); tok/s = completion tokens of all chats / wall time (prefill included)")
+    print(f"  {'bundle':24s} {'through':8s} {'slots':>5s} {'clients':>7s} {'tok/s':>7s} {'x 1 client':>10s} {'ttft50':>7s} "
+          f"{'ttft95':>7s} {'p95 reply':>9s}")
+    for bundle in bundles:
+        loaded = {slots: load_models(bundle, threads=threads, slots=slots) for slots in (GENERATION_SLOTS, 1)}
+        for where in ("runtime", "service"):
+            baseline = None
+            for slots, clients in [(GENERATION_SLOTS, 1), (GENERATION_SLOTS, 4), (GENERATION_SLOTS, 16), (1, 16)]:
+                models = loaded[slots]
+                if where == "runtime":
+                    if slots == 1:  # the runtime does not queue: 16 unbatched threads would only share the cores
+                        continue
+                    f = runtime_figures(models.champion.model, requests, clients, max_tokens)
+                else:
+                    tuned = Settings(**{**settings.__dict__,
+                                        "database_url": f"sqlite:///{work}/many-{bundle.name}-{slots}-{clients}.db"})
+                    with Server(tuned, models=models, embedder=embedder) as url:
+                        chat_once(url, 10_000, 4)  # warm-up
+                        f = chat_figures(url, requests, clients, max_tokens)
+                baseline = baseline or f["tokens_s"]
+                print(f"  {models.champion.id:24s} {where:8s} {slots:5d} {clients:7d} {f['tokens_s']:7.1f} "
+                      f"{f['tokens_s'] / baseline:9.2f}x {f['ttft_p50']:7.2f} {f['ttft_p95']:7.2f} {f['p95']:9.2f}",
+                      flush=True)
+
+
+def runtime_figures(model, requests: int, clients: int, max_tokens: int) -> dict[str, float]:
+    """chat_figures' numbers for the runtime alone (no HTTP, database or embedding): the chat
+    template around the same messages, the same sampling."""
+    from bitzero.serving.sampling import Sampling
+
+    def once(index: int) -> tuple[float, float, int]:
+        prompt = model.tokenizer.encode_chat([{"role": "user", "content": f"I like topic number {index}. Tell me "
+                                               "about it."}], add_generation_prompt=True)
+        start, first, tokens = time.perf_counter(), None, 0
+        sampling = Sampling(temperature=0.7, top_p=0.9, repeat_ngram=4, seed=index)  # the service's defaults
+        for _ in model.token_ids(prompt, max_tokens=max_tokens, sampling=sampling):
+            first = first or time.perf_counter() - start
+            tokens += 1
+        return time.perf_counter() - start, first or 0.0, tokens
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(once, range(requests)))
+    wall = time.perf_counter() - start
+    whole, first = [r[0] for r in results], [r[1] for r in results]
+    return {"p95": percentile(whole, 95), "ttft_p50": percentile(first, 50), "ttft_p95": percentile(first, 95),
+            "tokens_s": sum(r[2] for r in results) / wall}
 
 
 def fill_memories(app, embedder, count: int) -> None:
@@ -194,6 +261,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--emotion", type=Path, help="an emotion classifier to include (bitzero emotion train)")
+    parser.add_argument("--concurrency", type=Path, nargs="*", default=[],
+                        help="real bundles for the 1/4/16-client table (e.g. data/06_models/bundles/student)")
+    parser.add_argument("--only-concurrency", action="store_true", help="only the 1/4/16-client table")
+    parser.add_argument("--chats", type=int, default=16, help="chats per row of the 1/4/16-client table")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model")
     args = parser.parse_args()
     embedder = ensure_embedder(EMBEDDER_CACHE)
     work = Path(tempfile.mkdtemp(prefix="bitzero-bench-"))
@@ -202,6 +274,10 @@ def main() -> None:
                     max_chats_per_user=64,  # the clients all act as the local user; each stands for one user
                     emotion_model=args.emotion or work / "no-emotion.json")
 
+    if args.concurrency:
+        concurrency_table(args.concurrency, base, work, embedder, args.threads, args.chats, args.max_tokens)
+    if args.only_concurrency:
+        return
     print("Retrieval quality on", len(LABELLED), "labelled questions (hit@1, hit@3):")
     for name, (hit1, hit3) in retrieval_quality(embedder).items():
         print(f"  {name:26s} {hit1:.2f}  {hit3:.2f}")

@@ -20,6 +20,7 @@ from bitzero.companion.conversation_eval import (
     score_reply,
 )
 from bitzero.companion.decoding import Decoding, DecodingError, finished_at
+from bitzero.serving.sampling import Sampling
 
 GOOD = "I'm so sorry about your dog. Losing a friend like that hurts, and it is okay to miss him."
 
@@ -145,7 +146,7 @@ def test_the_verdict_refuses_loops_and_garbage_and_names_each_limit() -> None:
 def test_decoding_defaults_take_a_models_own_and_a_requests_own_over_them() -> None:
     model = Decoding.of({"temperature": 0.3, "max_sentences": 3}, base=Decoding(max_tokens=100))
     assert (model.temperature, model.max_sentences, model.max_tokens) == (0.3, 3, 100)
-    asked = model.asked(temperature=1.0, top_p=None)
+    asked = Sampling.like(model).over({"temperature": 1.0, "top_p": None})
     assert (asked.temperature, asked.top_p) == (1.0, model.top_p)
     with pytest.raises(DecodingError, match="unknown decoding settings"):
         Decoding.of({"temprature": 0.3})

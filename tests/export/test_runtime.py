@@ -13,6 +13,7 @@ from bitzero.kernels import LIBRARY_ENV, genai_library, library_path
 from bitzero.serving.bundle import MANIFEST, sha256
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.runtime import BundleError, BundleRuntime, Chunk, _safe_length
+from bitzero.serving.sampling import Sampling
 from tests.tiny import tiny_tokenizer
 
 PROMPT = [{"role": "user", "content": "hello, how are you?"}]
@@ -54,7 +55,7 @@ def test_a_ternary_graph_where_onnxruntime_genai_may_not_load_the_kernel_runs_on
     if runtime.variant != "ternary":
         pytest.skip("the kernel library is not built: the bundle has no ternary graph")
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
-    kwargs = {"max_tokens": 16, "temperature": 0.9, "top_p": 0.8, "seed": 3}
+    kwargs = {"max_tokens": 16, "sampling": Sampling(temperature=0.9, top_p=0.8, seed=3)}
     monkeypatch.chdir(tmp_path)  # onnxruntime-genai loads custom-op libraries from under the working directory only
     elsewhere = BundleRuntime.load(bundle, "ternary")
     assert elsewhere.engine == "onnxruntime"
@@ -68,7 +69,7 @@ def test_a_bundle_without_a_genai_config_generates_on_the_numpy_path_alike(runti
     fallback = BundleRuntime.load(copy)
     assert fallback.engine == "onnxruntime"
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
-    kwargs = {"max_tokens": 16, "temperature": 0.9, "top_p": 0.8, "seed": 3, "frequency_penalty": 0.5}
+    kwargs = {"max_tokens": 16, "sampling": Sampling(temperature=0.9, top_p=0.8, seed=3, frequency_penalty=0.5)}
     assert list(fallback.token_ids(prompt, **kwargs)) == list(runtime.token_ids(prompt, **kwargs))
 
 
@@ -87,7 +88,7 @@ def test_generation_with_and_without_kv_cache_is_identical(
 ) -> None:
     runtime = BundleRuntime.load(request.getfixturevalue(which), variant)
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
-    kwargs = {"max_tokens": 24, "temperature": temperature, "top_p": top_p, "seed": 7}
+    kwargs = {"max_tokens": 24, "sampling": Sampling(temperature=temperature, top_p=top_p, seed=7)}
     cached = list(runtime.token_ids(prompt, **kwargs))
     uncached = list(runtime.token_ids(prompt, use_cache=False, **kwargs))
     assert cached == uncached
@@ -125,11 +126,11 @@ def test_stream_stops_on_length_and_text_matches_tokens(runtime: BundleRuntime) 
 def test_the_repeat_guard_keeps_a_reply_from_saying_an_earlier_one_again(runtime: BundleRuntime) -> None:
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
     first = list(runtime.token_ids(prompt, max_tokens=16))
-    again = list(runtime.token_ids(prompt, max_tokens=16, earlier=first, repeat_ngram=3))
+    again = list(runtime.token_ids(prompt, max_tokens=16, earlier=first, sampling=Sampling(repeat_ngram=3)))
     said = {tuple(first[i : i + 3]) for i in range(len(first) - 2)}
     assert again != first
     assert not said & {tuple(again[i : i + 3]) for i in range(len(again) - 2)}, "no trigram of the earlier reply"
-    assert list(runtime.token_ids(prompt, max_tokens=16, earlier=first, repeat_ngram=0)) == first
+    assert list(runtime.token_ids(prompt, max_tokens=16, earlier=first, sampling=Sampling(repeat_ngram=0))) == first
 
 
 def test_stop_string_ends_the_stream_and_is_not_emitted(runtime: BundleRuntime) -> None:
@@ -137,7 +138,7 @@ def test_stop_string_ends_the_stream_and_is_not_emitted(runtime: BundleRuntime) 
     full = "".join(c.text for c in runtime.stream(prompt, max_tokens=30))
     assert len(full) >= 6, "the tiny model should produce some text"
     stop = full[3:5]
-    chunks = list(runtime.stream(prompt, max_tokens=30, stop=[stop]))
+    chunks = list(runtime.stream(prompt, max_tokens=30, sampling=Sampling(stop=(stop,))))
     text = "".join(c.text for c in chunks)
     assert chunks[-1].finish_reason == "stop"
     assert text == full[: full.index(stop)]
@@ -168,7 +169,7 @@ def test_max_tokens_is_bounded_by_the_context(runtime: BundleRuntime) -> None:
     with pytest.raises(ValueError, match="max_tokens"):
         list(runtime.stream([40], max_tokens=0))
     with pytest.raises(ValueError, match="temperature"):
-        list(runtime.stream([40], max_tokens=2, temperature=-1))
+        Sampling(temperature=-1)
 
 
 def test_partial_characters_and_stop_prefixes_are_held_back() -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bitzero.serving.sampling import RepeatGuard, penalize, sample_token
+from bitzero.serving.sampling import RepeatGuard, _most_likely_first, penalize, sample_token
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 
@@ -65,6 +65,22 @@ def test_repeat_guard_learns_the_reply_so_it_does_not_loop() -> None:
         guard.learn(reply[:end])
     assert np.isneginf(guard.apply(logits, reply)[6]), "(4, 5) was followed by 6 once: not again"
     assert np.isfinite(guard.apply(logits, reply)).sum() == 9
+
+
+
+@pytest.mark.parametrize("shape", ["peaked", "flat", "ties"])
+def test_top_p_sorts_only_the_head_and_that_as_the_whole_sort_does(shape: str) -> None:
+    """The partial sort behind top-p: the whole vocabulary's stable order, cut after top_p of the
+    mass at the earliest (so the nucleus, its sums and the token drawn are the same)."""
+    source = np.random.default_rng(5)
+    for trial in range(40):
+        logits = source.normal(size=5000) * {"peaked": 8.0, "flat": 0.2, "ties": 3.0}[shape]
+        probs = np.exp(np.round(logits) if shape == "ties" else logits)
+        probs /= probs.sum()
+        top_p = (0.5, 0.9, 0.99)[trial % 3]
+        order = _most_likely_first(probs, top_p)
+        assert np.array_equal(order, np.argsort(-probs, kind="stable")[: order.size])
+        assert np.cumsum(probs[order])[-1] >= top_p
 
 
 def test_a_barred_phrase_is_never_completed_and_its_pieces_stay_free() -> None:

@@ -21,6 +21,7 @@ from bitzero.service.app import create_app
 from bitzero.service.server import uvicorn_server
 from bitzero.service.settings import Settings
 from bitzero.service.state import service_state
+from bitzero.serving.sampling import GREEDY, Sampling
 from tests.net import free_port
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 - shared with tests/deploy
 from tests.tiny import tiny_tokenizer
@@ -41,6 +42,7 @@ class FakeModel:
     ChatML text the template made) and the max_tokens it was asked for."""
 
     provider = "fake"
+    slots = 1
 
     def __init__(self, context_length: int = 2048, model_id: str = "bitzero-fake") -> None:
         self.context_length, self.model_id = context_length, model_id
@@ -53,11 +55,8 @@ class FakeModel:
     def answer(self, last_user: str) -> str:
         return f"You said: {last_user}"
 
-    def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float = 0.0,
-               top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (), seed: int | None = None,
-               frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-               earlier: Sequence[int] = (), repeat_ngram: int = 0,
-               barred: Sequence[Sequence[int]] = ()) -> Iterator[Chunk]:
+    def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY,
+               earlier: Sequence[int] = (), barred: Sequence[Sequence[int]] = ()) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
         self.earlier.append(self.tokenizer.decode(list(earlier)))
         self.barred.append([self.tokenizer.decode(list(b)) for b in barred])
@@ -67,7 +66,7 @@ class FakeModel:
         self.max_tokens.append(max_tokens)
         last_user = prompt.rsplit("<|im_start|>user\n", 1)[-1].split("<|im_end|>", 1)[0]
         reply = self.answer(last_user)
-        for stop_text in stop:
+        for stop_text in sampling.stop:
             if stop_text in reply:
                 reply = reply[: reply.index(stop_text)]
         ids = self.tokenizer.encode(reply)

@@ -54,8 +54,8 @@ def test_a_requests_own_settings_win(client: TestClient, models: tuple[Recording
     client.post(CHAT, json={"messages": [{"role": "user", "content": "Hello there."}]})
     client.post(CHAT, json={"model": "bitzero-teacher-int4", "temperature": 1.1, "top_k": 0,
                             "messages": [{"role": "user", "content": "Hello there."}]})
-    assert (plain.asked[0]["temperature"], plain.asked[0]["top_k"]) == (0.5, 40)
-    assert (tuned.asked[0]["temperature"], tuned.asked[0]["top_k"]) == (1.1, 0)
+    assert (plain.asked[0]["sampling"].temperature, plain.asked[0]["sampling"].top_k) == (0.5, 40)
+    assert (tuned.asked[0]["sampling"].temperature, tuned.asked[0]["sampling"].top_k) == (1.1, 0)
 
 
 def test_a_reply_ends_after_the_models_finished_sentences(client: TestClient) -> None:

@@ -1,5 +1,5 @@
 """How a reply is decoded when the request does not say: the defaults the conversation eval chose,
-per model (a bundle's ``bitzero.json`` "decoding") over the service's own; a request's settings win.
+per model (a bundle's ``bitzero.json`` "decoding") over the service's own; a request's settings win (``bitzero.serving.sampling.Sampling.over``).
 
 ``finished_at`` ends a reply after a number of finished sentences, so a reply stops at the end of
 a thought instead of running into the token limit mid-sentence.
@@ -59,10 +59,6 @@ class Decoding:
         if unknown:
             raise DecodingError(f"unknown decoding settings {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
         return replace(base, **values)
-
-    def asked(self, **values: Any) -> Decoding:
-        """These settings with a request's own over them (None: not asked)."""
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

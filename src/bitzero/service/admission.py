@@ -1,8 +1,9 @@
 """Admission: whether a chat turn gets a place at all, before anything is read or generated.
 
-The server holds ``capacity`` turns at once (generating, or queued for the generation slot) and
-each user at most ``max_per_user`` of them, so one key cannot take every place; an erasure that
-began after the request arrived turns it away (its ticket is older than the user's erasure)."""
+The server holds ``capacity`` turns at once (generating, up to a model's ``slots`` replies decoded
+together, or queued for a slot) and each user at most ``max_per_user`` of them, so one key cannot
+take every place; an erasure that began after the request arrived turns it away (its ticket is
+older than the user's erasure)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,9 @@ log = logging.getLogger("bitzero.service")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-GENERATION_SLOTS = 1  # admitted turns generate one at a time; the others wait for the slot
+# Replies a model decodes together in one batched step (bitzero.serving.batch); admitted turns
+# beyond them wait for a slot. A model that does not batch (slots 1) answers one turn at a time.
+GENERATION_SLOTS = 16
 
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict:
     """OpenAI's error shape, which OpenAI clients turn into readable exceptions."""
@@ -76,12 +78,12 @@ def create_app(
         with transaction(sessions) as session:
             log.info("retention at start: %s", purge_expired(session))
         served = models or (ModelSet.single(model) if model is not None
-                            else load_models(settings.bundles, settings.variant, settings.threads))
+                            else load_models(settings.bundles, settings.variant, settings.threads, GENERATION_SLOTS))
         chat_embedder = embedder or OnnxEmbedder(settings.embedder, threads=settings.threads)
         chat_detector = detector if detector is not None else _load_detector(settings, served.champion.folder)
         state.companion = Companion(served, chat_embedder, chat_detector, sessions, memory_cache,
                                         persona=settings.persona, decoding=settings.decoding,
-                                        memory_limit=settings.memory_limit, generation_slots=GENERATION_SLOTS,
+                                        memory_limit=settings.memory_limit,
                                         max_seconds=settings.max_generation_seconds)
         metrics.model_loaded.set(1)
         sweeper = asyncio.create_task(_retention_loop(settings.retention_sweep_seconds))

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +26,7 @@ from bitzero.service.db import transaction
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
+from bitzero.serving.sampling import Sampling
 
 if TYPE_CHECKING:
     from bitzero.serving.runtime import FinishReason  # a type only: the runtime module imports onnxruntime
@@ -136,7 +137,6 @@ class Companion:
         persona: str | None = None,
         decoding: Decoding | None = None,
         memory_limit: int = 5,
-        generation_slots: int = 1,
         max_seconds: float = 120.0,
     ) -> None:
         self.models, self.embedder, self.detector, self.sessions = models, embedder, detector, sessions
@@ -147,7 +147,8 @@ class Companion:
             self.decoding_for(served)  # a bundle's impossible decoding defaults fail at start, not per request
         self.memory_limit = memory_limit
         self.max_seconds = max_seconds
-        self._slots = threading.Semaphore(generation_slots)  # admitted turns wait here (service.admission)
+        # Admitted turns wait here (service.admission) for one of the sequences their model decodes together.
+        self._slots = {served.id: threading.Semaphore(served.model.slots) for served in models}
 
     def decoding_for(self, served: Served) -> Decoding:
         """The service's decoding defaults with the model's own (its bundle's) over them."""
@@ -226,32 +227,27 @@ class Companion:
         )
 
     def generate(
-        self, turn: Turn, *, stop: Sequence[str] = (), seed: int | None = None, cancel: threading.Event | None = None,
-        temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
-        frequency_penalty: float | None = None, presence_penalty: float | None = None,
+        self, turn: Turn, asked: Mapping[str, Any] | None = None, *, cancel: threading.Event | None = None,
     ) -> Iterator[Piece]:
-        """The reply in the model's chunks, with the request's sampling settings over the model's
-        defaults (None: the default). Nothing is glued before them: a fixed empathetic opening per
-        emotion left the conversation eval's figures unchanged and misfired on questions ("What
-        do I love doing?" -> "That's wonderful, I'm really happy for you!"); the emotion reaches the
-        reply through the system turn's note instead.
+        """The reply in the model's chunks, sampled with the request's ``asked`` settings (`Sampling`'s
+        names; None: the default) over the model's defaults. Nothing is glued before them: a fixed
+        empathetic opening per emotion left the conversation eval's figures unchanged and misfired
+        on questions ("What do I love doing?" -> "That's wonderful, I'm really happy for you!"); the
+        emotion reaches the reply through the system turn's note instead.
 
         Ends after the defaults' ``max_sentences`` finished sentences (finish reason "stop"), as
-        soon as ``cancel`` is set (the client left), waiting for the slot included, and after
+        soon as ``cancel`` is set (the client left), waiting for a slot included, and after
         ``max_seconds`` of generation (finish reason "length"); the slot is free the moment it stops."""
         cancel = cancel or threading.Event()
-        decoding = turn.decoding.asked(temperature=temperature, top_p=top_p, top_k=top_k,
-                                       frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
-        while not self._slots.acquire(timeout=0.1):
+        sampling = Sampling.like(turn.decoding).over(asked or {})
+        slots = self._slots[turn.served.id]
+        while not slots.acquire(timeout=0.1):
             if cancel.is_set():
                 return
         try:
             deadline = time.monotonic() + self.max_seconds
-            stream = turn.served.model.stream(
-                turn.prompt_ids, max_tokens=turn.max_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
-                top_k=decoding.top_k, stop=stop, seed=seed, frequency_penalty=decoding.frequency_penalty,
-                presence_penalty=decoding.presence_penalty, earlier=turn.earlier, repeat_ngram=decoding.repeat_ngram,
-                barred=turn.barred)
+            stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, sampling=sampling,
+                                              earlier=turn.earlier, barred=turn.barred)
             said = ""
             try:
                 for chunk in stream:
@@ -260,7 +256,7 @@ class Companion:
                     if time.monotonic() > deadline:
                         yield Piece("", 0, "length")
                         return
-                    end = finished_at(said + chunk.text, decoding.max_sentences)
+                    end = finished_at(said + chunk.text, turn.decoding.max_sentences)
                     if end is not None:
                         yield Piece(chunk.text[: max(end - len(said), 0)], len(chunk.token_ids), "stop")
                         return
@@ -269,7 +265,7 @@ class Companion:
             finally:
                 getattr(stream, "close", lambda: None)()  # a generator's own cleanup, now, not at GC
         finally:
-            self._slots.release()
+            slots.release()
 
     def finish(self, turn: Turn, reply: str) -> None:
         if turn.conversation_id is None:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from bitzero.errors import ServiceError
 from bitzero.serving.bundle import MANIFEST, read_manifest
 from bitzero.serving.champion import CHAMPION_FILE, champion_bundle
+from bitzero.serving.sampling import GREEDY, Sampling
 from bitzero.text import Tokenizer
 
 log = logging.getLogger("bitzero.service")
@@ -23,26 +24,15 @@ class ChatModel(Protocol):
     context_length: int
     tokenizer: Tokenizer
     provider: str
+    slots: int  # the replies it generates at once (decoded together in one batched step where > 1)
 
     def stream(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
         barred: Sequence[Sequence[int]] = (),
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
-        no ``repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of the reply
-        itself is said again, nor any ``barred`` token sequence."""
+        no ``sampling.repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of
+        the reply itself is said again, nor any ``barred`` token sequence."""
         ...
 
 
@@ -127,11 +117,11 @@ def bundle_folders(folder: Path) -> tuple[list[Path], Path]:
     return found, found[0]
 
 
-def load_models(folder: Path, variant: str | None = None, threads: int | None = None) -> ModelSet:
+def load_models(folder: Path, variant: str | None = None, threads: int | None = None, slots: int = 1) -> ModelSet:
     """Every bundle under ``folder`` through onnxruntime (imported here, so tests run without a
     bundle). ``variant`` is used where a bundle has it, else the bundle's default variant.
     ``threads`` caps each session's pool: onnxruntime's default is every core of the host, not
-    the container's CPU limit."""
+    the container's CPU limit. ``slots``: the replies each model decodes together."""
     from bitzero.serving.runtime import BundleRuntime
 
     folders, champion = bundle_folders(folder)
@@ -141,7 +131,7 @@ def load_models(folder: Path, variant: str | None = None, threads: int | None = 
         chosen = variant if variant in manifest["variants"] else manifest.get("default_variant")
         chosen = chosen or next(iter(manifest["variants"]))
         kind = manifest.get("kind") or path.name
-        runtime = BundleRuntime.load(path, variant=chosen, threads=threads)
+        runtime = BundleRuntime.load(path, variant=chosen, threads=threads, slots=slots)
         served.append(Served(f"bitzero-{kind}-{runtime.variant}", runtime, path == champion, kind, runtime.variant, path,
                              manifest.get("decoding")))
         log.info("loaded %s from %s (%s, %s)", served[-1].id, path, runtime.model_id, runtime.provider)

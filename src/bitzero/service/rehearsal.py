@@ -47,7 +47,7 @@ def rehearse(companion: Companion, served: Served, scenarios: Sequence[Scenario]
                 messages.append({"role": "user", "content": say.text})
                 turn = companion.prepare(user, messages, served, None, conversation_id)
                 conversation_id = turn.conversation_id
-                pieces = list(companion.generate(turn, seed=seed))
+                pieces = list(companion.generate(turn, {"seed": seed}))
                 reply = "".join(p.text for p in pieces)
                 companion.finish(turn, reply)
                 messages.append({"role": "assistant", "content": reply})

@@ -23,6 +23,8 @@ try:
     import onnxruntime_genai as og
 except ImportError:  # the numpy path of BundleRuntime serves without it
     og = None
+if og is not None and hasattr(og, "disable_telemetry_events"):
+    og.disable_telemetry_events()  # the project sends no telemetry
 
 AVAILABLE = og is not None
 CONFIG_FILE = "genai_config.json"

@@ -11,8 +11,12 @@ On the CPU, where onnxruntime-genai is installed and the bundle has the variant'
 generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
 replies are the same (a ``ternary`` graph only where onnxruntime-genai may load our kernel library,
-``kernels.genai_library``; elsewhere it runs on the session below). ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the
-onnxruntime session, opened on first use when generation does not need it.
+``kernels.genai_library``; elsewhere it runs on the session below). ``forward`` (parity, held-out
+NLL, ``use_cache=False``) always runs the onnxruntime session.
+
+Loaded with ``slots`` > 1 (the service), a bundle whose graph shares its KV cache in place (one
+with a genai config) decodes up to ``slots`` replies together in batched steps on the CPU
+(``engine`` is "batched", `bitzero.serving.batch`), with the same token choice per reply.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ import numpy as np
 import onnxruntime as ort
 
 from bitzero import kernels
+from bitzero.serving.batch import Batcher
 from bitzero.serving.bundle import BundleError, head_size, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
-from bitzero.serving.sampling import RepeatGuard, check_sampling, penalize, sample_token
+from bitzero.serving.sampling import GREEDY, Picker, Sampling
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
@@ -60,11 +65,10 @@ class BundleRuntime:
 
     def __init__(
         self, session: ort.InferenceSession, manifest: dict[str, Any], tokenizer: Tokenizer, variant: str,
-        genai: GenaiModel | None = None,
+        genai: GenaiModel | None = None, slots: int = 1,
     ) -> None:
         self._session = session
         self._genai = genai
-        self.engine = "genai" if genai is not None else "onnxruntime"
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.variant = variant
@@ -76,6 +80,13 @@ class BundleRuntime:
         self._kv_shape = (1, int(config["n_kv_head"]), 0, head_size(config))
         self._stop_ids = frozenset(tokenizer.stop_ids)
         self._outputs = [o.name for o in session.get_outputs()]
+        self.engine = "genai" if genai is not None else "onnxruntime"
+        self._batcher = None
+        if slots > 1 and self.provider == CPU:
+            self._batcher = Batcher(session, self._n_layer, (self._kv_shape[1], self.context_length, self._kv_shape[3]),
+                                    self._stop_ids, slots)
+            self.engine = "batched"
+        self.slots = slots if self._batcher is not None else 1
 
     @classmethod
     def load(
@@ -84,10 +95,12 @@ class BundleRuntime:
         variant: str | None = None,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        slots: int = 1,
     ) -> BundleRuntime:
         """Open a bundle (``variant`` None: the manifest's default, ternary or nbits for a student, int4
         for a teacher; a ternary graph is served by the bundle's nbits one where our kernel is not built
-        here, ``variant`` says which); any missing, corrupt or mismatched part raises BundleError."""
+        here, ``variant`` says which); any missing, corrupt or mismatched part raises BundleError.
+        ``slots`` > 1: up to that many replies are decoded together (`Batcher`, on the CPU provider)."""
         bundle_dir = Path(bundle_dir)
         manifest = read_manifest(bundle_dir)
         variants = manifest["variants"]
@@ -125,7 +138,7 @@ class BundleRuntime:
                 genai = GenaiModel(model_path.parent, threads)
             except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
                 raise BundleError(f"onnxruntime-genai cannot load {model_path.parent}: {exc}") from exc
-        runtime = cls(session, manifest, tokenizer, variant, genai)
+        runtime = cls(session, manifest, tokenizer, variant, genai, slots if genai_entry else 1)
         runtime._check_signature(model_path)
         return runtime
 
@@ -153,44 +166,26 @@ class BundleRuntime:
         return results["logits"][0], present
 
     def token_ids(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        seed: int | None = None,
-        use_cache: bool = True,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
-        barred: Sequence[Sequence[int]] = (),
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
+        barred: Sequence[Sequence[int]] = (), use_cache: bool = True,
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
-        The penalties (OpenAI's) count the reply's own tokens, not the prompt's; with
-        ``repeat_ngram`` >= 2 no ``repeat_ngram``-gram of ``earlier`` or of the reply so far is said
-        again (`RepeatGuard`), nor any ``barred`` token sequence.
+        ``earlier``: the assistant's earlier replies, for ``sampling.repeat_ngram``; ``barred``: token
+        sequences the reply never completes.
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
-        check_sampling(temperature, top_p)
-        rng = np.random.default_rng(seed)
         budget = min(max_tokens, self.context_length - len(prompt))
-        sequence = list(prompt)
-        counts: dict[int, int] = {}
-        guard = RepeatGuard(earlier, repeat_ngram, barred)
-        steps = self._last_logits(sequence, budget, use_cache)
+        picker = Picker(prompt, sampling, earlier, barred)
+        if use_cache and self._batcher is not None:
+            yield from self._batcher.tokens(prompt, budget, picker)
+            return
+        steps = self._last_logits(picker.sequence, budget, use_cache)
         last = next(steps)
         for step in range(budget):
-            row = guard.apply(penalize(last, counts, frequency_penalty, presence_penalty), sequence)
-            token = sample_token(row, temperature, top_p, rng, top_k)
-            counts[token] = counts.get(token, 0) + 1
+            token = picker.pick(last)
             yield token
-            sequence.append(token)
-            guard.learn(sequence[len(prompt):])
             if token in self._stop_ids or step == budget - 1:
                 return
             last = steps.send(token)
@@ -227,19 +222,7 @@ class BundleRuntime:
     # -- text streaming ----------------------------------------------------------------------------
 
     def stream(
-        self,
-        prompt_ids: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        earlier: Sequence[int] = (),
-        repeat_ngram: int = 0,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
         barred: Sequence[Sequence[int]] = (),
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
@@ -247,14 +230,12 @@ class BundleRuntime:
         Text is held back while it could still be the start of a stop string (stop strings are
         never emitted) or while it ends in an incomplete UTF-8 sequence (byte-level BPE).
         """
-        stops = [s for s in stop if s]
+        stops = list(sampling.stop)
         generated: list[int] = []
         pending: list[int] = []
         emitted = 0
         finish: FinishReason = "length"
-        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-                                    seed=seed, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-                                    earlier=earlier, repeat_ngram=repeat_ngram, barred=barred):
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, sampling=sampling, earlier=earlier, barred=barred):
             if token in self._stop_ids:
                 finish = "stop"
                 break

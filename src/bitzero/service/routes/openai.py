@@ -9,96 +9,33 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Iterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StrictBool,
-    StrictInt,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
 
 from bitzero.service.chat import ChatError, Companion, Lease, Turn
 from bitzero.service.deps import Scope, User
-from bitzero.service.fields import Text
 from bitzero.service.model import UnknownModel
+from bitzero.service.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    ModelCard,
+    ModelList,
+    Reply,
+    Usage,
+)
 from bitzero.service.settings import Settings
 from bitzero.service.state import Chat, ServiceState, State
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = logging.getLogger("bitzero.service")
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: Text
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Text | list[TextPart]
-
-    def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs",
-               "response_format", "logit_bias", "parallel_tool_calls")
-IGNORABLE: tuple[object, ...] = (None, False, [], {}, {"type": "text"})  # what asks for nothing, as OpenAI clients send it
-
-
-class ChatRequest(BaseModel):
-    """The OpenAI fields BitZero honours (and top_k). Fields that would change what the reply means
-    (tools, log-probabilities, a response format, logit bias) are refused with 400 when they ask for
-    anything, never silently ignored; other unknown fields are ignored. A sampling setting left out
-    takes the model's default (GET /v1/models, `decoding`)."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1, max_length=500)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: StrictInt | None = Field(None, ge=0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    max_tokens: StrictInt | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=4096)
-    stop: Text | list[Text] | None = None
-    stream: StrictBool = False
-    stream_options: StreamOptions | None = None
-    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
-    n: StrictInt = Field(1, ge=1, le=1)
-    # Ids are made by the server (the first reply carries one); an id the user does not own is 404.
-    conversation_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _supported(cls, data: Any) -> Any:
-        asked = [name for name in UNSUPPORTED if isinstance(data, dict) and data.get(name) not in IGNORABLE]
-        if asked:
-            raise ValueError(f"{', '.join(asked)}: not supported by BitZero (plain text replies only)")
-        return data
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, value: str | list[str] | None) -> list[str]:
-        stops = [value] if isinstance(value, str) else list(value or [])
-        if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
-            raise ValueError("stop takes up to 4 non-empty strings of at most 64 characters")
-        return stops
 
 
 CHARS_PER_TOKEN = 500  # a chat's cost in the rate budget: one request, plus one per this many characters
@@ -123,90 +60,6 @@ def _turns(body: ChatRequest, settings: Settings) -> list[dict[str, str]]:
         raise HTTPException(413, f"messages are limited to {settings.max_message_chars} characters each and "
                                  f"{settings.max_prompt_chars} in all")
     return turns
-
-
-class ModelCard(BaseModel):
-    """OpenAI's model object, plus what a BitZero client needs to choose one."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "bitzero"
-    champion: bool = Field(description="answers requests that name no model (the export stage's promotion gate)")
-    kind: str | None = Field(description="student (ternary) or teacher")
-    variant: str | None = Field(description="the bundle's ONNX variant served")
-    context_length: int
-    bundle_id: str = Field(description="the bundle's content id (bitzero.json model_id); requests may use it too")
-    decoding: dict[str, Any] = Field(description="the sampling settings a request gets where it names none "
-                                                 "(a request's own win)")
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-FinishReason = Literal["stop", "length"]
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class Reply(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: Reply
-    finish_reason: FinishReason
-
-
-class Delta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _present(self, handler: SerializerFunctionWrapHandler) -> dict:
-        return {k: v for k, v in handler(self).items() if v is not None}  # OpenAI omits absent delta fields
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: Delta
-    finish_reason: FinishReason | None = None
-
-
-class BitZeroFields(BaseModel):
-    """What BitZero adds to OpenAI's objects (OpenAI clients keep unknown fields)."""
-
-    conversation_id: str | None = Field(description="send it back as `conversation_id` to continue this "
-                                                    "conversation (null while conversations are not stored)")
-    emotion: str | None = Field(description="the emotion read in the user's last message, if any")
-
-
-class ChatCompletion(BitZeroFields):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-
-
-class ChatCompletionChunk(BitZeroFields):
-    """One server-sent event of a streamed reply: `data: <this JSON>`, the last event `data: [DONE]`."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None = None
 
 
 STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"description": "The reply, or with `stream: true` server-sent events, each "
@@ -248,18 +101,17 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, sc
         if isinstance(exc, ChatError):
             raise HTTPException(exc.status, str(exc)) from exc
         raise
-    options = dict(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
-                   frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
-                   stop=body.stop or [], seed=body.seed, cancel=lease.cancel)
+    asked = body.asked()
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(engine, turn, options, created, include_usage, state.metrics)
+        events = _events(engine, turn, asked, lease.cancel, created, include_usage, state.metrics)
         return LeasedStream(events, lease, media_type="text/event-stream",
                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     try:
         return await _until_disconnect(request, lease.cancel,
-                                       run_in_threadpool(_complete, engine, turn, options, created, state.metrics))
+                                       run_in_threadpool(_complete, engine, turn, asked, lease.cancel, created,
+                                                         state.metrics))
     finally:
         lease.close()
 
@@ -316,15 +168,15 @@ def _head(turn: Turn, created: int) -> dict:
 class _Reply:
     """Runs a turn's generation, counting tokens and timing the first text; stores the reply at the end."""
 
-    def __init__(self, engine: Companion, turn: Turn, options: dict, metrics) -> None:
-        self.engine, self.turn, self.options, self.metrics = engine, turn, options, metrics
+    def __init__(self, engine: Companion, turn: Turn, asked: dict[str, Any], cancel: threading.Event, metrics) -> None:
+        self.engine, self.turn, self.asked, self.cancel, self.metrics = engine, turn, asked, cancel, metrics
         self.parts: list[str] = []
         self.tokens = 0
         self.finish: FinishReason = "stop"
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
-        for piece in self.engine.generate(self.turn, **self.options):
+        for piece in self.engine.generate(self.turn, self.asked, cancel=self.cancel):
             if not self.parts:
                 self.metrics.first_token.observe(time.perf_counter() - start)
             self.parts.append(piece.text)
@@ -333,20 +185,21 @@ class _Reply:
             if piece.text:
                 yield piece.text
         self.metrics.tokens.inc(self.tokens)
-        if self.options["cancel"].is_set():  # the client left: nobody saw this reply, so it is not kept
+        if self.cancel.is_set():  # the client left: nobody saw this reply, so it is not kept
             return
         self.engine.finish(self.turn, "".join(self.parts))
 
 
-def _complete(engine: Companion, turn: Turn, options: dict, created: int, metrics) -> ChatCompletion:
-    reply = _Reply(engine, turn, options, metrics)
+def _complete(engine: Companion, turn: Turn, asked: dict[str, Any], cancel: threading.Event, created: int,
+              metrics) -> ChatCompletion:
+    reply = _Reply(engine, turn, asked, cancel, metrics)
     content = "".join(reply)
     return ChatCompletion(**_head(turn, created), choices=[Choice(message=Reply(content=content),
                                                                   finish_reason=reply.finish)],
                           usage=_usage(turn, reply.tokens))
 
 
-def _events(engine: Companion, turn: Turn, options: dict, created: int, include_usage: bool,
+def _events(engine: Companion, turn: Turn, asked: dict[str, Any], cancel: threading.Event, created: int, include_usage: bool,
             metrics) -> Generator[str, None, None]:
     """Server-sent events as OpenAI sends them: role first, content deltas, finish, [DONE]."""
     head = _head(turn, created)
@@ -356,7 +209,7 @@ def _events(engine: Companion, turn: Turn, options: dict, created: int, include_
         return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
 
     yield event(Delta(role="assistant", content=""), None)
-    reply = _Reply(engine, turn, options, metrics)
+    reply = _Reply(engine, turn, asked, cancel, metrics)
     try:
         for text in reply:
             yield event(Delta(content=text), None)

@@ -1,0 +1,189 @@
+"""Continuous batching: the replies of concurrent conversations decoded together, one step for all.
+
+Decode at this model size is bound by reading the weights once per step, so a step for 16
+sequences costs a few times one sequence's, not 16 times. ``Batcher`` owns one worker thread that
+runs the bundle's onnxruntime session over a KV cache of ``slots`` rows per layer, shared in place
+between past and present (GroupQueryAttention writes each new position into its row, the way
+onnxruntime-genai's ``past_present_share_buffer`` does): a new reply's prompt is run alone on its
+own row as soon as a row is free, then joins the next batched step; a finished or abandoned reply
+frees its row at once. Each row's tokens are chosen by its own `Picker` (sampling, penalties,
+repeat guard, random stream), so a reply is the one it would be alone: the same tokens for greedy
+decoding, the same random stream for a seed.
+
+The rows in use are always ``[0, n)``: a new reply takes the lowest free row, and when a reply
+ends, the highest one moves into its row (its cache copied), so a step computes no idle row. The
+cache buffers are allocated zeroed and untouched (the OS maps them lazily), so memory grows with
+the tokens held, not with ``slots x context``.
+
+Why not og.Engine (onnxruntime-genai 0.18): for graphs with a contiguous past/present KV cache,
+as ours, it is a *static* batch (a request made while a batch runs waits until the whole batch
+has finished), and stop strings and per-turn seeds need its dynamic batching, which needs a graph
+with a paged KV cache; it hands out tokens, not logits, so OpenAI's frequency/presence penalties
+and the repeat guard over earlier replies could not be kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from bitzero.serving.sampling import Picker
+
+log = logging.getLogger("bitzero.serving")
+
+_END = object()  # a job's queue: token ids, then this (or an exception)
+
+
+@dataclass(eq=False)
+class _Job:
+    prompt: list[int]
+    budget: int  # tokens it may still generate
+    picker: Picker
+    out: queue.SimpleQueue[object] = field(default_factory=queue.SimpleQueue)
+    cancelled: bool = False
+    length: int = 0  # positions of its row's cache in use
+
+
+class Batcher:
+    """Generates token ids for many replies at once over ``session`` (a bundle graph's I/O:
+    input_ids, attention_mask, past/present key and value per layer, logits)."""
+
+    def __init__(self, session: ort.InferenceSession, n_layer: int, kv_shape: tuple[int, int, int],
+                 stop_ids: frozenset[int], slots: int) -> None:
+        n_kv_head, context, head_dim = kv_shape
+        self.slots = slots
+        self._session = session
+        self._stop_ids = stop_ids
+        self._cache = {f"{kind}.{i}": np.zeros((slots, n_kv_head, context, head_dim), dtype=np.float32)
+                       for i in range(n_layer) for kind in ("key", "value")}
+        self._rows: list[_Job | None] = [None] * slots
+        self._waiting: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._worker = threading.Thread(target=self._serve, name="bitzero-batcher", daemon=True)
+        self._worker.start()
+
+    def tokens(self, prompt: Sequence[int], budget: int, picker: Picker) -> Iterator[int]:
+        """The reply's token ids as they come (a stop id included, as the last); closing the
+        iterator early frees the reply's row before the next step."""
+        job = _Job(list(prompt), budget, picker)
+        self._waiting.put(job)
+        self._wake.set()
+        try:
+            while (item := job.out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield int(item)  # type: ignore[call-overload]  # the queue holds ints, then _END
+        finally:
+            job.cancelled = True
+            self._wake.set()
+
+    # -- the worker thread ---------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self._admit()
+                if not any(self._rows):
+                    self._wake.wait()
+                    self._wake.clear()
+                    continue
+                self._step()
+            except Exception as exc:  # a bug here must fail the replies in flight, not hang them
+                log.exception("the batcher failed")
+                for row in range(self.slots):
+                    self._finish(row, exc)
+
+    def _admit(self) -> None:
+        """Prompts into free rows, lowest first, each run alone on its row."""
+        while not self._waiting.empty() and None in self._rows:
+            job = self._waiting.get()
+            if job.cancelled:
+                continue
+            row = self._rows.index(None)
+            self._rows[row] = job
+            try:
+                logits = self._run(row, row + 1, np.asarray([job.prompt], dtype=np.int64), [len(job.prompt)])
+            except Exception as exc:  # onnxruntime raises its own types; the reply fails, the server goes on
+                log.exception("prefill failed")
+                self._finish(row, exc)
+                continue
+            job.length = len(job.prompt)
+            self._emit(row, logits[0, -1])
+
+    def _step(self) -> None:
+        """One decode step for the rows in use; cancelled replies leave first."""
+        for row, job in enumerate(self._rows):
+            if job is not None and job.cancelled:
+                self._finish(row)
+        self._compact()
+        window = self._rows[: self._rows.index(None) if None in self._rows else self.slots]
+        if not window:
+            return
+        ids = np.asarray([[job.picker.sequence[-1]] for job in window if job], dtype=np.int64)
+        lengths = [job.length + 1 for job in window if job]
+        try:
+            logits = self._run(0, len(window), ids, lengths)
+        except Exception as exc:
+            log.exception("batched decode step failed")
+            for row in range(len(window)):
+                self._finish(row, exc)
+            return
+        for row, job in enumerate(window):
+            if job is not None:
+                job.length += 1
+                self._emit(row, logits[row, -1])
+
+    def _compact(self) -> None:
+        """Rows in use moved down into the free rows below them, so a step computes no idle row
+        (a step costs more with every row; a move copies one reply's cache, a few MB)."""
+        while None in self._rows:
+            free = self._rows.index(None)
+            top = max((row for row, job in enumerate(self._rows) if job is not None), default=-1)
+            if top < free:
+                return
+            job = self._rows[top]
+            assert job is not None
+            for buffer in self._cache.values():
+                buffer[free, :, : job.length] = buffer[top, :, : job.length]
+            self._rows[free], self._rows[top] = job, None
+
+    def _emit(self, row: int, logits: np.ndarray) -> None:
+        job = self._rows[row]
+        assert job is not None
+        if job.cancelled:
+            self._finish(row)
+            return
+        token = job.picker.pick(logits)
+        job.out.put(token)
+        job.budget -= 1
+        if token in self._stop_ids or job.budget <= 0:
+            self._finish(row)
+
+    def _finish(self, row: int, error: BaseException | None = None) -> None:
+        job, self._rows[row] = self._rows[row], None
+        if job is not None:
+            job.out.put(error if error is not None else _END)
+
+    def _run(self, lo: int, hi: int, ids: np.ndarray, lengths: list[int]) -> np.ndarray:
+        """Logits (hi - lo, len, vocab) of rows [lo, hi) fed ``ids``, each row holding ``lengths``
+        positions after it (the mask's ones); the cache rows are bound as past and present alike."""
+        mask = np.zeros((hi - lo, max(lengths)), dtype=np.int64)
+        for index, length in enumerate(lengths):
+            mask[index, :length] = 1
+        binding = self._session.io_binding()
+        binding.bind_cpu_input("input_ids", ids)
+        binding.bind_cpu_input("attention_mask", mask)
+        for name, buffer in self._cache.items():
+            rows = buffer[lo:hi]
+            shape, address = list(rows.shape), rows.ctypes.data
+            binding.bind_input(f"past_{name}", "cpu", 0, np.float32, shape, address)
+            binding.bind_output(f"present_{name}", "cpu", 0, np.float32, shape, address)
+        binding.bind_output("logits")
+        self._session.run_with_iobinding(binding)
+        return binding.get_outputs()[-1].numpy()

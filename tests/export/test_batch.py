@@ -1,0 +1,114 @@
+"""Continuous batching (bitzero.serving.batch): replies decoded together are the replies decoded alone,
+and a reply that is dropped frees its row."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from bitzero.serving.bundle import MANIFEST
+from bitzero.serving.runtime import BundleRuntime
+from bitzero.serving.sampling import Sampling
+
+TEXTS = ["hello, how are you?", "hi", "tell me about your day and the weather today, please", "ok",
+         "what is 2 + 2?", "good morning to you", "bye now"]
+
+
+def _prompts(runtime: BundleRuntime) -> list[list[int]]:
+    return [runtime.tokenizer.encode_chat([{"role": "user", "content": t}], add_generation_prompt=True) for t in TEXTS]
+
+
+def _together(runtime: BundleRuntime, prompts: list[list[int]], budgets: list[int] | None = None,
+              **options: object) -> list[list[int]]:
+    """Every prompt's tokens from its own thread, all at once (``budgets``: each one's max_tokens)."""
+    replies: list[list[int]] = [[] for _ in prompts]
+    errors: list[BaseException] = []
+
+    def reply(index: int) -> None:
+        try:
+            if budgets is not None:
+                options["max_tokens"] = budgets[index]
+            replies[index] = list(runtime.token_ids(prompts[index], **options))  # type: ignore[arg-type]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reply, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    return replies
+
+
+@pytest.mark.parametrize(("which", "variant"), [("bundle", "nbits"), ("teacher_bundle", "int4")])
+@pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.9, top_p=0.8, seed=3, frequency_penalty=0.5,
+                                                           repeat_ngram=3)])
+def test_concurrent_replies_are_the_sequential_ones(request: pytest.FixtureRequest, which: str, variant: str,
+                                                    sampling: Sampling) -> None:
+    folder: Path = request.getfixturevalue(which)
+    alone = BundleRuntime.load(folder, variant)
+    batched = BundleRuntime.load(folder, variant, slots=3)  # fewer rows than replies: rows are reused
+    assert (batched.engine, batched.slots) == ("batched", 3)
+    prompts = _prompts(alone)
+    options = {"max_tokens": 20, "sampling": sampling}
+    sequential = [list(alone.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]
+    assert _together(batched, prompts, **options) == sequential
+    assert any(len(r) > 1 for r in sequential)
+
+
+def test_a_reply_moved_into_a_freed_row_goes_on_as_it_would(bundle: Path) -> None:
+    """The first rows finish first (smaller budgets): the later replies move down into them."""
+    alone, batched = BundleRuntime.load(bundle), BundleRuntime.load(bundle, slots=4)
+    prompts, budgets = _prompts(alone)[:4], [3, 6, 12, 24]
+    sampling = Sampling(temperature=0.9, seed=1)  # no early stop token in the way
+    expected = [list(alone.token_ids(p, max_tokens=b, sampling=sampling)) for p, b in zip(prompts, budgets, strict=True)]
+    moved = []
+    compact = batched._batcher._compact  # type: ignore[union-attr]
+
+    def watched() -> None:
+        before = list(batched._batcher._rows)  # type: ignore[union-attr]
+        compact()
+        moved.append(before != batched._batcher._rows)  # type: ignore[union-attr]
+
+    batched._batcher._compact = watched  # type: ignore[union-attr, method-assign]
+    assert _together(batched, prompts, budgets, sampling=sampling) == expected
+    assert any(moved)
+
+
+def test_streamed_text_and_stops_are_the_same_batched(bundle: Path) -> None:
+    alone, batched = BundleRuntime.load(bundle), BundleRuntime.load(bundle, slots=2)
+    prompt = _prompts(alone)[0]
+    full = "".join(c.text for c in alone.stream(prompt, max_tokens=30))
+    stop = Sampling(stop=(full[3:5],))
+    assert list(batched.stream(prompt, max_tokens=30, sampling=stop)) == list(alone.stream(prompt, max_tokens=30,
+                                                                                         sampling=stop))
+    assert list(batched.stream(prompt, max_tokens=7)) == list(alone.stream(prompt, max_tokens=7))
+
+
+def test_dropped_replies_free_their_rows(bundle: Path) -> None:
+    batched = BundleRuntime.load(bundle, slots=2)
+    prompts = _prompts(batched)
+    dropped = [batched.token_ids(p, max_tokens=200) for p in prompts[:2]]
+    for reply in dropped:
+        next(reply)
+    for reply in dropped:
+        reply.close()  # the clients went away after one token each
+    # Both rows serve the next replies; these would wait forever if the dropped ones held them.
+    again = _together(batched, prompts[2:4], max_tokens=5)
+    alone = BundleRuntime.load(bundle)
+    assert again == [list(alone.token_ids(p, max_tokens=5)) for p in prompts[2:4]]
+    assert batched._batcher is not None and batched._batcher._rows == [None, None]
+
+
+def test_batching_needs_a_graph_that_shares_its_cache(bundle: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["genai"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    plain = BundleRuntime.load(copy, slots=4)
+    assert (plain.engine, plain.slots) == ("onnxruntime", 1)
