@@ -6,10 +6,13 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from bitzero.data.records import COMPANION_TYPES, Record
 from bitzero.export.gate import STUDENT
 from bitzero.export.lineage import from_distillation, served
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.experiment import run_experiment
+from bitzero.selfplay.guard import chat_guard
+from bitzero.train.examples import records_to_examples
 from pipelines.plots import Row, table
 from pipelines.tracking import metric_name, report_metrics
 
@@ -27,14 +30,21 @@ def choose_lineage(distillation: dict[str, Any], gate_factor: float) -> tuple[di
 
 
 def self_play(
-    lineage: dict[str, Any], student: dict[str, Any], teacher: dict[str, Any], params: dict[str, Any]
+    lineage: dict[str, Any], student: dict[str, Any], teacher: dict[str, Any], validation: list[Record],
+    params: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict], list[dict], dict[str, Any], dict[str, Any], list[Row]]:
     """Propose/verify/solve with PPO on the served lineage; held-out rates before/after (while the
     student is trained, the teacher's as the reference), PPO ablation; the solve rate of each
-    iteration per arm as a plot table. With nothing to learn from, the input passes through."""
-    cfg = SelfPlayConfig.from_dict(params)
+    iteration per arm as a plot table. A candidate that talks worse on validation conversations
+    (``params.chat_guard``) is not shipped; with nothing to learn from, the input passes through."""
+    settings = {key: value for key, value in params.items() if key != "chat_guard"}
+    cfg = SelfPlayConfig.from_dict(settings)
     kind = served(lineage)
     trained = student if kind == STUDENT else teacher
+    limits, tokenizer = params["chat_guard"], trained["tokenizer"]
+    conversations = [r for r in validation if r.get("type") in COMPANION_TYPES][: limits["conversations"]]
+    guard = chat_guard(trained["model"], records_to_examples(conversations, tokenizer), limits["nll_tolerance"],
+                       limits["seq_len"], tokenizer.pad_id)
     history: dict[str, list[dict[str, float]]] = defaultdict(list)
 
     def on_metrics(arm: str, step: int, metrics: dict[str, float]) -> None:
@@ -42,7 +52,7 @@ def self_play(
             history[metric_name(f"{arm}/{key}")].append({"value": float(value), "step": step})
 
     reference = (teacher["model"], teacher["tokenizer"]) if kind == STUDENT else None
-    outcome = run_experiment(trained["model"], trained["tokenizer"], cfg, on_metrics, log.info, reference=reference)
+    outcome = run_experiment(trained["model"], tokenizer, cfg, on_metrics, log.info, reference=reference, guard=guard)
     report = {"lineage": kind, **outcome.report}
     log.info("self-play on the %s: %s; held-out solve rate %.3f -> %.3f", kind, report["status"],
              report["heldout_solve_rate_before"], report["heldout_solve_rate_after"])

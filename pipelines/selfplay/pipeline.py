@@ -1,6 +1,6 @@
-"""The self-play stage: the distillation report, the distilled student and the teacher in; the
-served lineage (chosen here, once) self-played, its task buffers, the lineage record and the
-report out."""
+"""The self-play stage: the distillation report, the distilled student, the teacher and the
+validation conversations in; the served lineage (chosen here, once) self-played, its task buffers,
+the lineage record and the report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -18,7 +18,8 @@ def create_pipeline() -> Pipeline:
             ),
             Node(
                 nodes.self_play,
-                ["selfplay_lineage", "selfplay_input_student", "selfplay_input_teacher", "params:selfplay"],
+                ["selfplay_lineage", "selfplay_input_student", "selfplay_input_teacher", "validation_records",
+                 "params:selfplay"],
                 ["selfplay_model", "selfplay_buffer", "selfplay_heldout", "selfplay_report", "selfplay_metrics",
                  "selfplay_solve_rate_plot"],
                 name="self_play",

@@ -10,8 +10,9 @@ import mlflow
 import torch
 from safetensors.torch import load_file
 
+from bitzero.data.records import write_jsonl
 from bitzero.model import load_checkpoint, read_checkpoint_config, save_checkpoint
-from bitzero.selfplay.experiment import NOTHING_TO_LEARN
+from bitzero.selfplay.experiment import KEPT_INPUT, NOTHING_TO_LEARN, SELF_PLAYED
 from tests.pipelines.conftest import kedro_run, torchrun_kedro
 from tests.tiny import tiny_model, tiny_tokenizer
 
@@ -23,13 +24,16 @@ TEACHER_SERVED = {"student": 9.0, "teacher_fp32": 2.5}
 
 def make_student(root: Path, held_out_nll: dict[str, float] = STUDENT_SERVED) -> Path:
     """A tiny ternary student, its full-precision teacher and the report with their held-out NLLs,
-    as the distillation stage leaves them."""
+    as the distillation stage leaves them, and validation conversations."""
     tokenizer = tiny_tokenizer()
     models = root / MODELS
     save_checkpoint(tiny_model(tokenizer, seed=1), models / "teacher", tokenizer, {"stage": "test"})
     reporting = root / "data" / "08_reporting"
     reporting.mkdir(parents=True, exist_ok=True)
     (reporting / "distillation.json").write_text(json.dumps({"held_out_nll": held_out_nll}))
+    chat = [{"role": "user", "content": "How was your day?"}, {"role": "assistant", "content": "Quiet, thank you."}]
+    write_jsonl(root / "data" / "05_model_input" / "validation.jsonl",  # the chat guard's conversations
+                [{"id": f"v{i}", "type": "conversation", "source": "seed", "conversation": chat} for i in range(3)])
     return save_checkpoint(tiny_model(tokenizer, seed=0, quantized=True), models / "student", tokenizer, {"stage": "test"})
 
 
@@ -56,6 +60,9 @@ def test_selfplay_pipeline_writes_model_buffers_and_report(project):
 
     report = _report(project, "selfplay")
     assert report["lineage"] == "student" and report["verified_targets"] > 0
+    # A shipped candidate passed the chat guard (conf/test's tolerance lets a tiny model's noise by).
+    assert (report["status"], report["chat_guard"]) == (KEPT_INPUT, None) if report["selected_model"] == "input" \
+        else report["status"] == SELF_PLAYED and report["chat_guard"]["passed"]
     heldout = [json.loads(line) for line in (project / "data" / "07_model_output" / "selfplay_heldout.jsonl").open()]
     buffer = [json.loads(line) for line in (project / "data" / "07_model_output" / "selfplay_buffer.jsonl").open()]
     assert report["heldout_tasks"] == len(heldout) > 0

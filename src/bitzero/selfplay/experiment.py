@@ -31,6 +31,7 @@ from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.evaluate import solve_rates
 from bitzero.selfplay.generator import LEVELS, generate_tasks
+from bitzero.selfplay.guard import Guard
 from bitzero.selfplay.learn import proposer_examples, sft_steps, solver_examples
 from bitzero.selfplay.loop import ArmResult, MetricsFn, SelfPlay, make_trainer
 from bitzero.selfplay.sandbox import Sandbox
@@ -51,6 +52,8 @@ from bitzero.train.ddp import (
 
 SELF_PLAYED = "self-played"
 NOTHING_TO_LEARN = "nothing to learn from: held-out solve rate 0 and no verified targets"
+KEPT_INPUT = "kept the input: no candidate beat it on validation"
+REFUSED_BY_GUARD = "kept the input: the chosen candidate's conversation NLL worsened by more than the tolerance"
 
 
 @dataclass
@@ -91,11 +94,13 @@ class Bench:
 def run_experiment(
     model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig, on_metrics: MetricsFn | None = None,
     log: Callable[[str], None] = lambda message: None, reference: tuple[BitZeroLM, Tokenizer] | None = None,
+    guard: Guard | None = None,
 ) -> Outcome:
     """Run the whole stage on `model` (left untouched) and return the self-played model and report.
     `reference` (the full-precision teacher and its tokenizer) is only evaluated on the held-out
-    set, as the level the student could reach. Under torchrun every rank calls this with the same
-    arguments and gets the same outcome."""
+    set, as the level the student could reach. `guard` (bitzero.selfplay.guard) judges the chosen
+    candidate once more: the input ships when it does not pass. Under torchrun every rank calls
+    this with the same arguments and gets the same outcome."""
     started = time.perf_counter()
     ctx = _start_ranks(cfg)
     with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
@@ -122,13 +127,18 @@ def run_experiment(
         candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
         buffers["warmup"] = buffers["input"] = tasks.buffer
         chosen, validated = choose(bench, candidates, tasks.validation, input_rate)
+        guarded = guard(candidates[chosen]) if guard is not None and chosen != "input" else None
+        if guarded is not None and not guarded["passed"]:
+            bench.log(f"{chosen} refused by the chat guard: {guarded}")
+            chosen = "input"
         after = {name: bench.evaluate(m, tasks.heldout) for name, m in candidates.items() if name != "warmup"}
         after["warmup"], after["input"] = after_warmup, before
         bench.log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
         sandboxes = gather_objects(bench.verifier.stats, ctx)
 
     report = {
-        "status": SELF_PLAYED if chosen != "input" else "kept the input: no candidate beat it on validation",
+        "status": SELF_PLAYED if chosen != "input" else KEPT_INPUT if guarded is None else REFUSED_BY_GUARD,
+        "chat_guard": guarded,
         "heldout_tasks": len(tasks.heldout),
         "validation_tasks": len(tasks.validation),
         "verified_targets": len(targets),
