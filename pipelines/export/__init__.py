@@ -1,1 +1,1 @@
-"""The export stage: the self-played student and the teacher as ONNX bundles, measured, registered, gated."""
+"""The export stage: the student and the teacher as ONNX bundles (the served lineage trained), measured, registered, gated."""

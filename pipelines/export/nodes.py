@@ -10,6 +10,7 @@ import torch
 from bitzero.companion.emotion import emotion_files
 from bitzero.data.records import Record
 from bitzero.export.exporter import ExportError, export_bundle, held_out_inputs
+from bitzero.export.lineage import check_checkpoint
 from bitzero.export.promotion import CHAMPION, STUDENT, TEACHER, decide, left_out, write_champion
 from bitzero.export.registry import register_bundle, set_alias, source_run_id
 from bitzero.model import load_checkpoint, read_checkpoint_config
@@ -19,6 +20,16 @@ from bitzero.text import Tokenizer
 from pipelines.tracking import report_metrics
 
 log = logging.getLogger(__name__)
+
+
+def pick_checkpoints(lineage: dict[str, Any], trained: str, student: str, teacher: str) -> tuple[str, str]:
+    """The checkpoints of the student and the teacher bundle: the served lineage's from self-play and
+    personalize (``trained``), so what they learned reaches the served bundle; the other one as it
+    came (the distilled student, the imported teacher)."""
+    _, metadata = read_checkpoint_config(trained)
+    kind = check_checkpoint(lineage, metadata, f"the personalized checkpoint {trained}")
+    log.info("the %s bundle is built from the trained %s lineage (%s)", kind, kind, trained)
+    return (trained, teacher) if kind == STUDENT else (student, trained)
 
 
 def _export(kind: str, checkpoint_dir: str, emotion_classifier: str, embedder: str, validation: list[Record],
@@ -92,10 +103,15 @@ def promote(student: dict[str, Any], teacher: dict[str, Any], params: dict[str, 
             "champion_file": str(path), "registered": registered}
 
 
-def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str, Any]
+def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str, Any], lineage: dict[str, Any]
            ) -> tuple[dict[str, Any], dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Headline figures (DVC metrics) and the same numbers as MLflow metrics; a student left out is
-    reported with its failure and the parity figures measured before it."""
+    reported with its failure and the parity figures measured before it. The trained lineage and
+    whether the gate served it: when not, the served bundle lacks self-play's and users' learning."""
+    agrees = promotion["champion"] == lineage["served"]
+    if not agrees:
+        log.warning("The gate serves the %s, but self-play and personalize trained the %s (%s)",
+                    promotion["champion"], lineage["served"], lineage["reason"])
     bundles = {kind: _bundle_figures(m, promotion["registered"][kind]) if kind in promotion["registered"]
                else _failure_figures(m) for kind, m in ((STUDENT, student), (TEACHER, teacher))}
     summary: dict[str, Any] = {
@@ -107,6 +123,8 @@ def report(student: dict[str, Any], teacher: dict[str, Any], promotion: dict[str
         "student_bytes": bundles[STUDENT].get("bytes"),
         "teacher_bytes": bundles[TEACHER]["bytes"],
         "provider": teacher["parity"][teacher["default_variant"]]["provider"],
+        "trained_lineage": lineage["served"],
+        "champion_is_trained_lineage": agrees,
         "bundles": bundles,
     }
     evaluated = [(kind, m["conversation_eval"]["figures"]) for kind, m in ((STUDENT, student), (TEACHER, teacher))

@@ -1,1 +1,1 @@
-"""The personalize stage: consented feedback as preference pairs, a DPO step on the student."""
+"""The personalize stage: consented feedback as preference pairs, a DPO step on the served lineage."""

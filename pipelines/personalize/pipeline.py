@@ -1,5 +1,5 @@
-"""The personalize stage: the self-played student, the records (feedback pairs) and the validation
-set in; the personalized student and its report out."""
+"""The personalize stage: the lineage record, the self-played model of the served lineage, the
+records (feedback pairs) and the validation set in; the personalized model and its report out."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,10 +10,10 @@ def create_pipeline() -> Pipeline:
     return Pipeline(
         [
             Node(
-                nodes.personalize_student,
-                ["personalize_input_student", "records", "validation_records", "params:personalize"],
-                ["personalized_student", "personalize_report", "personalize_metrics"],
-                name="personalize_student",
+                nodes.personalize_model,
+                ["lineage_record", "selfplay_model", "records", "validation_records", "params:personalize"],
+                ["personalized_model", "personalize_report", "personalize_metrics"],
+                name="personalize_model",
             ),
         ]
     )

@@ -71,7 +71,8 @@ def test_pytorchjob_runs_on_two_cpu_nodes(project: Path, rendered: dict[str, lis
 
     models = project / "data" / "06_models"
     assert load_checkpoint(models / "student").config.quantized
-    assert load_checkpoint(models / "selfplay_student").config.quantized
+    served = json.loads((project / "data" / "08_reporting" / "lineage.json").read_text())["served"]
+    assert load_checkpoint(models / "selfplay_model").config.quantized == (served == "student")
     champion = champion_bundle(models / "bundles")
     assert (champion / "bitzero.json").is_file()
     assert (champion / "emotion.json").is_file(), "the emotion classifier travels in the bundle"

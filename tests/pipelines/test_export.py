@@ -11,6 +11,7 @@ import pytest
 from bitzero.companion.embeddings import ensure_embedder
 from bitzero.companion.emotion import EMOTION_FILE, ENCODER_FILE, ENCODER_TOKENIZER_FILE, LABELS, EmotionClassifier
 from bitzero.data.records import write_jsonl
+from bitzero.export.lineage import predict_served
 from bitzero.model import save_checkpoint
 from bitzero.model.pretrained import ternary_student
 from bitzero.serving.champion import champion_bundle
@@ -24,17 +25,22 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _inputs(root: Path) -> None:
-    """What teacher, personalize, augmentation, embedder and emotion would leave: tiny teacher and
-    student checkpoints, held-out records of two sources, the sentence embedder (a copy of the
-    tests' converted one) and an emotion classifier."""
+    """What teacher, distillation, selfplay, personalize, augmentation, embedder and emotion would
+    leave while the teacher is the served lineage: the imported teacher, the distilled student, the
+    teacher trained by self-play and personalize with the lineage record, held-out records of two
+    sources, the sentence embedder (a copy of the tests' converted one) and an emotion classifier."""
     models = root / "data" / "06_models"
     ensure_embedder(EMBEDDER_CACHE)
     shutil.copytree(EMBEDDER_CACHE, models / "embedder")
     tokenizer = tiny_tokenizer()
     teacher = visible(tiny_model(tokenizer))
     save_checkpoint(teacher, models / "teacher", tokenizer, metadata={"mlflow_run_id": "teacher-run-1"})
-    save_checkpoint(ternary_student(teacher, critical_ratio=0.1), models / "personalized_student", tokenizer,
-                    metadata={"mlflow_run_id": "personalize-run-1"})
+    save_checkpoint(ternary_student(teacher, critical_ratio=0.1), models / "student", tokenizer,
+                    metadata={"mlflow_run_id": "distillation-run-1"})
+    save_checkpoint(visible(tiny_model(tokenizer, seed=2)), models / "personalized_model", tokenizer,
+                    metadata={"mlflow_run_id": "personalize-run-1", "lineage": "teacher"})
+    (root / "data" / "08_reporting").mkdir(parents=True, exist_ok=True)
+    (root / "data" / "08_reporting" / "lineage.json").write_text(json.dumps(predict_served(9.0, 2.5, 1.1)))
     records = [
         {"id": f"v{i}", "type": "conversation", "source": "seed" if i % 2 else "persona",
          "conversation": [{"role": "user", "content": f"How was day {i}?"},
@@ -61,7 +67,9 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
             assert figures["layerwise_max_rel_error"] <= bundle["tolerances"][variant]
     assert teacher["variants"]["int4"]["bits_per_weight_linear"] == 6.0
     assert set(student["held_out_nll"]["per_source"]) == {"seed", "persona"}
-    assert student["source_run_id"] == "personalize-run-1" and teacher["source_run_id"] == "teacher-run-1"
+    # The served lineage's trained checkpoint became its bundle; the student came from distillation.
+    assert student["source_run_id"] == "distillation-run-1" and teacher["source_run_id"] == "personalize-run-1"
+    assert report["trained_lineage"] == "teacher" and report["champion_is_trained_lineage"]
     assert report["student_bytes"] == (bundles_dir / "student" / "nbits" / "model.onnx").stat().st_size
     assert report["teacher_bytes"] == (bundles_dir / "teacher" / "int4" / "model.onnx").stat().st_size
 

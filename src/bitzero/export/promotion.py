@@ -30,16 +30,15 @@ bundles, so a service without MLflow knows the local champion. Torch-free and ML
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitzero.export.gate import STUDENT, TEACHER, student_within
 from bitzero.files import write_atomically
 from bitzero.serving.champion import CHAMPION_FILE, FORMAT, VERSION
 
-STUDENT, TEACHER = "student", "teacher"
 CHAMPION = "champion"  # the MLflow registered-model alias
 
 
@@ -66,15 +65,12 @@ def decide(student_nll: float, teacher_nll: float, gate_factor: float,
            conversation: Mapping[str, Verdict] | None = None) -> Decision:
     """The student wins when ``student_nll <= gate_factor * teacher_nll`` and its conversation
     eval (``conversation[STUDENT]``, when given) passed; else the teacher."""
-    if not gate_factor >= 1.0 or not math.isfinite(gate_factor):
-        raise ValueError(f"gate_factor must be a finite number >= 1, got {gate_factor!r}")
-    if not (math.isfinite(student_nll) and math.isfinite(teacher_nll)) or min(student_nll, teacher_nll) < 0:
-        raise ValueError(f"held-out NLLs must be finite and >= 0, got {student_nll!r} and {teacher_nll!r}")
+    within = student_within(student_nll, teacher_nll, gate_factor)
     bound = gate_factor * teacher_nll
     conversation = conversation or {}
     talks, why = conversation.get(STUDENT, (True, ""))
-    champion = STUDENT if student_nll <= bound and talks else TEACHER
-    reason = f"student NLL {student_nll:.4f} {'<=' if student_nll <= bound else '>'} {gate_factor:g} x teacher-4bit NLL " \
+    champion = STUDENT if within and talks else TEACHER
+    reason = f"student NLL {student_nll:.4f} {'<=' if within else '>'} {gate_factor:g} x teacher-4bit NLL " \
              f"{teacher_nll:.4f} = {bound:.4f}"
     if not talks:
         reason += f"; the student's conversation eval failed ({why})"

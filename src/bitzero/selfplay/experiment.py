@@ -31,6 +31,7 @@ from bitzero.selfplay.buffer import TaskBuffer
 from bitzero.selfplay.config import SelfPlayConfig
 from bitzero.selfplay.evaluate import solve_rates
 from bitzero.selfplay.generator import LEVELS, generate_tasks
+from bitzero.selfplay.guard import Guard
 from bitzero.selfplay.learn import proposer_examples, sft_steps, solver_examples
 from bitzero.selfplay.loop import ArmResult, MetricsFn, SelfPlay, make_trainer
 from bitzero.selfplay.sandbox import Sandbox
@@ -38,14 +39,21 @@ from bitzero.selfplay.tasks import Task
 from bitzero.selfplay.verify import Verifier
 from bitzero.text import Tokenizer
 from bitzero.train import Trainer
+from bitzero.train.batching import Example
 from bitzero.train.ddp import (
     DistContext,
+    any_rank,
     cpu_threads_per_rank,
     gather_objects,
     init_distributed,
     map_sharded,
     rank_seed,
 )
+
+SELF_PLAYED = "self-played"
+NOTHING_TO_LEARN = "nothing to learn from: held-out solve rate 0 and no verified targets"
+KEPT_INPUT = "kept the input: no candidate beat it on validation"
+REFUSED_BY_GUARD = "kept the input: the chosen candidate's conversation NLL worsened by more than the tolerance"
 
 
 @dataclass
@@ -86,38 +94,54 @@ class Bench:
 def run_experiment(
     model: BitZeroLM, tokenizer: Tokenizer, cfg: SelfPlayConfig, on_metrics: MetricsFn | None = None,
     log: Callable[[str], None] = lambda message: None, reference: tuple[BitZeroLM, Tokenizer] | None = None,
+    guard: Guard | None = None,
 ) -> Outcome:
     """Run the whole stage on `model` (left untouched) and return the self-played model and report.
     `reference` (the full-precision teacher and its tokenizer) is only evaluated on the held-out
-    set, as the level the student could reach. Under torchrun every rank calls this with the same
-    arguments and gets the same outcome."""
+    set, as the level the student could reach. `guard` (bitzero.selfplay.guard) judges the chosen
+    candidate once more: the input ships when it does not pass. Under torchrun every rank calls
+    this with the same arguments and gets the same outcome."""
     started = time.perf_counter()
     ctx = _start_ranks(cfg)
     with Sandbox(timeout_s=cfg.sandbox_timeout_s, memory_mb=cfg.sandbox_memory_mb, workers=cfg.sandbox_workers) as box:
         bench = Bench(cfg, ctx, Verifier(box, cfg.max_output_chars), tokenizer, log if ctx.is_main else _silent)
         tasks = make_task_sets(bench)
         warm = copy.deepcopy(model).to(ctx.device)  # trained by the warm-up; `model` stays as it was
+        r = Random(rank_seed(cfg.seed, ctx))
+        targets = verified_targets(bench, warm, tasks.buffer, r)
         before = bench.evaluate(warm, tasks.heldout)
+        bench.log(f"held-out before: {before['overall']['rate']:.3f}; {len(targets)} verified targets")
+        if before["overall"]["solved"] == 0 and not any_rank(bool(targets), ctx):
+            bench.log(f"{NOTHING_TO_LEARN}: the input passes through")
+            return Outcome(copy.deepcopy(model).cpu().eval(), tasks.buffer.records(),
+                           [t.to_record() for t in tasks.heldout],
+                           nothing_to_learn_report(tasks, before, ctx, model, started))
         input_rate = bench.evaluate(warm, tasks.validation)["overall"]["rate"]
-        bench.log(f"held-out before: {before['overall']['rate']:.3f}")
         teacher = bench.evaluate(reference[0].to(ctx.device), tasks.heldout, reference[1]) if reference else None
         if teacher is not None:
             bench.log(f"held-out teacher (reference): {teacher['overall']['rate']:.3f}")
-        trainer, warmup = warm_up(bench, warm, tasks.buffer)
+        trainer, warmup = warm_up(bench, warm, targets, r)
         after_warmup = bench.evaluate(warm, tasks.heldout)
         bench.log(f"warm-up: {warmup['steps']:.0f} steps, held-out {after_warmup['overall']['rate']:.3f}")
         arms, buffers = run_arms(bench, warm, trainer, tasks.buffer, on_metrics)
         candidates = {"warmup": warm, **{name: arm.model for name, arm in arms.items()}}
         buffers["warmup"] = buffers["input"] = tasks.buffer
         chosen, validated = choose(bench, candidates, tasks.validation, input_rate)
+        guarded = guard(candidates[chosen]) if guard is not None and chosen != "input" else None
+        if guarded is not None and not guarded["passed"]:
+            bench.log(f"{chosen} refused by the chat guard: {guarded}")
+            chosen = "input"
         after = {name: bench.evaluate(m, tasks.heldout) for name, m in candidates.items() if name != "warmup"}
         after["warmup"], after["input"] = after_warmup, before
         bench.log(f"selected {chosen} by validation {validated}; held-out {after[chosen]['overall']['rate']:.3f}")
         sandboxes = gather_objects(bench.verifier.stats, ctx)
 
     report = {
+        "status": SELF_PLAYED if chosen != "input" else KEPT_INPUT if guarded is None else REFUSED_BY_GUARD,
+        "chat_guard": guarded,
         "heldout_tasks": len(tasks.heldout),
         "validation_tasks": len(tasks.validation),
+        "verified_targets": len(targets),
         **solve_rate_report(chosen, validated, before, after, teacher, arms, cfg.kinds),
         "warmup": {"steps": warmup["steps"], "seconds": warmup.get("seconds", 0.0), "loss": warmup.get("loss")},
         **selfplay_report(arms["ppo"]),  # the full loop: its proposals, rewards and PPO statistics
@@ -131,6 +155,26 @@ def run_experiment(
     }
     shipped = copy.deepcopy(model) if chosen == "input" else candidates[chosen]
     return Outcome(shipped.cpu().eval(), buffers[chosen].records(), [t.to_record() for t in tasks.heldout], report)
+
+
+def nothing_to_learn_report(tasks: TaskSets, before: dict[str, Any], ctx: DistContext, model: BitZeroLM,
+                            started: float) -> dict[str, Any]:
+    """The report of a stage that had nothing to learn from: the held-out rate it measured, and why."""
+    return {
+        "status": NOTHING_TO_LEARN,
+        "heldout_tasks": len(tasks.heldout),
+        "validation_tasks": len(tasks.validation),
+        "verified_targets": 0,
+        "selected_model": "input",
+        "heldout_solve_rate_before": before["overall"]["rate"],
+        "heldout_solve_rate_after": before["overall"]["rate"],
+        "heldout_before": before,
+        "heldout_after": before,
+        "buffer_sizes": tasks.buffer.counts(),
+        "world_size": ctx.world_size,
+        "model_params": model.num_params(),
+        "stage_seconds": time.perf_counter() - started,
+    }
 
 
 def _silent(message: str) -> None:
@@ -166,18 +210,25 @@ def make_task_sets(bench: Bench) -> TaskSets:
     return TaskSets(heldout, validation, buffer)
 
 
-def warm_up(bench: Bench, warm: BitZeroLM, buffer: TaskBuffer) -> tuple[Trainer, dict[str, float]]:
-    """Supervised steps on `warm` with executor-verified targets (solver answers and proposals):
-    what gets a near-zero model going before self-play can reward anything."""
+def verified_targets(bench: Bench, model: BitZeroLM, buffer: TaskBuffer, r: Random) -> list[Example]:
+    """The warm-up's supervised examples: executor-verified answers to the buffer's tasks at the
+    warm-up levels and buffer tasks as proposals, those that fit the token budgets. None (and a
+    held-out rate of 0) means self-play has nothing to learn from."""
     cfg = bench.cfg
-    agent = agent_for(warm, bench.tokenizer, cfg)
-    trainer = make_trainer(warm, cfg, cfg.sft_lr, bench.ctx)
-    r = Random(rank_seed(cfg.seed, bench.ctx))
+    agent = agent_for(model, bench.tokenizer, cfg)
     tasks = [t for kind in cfg.kinds for t in buffer.by_kind[kind] if t.difficulty in cfg.warmup_levels]
     examples = solver_examples(agent, tasks, cfg.answer_tokens)
     per_kind = round(cfg.proposer_sft_fraction * len(examples) / len(cfg.kinds))
     for kind in cfg.kinds:
         examples += proposer_examples(agent, buffer, kind, per_kind, cfg.references, r, cfg.proposal_tokens)
+    return examples
+
+
+def warm_up(bench: Bench, warm: BitZeroLM, examples: list[Example], r: Random) -> tuple[Trainer, dict[str, float]]:
+    """Supervised steps on `warm` with the verified targets: what gets a near-zero model going
+    before self-play can reward anything."""
+    cfg = bench.cfg
+    trainer = make_trainer(warm, cfg, cfg.sft_lr, bench.ctx)
     warmup = sft_steps(trainer, examples, cfg.warmup_max_steps, cfg.sft_batch_size, r, cfg.warmup_seconds,
                        bench.tokenizer.pad_id)
     return trainer, warmup
