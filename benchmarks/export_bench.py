@@ -8,7 +8,7 @@ memory (VmHWM) is that engine's alone and ONNX workers never import torch:
   torch-fp32     PyTorch eager, fp32, the model's KV cache (the baseline)
   anchor-int4    the field's anchor: onnxruntime-genai's model builder (``-p int4 -e cpu``) on the
                  same GGUF weights, run by og.Generator (built once, cached beside the checkpoint)
-  onnx-int4      the teacher bundle's graph (MatMulNBits bits=4, 8-bit embedding/lm_head table),
+  onnx-int4      the teacher bundle's graph (MatMulNBits bits=4 on int8 activations, 8-bit embedding, 4-bit lm_head),
                  run step by step from Python with numpy KV arrays (the runtime's fallback path)
   genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
   onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,

@@ -7,15 +7,16 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
 
 from bitzero.export.convert import pack_model
 from bitzero.export.exporter import TOLERANCES
-from bitzero.export.graph import Positions, _GraphWriter, build_graph
-from bitzero.export.layerwise import forced_graph, graph_reference, layerwise_parity
-from bitzero.export.packing import PackedModel
+from bitzero.export.graph import IR_VERSION, Positions, _Builder, _GraphWriter, build_graph
+from bitzero.export.layerwise import Int4Reference, forced_graph, graph_reference, layerwise_parity
+from bitzero.export.packing import PackedModel, quantize_int4
 from bitzero.kernels import library_path
 from bitzero.model import BitZeroLM
 from tests.export.conftest import tiny_student, tiny_teacher
@@ -160,3 +161,28 @@ def test_a_graph_without_named_residuals_is_refused_with_a_clear_message(student
     graph.graph.node.append(helper.make_node("Identity", ["logits"], ["unused"]))
     with pytest.raises(ValueError, match="does not name its residual stream"):
         forced_graph(graph)
+
+
+def test_the_int4_reference_computes_what_the_int4_graph_does() -> None:
+    """One int4 projection, MatMulNBits on int8 activations per block plus the zero points' offset, is
+    Int4Reference up to fp32 rounding; the dequantized weights alone miss the activations' rounding."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((48, 80)).astype(np.float32)
+    x = rng.standard_normal((2, 7, 80)).astype(np.float32)
+    x[..., 3] *= 30.0  # an outlier channel, as SmolLM2's
+    builder = _Builder()
+    y = builder.matmul_int4("x", quantize_int4(weight), "w")
+    graph = helper.make_graph(builder.nodes, "int4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7, 80])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [2, 7, 48])], builder.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=IR_VERSION)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with torch.no_grad():
+        expected = Int4Reference(quantize_int4(weight), None)(torch.from_numpy(x)).numpy()
+    dequantized = x @ quantize_int4(weight).dense().T
+
+    def error(reference: np.ndarray) -> float:
+        return float(np.linalg.norm(got - reference) / np.linalg.norm(reference))
+
+    assert error(expected) < 1e-5
+    assert error(dequantized) > 1e-3

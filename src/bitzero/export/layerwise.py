@@ -17,8 +17,9 @@ on whole sequences, and on their second half after a KV cache of the first half,
 PyTorch's keys and values, so a wrong cache offset or mask shows.
 
 Each variant is compared with PyTorch running the weights its graph stores (``graph_reference``:
-the int4 variant's 4-bit projections, the 8-bit embedding/lm_head tables of ``TABLE_BITS``): the
-check is of the graph, and the weights' rounding is the NLL's business.
+the int4 variant's 4-bit projections, the embedding/lm_head tables of ``table_formats``) and, for the
+int4 projections, the int8 activations MatMulNBits computes with (``Int4Reference``): the check is
+of the graph, and the rounding of weights and activations is the NLL's business.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
+from torch.nn import functional as F
 
 from bitzero import kernels
-from bitzero.export.graph import PROJECTIONS, TABLE_BITS, residual_names
-from bitzero.export.packing import quantize_int4, quantize_table
+from bitzero.export.graph import INT4_DEFAULT_ZERO, PROJECTIONS, residual_names, table_formats
+from bitzero.export.packing import Int4Weight, quantize_int4, quantize_table
 from bitzero.kernels import KERNEL_VARIANTS
 from bitzero.model import BitZeroLM
 from bitzero.model.transformer import Block
@@ -117,10 +119,41 @@ def torch_states(model: BitZeroLM, ids: Sequence[int]) -> dict[str, np.ndarray]:
     return states
 
 
+class Int4Reference(torch.nn.Module):
+    """What the int4 graph computes for one projection (``graph._Builder.matmul_int4``): MatMulNBits
+    (accuracy_level 4) quantizes x to int8 per block of K, absmax / 127, rounding half to even, and
+    multiplies by the codes centred on the default zero point, s (q - 8); the rest of each weight,
+    s (8 - z), multiplies the fp32 block sums of x."""
+
+    centred: torch.Tensor  # (N, padded K)
+    offset: torch.Tensor  # (N, blocks)
+
+    def __init__(self, weight: Int4Weight, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        n, blocks, blob = weight.blob.shape
+        self.block, self.in_features = 2 * blob, weight.in_features
+        offset = weight.scales * (INT4_DEFAULT_ZERO - weight.zero_points)
+        dense = np.zeros((n, blocks * self.block), dtype=np.float32)
+        dense[:, : self.in_features] = weight.dense()
+        centred = dense - np.repeat(offset, self.block, axis=1)
+        self.register_buffer("centred", torch.from_numpy(centred.astype(np.float32)))
+        self.register_buffer("offset", torch.from_numpy(offset.astype(np.float32)))
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (0, int(self.centred.shape[1]) - self.in_features))
+        blocks = padded.unflatten(-1, (-1, self.block))
+        amax = blocks.abs().amax(-1, keepdim=True)
+        codes = torch.round(blocks * torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax)))
+        quantized = (codes * (amax / 127.0)).flatten(-2)
+        return F.linear(quantized, self.centred) + F.linear(blocks.sum(-1), self.offset, self.bias)
+
+
 def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
-    """A copy of ``model`` holding the weights ``variant``'s graph stores: the int4 graph's dequantized
-    projections, the ternary kernel's fp16 critical rows, and the dequantized tables where the variant
-    quantizes them (``TABLE_BITS``)."""
+    """A copy of ``model`` holding the weights ``variant``'s graph stores and computing as it does: the
+    int4 graph's projections (``Int4Reference``), the ternary kernel's fp16 critical rows, and the
+    dequantized tables where the variant quantizes them (``graph.table_formats``; a tied table is
+    untied where lm_head's blocks are not the embedding's)."""
     reference = copy.deepcopy(model)
     modules = dict(reference.named_modules())
     with torch.no_grad():
@@ -132,15 +165,19 @@ def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
         if variant == "int4":
             for i in range(reference.config.n_layer):
                 for name in PROJECTIONS:
-                    layer = modules[f"blocks.{i}.{name}"]
+                    parent, child = f"blocks.{i}.{name}".rsplit(".", 1)
+                    layer = modules[f"{parent}.{child}"]
                     assert isinstance(layer, torch.nn.Linear)
-                    weight = quantize_int4(layer.weight.detach().float().numpy()).dense()
-                    layer.weight.copy_(torch.from_numpy(weight))
-        if TABLE_BITS.get(variant):
-            for table in (reference.embed, reference.lm_head):
-                if table is not None:
-                    rounded = quantize_table(table.weight.detach().float().numpy(), TABLE_BITS[variant]).dense()
-                    table.weight.copy_(torch.from_numpy(rounded))
+                    weight = quantize_int4(layer.weight.detach().float().numpy())
+                    setattr(modules[parent], child, Int4Reference(weight, layer.bias))
+        embedding_bits, head_bits = table_formats(variant)
+        if head_bits != embedding_bits and reference.lm_head is None:
+            reference.lm_head = torch.nn.Linear(reference.config.n_embd, reference.config.vocab_size, bias=False)
+            reference.lm_head.weight.copy_(reference.embed.weight)
+        for table, bits in ((reference.embed, embedding_bits), (reference.lm_head, head_bits)):
+            if table is not None and bits:
+                rounded = quantize_table(table.weight.detach().float().numpy(), bits).dense()
+                table.weight.copy_(torch.from_numpy(rounded))
     return reference
 
 
