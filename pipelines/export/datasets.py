@@ -1,5 +1,6 @@
 """Outputs of earlier stages as Kedro inputs: the node gets a path once what it names is complete."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,10 @@ class StageOutputPathDataset(AbstractDataset[None, str]):  # [saved, loaded]
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "stage": self._stage}
+
+
+class StageOutputJSONDataset(StageOutputPathDataset):
+    """Read-only: a JSON file written by an earlier stage, loaded (a missing one names the stage)."""
+
+    def load(self) -> Any:
+        return json.loads(Path(super().load()).read_text(encoding="utf-8"))

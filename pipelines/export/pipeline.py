@@ -12,7 +12,7 @@ INPUTS = ["export_emotion_classifier", "export_embedder", "validation_records", 
 def create_pipeline() -> Pipeline:
     return Pipeline(
         [
-            Node(nodes.pick_checkpoints, ["lineage_record", "export_trained_checkpoint", "export_student_checkpoint",
+            Node(nodes.pick_checkpoints, ["export_lineage", "export_trained_checkpoint", "export_student_checkpoint",
                                           "export_teacher_checkpoint"],
                  ["export_student_source", "export_teacher_source"], name="pick_checkpoints"),
             Node(nodes.export_student, ["export_student_source", *INPUTS], "export_student_manifest",
@@ -22,7 +22,7 @@ def create_pipeline() -> Pipeline:
             Node(nodes.promote, ["export_student_manifest", "export_teacher_manifest", "params:export"],
                  "export_promotion", name="promote_champion"),
             Node(nodes.report, ["export_student_manifest", "export_teacher_manifest", "export_promotion",
-                                "lineage_record"],
+                                "export_lineage"],
                  ["export_report", "export_metrics", "conversation_eval_plot"], name="report_export"),
         ]
     )
