@@ -111,7 +111,7 @@ def reconstruct_blocks(
     with torch.no_grad():
         streams = [model.embed(ids) for ids, _ in inputs]
     references = [stream.clone() for stream in streams]
-    rotaries = [model._rotary(torch.arange(ids.shape[1]).expand(1, -1)) for ids, _ in inputs]
+    rotaries = [model._rotary(torch.arange(ids.shape[1], device=ids.device).expand(1, -1)) for ids, _ in inputs]
     weights = [weight.view(1, -1, 1) for _, weight in inputs]
     errors = []
     started = time.perf_counter()

@@ -92,15 +92,17 @@ def full_precision(model: BitZeroLM) -> Iterator[BitZeroLM]:
         model.train(was_training)
 
 
-def _calibration_inputs(examples: Sequence[Example], seq_len: int, context_weight: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _calibration_inputs(
+    examples: Sequence[Example], seq_len: int, context_weight: float, device: torch.device | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(ids (1, T), per-position weight (T,)) per conversation: 1 where the next token is the
     assistant's, ``context_weight`` elsewhere."""
     inputs = []
     for example in examples:
         ids = list(example.ids)[-(seq_len + 1) :]
         mask = list(example.loss_mask)[-(seq_len + 1) :]
-        weight = torch.tensor([1.0 if m else context_weight for m in mask[1:]])
-        inputs.append((torch.tensor([ids[:-1]]), weight))
+        weight = torch.tensor([1.0 if m else context_weight for m in mask[1:]], device=device)
+        inputs.append((torch.tensor([ids[:-1]], device=device), weight))
     return inputs
 
 
@@ -135,7 +137,8 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
     """H = sum_t w_t x_t x_t^T of every BitLinear's input (layers fed the same input share one H)."""
     if not examples:
         raise ConversionError("the conversion needs calibration conversations")
-    inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len, settings.context_weight)
+    inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len, settings.context_weight,
+                                 model.embed.weight.device)
     _set_sub_norm_gains(model, inputs)
     hessians: dict[str, torch.Tensor] = {}
     last: dict[str, Any] = {"input": None, "name": None}
@@ -147,7 +150,7 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
             return
         last.update(input=x, name=name)
         flat = x.detach().float().reshape(-1, x.shape[-1]) * token_weight.sqrt().unsqueeze(1)
-        hessians[name] = hessians.get(name, torch.zeros(x.shape[-1], x.shape[-1])) + flat.T @ flat
+        hessians[name] = hessians.get(name, x.new_zeros(x.shape[-1], x.shape[-1], dtype=torch.float32)) + flat.T @ flat
 
     hooks = [layer.register_forward_pre_hook(lambda _m, args, name=name: accumulate(name, args[0]))
              for name, layer in model.bit_linears()]
@@ -164,7 +167,7 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
 
 
 def _top_rows(error: torch.Tensor, count: int) -> torch.Tensor:
-    mask = torch.zeros(error.shape[0], dtype=torch.bool)
+    mask = torch.zeros(error.shape[0], dtype=torch.bool, device=error.device)
     if count > 0:
         mask[error.topk(count).indices] = True
     return mask
@@ -258,7 +261,7 @@ def convert(
         if name == "blockwise":
             apply_state(model, weights, best)
             inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len,
-                                         settings.context_weight)
+                                         settings.context_weight, model.embed.weight.device)
             reconstruct_blocks(model, weights, inputs, settings.blockwise)
             state = _read_state(model)
         else:
