@@ -47,4 +47,6 @@ def test_bad_block_settings_are_refused():
         BlockSettings(seconds=-1.0)
     with pytest.raises(ValueError, match="epochs"):
         BlockSettings(epochs=0.0)
+    with pytest.raises(ValueError, match="pull"):
+        BlockSettings(pull=0.5)
 

@@ -33,7 +33,6 @@ from bitzero.model.bitlinear import BitLinear, straight_through
 from bitzero.train.ternary_fit import latent_weights
 
 FEEDS = ("student", "teacher")
-PULL = 0.45  # the latent weight's start: at most this share of alpha from alpha * T (T unchanged)
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,13 @@ class BlockSettings:
     scale_lr: float = 1e-3  # on log alpha
     feed: str = "student"
     batch: int = 4  # conversations per step
+    pull: float = 0.45  # the latent ratio starts at most this far from its code towards the teacher's (< 0.5)
 
     def __post_init__(self) -> None:
         if self.feed not in FEEDS:
             raise ValueError(f"feed must be one of {FEEDS}, got {self.feed!r}")
+        if not 0.0 <= self.pull < 0.5:
+            raise ValueError(f"pull must be in [0, 0.5), got {self.pull}")
         if self.seconds < 0 or self.epochs <= 0 or self.batch < 1:
             raise ValueError(f"seconds must be >= 0, epochs > 0 and batch >= 1, got {self.seconds}, {self.epochs}, "
                              f"{self.batch}")
@@ -58,13 +60,13 @@ class TernaryLatent(nn.Module):
     layer: ``ratio`` = W / alpha0 (its rounding gives the codes; critical rows are W / alpha0 as
     they are) and ``log_scale`` = log alpha."""
 
-    def __init__(self, layer: BitLinear, teacher_weight: torch.Tensor) -> None:
+    def __init__(self, layer: BitLinear, teacher_weight: torch.Tensor, pull: float) -> None:
         super().__init__()
         codes, scales = layer.ternary_codes()
         self.critical = layer.critical_mask.clone()
         self.per_row = layer.per_row_scale
         self.unit = scales.detach().clamp(min=1e-8)
-        start = codes + (teacher_weight / self.unit - codes).clamp(-PULL, PULL)
+        start = codes + (teacher_weight / self.unit - codes).clamp(-pull, pull)
         self.ratio = nn.Parameter(torch.where(self.critical.unsqueeze(1), teacher_weight / self.unit, start))
         self.log_scale = nn.Parameter(self.unit.log())
 
@@ -128,7 +130,7 @@ def reconstruct_blocks(
                 for module, mix in zip(layers.values(), mixes, strict=True):
                     module.quant_mix = mix
             student_in = streams if settings.feed == "student" else references
-            latents = {prefix: TernaryLatent(module, teacher_weights[names[module]]) for prefix, module in layers.items()}
+            latents = {prefix: TernaryLatent(module, teacher_weights[names[module]], settings.pull) for prefix, module in layers.items()}
             optimizer = torch.optim.Adam([
                 {"params": [latent.ratio for latent in latents.values()], "lr": settings.lr},
                 {"params": [latent.log_scale for latent in latents.values()], "lr": settings.scale_lr},
