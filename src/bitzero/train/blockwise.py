@@ -5,9 +5,10 @@ Per BitLinear of the block, a latent weight W and a scale alpha (one per tensor 
 row) are trained through a straight-through estimator on the codes T = RoundClip(W / alpha0)
 (alpha0: the scale the block started with, so a learning rate is in code units): the
 forward uses alpha * T on ternary rows and W itself on the full-precision critical rows, so the
-codes stay strictly ternary and the critical rows stay full precision. The latent weight starts at
-the codes the ladder chose, pulled towards the teacher's weight inside the same rounding bin (the
-codes are unchanged at step 0, but the teacher's residual shows which way a weight should flip).
+codes stay strictly ternary and the critical rows stay full precision. The latent ratio starts at
+the codes the ladder chose (``pull`` > 0 moves it towards the teacher's weight inside the same
+rounding bin; measured worse on the real teacher: GPTQ's codes lie off the nearest rounding on
+purpose, and a start near the bin's edge lets the first steps undo them).
 The loss is the squared error against the reference block's output, per token weighted as in
 calibration (assistant tokens fully, the rest by ``context_weight``).
 
@@ -39,11 +40,11 @@ FEEDS = ("student", "teacher")
 class BlockSettings:
     seconds: float = 60.0
     epochs: float = 4.0  # at most this many passes over the calibration set per block
-    lr: float = 1e-2  # in code units (a rounding bin is 1)
+    lr: float = 3e-3  # in code units (a rounding bin is 1)
     scale_lr: float = 1e-3  # on log alpha
     feed: str = "student"
     batch: int = 4  # conversations per step
-    pull: float = 0.45  # the latent ratio starts at most this far from its code towards the teacher's (< 0.5)
+    pull: float = 0.0  # the latent ratio starts at most this far from its code towards the teacher's (< 0.5)
 
     def __post_init__(self) -> None:
         if self.feed not in FEEDS:
