@@ -1,8 +1,8 @@
 """Nodes of the distillation stage: each one loads, calls the library, and returns.
 
 The student is the imported teacher converted to ternary by the conversion ladder
-(``bitzero.train.conversion``: absmean -> fitted scales -> data-aware rounding -> salient critical
-rows, each rung kept only if it lowers the held-out NLL), then trained on CE + T^2 KL to the
+(``bitzero.train.conversion``: absmean -> fitted scales -> salient critical rows -> data-aware
+rounding -> block-wise reconstruction, each rung kept only if it lowers the held-out NLL), then trained on CE + T^2 KL to the
 teacher's logits (+ attention relations when ``gamma`` > 0). Two baselines are measured in the same
 run on the same held-out conversations: PTQ (absmean, the ladder's first rung) and CE-only (the
 same converted student and steps without the teacher).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +28,7 @@ from bitzero.model.pretrained import grow_vocabulary, ternary_student
 from bitzero.text import Tokenizer
 from bitzero.train import DistillLoss, Example, TrainConfig, fit
 from bitzero.train.conversion import LadderSettings, convert
+from bitzero.train.ddp import resolve_device
 from bitzero.train.examples import records_to_examples
 from bitzero.train.heldout import held_out_nll
 from pipelines.plots import Row, table
@@ -107,6 +109,8 @@ def convert_student(
     student = params["student"]
     model = ternary_student(teacher, student["critical_ratio"], student["sub_norm"], student["n_layer"],
                             student["per_row_scale"])
+    # On the training device: GPTQ and block-wise reconstruction are matrix work a GPU does in seconds.
+    model.to(resolve_device(params["train"]["device"], int(os.environ.get("LOCAL_RANK", "0"))))
     figures: dict[str, dict[str, Any]] = {}
 
     def evaluate(candidate: BitZeroLM) -> float:
@@ -118,7 +122,7 @@ def convert_student(
         log.info("conversion %-13s NLL %.3f  %.2f min  %.2f bits/weight  %s", row["rung"], row["held_out_nll"],
                  row["minutes"], row["bits_per_weight"], "kept" if row["kept"] else "dropped")
     ladder = {row["rung"]: {k: v for k, v in row.items() if k != "rung"} for row in table}
-    return model.eval(), figures["rung0"], ladder
+    return model.cpu().eval(), figures["rung0"], ladder
 
 
 def _mlflow_logger(prefix: str) -> Callable[[int, dict[str, float]], None]:

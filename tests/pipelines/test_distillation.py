@@ -49,7 +49,7 @@ def _check_outputs(root: Path) -> dict:
     assert nll["student"] < nll["ptq"] and report["student_beats_ptq"]
     # The conversion ladder: PTQ is its first rung; a later rung is kept only if it lowers the NLL.
     ladder = report["conversion"]
-    assert list(ladder) == ["absmean", "fitted_scales", "gptq", "saliency"]
+    assert list(ladder) == ["absmean", "fitted_scales", "saliency", "gptq", "blockwise"]
     assert ladder["absmean"]["held_out_nll"] == nll["ptq"] and ladder["absmean"]["bits_per_weight"] > 2
     best = nll["ptq"]
     for rung in list(ladder.values())[1:]:

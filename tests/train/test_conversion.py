@@ -97,7 +97,7 @@ def test_the_ladder_keeps_only_rungs_that_help_and_is_deterministic(per_row):
     untimed = [{k: v for k, v in row.items() if k != "minutes"} for row in table]
     assert untimed == [{k: v for k, v in row.items() if k != "minutes"} for row in again]
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), twin.state_dict().values(), strict=True))
-    assert [row["rung"] for row in table] == ["absmean", "fitted_scales", "gptq", "saliency"]
+    assert [row["rung"] for row in table] == ["absmean", "fitted_scales", "saliency", "gptq", "blockwise"]
     best = table[0]["held_out_nll"]
     for row in table[1:]:
         assert row["kept"] == (row["held_out_nll"] < best)

@@ -3,8 +3,10 @@ data's help before any training, each rung measured and kept only if it lowers t
 
 Rungs, each starting from the best one so far: ``absmean`` (BitNet's PTQ, as converted) ->
 ``fitted_scales`` (least-squares scales alternating with re-thresholding, activation-weighted) ->
-``gptq`` (data-aware rounding with error compensation) -> ``saliency`` (the critical rows chosen
-by their activation-weighted error instead of their weight error). The calibration statistics
+``saliency`` (the critical rows chosen by their activation-weighted error instead of their weight
+error) -> ``gptq`` (data-aware rounding with error compensation, its critical rows chosen by
+saliency as well: its codes have a larger weight error by design) -> ``blockwise`` (each decoder
+block trained alone to reproduce its full-precision output, ``bitzero.train.blockwise``). The calibration statistics
 H = X^T X of every BitLinear's inputs come from the student run at full precision (its latent
 weights are the teacher's), the assistant tokens of calibration conversations counting fully and
 the rest by ``context_weight``. The number of critical rows stays the student's setting throughout.
@@ -24,9 +26,10 @@ from bitzero.errors import TrainingError
 from bitzero.model import BitZeroLM
 from bitzero.model.bitlinear import BitLinear
 from bitzero.train.batching import Example
+from bitzero.train.blockwise import BlockSettings, reconstruct_blocks
 from bitzero.train.ternary_fit import fit_scales, gptq_ternary, latent_weights, refit_scales, row_saliency
 
-RUNGS = ("absmean", "fitted_scales", "gptq", "saliency")
+RUNGS = ("absmean", "fitted_scales", "saliency", "gptq", "blockwise")
 SCALE_BITS = 32
 CRITICAL_BITS = 32  # critical rows are stored as fp32
 
@@ -43,6 +46,7 @@ class LadderSettings:
     seq_len: int = 256
     gptq_block: int = 128
     gptq_damp: float = 0.01
+    blockwise: BlockSettings = BlockSettings()
 
     def __post_init__(self) -> None:
         unknown = [rung for rung in self.rungs if rung not in RUNGS]
@@ -53,16 +57,18 @@ class LadderSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LadderSettings:
-        return cls(**values)
+        return cls(**{**values, "blockwise": BlockSettings(**values.get("blockwise", {}))})
 
 
 @dataclass
 class LayerState:
-    """One BitLinear's conversion: codes, scale(s), critical rows."""
+    """One BitLinear's conversion: codes, scale(s), critical rows (and their weights when they
+    are no longer the teacher's)."""
 
     codes: torch.Tensor
     scales: torch.Tensor
     critical: torch.Tensor
+    rows: torch.Tensor | None = None
 
 
 State = dict[str, LayerState]
@@ -86,15 +92,17 @@ def full_precision(model: BitZeroLM) -> Iterator[BitZeroLM]:
         model.train(was_training)
 
 
-def _calibration_inputs(examples: Sequence[Example], seq_len: int, context_weight: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _calibration_inputs(
+    examples: Sequence[Example], seq_len: int, context_weight: float, device: torch.device | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(ids (1, T), per-position weight (T,)) per conversation: 1 where the next token is the
     assistant's, ``context_weight`` elsewhere."""
     inputs = []
     for example in examples:
         ids = list(example.ids)[-(seq_len + 1) :]
         mask = list(example.loss_mask)[-(seq_len + 1) :]
-        weight = torch.tensor([1.0 if m else context_weight for m in mask[1:]])
-        inputs.append((torch.tensor([ids[:-1]]), weight))
+        weight = torch.tensor([1.0 if m else context_weight for m in mask[1:]], device=device)
+        inputs.append((torch.tensor([ids[:-1]], device=device), weight))
     return inputs
 
 
@@ -129,7 +137,8 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
     """H = sum_t w_t x_t x_t^T of every BitLinear's input (layers fed the same input share one H)."""
     if not examples:
         raise ConversionError("the conversion needs calibration conversations")
-    inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len, settings.context_weight)
+    inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len, settings.context_weight,
+                                 model.embed.weight.device)
     _set_sub_norm_gains(model, inputs)
     hessians: dict[str, torch.Tensor] = {}
     last: dict[str, Any] = {"input": None, "name": None}
@@ -141,7 +150,7 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
             return
         last.update(input=x, name=name)
         flat = x.detach().float().reshape(-1, x.shape[-1]) * token_weight.sqrt().unsqueeze(1)
-        hessians[name] = hessians.get(name, torch.zeros(x.shape[-1], x.shape[-1])) + flat.T @ flat
+        hessians[name] = hessians.get(name, x.new_zeros(x.shape[-1], x.shape[-1], dtype=torch.float32)) + flat.T @ flat
 
     hooks = [layer.register_forward_pre_hook(lambda _m, args, name=name: accumulate(name, args[0]))
              for name, layer in model.bit_linears()]
@@ -158,7 +167,7 @@ def calibrate(model: BitZeroLM, examples: Sequence[Example], settings: LadderSet
 
 
 def _top_rows(error: torch.Tensor, count: int) -> torch.Tensor:
-    mask = torch.zeros(error.shape[0], dtype=torch.bool)
+    mask = torch.zeros(error.shape[0], dtype=torch.bool, device=error.device)
     if count > 0:
         mask[error.topk(count).indices] = True
     return mask
@@ -177,15 +186,25 @@ def _rung(
     for key, layer in layers.items():
         weight, hessian, previous = weights[key], hessians[key], best[key]
         per_row, count = layer.per_row_scale, layer.n_critical
+        codes, scales = previous.codes, previous.scales
         if name == "fitted_scales":
             codes, scales = fit_scales(weight, hessian.diagonal(), per_row)
             state[key] = _by_weight_error(weight, codes, scales, count)
-        elif name == "gptq":
-            codes = gptq_ternary(weight, hessian, previous.scales, settings.gptq_block, settings.gptq_damp)
-            state[key] = _by_weight_error(weight, codes, refit_scales(weight, codes, hessian, per_row), count)
-        else:  # saliency
-            quantized = previous.codes * previous.scales
-            state[key] = LayerState(previous.codes, previous.scales, _top_rows(row_saliency(weight, quantized, hessian), count))
+            continue
+        if name == "gptq":
+            codes = gptq_ternary(weight, hessian, scales, settings.gptq_block, settings.gptq_damp)
+            scales = refit_scales(weight, codes, hessian, per_row)
+        # GPTQ's codes trade weight error for output error: only the saliency can judge its rows.
+        state[key] = LayerState(codes, scales, _top_rows(row_saliency(weight, codes * scales, hessian), count))
+    return state
+
+
+def _read_state(model: BitZeroLM) -> State:
+    """Every layer's codes, scales and critical rows as the model holds them now."""
+    state = {}
+    for key, layer in model.bit_linears():
+        codes, scales = layer.ternary_codes()
+        state[key] = LayerState(codes, scales, layer.critical_mask.clone(), layer.weight.detach().clone())
     return state
 
 
@@ -196,7 +215,8 @@ def apply_state(model: BitZeroLM, weights: dict[str, torch.Tensor], state: State
         layer_state = state[key]
         layer.mask_frozen = True
         layer.critical_mask.copy_(layer_state.critical)
-        layer.weight.copy_(latent_weights(weights[key], layer_state.codes, layer_state.scales,
+        full = weights[key] if layer_state.rows is None else layer_state.rows
+        layer.weight.copy_(latent_weights(full, layer_state.codes, layer_state.scales,
                                           layer_state.critical, layer.per_row_scale))
     model.config.critical_mask_frozen = True
 
@@ -231,17 +251,21 @@ def convert(
     hessians = calibrate(model, examples, settings) if len(settings.rungs) > 1 else {}
     calibration_minutes = (time.perf_counter() - started) / 60
     started = time.perf_counter()
-    best: State = {}
-    for key, layer in layers.items():
-        codes, gamma = layer.ternary_codes()
-        best[key] = LayerState(codes, gamma, layer.critical_mask.clone())
+    best = _read_state(model)
     apply_state(model, weights, best)
     best_nll = evaluate(model)
     table = [{"rung": "absmean", "held_out_nll": best_nll, "minutes": (time.perf_counter() - started) / 60,
               "bits_per_weight": bits_per_weight(model), "kept": True}]
     for index, name in enumerate(settings.rungs[1:]):
         started = time.perf_counter() - (calibration_minutes * 60 if index == 0 else 0.0)
-        state = _rung(name, best, weights, hessians, layers, settings)
+        if name == "blockwise":
+            apply_state(model, weights, best)
+            inputs = _calibration_inputs(examples[: settings.calibration_conversations], settings.seq_len,
+                                         settings.context_weight, model.embed.weight.device)
+            reconstruct_blocks(model, weights, inputs, settings.blockwise)
+            state = _read_state(model)
+        else:
+            state = _rung(name, best, weights, hessians, layers, settings)
         apply_state(model, weights, state)
         nll = evaluate(model)
         kept = nll < best_nll
