@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bitzero.export.convert import pack_model
-from bitzero.export.graph import build_graph, check_variant, table_formats, variants_for
+from bitzero.export.graph import TABLE_BITS, build_graph, check_variant, variants_for
 from bitzero.export.layerwise import graph_reference
 from bitzero.export.packing import quantize_table
 from bitzero.kernels import LIBRARY_ENV, library_path
@@ -60,9 +60,8 @@ def test_teacher_fp32_graph_matches_pytorch(config: str) -> None:
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> None:
-    """The int4 graph computes the model whose linears are the dequantized 4-bit blocks on int8
-    activations, whose embedding is the dequantized 8-bit blocks and lm_head the 4-bit ones; what
-    is left is lm_head's int8 activations."""
+    """The int4 graph computes the model whose linears are the dequantized 4-bit blocks and whose
+    embedding (and lm_head) tables are the dequantized 8-bit blocks; what is left is lm_head's int8 activations."""
     model = tiny_teacher(seed=5, **CONFIGS[config])
     graph = build_graph(pack_model(model), "int4")
     four_bit = graph_reference(model, "int4")
@@ -79,20 +78,18 @@ def test_cache_layout_is_grouped_query() -> None:
     assert dims == ["batch", 1, "past", model.config.head_dim]
 
 
-def test_tables_are_8_bit_in_compact_variants_lm_head_4_bit_in_int4_and_each_format_stored_once() -> None:
+def test_tables_are_8_bit_in_compact_variants_and_a_tied_one_is_stored_once() -> None:
     def initializers(model: BitZeroLM, variant: str, table_bits: int | None = None) -> dict[str, onnx.TensorProto]:
         return {t.name: t for t in build_graph(pack_model(model), variant, table_bits).graph.initializer}
 
     assert initializers(tiny_student(), "nbits")["embed.weight.q8"].data_type == onnx.TensorProto.UINT8
     int4 = initializers(tiny_teacher(tie_embeddings=False), "int4")
-    assert "embed.weight.q8" in int4 and "lm_head.weight.q4" in int4 and "lm_head.weight.q8" not in int4
+    assert "embed.weight.q8" in int4 and "lm_head.weight.q8" in int4
     assert initializers(tiny_teacher(tie_embeddings=False), "int4", 0)["lm_head.weight"].data_type == onnx.TensorProto.FLOAT16
     for model, variant in ((tiny_student(), "nbits"), (tiny_student(), "exact"), (tiny_teacher(), "int4"),
                            (tiny_teacher(), "fp32")):
         names = initializers(model, variant)
-        # a float table is one tensor; each quantized format of it is codes and scales
-        formats = {bits for bits in table_formats(variant) if bits}
-        assert sum(name.startswith("embed.weight") for name in names) == max(1, 2 * len(formats)), variant
+        assert sum(name.startswith("embed.weight") for name in names) == 1 + (variant in TABLE_BITS), variant
         assert not any(name.startswith("lm_head") for name in names), variant
 
 

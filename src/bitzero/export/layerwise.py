@@ -17,7 +17,7 @@ on whole sequences, and on their second half after a KV cache of the first half,
 PyTorch's keys and values, so a wrong cache offset or mask shows.
 
 Each variant is compared with PyTorch running the weights its graph stores (``graph_reference``:
-the int4 variant's 4-bit projections, the embedding/lm_head tables of ``table_formats``) and, for the
+the int4 variant's 4-bit projections, the embedding/lm_head tables of ``TABLE_BITS``) and, for the
 int4 projections, the int8 activations MatMulNBits computes with (``Int4Reference``): the check is
 of the graph, and the rounding of weights and activations is the NLL's business.
 """
@@ -38,7 +38,7 @@ from onnx import TensorProto, helper
 from torch.nn import functional as F
 
 from bitzero import kernels
-from bitzero.export.graph import INT4_DEFAULT_ZERO, PROJECTIONS, residual_names, table_formats
+from bitzero.export.graph import INT4_DEFAULT_ZERO, PROJECTIONS, TABLE_BITS, residual_names
 from bitzero.export.packing import Int4Weight, quantize_int4, quantize_table
 from bitzero.kernels import KERNEL_VARIANTS
 from bitzero.model import BitZeroLM
@@ -152,8 +152,7 @@ class Int4Reference(torch.nn.Module):
 def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
     """A copy of ``model`` holding the weights ``variant``'s graph stores and computing as it does: the
     int4 graph's projections (``Int4Reference``), the ternary kernel's fp16 critical rows, and the
-    dequantized tables where the variant quantizes them (``graph.table_formats``; a tied table is
-    untied where lm_head's blocks are not the embedding's)."""
+    dequantized tables where the variant quantizes them (``TABLE_BITS``)."""
     reference = copy.deepcopy(model)
     modules = dict(reference.named_modules())
     with torch.no_grad():
@@ -170,14 +169,11 @@ def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
                     assert isinstance(layer, torch.nn.Linear)
                     weight = quantize_int4(layer.weight.detach().float().numpy())
                     setattr(modules[parent], child, Int4Reference(weight, layer.bias))
-        embedding_bits, head_bits = table_formats(variant)
-        if head_bits != embedding_bits and reference.lm_head is None:
-            reference.lm_head = torch.nn.Linear(reference.config.n_embd, reference.config.vocab_size, bias=False)
-            reference.lm_head.weight.copy_(reference.embed.weight)
-        for table, bits in ((reference.embed, embedding_bits), (reference.lm_head, head_bits)):
-            if table is not None and bits:
-                rounded = quantize_table(table.weight.detach().float().numpy(), bits).dense()
-                table.weight.copy_(torch.from_numpy(rounded))
+        if TABLE_BITS.get(variant):
+            for table in (reference.embed, reference.lm_head):
+                if table is not None:
+                    rounded = quantize_table(table.weight.detach().float().numpy(), TABLE_BITS[variant]).dense()
+                    table.weight.copy_(torch.from_numpy(rounded))
     return reference
 
 
