@@ -16,6 +16,7 @@ from bitzero.errors import (
     LanguageModelError,
     SelfPlayError,
     ServiceError,
+    ServingError,
     TextError,
     TrainingError,
 )
@@ -24,15 +25,19 @@ from bitzero.text import TokenizerError
 
 # The worker runs in a confined interpreter that must not import bitzero; its private
 # BaseException classes are control flow inside that interpreter, not errors BitZero raises.
-NOT_IMPORTED = {"bitzero.selfplay._sandbox_worker"}
+# The sandbox's worker runs as a script; the kernel library is an onnxruntime custom-op library that
+# make setup builds beside its sources, not a Python extension.
+NOT_IMPORTED = {"bitzero.selfplay._sandbox_worker", "bitzero.kernels.libbitzero_ternary"}
 
 PACKAGE_BASES: dict[str, type[BitZeroError]] = {
     "companion": CompanionError,
     "data": DataError,
     "export": ExportPackageError,
+    "kernels": ExportPackageError,
     "model": LanguageModelError,
     "selfplay": SelfPlayError,
     "service": ServiceError,
+    "serving": ServingError,
     "text": TextError,
     "train": TrainingError,
 }

@@ -37,7 +37,12 @@ class SelfPlayError(BitZeroError):
 
 
 class ExportPackageError(BitZeroError):
-    """`bitzero.export`: packing, ONNX graphs, bundles, the runtime and promotion."""
+    """`bitzero.export` and `bitzero.kernels`: packing, ONNX graphs, the ternary kernel, parity and promotion."""
+
+
+class ServingError(ExportPackageError):
+    """`bitzero.serving`: reading an exported bundle and running it (a bundle is the export's format,
+    so callers that catch the export's errors catch these too)."""
 
 
 class CompanionError(BitZeroError):

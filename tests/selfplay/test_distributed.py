@@ -70,6 +70,7 @@ def ppo_samples() -> list[Sample]:
 
 def micro_config(config_file: str) -> SelfPlayConfig:
     params = yaml.safe_load(Path(config_file).read_text())["selfplay"]
+    params.pop("chat_guard")  # the stage's own setting, not the experiment's
     return SelfPlayConfig.from_dict({**params, "arm_seconds": 60, "max_iterations": 2})
 
 

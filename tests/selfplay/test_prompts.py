@@ -35,6 +35,7 @@ def test_micro_profile_prompts_fit_its_context():
     """Every generator task's solver prompt fits the micro profile's prompt budget, and a budget
     plus the longest reply fits the tiny model (the real profiles are sized in their YAML)."""
     params = yaml.safe_load((REPO / "conf" / "test" / "parameters_selfplay.yml").read_text())["selfplay"]
+    params.pop("chat_guard")  # the stage's own setting, not the experiment's
     cfg = SelfPlayConfig.from_dict(params)
     tokenizer = tiny_tokenizer()
     tasks = [t.labelled(["[1, 2, 3, 4]"] * len(t.inputs)) for t in generate_tasks(3, seed=0, levels=LEVELS)]

@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bitzero.errors import ExportPackageError
 from bitzero.export.gate import STUDENT, TEACHER, student_within
 
 LINEAGES = (STUDENT, TEACHER)
 FORMAT = "bitzero-lineage"
 
 
-class LineageError(ValueError):
+class LineageError(ExportPackageError, ValueError):
     """A lineage record or a distillation report that cannot say which lineage is served."""
 
 

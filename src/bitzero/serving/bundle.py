@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bitzero.errors import ExportPackageError
+from bitzero.errors import ServingError
 from bitzero.files import write_atomically
 
 FORMAT = "bitzero-bundle"
@@ -25,7 +25,7 @@ PACKED = "model.packed.safetensors"
 ONNX_FILE = "model.onnx"
 
 
-class BundleError(ExportPackageError):
+class BundleError(ServingError):
     """A missing, corrupt or mismatched bundle; the message says which file and what is wrong."""
 
 

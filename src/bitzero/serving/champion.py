@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bitzero.errors import ExportPackageError
+from bitzero.errors import ServingError
 from bitzero.serving.bundle import read_json_of_format
 
 FORMAT = "bitzero-champion"
@@ -14,7 +14,7 @@ VERSION = 1
 CHAMPION_FILE = "champion.json"
 
 
-class ChampionError(ExportPackageError, ValueError):
+class ChampionError(ServingError, ValueError):
     """No, or a broken, champion.json."""
 
 
