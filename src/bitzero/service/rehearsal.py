@@ -17,6 +17,7 @@ from typing import Any
 from bitzero.companion.conversation_eval import (
     EvalLimits,
     Exchange,
+    Say,
     Scenario,
     eval_verdict,
     figures,
@@ -47,13 +48,9 @@ def rehearse(companion: Companion, served: Served, scenarios: Sequence[Scenario]
                 messages.append({"role": "user", "content": say.text})
                 turn = companion.prepare(user, messages, served, None, conversation_id)
                 conversation_id = turn.conversation_id
-                pieces = list(companion.generate(turn, {"seed": seed}))
-                reply = "".join(p.text for p in pieces)
-                companion.finish(turn, reply)
-                messages.append({"role": "assistant", "content": reply})
-                exchanges.append(Exchange(scenario.id, say.text, reply,
-                                          next((p.finish_reason for p in reversed(pieces) if p.finish_reason), None),
-                                          say.expect_any, scenario.user_name, say.tone))
+                exchanges.append(_exchange(scenario, say, list(companion.generate(turn, {"seed": seed}))))
+                companion.finish(turn, exchanges[-1].reply)
+                messages.append({"role": "assistant", "content": exchanges[-1].reply})
     return exchanges
 
 
@@ -71,11 +68,16 @@ def rehearse_raw(served: Served, scenarios: Sequence[Scenario], max_tokens: int 
                 messages.append({"role": "user", "content": say.text})
                 prompt = model.tokenizer.encode_chat(messages, add_generation_prompt=True)
                 pieces = list(model.stream(prompt, max_tokens=min(max_tokens, model.context_length - len(prompt))))
-                reply = "".join(p.text for p in pieces)
-                messages.append({"role": "assistant", "content": reply})
-                exchanges.append(Exchange(scenario.id, say.text, reply, pieces[-1].finish_reason if pieces else None,
-                                          say.expect_any, scenario.user_name, say.tone))
+                exchanges.append(_exchange(scenario, say, pieces))
+                messages.append({"role": "assistant", "content": exchanges[-1].reply})
     return exchanges
+
+
+def _exchange(scenario: Scenario, say: Say, pieces: Sequence[Any]) -> Exchange:
+    """A turn's reply from its streamed pieces (text, and the finish reason the last one gave)."""
+    finish = next((p.finish_reason for p in reversed(pieces) if p.finish_reason), None)
+    return Exchange(scenario.id, say.text, "".join(p.text for p in pieces), finish, say.expect_any,
+                    scenario.user_name, say.tone)
 
 
 def bundle_detector(bundle_dir: Path) -> EmotionDetector | None:
