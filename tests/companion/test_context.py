@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from bitzero.companion.context import DEFAULT_PERSONA, RECAP, build_prompt, name_claims, recap_text, to_the_user
+from bitzero.companion.context import (
+    DEFAULT_PERSONA,
+    RECAP,
+    build_prompt,
+    name_claims,
+    recalled_tokens,
+    recalled_words,
+    recap_text,
+    to_the_user,
+)
 from tests.tiny import tiny_tokenizer
 
 TOKENIZER = tiny_tokenizer()  # SmolLM2's chat template (ChatML)
@@ -56,6 +65,17 @@ def test_nothing_remembered_means_no_recap_turn() -> None:
 ])
 def test_every_memory_the_extractor_writes_is_said_to_the_user(memory: str, said: str) -> None:
     assert to_the_user(memory) == said
+
+
+def test_the_recalled_words_are_the_name_and_the_content_of_each_value() -> None:
+    assert recalled_words("Ana", ["long walks on the beach", "green tea", "a cat called Tom"]) == [
+        "Ana", "long", "walks", "beach", "green", "tea", "cat", "called", "Tom"]
+    assert recalled_words(None, ["my job", "Ana"]) == ["job", "Ana"] and recalled_words(None, []) == []
+
+
+def test_a_recalled_words_first_token_is_nudged_only_where_it_says_enough() -> None:
+    pieces = {TOKENIZER.decode([t]) for t in recalled_tokens(TOKENIZER, ["Ada", "mountains", "tea", "Jo-Ann"])}
+    assert pieces == {" Ad", "Ad", " mount"}, "' t' and ' ' (tea, Jo-Ann) would raise any word that starts so"
 
 
 def test_the_users_name_is_barred_as_the_companions_own() -> None:

@@ -13,7 +13,7 @@ from bitzero.kernels import LIBRARY_ENV, genai_library, library_path
 from bitzero.serving.bundle import MANIFEST, sha256
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.runtime import BundleError, BundleRuntime, Chunk, _safe_length
-from bitzero.serving.sampling import Sampling
+from bitzero.serving.sampling import Sampling, Steering
 from tests.tiny import tiny_tokenizer
 
 PROMPT = [{"role": "user", "content": "hello, how are you?"}]
@@ -126,11 +126,11 @@ def test_stream_stops_on_length_and_text_matches_tokens(runtime: BundleRuntime) 
 def test_the_repeat_guard_keeps_a_reply_from_saying_an_earlier_one_again(runtime: BundleRuntime) -> None:
     prompt = runtime.tokenizer.encode_chat(PROMPT, add_generation_prompt=True)
     first = list(runtime.token_ids(prompt, max_tokens=16))
-    again = list(runtime.token_ids(prompt, max_tokens=16, earlier=first, sampling=Sampling(repeat_ngram=3)))
+    again = list(runtime.token_ids(prompt, max_tokens=16, steering=Steering(earlier=tuple(first)), sampling=Sampling(repeat_ngram=3)))
     said = {tuple(first[i : i + 3]) for i in range(len(first) - 2)}
     assert again != first
     assert not said & {tuple(again[i : i + 3]) for i in range(len(again) - 2)}, "no trigram of the earlier reply"
-    assert list(runtime.token_ids(prompt, max_tokens=16, earlier=first, sampling=Sampling(repeat_ngram=0))) == first
+    assert list(runtime.token_ids(prompt, max_tokens=16, steering=Steering(earlier=tuple(first)), sampling=Sampling(repeat_ngram=0))) == first
 
 
 def test_stop_string_ends_the_stream_and_is_not_emitted(runtime: BundleRuntime) -> None:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from bitzero.serving.sampling import RepeatGuard, _most_likely_first, penalize, sample_token
+from bitzero.serving.sampling import (
+    Picker,
+    RecallNudge,
+    RepeatGuard,
+    Sampling,
+    Steering,
+    _most_likely_first,
+    penalize,
+    sample_token,
+)
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
 
@@ -89,3 +98,26 @@ def test_a_barred_phrase_is_never_completed_and_its_pieces_stay_free() -> None:
     assert np.isneginf(guard.apply(logits, [1, 3, 4])[5]), "3 4 is not followed by 5"
     assert np.isneginf(guard.apply(logits, [1])[7]), "a one-token phrase is barred everywhere"
     assert np.isfinite(guard.apply(logits, [1, 4])[5]) and np.isfinite(guard.apply(logits, [1, 3, 4])[4])
+
+
+def test_a_recalled_word_near_the_top_is_raised_until_said() -> None:
+    logits = np.array([5.0, 4.0, 3.5, 3.0, 0.0, -2.0], dtype=np.float32)  # token 3 ranks 4th, token 5 last
+    nudge = RecallNudge([3, 5], bias=3.0, top_k=4)
+    raised = nudge.apply(logits)
+    assert raised[3] == 6.0 and raised[5] == -2.0, "only a word the model already ranks in its top k moves"
+    assert np.array_equal(nudge.apply(logits), raised) and logits[3] == 3.0, "the model's own row is left as it was"
+    nudge.said(3)
+    assert nudge.apply(logits) is logits, "once said, a word is the model's to choose again"
+    assert RecallNudge([3], bias=0.0, top_k=4).apply(logits) is logits, "bias 0: off"
+
+
+def test_the_picker_says_a_recalled_word_once_and_never_a_barred_phrase() -> None:
+    logits = np.array([5.0, 4.0, 3.5, 0.0], dtype=np.float32)
+    recalling = Sampling(recall_bias=3.0, recall_top_k=3)
+    picker = Picker([9], recalling, Steering(recalled=(2,)))
+    assert [picker.pick(logits) for _ in range(3)] == [2, 0, 0]  # raised once over the model's top, then not
+    barred = Picker([9, 1], recalling, Steering(barred=((1, 2),), recalled=(2,)))
+    assert barred.pick(logits) == 0, "a barred phrase wins over a recalled word"
+    assert Picker([9], Sampling(), Steering(recalled=(2,))).pick(logits) == 0, "the settings' bias is off by default"
+    with pytest.raises(ValueError, match="recall_bias"):
+        Sampling(recall_bias=-1.0)

@@ -21,7 +21,7 @@ from bitzero.service.app import create_app
 from bitzero.service.server import uvicorn_server
 from bitzero.service.settings import Settings
 from bitzero.service.state import service_state
-from bitzero.serving.sampling import GREEDY, Sampling
+from bitzero.serving.sampling import GREEDY, UNSTEERED, Sampling, Steering
 from tests.net import free_port
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 - shared with tests/deploy
 from tests.tiny import tiny_tokenizer
@@ -51,15 +51,17 @@ class FakeModel:
         self.max_tokens: list[int] = []
         self.earlier: list[str] = []  # the earlier replies each call was told not to repeat
         self.barred: list[list[str]] = []  # the phrases each call was told not to say
+        self.recalled: list[set[str]] = []  # the recalled words' first tokens each call was given
 
     def answer(self, last_user: str) -> str:
         return f"You said: {last_user}"
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY,
-               earlier: Sequence[int] = (), barred: Sequence[Sequence[int]] = ()) -> Iterator[Chunk]:
+               steering: Steering = UNSTEERED) -> Iterator[Chunk]:
         assert len(prompt_ids) + max_tokens <= self.context_length
-        self.earlier.append(self.tokenizer.decode(list(earlier)))
-        self.barred.append([self.tokenizer.decode(list(b)) for b in barred])
+        self.earlier.append(self.tokenizer.decode(list(steering.earlier)))
+        self.barred.append([self.tokenizer.decode(list(b)) for b in steering.barred])
+        self.recalled.append({self.tokenizer.decode([t]) for t in steering.recalled})
         prompt = self.tokenizer.decode(prompt_ids)
         assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]
         self.prompts.append(prompt)

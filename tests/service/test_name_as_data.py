@@ -34,6 +34,16 @@ def test_the_name_is_stored_as_data_and_reaches_the_prompt(client: TestClient, m
     assert not model.barred[-1]
 
 
+def test_the_name_and_a_recalled_liking_are_nudged_in_a_new_conversation(client: TestClient, model) -> None:
+    _say(client, "Hi, my name is Ada and I love hiking.")
+    _say(client, "What do I love doing?")
+    assert {" Ad", " hi"} <= model.recalled[-1], "the first tokens of the name and of the liking (tiny BPE)"
+    for memory in client.get("/v1/memories").json()["data"]:
+        assert client.delete(f"/v1/memories/{memory['id']}").status_code == 204
+    _say(client, "And now?")
+    assert not model.recalled[-1], "nothing remembered, nothing nudged"
+
+
 def test_migration_0004_fills_the_value_of_earlier_name_memories(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     engine = make_engine(url)

@@ -69,6 +69,29 @@ def name_claims(user_name: str | None) -> list[str]:
         f"{lead}, {user_name}" for lead in ("it's me", "It's me")]
 
 
+# Words of a memory's value that say nothing about the user ("the", "my"): never nudged.
+_FILLER = frozenset({"a", "an", "the", "my", "your", "to", "of", "and", "or", "in", "on", "at", "for", "with",
+                     "some", "very", "much", "about"})
+
+
+def recalled_words(user_name: str | None, values: Sequence[str], per_value: int = 3) -> list[str]:
+    """The words a reply may recall (bitzero.serving.sampling.RecallNudge): the user's name and
+    up to ``per_value`` content words of each recalled memory's value ("long walks on the beach":
+    long, walks, beach)."""
+    words = [user_name] if user_name else []
+    for value in values:
+        words += [w for w in re.findall(r"[\w'-]+", value) if w.lower() not in _FILLER and len(w) > 2][:per_value]
+    return list(dict.fromkeys(words))
+
+
+def recalled_tokens(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[int, ...]:
+    """The first token of each word, with and without a leading space, where it carries two
+    characters or the whole word: a bare space or one letter would raise every word that starts so."""
+    firsts = {ids[0] for word in words for ids in (tokenizer.encode(word), tokenizer.encode(f" {word}")) if ids}
+    return tuple(sorted(t for t in firsts
+                        if len(text := tokenizer.decode([t]).strip()) >= 2 or text in words and text))
+
+
 def build_prompt(
     tokenizer: Tokenizer,
     turns: Sequence[Mapping[str, str]],

@@ -39,12 +39,17 @@ class Decoding:
     repeat_ngram: int = 4
     max_tokens: int = 256
     max_sentences: int = 3  # the reply ends after this many finished sentences (0: at the model's end)
+    # The user's name and recalled memories' words get this many logits while the model ranks them
+    # among its recall_top_k likeliest next tokens (bitzero.serving.sampling.RecallNudge; 0: off).
+    recall_bias: float = 3.0
+    recall_top_k: int = 20
 
     def __post_init__(self) -> None:
         rules = {"temperature": (self.temperature >= 0, ">= 0"), "top_p": (0 < self.top_p <= 1, "in (0, 1]"),
                  "top_k": (self.top_k >= 0, ">= 0"), "max_sentences": (self.max_sentences >= 0, ">= 0"),
                  "repeat_ngram": (self.repeat_ngram == 0 or self.repeat_ngram >= 2, "0 or >= 2"),
-                 "max_tokens": (self.max_tokens >= 1, ">= 1")}
+                 "max_tokens": (self.max_tokens >= 1, ">= 1"), "recall_bias": (self.recall_bias >= 0, ">= 0"),
+                 "recall_top_k": (self.recall_top_k >= 1, ">= 1")}
         broken = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in rules.items() if not ok]
         if broken:
             raise DecodingError("impossible decoding settings: " + ", ".join(broken))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, name_claims
+from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, name_claims, recalled_tokens, recalled_words
 from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note
@@ -26,7 +26,7 @@ from bitzero.service.db import transaction
 from bitzero.service.memory_cache import IndexCache
 from bitzero.service.model import ModelSet, Served
 from bitzero.service.store import UserData
-from bitzero.serving.sampling import Sampling
+from bitzero.serving.sampling import Sampling, Steering
 
 if TYPE_CHECKING:
     from bitzero.serving.runtime import FinishReason  # a type only: the runtime module imports onnxruntime
@@ -51,8 +51,7 @@ class Turn:
     conversation_id: str | None  # None when the user does not store conversations
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
-    earlier: list[int] = field(default_factory=list)  # the assistant's earlier replies, not to be repeated
-    barred: list[list[int]] = field(default_factory=list)  # token sequences the reply must not say
+    steering: Steering = field(default_factory=Steering)  # earlier replies, barred phrases, recalled words
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,7 @@ class Recalled:
     name: str | None
     memories: list[str]  # most relevant first, the name apart
     keeps_emotions: bool
+    values: list[str] = field(default_factory=list)  # what fills the recalled memories' slots ("hiking")
 
 
 class Lease:
@@ -194,12 +194,14 @@ class Companion:
                     data.remember(candidate, vector)
             if heard.feeling is not None and privacy.remember_emotions:
                 data.remember(*heard.feeling)
-            found = [row.content for row, _ in data.search(heard.vector, self.memory_limit + 1) if row.slot != "name"]
+            found = [row for row, _ in data.search(heard.vector, self.memory_limit + 1) if row.slot != "name"]
             if conversation is not None:
                 felt = heard.felt.emotion if heard.felt is not None and privacy.remember_emotions else None
                 data.add_message(conversation.id, "user", heard.text, emotion=felt)
+            found = found[: self.memory_limit]
             return Recalled(conversation.id if conversation is not None else None, data.name(),
-                            found[: self.memory_limit], privacy.remember_emotions)
+                            [row.content for row in found], privacy.remember_emotions,
+                            [row.value for row in found if row.value])
 
     def compose(
         self, user_id: str, messages: Sequence[Mapping[str, str]], served: Served, max_tokens: int | None,
@@ -220,10 +222,13 @@ class Companion:
             conversation_id=recalled.conversation_id,
             reading=heard.reading,
             prompt=storable_prompt(prompt, None if recalled.keeps_emotions else note),
-            earlier=[i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
-                     for i in model.tokenizer.encode(m["content"])],
-            barred=[model.tokenizer.encode(text) for phrase in name_claims(recalled.name)
-                    for text in (phrase, f" {phrase}")],
+            steering=Steering(
+                earlier=tuple(i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
+                              for i in model.tokenizer.encode(m["content"])),
+                barred=tuple(tuple(model.tokenizer.encode(text)) for phrase in name_claims(recalled.name)
+                             for text in (phrase, f" {phrase}")),
+                recalled=recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values)),
+            ),
         )
 
     def generate(
@@ -247,7 +252,7 @@ class Companion:
         try:
             deadline = time.monotonic() + self.max_seconds
             stream = turn.served.model.stream(turn.prompt_ids, max_tokens=turn.max_tokens, sampling=sampling,
-                                              earlier=turn.earlier, barred=turn.barred)
+                                              steering=turn.steering)
             said = ""
             try:
                 for chunk in stream:

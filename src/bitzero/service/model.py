@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from bitzero.errors import ServiceError
 from bitzero.serving.bundle import MANIFEST, read_manifest
 from bitzero.serving.champion import CHAMPION_FILE, champion_bundle
-from bitzero.serving.sampling import GREEDY, Sampling
+from bitzero.serving.sampling import GREEDY, UNSTEERED, Sampling, Steering
 from bitzero.text import Tokenizer
 
 log = logging.getLogger("bitzero.service")
@@ -27,12 +27,12 @@ class ChatModel(Protocol):
     slots: int  # the replies it generates at once (decoded together in one batched step where > 1)
 
     def stream(
-        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
-        barred: Sequence[Sequence[int]] = (),
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY,
+        steering: Steering = UNSTEERED,
     ) -> Iterator[Any]:
         """Chunks with ``text``, ``token_ids`` and ``finish_reason`` (set on the last one only);
-        no ``sampling.repeat_ngram``-gram of ``earlier`` (the assistant's earlier replies) or of
-        the reply itself is said again, nor any ``barred`` token sequence."""
+        no ``sampling.repeat_ngram``-gram of ``steering.earlier`` (the assistant's earlier replies)
+        or of the reply itself is said again, nor any of its ``barred`` token sequences."""
         ...
 
 

