@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -245,33 +247,39 @@ def test_runtime_walls_hold_when_the_ast_check_is_bypassed(environment, program,
     assert f"{reply['failure']}: {reply['detail']}" == reason
 
 
+_CONFINED = """
+import os, sys
+from bitzero.selfplay import _sandbox_worker as worker
+pid = os.fork()  # the child's CPU time starts at 0, as the worker's child's does
+if pid:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+code = 0
+os.closerange(3, 1 << 16)  # as the worker's child does: RLIMIT_NOFILE is small
+worker.confine(sys.argv[1], 2, 256, None if sys.argv[2] == "-" else int(sys.argv[2]))
+try:
+    if os.fork() == 0:
+        os._exit(0)
+    code |= 1
+except OSError:
+    pass
+try:
+    bytearray(512 * 1024 * 1024)
+    code |= 2
+except MemoryError:
+    pass
+if os.listdir(".") != []:
+    code |= 4
+os._exit(code)
+"""
+
+
 def test_confined_child_cannot_fork_or_exceed_memory():
+    # A fresh interpreter, as the worker's child is small: a child forked from pytest itself could
+    # take the 512 MB from the free heap the earlier tests left, with no new address space at all.
     with tempfile.TemporaryDirectory() as workdir:
-        pid = os.fork()
-        if pid == 0:  # the test's own child: confine it, then try what programs must not do
-            code = 0
-            try:
-                os.closerange(3, 1 << 16)  # as the worker's child does: RLIMIT_NOFILE is small
-                worker.confine(workdir, 2, 256, NOBODY)
-                try:
-                    grandchild = os.fork()
-                    if grandchild == 0:
-                        os._exit(0)
-                    code |= 1
-                except OSError:
-                    pass
-                try:
-                    bytearray(512 * 1024 * 1024)
-                    code |= 2
-                except MemoryError:
-                    pass
-                if os.listdir(".") != []:
-                    code |= 4
-            except BaseException:
-                code |= 8
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        done = subprocess.run([sys.executable, "-c", _CONFINED, workdir, "-" if NOBODY is None else str(NOBODY)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"exit {done.returncode} (1: forked, 2: 512 MB allocated, 4: saw files)\n{done.stderr}"
 
 
 def test_policy_accepts_ordinary_code_and_explains_rejections():
