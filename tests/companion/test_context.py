@@ -8,8 +8,9 @@ import pytest
 from bitzero.companion.context import (
     DEFAULT_PERSONA,
     RECAP,
+    asks_about_user,
     build_prompt,
-    name_claims,
+    own_claims,
     recalled_tokens,
     recalled_words,
     recap_text,
@@ -73,13 +74,23 @@ def test_the_recalled_words_are_the_name_and_the_content_of_each_value() -> None
     assert recalled_words(None, ["my job", "Ana"]) == ["job", "Ana"] and recalled_words(None, []) == []
 
 
+@pytest.mark.parametrize("text, about", [
+    ("What do I love doing?", True), ("Do you remember my name?", True), ("Can you help me plan a trip?", True),
+    ("What are you, exactly?", False), ("Nice weather today, isn't it?", False), ("I love my dog.", False),
+])
+def test_a_question_about_the_user_is_told_from_other_turns(text: str, about: bool) -> None:
+    assert asks_about_user(text) is about
+
+
 def test_a_recalled_words_first_token_is_nudged_only_where_it_says_enough() -> None:
     pieces = {TOKENIZER.decode([t]) for t in recalled_tokens(TOKENIZER, ["Ada", "mountains", "tea", "Jo-Ann"])}
     assert pieces == {" Ad", "Ad", " mount"}, "' t' and ' ' (tea, Jo-Ann) would raise any word that starts so"
 
 
 def test_the_users_name_is_barred_as_the_companions_own() -> None:
-    assert "I'm Ana" in name_claims("Ana") and "it's me, Ana" in name_claims("Ana") and not name_claims(None)
+    assert "I'm Ana" in own_claims("Ana") and "it's me, Ana" in own_claims("Ana") and not own_claims(None)
+    claims = own_claims(None, ["hiking", "Porto"])
+    assert "I love hiking" in claims and "I live in Porto" in claims and not any("Ana" in c for c in claims)
     assert recap_text(None, []) is None
 
 

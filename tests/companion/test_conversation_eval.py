@@ -11,6 +11,7 @@ from bitzero.companion.conversation_eval import (
     EvalLimits,
     Exchange,
     ScenarioError,
+    claims_liking,
     claims_name,
     eval_verdict,
     figures,
@@ -30,7 +31,7 @@ def test_the_packaged_scenarios_cover_what_the_issue_asks() -> None:
     ids = {s.id for s in scenarios}
     assert {"name-and-likes", "grief", "good-news", "worry", "advice", "about-you", "small-talk"} <= ids
     recall = next(s for s in scenarios if s.id == "name-and-likes")
-    assert recall.user_name == "Ada" and len(recall.conversations) == 3
+    assert recall.user_name == "Ada" and recall.user_likes == ("hik",) and len(recall.conversations) == 5
     assert recall.conversations[1][0].expect_any == ("Ada",)  # asked in a new conversation
 
 
@@ -77,6 +78,22 @@ def test_claiming_the_users_name_is_found_but_using_it_is_fine() -> None:
     assert not claims_name("Your name is Ada. Nice to talk again, Ada!", "Ada")
     assert claims_name("Hi, it's me, Ada, and I'm here to help.", "Ada")
     assert not claims_name("I'm Ada's friend.", None)
+
+
+@pytest.mark.parametrize("reply, claim", [
+    ("I'm a curious soul. I've been hiking for a long time.", True),
+    ("I love hiking, and I'm so happy to enjoy hiking.", True),
+    ("My favourite thing is Hiking!", True),
+    ("I'm glad you're enjoying hiking.", False),  # said of the user
+    ("You love hiking. I can suggest a trail.", False),  # the liking and the first person in other sentences
+    ("Hiking is a wonderful way to spend a day.", False),  # nobody's
+    ("I've been reading for a long time.", False),  # not the user's liking
+])
+def test_claiming_the_users_liking_as_its_own_is_found(reply: str, claim: bool) -> None:
+    assert claims_liking(reply, ["hik"]) is claim
+    assert not claims_liking(reply, [])
+    scored = score_reply(Exchange("s", "Who are you?", reply, "stop", user_likes=("hik",)))
+    assert scored.like_claim is claim
 
 
 def test_saying_the_users_name_as_its_own_is_no_recall() -> None:

@@ -78,11 +78,16 @@ def build(dockerfile: str, tag: str, base: str, wheels: Path, timeout: float = 1
     """Build ``deploy/docker/<dockerfile>`` from the repository as ``tag``; the seconds it took.
     Docker format, because the OCI format drops HEALTHCHECK; layers are cached between runs."""
     volumes = ["--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.is_file() else []
+    replaced = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     start = time.monotonic()
     podman("build", "--format", "docker", "--layers", *LIMITS, *volumes, "--build-context", f"wheels={wheels}",
            "--build-arg", f"PYTHON_IMAGE={base}", "--file", str(REPO / "deploy" / "docker" / dockerfile),
            "--tag", tag, str(REPO), timeout=timeout)
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    if replaced and replaced != podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip():
+        # The image this build replaced has no tag left: each `make test` would leave GBs behind.
+        podman("image", "rm", replaced, check=False)
+    return seconds
 
 
 def image_size_mb(tag: str) -> float:

@@ -31,13 +31,16 @@ def test_the_name_is_stored_as_data_and_reaches_the_prompt(client: TestClient, m
     assert edited.status_code == 200 and edited.json()["value"] is None
     _say(client, "And now?")
     assert "Jo-Ann" not in model.prompts[-1]  # the rewritten sentence named nobody
-    assert not model.barred[-1]
+    assert not any("Jo-Ann" in phrase for phrase in model.barred[-1]) and "I love green tea" in model.barred[-1]
 
 
 def test_the_name_and_a_recalled_liking_are_nudged_in_a_new_conversation(client: TestClient, model) -> None:
     _say(client, "Hi, my name is Ada and I love hiking.")
     _say(client, "What do I love doing?")
     assert {" Ad", " hi"} <= model.recalled[-1], "the first tokens of the name and of the liking (tiny BPE)"
+    _say(client, "Nice weather today, isn't it?")
+    assert not model.recalled[-1], "no question about the user: nothing nudged"
+    assert "I love hiking" in model.barred[-1] and "I'm Ada" in model.barred[-1], "never said as its own, on any turn"
     for memory in client.get("/v1/memories").json()["data"]:
         assert client.delete(f"/v1/memories/{memory['id']}").status_code == 204
     _say(client, "And now?")

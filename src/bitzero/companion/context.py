@@ -8,7 +8,7 @@ scenario on SmolLM2-135M-Instruct (5 seeds, 10 recall questions, 15 replies), ag
 facts as a system-turn list in the third person ("Facts about the user: - The user's name is
 Ada."): recalled without claiming the name 5/10 vs 4/10, and the reply spoke of "the user" 0/15
 vs 4/15 (the list was read back as an answer: "The user loves hiking."). The name claims that
-remain ("I'm Ada") are barred at decoding (``name_claims``): 6/15 replies before, 0 after.
+remain ("I'm Ada") are barred at decoding (``own_claims``): 6/15 replies before, 0 after.
 
 Everything is fitted to a token budget (the context minus the room kept for the reply), counted
 exactly by encoding the templated chat: older turns go first, then the least relevant memories;
@@ -61,14 +61,20 @@ def recap_text(user_name: str | None, memories: Sequence[str]) -> str | None:
     return f"{RECAP} {' '.join(said)}" if said else None
 
 
-def name_claims(user_name: str | None) -> list[str]:
-    """Phrases barred from a reply: the user's name said as the companion's own."""
-    if not user_name:
-        return []
-    return [f"{lead} {user_name}" for lead in ("I'm", "I am", "My name is", "my name is", "I'm called", "call me")] + [
-        f"{lead}, {user_name}" for lead in ("it's me", "It's me")]
+def own_claims(user_name: str | None, values: Sequence[str] = ()) -> list[str]:
+    """Phrases barred from a reply: the user's name, or what the recalled memories say of the user
+    ("hiking", "Porto"), said as the companion's own ("I'm Ada", "I love hiking", "I live in Porto")."""
+    names = [f"{lead} {user_name}" for lead in ("I'm", "I am", "My name is", "my name is", "I'm called", "call me")] + [
+        f"{lead}, {user_name}" for lead in ("it's me", "It's me")] if user_name else []
+    return names + [f"{lead} {value}" for value in values for lead in _OWN_LEADS]
 
 
+# How a small model takes a memory as its own; measured on the eval's name scenario (see README).
+_OWN_LEADS = ("I love", "I like", "I enjoy", "I adore", "I prefer", "I've been", "I have been", "I live in",
+              "I'm from", "I am from", "I work as", "I work at", "I work for", "I have")
+
+
+_ABOUT_ME = re.compile(r"\b(?:i|me|my|mine|myself)\b", re.IGNORECASE)
 # Words of a memory's value that say nothing about the user ("the", "my"): never nudged.
 _FILLER = frozenset({"a", "an", "the", "my", "your", "to", "of", "and", "or", "in", "on", "at", "for", "with",
                      "some", "very", "much", "about"})
@@ -82,6 +88,14 @@ def recalled_words(user_name: str | None, values: Sequence[str], per_value: int 
     for value in values:
         words += [w for w in re.findall(r"[\w'-]+", value) if w.lower() not in _FILLER and len(w) > 2][:per_value]
     return list(dict.fromkeys(words))
+
+
+def asks_about_user(text: str) -> bool:
+    """A question in which the user speaks of themself ("What do I love doing?"): the turns whose
+    answer is what the companion remembers. Elsewhere the name and the memories' words stay the
+    model's to choose: nudged on every turn, the 135M teacher answered "What are you, exactly?" with
+    "I've been hiking for a long time" and "I'm a little girl named Ada"."""
+    return "?" in text and _ABOUT_ME.search(text) is not None
 
 
 def recalled_tokens(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[int, ...]:

@@ -36,6 +36,8 @@ _CODE = re.compile(r"```|[{}<>=\\]|\bdef |\bimport |\breturn\b|</?\w+>")  # not 
 _SENTENCE = re.compile(r"[^.!?\n]+")
 _FINISHED = re.compile(r"[.!?…][\"'”’)*]*\s*$")
 _THE_USER = re.compile(r"\bthe user\b", re.IGNORECASE)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i’m|i've|i’ve|i'd|i’d|me|my)\b", re.IGNORECASE)
+_YOU = re.compile(r"\byou(?:r|rs|'re|’re|'ve|’ve|'d|’d)?\b", re.IGNORECASE)
 # What a reply must not say to news of that tone: condolences to good news, cheer to bad.
 _WRONG_TONE = {
     "positive": re.compile(r"\b(?:sorry|condolences?|your loss|heartbreaking|devastat\w*)\b", re.IGNORECASE),
@@ -69,6 +71,7 @@ class Scenario:
     id: str
     conversations: tuple[tuple[Say, ...], ...]
     user_name: str | None = None
+    user_likes: tuple[str, ...] = ()  # what the user said they love: never the companion's own
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Exchange:
     expect_any: tuple[str, ...] = ()
     user_name: str | None = None
     tone: str | None = None
+    user_likes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class ReplyScore:
     cut_off: bool
     recalled: bool | None  # None: nothing to recall in this turn
     name_claim: bool
+    like_claim: bool
     speaks_of_user: bool
     wrong_tone: bool
     words: int
@@ -128,7 +133,7 @@ def load_scenarios(path: str | Path = SCENARIOS) -> list[Scenario]:
             Scenario(str(s["id"]), tuple(tuple(Say(str(t["say"]), tuple(str(e) for e in t.get("expect_any", ())),
                                                    t.get("tone"))
                                                for t in conversation) for conversation in s["conversations"]),
-                     s.get("user_name"))
+                     s.get("user_name"), tuple(str(like) for like in s.get("user_likes", ())))
             for s in data["scenarios"]
         ]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
@@ -181,6 +186,14 @@ def claims_name(text: str, name: str | None) -> bool:
                      text, re.IGNORECASE) is not None
 
 
+def claims_liking(text: str, likes: Sequence[str]) -> bool:
+    """A sentence of the reply says the user's liking is the companion's own ("I've been hiking for
+    years"): it speaks in the first person, names the liking, and says nothing of "you"."""
+    return any(_FIRST_PERSON.search(sentence) and not _YOU.search(sentence)
+               and any(like.lower() in sentence.lower() for like in likes)
+               for sentence in _SENTENCE.findall(text))
+
+
 def wrong_tone(text: str, tone: str | None) -> bool:
     """Condolences for good news, or cheer for bad (``tone`` is the news', None: not judged)."""
     return tone is not None and _WRONG_TONE[tone].search(text) is not None
@@ -196,7 +209,7 @@ def score_reply(exchange: Exchange) -> ReplyScore:
     return ReplyScore(
         loop=is_loop(text), garbage=not empty and is_garbage(text), empty=empty,
         cut_off=not empty and exchange.finish_reason == "length" and not _FINISHED.search(text),
-        recalled=recalled, name_claim=claim,
+        recalled=recalled, name_claim=claim, like_claim=claims_liking(text, exchange.user_likes),
         speaks_of_user=_THE_USER.search(text) is not None, wrong_tone=wrong_tone(text, exchange.tone),
         words=len(text.split()),
     )
@@ -228,7 +241,8 @@ def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, floa
         "loop_rate": rate("loop"), "garbage_rate": rate("garbage"), "empty_rate": rate("empty"),
         "cut_off_rate": rate("cut_off"),
         "recall_rate": round(sum(recalls) / len(recalls), 4) if recalls else 1.0,
-        "name_claim_rate": rate("name_claim"), "speaks_of_user_rate": rate("speaks_of_user"),
+        "name_claim_rate": rate("name_claim"), "like_claim_rate": rate("like_claim"),
+        "speaks_of_user_rate": rate("speaks_of_user"),
         "wrong_tone_rate": _wrong_tone_rate(scores, exchanges),
         "on_topic": round(float(on_topic(embedder, exchanges).mean()), 4),
         "words_median": float(statistics.median(s.words for s in scores)),

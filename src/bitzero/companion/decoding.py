@@ -39,10 +39,10 @@ class Decoding:
     repeat_ngram: int = 4
     max_tokens: int = 256
     max_sentences: int = 3  # the reply ends after this many finished sentences (0: at the model's end)
-    # The user's name and recalled memories' words get this many logits while the model ranks them
-    # among its recall_top_k likeliest next tokens (bitzero.serving.sampling.RecallNudge; 0: off).
-    recall_bias: float = 3.0
-    recall_top_k: int = 20
+    # On a question about the user, their name and recalled memories' words get this many logits while
+    # the model ranks them among its recall_top_k likeliest next tokens (serving.sampling.RecallNudge; 0: off).
+    recall_bias: float = 5.0
+    recall_top_k: int = 50
 
     def __post_init__(self) -> None:
         rules = {"temperature": (self.temperature >= 0, ">= 0"), "top_p": (0 < self.top_p <= 1, "in (0, 1]"),

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from bitzero.companion.context import DEFAULT_PERSONA, build_prompt, name_claims, recalled_tokens, recalled_words
+from bitzero.companion.context import (
+    DEFAULT_PERSONA,
+    asks_about_user,
+    build_prompt,
+    own_claims,
+    recalled_tokens,
+    recalled_words,
+)
 from bitzero.companion.decoding import Decoding, finished_at
 from bitzero.companion.embeddings import Embedder
 from bitzero.companion.emotion import EmotionDetector, Reading, context_note
@@ -225,9 +232,10 @@ class Companion:
             steering=Steering(
                 earlier=tuple(i for m in messages if m["role"] == "assistant" and decoding.repeat_ngram >= 2
                               for i in model.tokenizer.encode(m["content"])),
-                barred=tuple(tuple(model.tokenizer.encode(text)) for phrase in name_claims(recalled.name)
+                barred=tuple(tuple(model.tokenizer.encode(text)) for phrase in own_claims(recalled.name, recalled.values)
                              for text in (phrase, f" {phrase}")),
-                recalled=recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values)),
+                recalled=recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values))
+                if asks_about_user(heard.text) else (),
             ),
         )
 

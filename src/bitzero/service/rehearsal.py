@@ -77,7 +77,7 @@ def _exchange(scenario: Scenario, say: Say, pieces: Sequence[Any]) -> Exchange:
     """A turn's reply from its streamed pieces (text, and the finish reason the last one gave)."""
     finish = next((p.finish_reason for p in reversed(pieces) if p.finish_reason), None)
     return Exchange(scenario.id, say.text, "".join(p.text for p in pieces), finish, say.expect_any,
-                    scenario.user_name, say.tone)
+                    scenario.user_name, say.tone, scenario.user_likes)
 
 
 def bundle_detector(bundle_dir: Path) -> EmotionDetector | None:

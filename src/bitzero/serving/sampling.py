@@ -124,8 +124,10 @@ class RecallNudge:
     ``top_k`` most likely next tokens, until the reply says it. A 135M model reads the recap of what
     it remembers and still answers "What is my name?" with a name of its own; ranked near the top,
     the remembered one wins, and a word the context makes unlikely is never pushed in. Measured on
-    SmolLM2-135M-Instruct's int4 bundle (the conversation eval, 5 seeds, bias 3, top 20): recall
-    0.6 -> 1.0, on-topic 0.408 -> 0.426, no loops, garbage or name claims either way."""
+    SmolLM2-135M-Instruct's int4 bundle (the conversation eval, 5 seeds; bias 5 and top 50, the
+    companion's defaults): recall 0.4 -> 1.0, replies claiming the user's liking 4.7% -> 1.2% ("What
+    do I love doing?" -> "Ada loves hiking." where it said "I love to hike."), on-topic 0.408 ->
+    0.394; bias 3 and top 20 recalled 0.8-0.875."""
 
     def __init__(self, tokens: Sequence[int], bias: float, top_k: int) -> None:
         self.waiting = sorted(set(tokens)) if bias > 0 else []
