@@ -69,7 +69,7 @@ def own_claims(user_name: str | None, values: Sequence[str] = ()) -> list[str]:
     return names + [f"{lead} {value}" for value in values for lead in _OWN_LEADS]
 
 
-# How a small model takes a memory as its own; measured on the eval's name scenario (see README).
+# How a small model says a memory of the user as its own (as in the eval's name scenario: "I love to hike").
 _OWN_LEADS = ("I love", "I like", "I enjoy", "I adore", "I prefer", "I've been", "I have been", "I live in",
               "I'm from", "I am from", "I work as", "I work at", "I work for", "I have")
 

@@ -201,11 +201,11 @@ class Companion:
                     data.remember(candidate, vector)
             if heard.feeling is not None and privacy.remember_emotions:
                 data.remember(*heard.feeling)
-            found = [row for row, _ in data.search(heard.vector, self.memory_limit + 1) if row.slot != "name"]
+            found = [row for row, _ in data.search(heard.vector, self.memory_limit + 1)
+                     if row.slot != "name"][: self.memory_limit]
             if conversation is not None:
                 felt = heard.felt.emotion if heard.felt is not None and privacy.remember_emotions else None
                 data.add_message(conversation.id, "user", heard.text, emotion=felt)
-            found = found[: self.memory_limit]
             return Recalled(conversation.id if conversation is not None else None, data.name(),
                             [row.content for row in found], privacy.remember_emotions,
                             [row.value for row in found if row.value])

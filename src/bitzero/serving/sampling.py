@@ -30,7 +30,7 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     recall_bias: float = 0.0  # logits `RecallNudge` adds to a recalled word (0: off)
-    recall_top_k: int = 20  # ... while the model ranks it among this many most likely next tokens
+    recall_top_k: int = 50  # ... while the model ranks it among this many most likely next tokens
 
     def __post_init__(self) -> None:
         check_sampling(self.temperature, self.top_p)
@@ -94,10 +94,13 @@ class RepeatGuard:
         if n >= 2:
             for i in range(len(earlier) - n + 1):
                 self._add(earlier[i : i + n])
-        self.barred: dict[tuple[int, ...], set[int]] = {}
+        # Barred phrases by their prefix, filed under the prefix's last token (None: a one-token phrase),
+        # so a step looks only at the phrases the sequence's last token could be completing.
+        self.barred: dict[int | None, dict[tuple[int, ...], set[int]]] = {}
         for phrase in barred:
             if phrase:
-                self.barred.setdefault(tuple(phrase[:-1]), set()).add(int(phrase[-1]))
+                prefix = tuple(int(t) for t in phrase[:-1])
+                self.barred.setdefault(prefix[-1] if prefix else None, {}).setdefault(prefix, set()).add(int(phrase[-1]))
 
     def _add(self, gram: Sequence[int]) -> None:
         self.next_of.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
@@ -109,9 +112,10 @@ class RepeatGuard:
 
     def apply(self, logits: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
         banned = set(self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :]), ())) if self.next_of else set()
-        for prefix, last in self.barred.items():
-            if len(sequence) >= len(prefix) and tuple(sequence[len(sequence) - len(prefix):]) == prefix:
-                banned |= last
+        for key in (None, sequence[-1] if sequence else None):
+            for prefix, last in self.barred.get(key, {}).items():
+                if len(sequence) >= len(prefix) and tuple(sequence[len(sequence) - len(prefix):]) == prefix:
+                    banned |= last
         if not banned:
             return logits
         adjusted = logits.astype(np.float32, copy=True)
