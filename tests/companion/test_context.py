@@ -8,6 +8,7 @@ import pytest
 from bitzero.companion.context import (
     DEFAULT_PERSONA,
     RECAP,
+    answer_opening,
     asks_about_user,
     build_prompt,
     own_claims,
@@ -80,6 +81,15 @@ def test_the_recalled_words_are_the_name_and_the_content_of_each_value() -> None
 ])
 def test_a_question_about_the_user_is_told_from_other_turns(text: str, about: bool) -> None:
     assert asks_about_user(text) is about
+
+
+@pytest.mark.parametrize("text, opens", [
+    ("What is my name?", True), ("Where do I live?", True), ("Can you help me plan a trip?", False),
+    ("please, tell me my name?", False), ("What should I do this weekend?", False), ("What are you, exactly?", False), ("I love my dog.", False),
+])
+def test_a_question_about_the_user_is_answered_in_the_second_person(text: str, opens: bool) -> None:
+    pieces = {TOKENIZER.decode([t]) for t in answer_opening(TOKENIZER, text)}
+    assert bool(pieces) is opens and all(p.startswith("Y") for p in pieces)
 
 
 def test_a_recalled_words_first_token_is_nudged_only_where_it_says_enough() -> None:

@@ -31,7 +31,7 @@ def test_the_packaged_scenarios_cover_what_the_issue_asks() -> None:
     ids = {s.id for s in scenarios}
     assert {"name-and-likes", "grief", "good-news", "worry", "advice", "about-you", "small-talk"} <= ids
     recall = next(s for s in scenarios if s.id == "name-and-likes")
-    assert recall.user_name == "Ada" and recall.user_likes == ("hik",) and len(recall.conversations) == 5
+    assert recall.user_name == "Ada" and recall.user_likes == ("hik",) and len(recall.conversations) == 7
     assert recall.conversations[1][0].expect_any == ("Ada",)  # asked in a new conversation
 
 

@@ -111,6 +111,15 @@ def test_a_recalled_word_near_the_top_is_raised_until_said() -> None:
     assert RecallNudge([3], bias=0.0, top_k=4).apply(logits) is logits, "bias 0: off"
 
 
+def test_an_opening_leads_the_reply_and_the_recalled_word_follows() -> None:
+    logits = np.array([5.0, 4.0, 3.5, 3.0, 0.0], dtype=np.float32)  # the model would open with 0
+    picker = Picker([9], Sampling(recall_bias=3.0, recall_top_k=4), Steering(recalled=(2,), opening=(3,)))
+    assert [picker.pick(logits) for _ in range(3)] == [3, 2, 0], "first the opening, then the recalled word, then the model's own"
+    unranked = Picker([9], Sampling(recall_bias=3.0, recall_top_k=3), Steering(recalled=(2,), opening=(4,)))
+    assert unranked.pick(logits) == 0, "an opening the model does not rank near the top is not pushed in, nor the recalled word before it"
+    assert unranked.pick(logits) == 2, "the recalled word from the second token on"
+
+
 def test_the_picker_says_a_recalled_word_once_and_never_a_barred_phrase() -> None:
     logits = np.array([5.0, 4.0, 3.5, 0.0], dtype=np.float32)
     recalling = Sampling(recall_bias=3.0, recall_top_k=3)

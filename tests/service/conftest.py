@@ -52,6 +52,7 @@ class FakeModel:
         self.earlier: list[str] = []  # the earlier replies each call was told not to repeat
         self.barred: list[list[str]] = []  # the phrases each call was told not to say
         self.recalled: list[set[str]] = []  # the recalled words' first tokens each call was given
+        self.opening: list[set[str]] = []  # the tokens each call's reply was nudged to open with
 
     def answer(self, last_user: str) -> str:
         return f"You said: {last_user}"
@@ -62,6 +63,7 @@ class FakeModel:
         self.earlier.append(self.tokenizer.decode(list(steering.earlier)))
         self.barred.append([self.tokenizer.decode(list(b)) for b in steering.barred])
         self.recalled.append({self.tokenizer.decode([t]) for t in steering.recalled})
+        self.opening.append({self.tokenizer.decode([t]) for t in steering.opening})
         prompt = self.tokenizer.decode(prompt_ids)
         assert prompt.endswith("<|im_start|>assistant\n"), prompt[-80:]
         self.prompts.append(prompt)

@@ -38,13 +38,16 @@ def test_the_name_and_a_recalled_liking_are_nudged_in_a_new_conversation(client:
     _say(client, "Hi, my name is Ada and I love hiking.")
     _say(client, "What do I love doing?")
     assert {" Ad", " hi"} <= model.recalled[-1], "the first tokens of the name and of the liking (tiny BPE)"
+    assert model.opening[-1] and all(piece.startswith("Y") for piece in model.opening[-1]), "answered 'You...'"
+    _say(client, "Can you help me plan a trip?")
+    assert model.recalled[-1] and not model.opening[-1], "a request is answered by what the companion does"
     _say(client, "Nice weather today, isn't it?")
-    assert not model.recalled[-1], "no question about the user: nothing nudged"
+    assert not model.recalled[-1] and not model.opening[-1], "no question about the user: nothing nudged"
     assert "I love hiking" in model.barred[-1] and "I'm Ada" in model.barred[-1], "never said as its own, on any turn"
     for memory in client.get("/v1/memories").json()["data"]:
         assert client.delete(f"/v1/memories/{memory['id']}").status_code == 204
-    _say(client, "And now?")
-    assert not model.recalled[-1], "nothing remembered, nothing nudged"
+    _say(client, "What is my name?")
+    assert not model.recalled[-1] and not model.opening[-1], "nothing remembered, nothing nudged"
 
 
 def test_migration_0004_fills_the_value_of_earlier_name_memories(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bitzero.companion.context import (
     DEFAULT_PERSONA,
+    answer_opening,
     asks_about_user,
     build_prompt,
     own_claims,
@@ -222,6 +223,8 @@ class Companion:
         prompt = build_prompt(model.tokenizer, messages, budget, persona=self.persona, user_name=recalled.name,
                               memories=recalled.memories, emotion_note=note)
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
+        recalls = (recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values))
+                   if asks_about_user(heard.text) else ())
         return Turn(
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, decoding=decoding,
             prompt_ids=prompt_ids,
@@ -234,8 +237,7 @@ class Companion:
                               for i in model.tokenizer.encode(m["content"])),
                 barred=tuple(tuple(model.tokenizer.encode(text)) for phrase in own_claims(recalled.name, recalled.values)
                              for text in (phrase, f" {phrase}")),
-                recalled=recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values))
-                if asks_about_user(heard.text) else (),
+                recalled=recalls, opening=answer_opening(model.tokenizer, heard.text) if recalls else (),
             ),
         )
 

@@ -58,12 +58,14 @@ GREEDY = Sampling()
 @dataclass(frozen=True)
 class Steering:
     """What the conversation tells a reply's sampler beyond its settings: the assistant's ``earlier``
-    replies (for ``repeat_ngram``), ``barred`` token sequences the reply never completes, and the
-    first tokens of the words the companion ``recalled`` for it (`RecallNudge`)."""
+    replies (for ``repeat_ngram``), ``barred`` token sequences the reply never completes, the
+    first tokens of the words the companion ``recalled`` for it, and the ``opening`` tokens its
+    first token is nudged toward before them (`RecallNudge`)."""
 
     earlier: tuple[int, ...] = ()
     barred: tuple[tuple[int, ...], ...] = ()
     recalled: tuple[int, ...] = ()
+    opening: tuple[int, ...] = ()
 
 
 UNSTEERED = Steering()
@@ -129,16 +131,23 @@ class RecallNudge:
     it remembers and still answers "What is my name?" with a name of its own; ranked near the top,
     the remembered one wins, and a word the context makes unlikely is never pushed in. Measured on
     SmolLM2-135M-Instruct's int4 bundle (the conversation eval, 5 seeds; bias 5 and top 50, the
-    companion's defaults): recall 0.4 -> 1.0, replies claiming the user's liking 4.7% -> 1.2% ("What
-    do I love doing?" -> "Ada loves hiking." where it said "I love to hike."), on-topic 0.408 ->
-    0.394; bias 3 and top 20 recalled 0.8-0.875."""
+    companion's defaults): recall 0.4 -> 1.0, replies claiming the user's liking 4.7% -> 1.2%, on-topic
+    0.408 -> 0.394; bias 3 and top 20 recalled 0.8-0.875.
 
-    def __init__(self, tokens: Sequence[int], bias: float, top_k: int) -> None:
+    With ``opening`` tokens, the reply's first token is nudged toward them instead, the recalled
+    ones from the second on: nudged from the first token, the name led the reply ("What is my name?"
+    -> "Ada, I'm glad you're here.", "What do I love doing?" -> "Ada loves hiking."); opened in the
+    second person, "Your name is Ada." and "You love hiking." (8 seeds: on-topic 0.390 -> 0.416,
+    recall 1.0 both). Left to the model, the first token was "I" ("I'm Emily", recall 0.875)."""
+
+    def __init__(self, tokens: Sequence[int], bias: float, top_k: int, opening: Sequence[int] = ()) -> None:
         self.waiting = sorted(set(tokens)) if bias > 0 else []
+        self.opening = sorted(set(opening)) if bias > 0 else []
         self.bias, self.top_k = bias, top_k
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
-        near = [t for t in self.waiting if np.count_nonzero(logits > logits[t]) < self.top_k]
+        candidates = self.opening or self.waiting
+        near = [t for t in candidates if np.count_nonzero(logits > logits[t]) < self.top_k]
         if not near:
             return logits
         adjusted = logits.astype(np.float32, copy=True)
@@ -146,6 +155,7 @@ class RecallNudge:
         return adjusted
 
     def said(self, token: int) -> None:
+        self.opening = []
         if token in self.waiting:
             self.waiting.remove(token)
 
@@ -205,7 +215,7 @@ class Picker:
         self.sequence = list(prompt)
         self._start = len(self.sequence)
         self._counts: dict[int, int] = {}
-        self._nudge = RecallNudge(steering.recalled, sampling.recall_bias, sampling.recall_top_k)
+        self._nudge = RecallNudge(steering.recalled, sampling.recall_bias, sampling.recall_top_k, steering.opening)
         self._guard = RepeatGuard(steering.earlier, sampling.repeat_ngram, steering.barred)
         self._rng = np.random.default_rng(sampling.seed)
 
