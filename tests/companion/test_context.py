@@ -10,6 +10,7 @@ from bitzero.companion.context import (
     RECAP,
     answer_opening,
     asks_about_user,
+    asks_for_a_fact,
     build_prompt,
     own_claims,
     recalled_tokens,
@@ -83,13 +84,23 @@ def test_a_question_about_the_user_is_told_from_other_turns(text: str, about: bo
     assert asks_about_user(text) is about
 
 
-@pytest.mark.parametrize("text, opens", [
-    ("What is my name?", True), ("Where do I live?", True), ("Can you help me plan a trip?", False),
-    ("please, tell me my name?", False), ("What should I do this weekend?", False), ("What are you, exactly?", False), ("I love my dog.", False),
+@pytest.mark.parametrize("text, fact", [
+    ("What is my name?", True), ("Where do I live?", True), ("Who am I?", True), ("Do you know where I live?", True),
+    ("What did I tell you about my job?", True), ("Can you tell me my name?", True),
+    ("Hey, could you remind me what I love?", True), ("What is my name? Please tell me.", True),
+    ("What could I have told you about my job?", True),
+    ("Can you help me plan a trip?", False), ("Hey, can you help me plan my week?", False),
+    ("please, find me a book?", False), ("What should I do this weekend?", False),
+    ("Do you think I should quit my job?", False), ("What would you suggest I do?", False),
+    ("Why can't I sleep?", False), ("What are you, exactly?", False), ("I love my dog.", False),
 ])
-def test_a_question_about_the_user_is_answered_in_the_second_person(text: str, opens: bool) -> None:
-    pieces = {TOKENIZER.decode([t]) for t in answer_opening(TOKENIZER, text)}
-    assert bool(pieces) is opens and all(p.startswith("Y") for p in pieces)
+def test_a_question_for_a_fact_about_the_user_is_told_from_requests_and_advice(text: str, fact: bool) -> None:
+    assert asks_for_a_fact(text) is fact
+
+
+def test_the_answer_opens_in_the_second_person_with_tokens_that_say_enough() -> None:
+    pieces = {TOKENIZER.decode([t]) for t in answer_opening(TOKENIZER)}
+    assert pieces and all(p.strip().startswith("You") for p in pieces), pieces
 
 
 def test_a_recalled_words_first_token_is_nudged_only_where_it_says_enough() -> None:

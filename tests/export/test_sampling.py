@@ -114,10 +114,23 @@ def test_a_recalled_word_near_the_top_is_raised_until_said() -> None:
 def test_an_opening_leads_the_reply_and_the_recalled_word_follows() -> None:
     logits = np.array([5.0, 4.0, 3.5, 3.0, 0.0], dtype=np.float32)  # the model would open with 0
     picker = Picker([9], Sampling(recall_bias=3.0, recall_top_k=4), Steering(recalled=(2,), opening=(3,)))
-    assert [picker.pick(logits) for _ in range(3)] == [3, 2, 0], "first the opening, then the recalled word, then the model's own"
+    assert [picker.pick(logits) for _ in range(3)] == [3, 2, 0], "the opening, then the recalled word, then the model's"
     unranked = Picker([9], Sampling(recall_bias=3.0, recall_top_k=3), Steering(recalled=(2,), opening=(4,)))
-    assert unranked.pick(logits) == 0, "an opening the model does not rank near the top is not pushed in, nor the recalled word before it"
+    assert unranked.pick(logits) == 0, "an opening the model ranks low is not pushed in, nor the recalled word first"
     assert unranked.pick(logits) == 2, "the recalled word from the second token on"
+    off = Picker([9], Sampling(recall_bias=0.0), Steering(recalled=(2,), opening=(3,)))
+    assert off.pick(logits) == 0, "bias 0: no opening either"
+
+
+def test_a_recalled_word_may_repeat_an_earlier_answer_but_never_a_barred_phrase() -> None:
+    logits = np.array([5.0, 4.0, 3.5, 0.0], dtype=np.float32)  # the model's own choice: 0
+    earlier = (7, 8, 0)  # an earlier answer said 0 after 7 8
+    again = Picker([7, 8], Sampling(recall_bias=3.0, recall_top_k=3, repeat_ngram=3), Steering(earlier=earlier, recalled=(0,)))
+    assert again.pick(logits) == 0, "the remembered fact is said again"
+    said = Picker([7, 8], Sampling(repeat_ngram=3), Steering(earlier=earlier))
+    assert said.pick(logits) == 1, "anything else is not said twice"
+    barred = Picker([7, 8], Sampling(recall_bias=3.0, recall_top_k=3), Steering(barred=((8, 0),), recalled=(0,)))
+    assert barred.pick(logits) != 0, "a barred phrase stays barred"
 
 
 def test_the_picker_says_a_recalled_word_once_and_never_a_barred_phrase() -> None:

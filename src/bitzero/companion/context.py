@@ -100,18 +100,25 @@ def asks_about_user(text: str) -> bool:
 
 # A request ("Can you help me plan a trip?") or a call for advice ("What should I do this weekend?") is
 # answered by what the companion does or suggests: opened with "You", the teacher said "You can't do it
-# without me." to the latter in 4 of 8 seeds.
-_REQUEST = re.compile(r"^\W*(?:(?:can|could|would|will)\s+you|please)\b|\b(?:should|can|could|would|shall|might|must)\s+I\b",
-                      re.IGNORECASE)
+# without me." to the latter in 4 of 8 seeds. "Can you tell me my name?" asks for a fact.
+_REQUEST = re.compile(
+    r"\b(?:(?:can|could|would|will)\s+you|please)\b(?!\s+(?:tell|remind)\s+me\b)"
+    r"|\b(?:should|shall|might|must|can|could|would)\s+I\b(?!\s+have\b)|n't\s+I\b|\bI\s+should\b|\bsuggest",
+    re.IGNORECASE)
 
 
-def answer_opening(tokenizer: Tokenizer, text: str) -> tuple[int, ...]:
-    """The first tokens of a second-person answer ("You", "Your") where ``text`` asks the companion
-    about the user and is no request nor call for advice: "What is my name?" is answered "Your name is Ada.", not with
-    the name as a greeting ("Ada, I'm glad you're here."), nor as the companion's own ("I'm Emily")."""
-    if not asks_about_user(text) or _REQUEST.search(text):
-        return ()
-    return tuple(sorted({ids[0] for word in ("You", "Your") for ids in (tokenizer.encode(word),) if ids}))
+def asks_for_a_fact(text: str) -> bool:
+    """A question about the user (`asks_about_user`) that is no request nor call for advice: "What
+    is my name?" is answered "Your name is Ada." (`answer_opening`)."""
+    return asks_about_user(text) and _REQUEST.search(text) is None
+
+
+def answer_opening(tokenizer: Tokenizer) -> tuple[int, ...]:
+    """The first tokens of a second-person answer ("You", "Your") where they carry two characters:
+    without them the name led the answer as a greeting ("Ada, I'm glad you're here."), or the
+    model answered with a name of its own ("I'm Emily")."""
+    firsts = {ids[0] for ids in map(tokenizer.encode, ("You", "Your")) if ids}
+    return tuple(sorted(t for t in firsts if len(tokenizer.decode([t]).strip()) >= 2))
 
 
 def recalled_tokens(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ from bitzero.companion.context import (
     DEFAULT_PERSONA,
     answer_opening,
     asks_about_user,
+    asks_for_a_fact,
     build_prompt,
     own_claims,
     recalled_tokens,
@@ -59,7 +60,7 @@ class Turn:
     conversation_id: str | None  # None when the user does not store conversations
     reading: Reading | None
     prompt: list[dict[str, str]] | None = None  # stored with the reply (None: not storable)
-    steering: Steering = field(default_factory=Steering)  # earlier replies, barred phrases, recalled words
+    steering: Steering = field(default_factory=Steering)  # earlier replies, barred phrases, recalled words, opening
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ class Companion:
         prompt_ids = model.tokenizer.encode_chat(prompt, add_generation_prompt=True)
         recalls = (recalled_tokens(model.tokenizer, recalled_words(recalled.name, recalled.values))
                    if asks_about_user(heard.text) else ())
+        opening = answer_opening(model.tokenizer) if recalls and asks_for_a_fact(heard.text) else ()
         return Turn(
             completion_id=f"chatcmpl-{uuid.uuid4().hex}", user_id=user_id, served=served, decoding=decoding,
             prompt_ids=prompt_ids,
@@ -237,7 +239,7 @@ class Companion:
                               for i in model.tokenizer.encode(m["content"])),
                 barred=tuple(tuple(model.tokenizer.encode(text)) for phrase in own_claims(recalled.name, recalled.values)
                              for text in (phrase, f" {phrase}")),
-                recalled=recalls, opening=answer_opening(model.tokenizer, heard.text) if recalls else (),
+                recalled=recalls, opening=opening,
             ),
         )
 

@@ -172,7 +172,7 @@ class BundleRuntime:
         """New token ids, one at a time, up to ``max_tokens`` or the context; stop ids included.
 
         Without the cache every step recomputes the whole sequence (a check of the cached path).
-        ``steering``: what the conversation adds (earlier replies, barred phrases, recalled words).
+        ``steering``: what the conversation adds (earlier replies, barred phrases, recalled words, opening).
         """
         prompt = self._check_prompt(prompt_ids, max_tokens)
         budget = min(max_tokens, self.context_length - len(prompt))

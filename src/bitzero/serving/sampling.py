@@ -3,7 +3,7 @@ and the settings of one reply's sampling (``Sampling``) as every layer passes th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -88,7 +88,10 @@ class RepeatGuard:
     replies in the conversation) or of the reply so far (``learn`` each token): a small model
     otherwise says its last answer again word for word, or one phrase to the token limit. Shorter
     common phrases stay free. Also bans the last token of each ``barred`` token sequence after the
-    rest of it (a phrase the reply must not say, as transformers' ``bad_words_ids``)."""
+    rest of it (a phrase the reply must not say, as transformers' ``bad_words_ids``). ``spared``
+    tokens are never banned as a repeat (only as a barred phrase): asked "What is my name?" twice,
+    the teacher answered "Your name is Emma." the second time when " Ad" after "Your name is" was
+    banned as a repeat of its first answer (3 of 4 seeds)."""
 
     def __init__(self, earlier: Sequence[int], n: int, barred: Sequence[Sequence[int]] = ()) -> None:
         self.n = n
@@ -112,8 +115,9 @@ class RepeatGuard:
         if self.n >= 2 and len(reply) >= self.n:
             self._add(reply[len(reply) - self.n :])
 
-    def apply(self, logits: np.ndarray, sequence: Sequence[int]) -> np.ndarray:
-        banned = set(self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :]), ())) if self.next_of else set()
+    def apply(self, logits: np.ndarray, sequence: Sequence[int], spared: Collection[int] = ()) -> np.ndarray:
+        repeats = self.next_of.get(tuple(sequence[len(sequence) - self.n + 1 :]), set()) if self.next_of else set()
+        banned = repeats.difference(spared)
         for key in (None, sequence[-1] if sequence else None):
             for prefix, last in self.barred.get(key, {}).items():
                 if len(sequence) >= len(prefix) and tuple(sequence[len(sequence) - len(prefix):]) == prefix:
@@ -137,8 +141,9 @@ class RecallNudge:
     With ``opening`` tokens, the reply's first token is nudged toward them instead, the recalled
     ones from the second on: nudged from the first token, the name led the reply ("What is my name?"
     -> "Ada, I'm glad you're here.", "What do I love doing?" -> "Ada loves hiking."); opened in the
-    second person, "Your name is Ada." and "You love hiking." (8 seeds: on-topic 0.390 -> 0.416,
-    recall 1.0 both). Left to the model, the first token was "I" ("I'm Emily", recall 0.875)."""
+    second person, "Your name is Ada." and "You love hiking." (8 seeds of 19 replies, temperature
+    0.3: on-topic 0.398 -> 0.420, recall 1.0 both). Left to the model, the first token was "I"
+    ("I'm Emily", recall 0.875)."""
 
     def __init__(self, tokens: Sequence[int], bias: float, top_k: int, opening: Sequence[int] = ()) -> None:
         self.waiting = sorted(set(tokens)) if bias > 0 else []
@@ -223,7 +228,9 @@ class Picker:
         """The next token from the last position's (vocab,) logits; appended to ``sequence``."""
         s = self.sampling
         row = penalize(self._nudge.apply(logits), self._counts, s.frequency_penalty, s.presence_penalty)
-        token = sample_token(self._guard.apply(row, self.sequence), s.temperature, s.top_p, self._rng, s.top_k)
+        # A recalled word the reply has yet to say may repeat an earlier answer: a remembered fact is the same each time.
+        row = self._guard.apply(row, self.sequence, spared=self._nudge.waiting)
+        token = sample_token(row, s.temperature, s.top_p, self._rng, s.top_k)
         self._nudge.said(token)
         self._counts[token] = self._counts.get(token, 0) + 1
         self.sequence.append(token)
