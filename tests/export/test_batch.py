@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bitzero.kernels import library_path
 from bitzero.serving.bundle import MANIFEST
 from bitzero.serving.runtime import BundleRuntime
 from bitzero.serving.sampling import Sampling
@@ -45,7 +46,10 @@ def _together(runtime: BundleRuntime, prompts: list[list[int]], budgets: list[in
     return replies
 
 
-@pytest.mark.parametrize(("which", "variant"), [("bundle", "nbits"), ("teacher_bundle", "int4")])
+@pytest.mark.parametrize(("which", "variant"), [
+    ("bundle", "nbits"), ("teacher_bundle", "int4"),
+    pytest.param("bundle", "ternary", marks=pytest.mark.skipif(library_path() is None, reason="the kernel library is not built")),
+])
 @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.9, top_p=0.8, seed=3, frequency_penalty=0.5,
                                                            repeat_ngram=3)])
 def test_concurrent_replies_are_the_sequential_ones(request: pytest.FixtureRequest, which: str, variant: str,

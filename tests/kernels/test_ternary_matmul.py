@@ -102,6 +102,23 @@ def test_the_kernel_is_exact_against_integer_arithmetic(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("k", "n_ternary", "n_critical"), [(576, 518, 58), (1536, 40, 9), (100, 9, 3)])
+def test_a_token_gets_the_same_floats_whatever_it_is_computed_with(monkeypatch: pytest.MonkeyPatch, isa: str, k: int,
+                                                                   n_ternary: int, n_critical: int) -> None:
+    """A prompt run in pieces (a cached prefix, then the rest) or a reply decoded in a batch must get
+    the outputs it gets alone, bit for bit: the next layer rounds them to int8, where one ulp can flip
+    a step and the reply with it."""
+    if not supported(isa):
+        pytest.skip(f"this CPU has no {isa}")
+    monkeypatch.setenv("BITZERO_TERNARY_ISA", isa)
+    run = session(*problem(k, n_ternary, n_critical, seed=k + 1))
+    x = (np.random.default_rng(k).normal(size=(1, 11, k)) * 3).astype(np.float32)  # two groups of four, then three
+    together = run.run(None, {"x": x})[0]
+    for start, stop in [(0, 1), (1, 6), (6, 11)]:
+        np.testing.assert_array_equal(run.run(None, {"x": x[:, start:stop]})[0], together[:, start:stop])
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize(("k", "n_ternary", "n_critical"), [(1536, 518, 58), (100, 9, 2)])
 def test_a_gated_input_is_swiglu_of_its_halves(monkeypatch: pytest.MonkeyPatch, isa: str, k: int, n_ternary: int,
                                                n_critical: int) -> None:
