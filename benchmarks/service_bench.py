@@ -2,7 +2,7 @@
 10,000 memories, each with 1 and 16 concurrent clients, and memory retrieval quality; and many
 users at once on real bundles: aggregate tokens/s and p95 time to first token at 1, 4 and 16
 concurrent clients with batched decoding, ratios against 1 client in the same run, and 16 clients
-on the one-reply-at-a-time path beside them.
+on the one-reply-at-a-time path beside them; and the prefix cache's time to first token.
 
 The server is uvicorn on 127.0.0.1 in this process (a thread); clients are httpx threads.
 Chat runs against the deterministic fake model (the service's own overhead: database, embedding,
@@ -163,6 +163,34 @@ def concurrency_table(bundles: list[Path], base: Settings, work: Path, embedder,
                       flush=True)
 
 
+EVERYDAY = ["Hi, my name is Ada and I love hiking.", "I just got the job I wanted!", "I'm worried about my exam tomorrow.",
+            "My dog died yesterday and I feel awful.", "Can you give me some advice for a calm evening?",
+            "What are you, exactly?", "Nice weather today, isn't it?", "What should I cook tonight?"]
+
+
+def prefix_cache_figures(bundle: Path, threads: int) -> None:
+    """Time to first token of everyday messages one after another on the batched runtime: after the
+    companion's persona (its keys and values come from the prefix cache) against after a system
+    prompt of the same length that starts differently every time (nothing to reuse)."""
+    from bitzero.companion.context import DEFAULT_PERSONA
+    from bitzero.serving.runtime import BundleRuntime
+    from bitzero.serving.sampling import Sampling
+
+    runtime = BundleRuntime.load(bundle, slots=2, threads=threads)
+    print(f"\nPrefix cache, {runtime.model_id}: time to first token of {len(EVERYDAY)} messages, one after another")
+    for label, system in [("the companion's persona", lambda i: DEFAULT_PERSONA),
+                          ("a system prompt that differs from its first word", lambda i: f"Chat {i}. {DEFAULT_PERSONA}")]:
+        prompts = [runtime.tokenizer.encode_chat([{"role": "system", "content": system(i)}, {"role": "user", "content": m}],
+                                                 add_generation_prompt=True) for i, m in enumerate(EVERYDAY)]
+        reused, seconds = runtime.reused_prompt_tokens, []
+        for prompt in prompts * 2:  # the first round warms up
+            start = time.perf_counter()
+            next(iter(runtime.token_ids(prompt, max_tokens=1, sampling=Sampling())))
+            seconds.append(time.perf_counter() - start)
+        print(f"  {label:50s} {np.mean(seconds[len(prompts):]) * 1000:6.0f} ms  (prompts of {np.mean([len(p) for p in prompts]):.0f} "
+              f"tokens; {(runtime.reused_prompt_tokens - reused) / (2 * len(prompts)):.0f} a prompt taken from the cache)")
+
+
 def runtime_figures(model, requests: int, clients: int, max_tokens: int) -> dict[str, float]:
     """chat_figures' numbers for the runtime alone (no HTTP, database or embedding): the chat
     template around the same messages, the same sampling."""
@@ -276,6 +304,8 @@ def main() -> None:
 
     if args.concurrency:
         concurrency_table(args.concurrency, base, work, embedder, args.threads, args.chats, args.max_tokens)
+        for bundle in args.concurrency:
+            prefix_cache_figures(bundle, args.threads)
     if args.only_concurrency:
         return
     print("Retrieval quality on", len(LABELLED), "labelled questions (hit@1, hit@3):")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitzero.kernels import library_path
+from bitzero.serving.batch import MIN_REUSE, shared_length
 from bitzero.serving.bundle import MANIFEST
 from bitzero.serving.runtime import BundleRuntime
 from bitzero.serving.sampling import Sampling
@@ -46,10 +47,11 @@ def _together(runtime: BundleRuntime, prompts: list[list[int]], budgets: list[in
     return replies
 
 
-@pytest.mark.parametrize(("which", "variant"), [
-    ("bundle", "nbits"), ("teacher_bundle", "int4"),
-    pytest.param("bundle", "ternary", marks=pytest.mark.skipif(library_path() is None, reason="the kernel library is not built")),
-])
+EVERY_GRAPH = [("bundle", "nbits"), ("teacher_bundle", "int4"),
+               pytest.param("bundle", "ternary", marks=pytest.mark.skipif(library_path() is None, reason="the kernel library is not built"))]
+
+
+@pytest.mark.parametrize(("which", "variant"), EVERY_GRAPH)
 @pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.9, top_p=0.8, seed=3, frequency_penalty=0.5,
                                                            repeat_ngram=3)])
 def test_concurrent_replies_are_the_sequential_ones(request: pytest.FixtureRequest, which: str, variant: str,
@@ -63,6 +65,27 @@ def test_concurrent_replies_are_the_sequential_ones(request: pytest.FixtureReque
     sequential = [list(alone.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]
     assert _together(batched, prompts, **options) == sequential
     assert any(len(r) > 1 for r in sequential)
+
+
+@pytest.mark.parametrize(("which", "variant"), EVERY_GRAPH)
+def test_a_prompt_that_starts_like_the_last_one_runs_only_the_rest(request: pytest.FixtureRequest, which: str,
+                                                                   variant: str) -> None:
+    """The companion's persona starts every prompt: its keys and values are copied from the last
+    prompt's, not computed again, and every reply is the one a whole run gives."""
+    folder: Path = request.getfixturevalue(which)
+    alone = BundleRuntime.load(folder, variant)
+    batched = BundleRuntime.load(folder, variant, slots=2)
+    persona = {"role": "system", "content": "You are BitZero, a warm and caring companion. You listen closely."}
+    prompts = [alone.tokenizer.encode_chat([persona, {"role": "user", "content": t}], add_generation_prompt=True)
+               for t in TEXTS[:4]]
+    shared = shared_length(prompts[0], prompts[1], len(prompts[0]))
+    assert shared >= MIN_REUSE
+    options = {"max_tokens": 20, "sampling": Sampling()}
+    expected = [list(alone.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]
+    got = [list(batched.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]  # one after another
+    assert got == expected
+    assert batched.reused_prompt_tokens >= 3 * shared  # the three after the first
+    assert alone.reused_prompt_tokens == 0
 
 
 def test_a_reply_moved_into_a_freed_row_goes_on_as_it_would(bundle: Path) -> None:

@@ -10,6 +10,12 @@ frees its row at once. Each row's tokens are chosen by its own `Picker` (samplin
 repeat guard, random stream), so a reply is the one it would be alone: the same tokens for greedy
 decoding, the same random stream for a seed.
 
+A prompt that starts with the tokens of the last prompt prefilled (the companion's persona, the same
+conversation's earlier turns) copies their keys and values from a cache of that prompt and runs
+only the rest: its floats are the ones a whole run gives (each position's keys and values depend on
+the tokens up to it alone, and the graphs compute a token the same whoever it is computed with;
+tested), and the companion's persona, about half of a new chat's prompt, is not recomputed.
+
 The rows in use are always ``[0, n)``: a new reply takes the lowest free row, and when a reply
 ends, the highest one moves into its row (its cache copied), so a step computes no idle row. The
 cache buffers are allocated zeroed and untouched (the OS maps them lazily), so memory grows with
@@ -38,6 +44,7 @@ from bitzero.serving.sampling import Picker
 log = logging.getLogger("bitzero.serving")
 
 _END = object()  # a job's queue: token ids, then this (or an exception)
+MIN_REUSE = 8  # shared prompt tokens worth copying from the prefix cache rather than running again
 
 
 @dataclass(eq=False)
@@ -48,6 +55,15 @@ class _Job:
     out: queue.SimpleQueue[object] = field(default_factory=queue.SimpleQueue)
     cancelled: bool = False
     length: int = 0  # positions of its row's cache in use
+
+
+def shared_length(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    """How many leading tokens ``a`` and ``b`` have in common, at most ``limit``."""
+    n = min(len(a), len(b), limit)
+    if n <= 0:
+        return 0
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if differ.size else n
 
 
 class Batcher:
@@ -62,6 +78,9 @@ class Batcher:
         self._stop_ids = stop_ids
         self._cache = {f"{kind}.{i}": np.zeros((slots, n_kv_head, context, head_dim), dtype=np.float32)
                        for i in range(n_layer) for kind in ("key", "value")}
+        self._prefix: list[int] = []  # the last prompt prefilled, whose keys and values _prefix_cache holds
+        self._prefix_cache = {name: np.zeros((n_kv_head, context, head_dim), dtype=np.float32) for name in self._cache}
+        self.reused_tokens = 0  # prompt tokens copied from the prefix cache instead of run (a benchmark figure)
         self._rows: list[_Job | None] = [None] * slots
         self._waiting: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -100,20 +119,30 @@ class Batcher:
                     self._finish(row, exc)
 
     def _admit(self) -> None:
-        """Prompts into free rows, lowest first, each run alone on its row."""
+        """Prompts into free rows, lowest first, each run alone on its row (after the part it shares
+        with the last prompt, copied from the prefix cache)."""
         while not self._waiting.empty() and None in self._rows:
             job = self._waiting.get()
             if job.cancelled:
                 continue
             row = self._rows.index(None)
             self._rows[row] = job
+            prompt = job.prompt
+            shared = shared_length(prompt, self._prefix, len(prompt) - 1)  # one token at least runs: its logits
+            shared = shared if shared >= MIN_REUSE else 0
             try:
-                logits = self._run(row, row + 1, np.asarray([job.prompt], dtype=np.int64), [len(job.prompt)])
+                for name, buffer in self._cache.items():
+                    buffer[row, :, :shared] = self._prefix_cache[name][:, :shared]
+                logits = self._run(row, row + 1, np.asarray([prompt[shared:]], dtype=np.int64), [len(prompt)])
             except Exception as exc:  # onnxruntime raises its own types; the reply fails, the server goes on
                 log.exception("prefill failed")
                 self._finish(row, exc)
                 continue
-            job.length = len(job.prompt)
+            for name, buffer in self._cache.items():  # this prompt becomes the cached one: its own positions only
+                self._prefix_cache[name][:, shared : len(prompt)] = buffer[row, :, shared : len(prompt)]
+            self._prefix = list(prompt)
+            self.reused_tokens += shared
+            job.length = len(prompt)
             self._emit(row, logits[0, -1])
 
     def _step(self) -> None:

@@ -88,6 +88,11 @@ class BundleRuntime:
             self.engine = "batched"
         self.slots = slots if self._batcher is not None else 1
 
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens the batched engine copied from its prefix cache instead of running (0 elsewhere)."""
+        return self._batcher.reused_tokens if self._batcher is not None else 0
+
     @classmethod
     def load(
         cls,
