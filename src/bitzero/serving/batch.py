@@ -10,9 +10,9 @@ frees its row at once. Each row's tokens are chosen by its own `Picker` (samplin
 repeat guard, random stream), so a reply is the one it would be alone: the same tokens for greedy
 decoding, the same random stream for a seed.
 
-A prompt that starts with the tokens of the last prompt prefilled (the companion's persona, the same
-conversation's earlier turns) copies their keys and values from a cache of that prompt and runs
-only the rest: its floats are the ones a whole run gives (each position's keys and values depend on
+A prompt that starts with the tokens of the last prompt prefilled (the companion's persona starts
+every one; what follows it, the emotion note and the memories most relevant to the message, changes
+with each message) copies their keys and values from a cache of that prompt and runs only the rest: its floats are the ones a whole run gives (each position's keys and values depend on
 the tokens up to it alone, and the graphs compute a token the same whoever it is computed with;
 tested), and the companion's persona, about half of a new chat's prompt, is not recomputed.
 
