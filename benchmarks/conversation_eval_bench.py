@@ -26,7 +26,7 @@ from bitzero.serving import sampling
 
 BEFORE = {"temperature": 0.7, "top_p": 1.0, "max_sentences": 0, "max_tokens": 256}
 COLUMNS = ("loop_rate", "garbage_rate", "empty_rate", "cut_off_rate", "recall_rate", "name_claim_rate", "like_claim_rate",
-           "speaks_of_user_rate", "wrong_tone_rate", "on_topic", "words_median")
+           "speaks_of_user_rate", "wrong_tone_rate", "echo_rate", "on_topic", "words_median")
 
 
 def main() -> None:

@@ -170,8 +170,9 @@ EVERYDAY = ["Hi, my name is Ada and I love hiking.", "I just got the job I wante
 
 def prefix_cache_figures(bundle: Path, threads: int) -> None:
     """Time to first token of everyday messages one after another on the batched runtime: after the
-    companion's persona (its keys and values come from the prefix cache) against after a system
-    prompt of the same length that starts differently every time (nothing to reuse)."""
+    companion's persona (its keys and values come from the prefix cache) against after the persona
+    behind a different word each time (3-4 tokens more, nothing to reuse). The real prompts carry the
+    emotion note and memories after the persona: the same tokens saved, more run."""
     from bitzero.companion.context import DEFAULT_PERSONA
     from bitzero.serving.runtime import BundleRuntime
     from bitzero.serving.sampling import Sampling
@@ -179,16 +180,18 @@ def prefix_cache_figures(bundle: Path, threads: int) -> None:
     runtime = BundleRuntime.load(bundle, slots=2, threads=threads)
     print(f"\nPrefix cache, {runtime.model_id}: time to first token of {len(EVERYDAY)} messages, one after another")
     for label, system in [("the companion's persona", lambda i: DEFAULT_PERSONA),
-                          ("a system prompt that differs from its first word", lambda i: f"Chat {i}. {DEFAULT_PERSONA}")]:
+                          ("the persona after a different word each time", lambda i: f"Chat {i}. {DEFAULT_PERSONA}")]:
         prompts = [runtime.tokenizer.encode_chat([{"role": "system", "content": system(i)}, {"role": "user", "content": m}],
                                                  add_generation_prompt=True) for i, m in enumerate(EVERYDAY)]
-        reused, seconds = runtime.reused_prompt_tokens, []
-        for prompt in prompts * 2:  # the first round warms up
-            start = time.perf_counter()
-            next(iter(runtime.token_ids(prompt, max_tokens=1, sampling=Sampling())))
-            seconds.append(time.perf_counter() - start)
+        seconds = []
+        for _ in range(2):  # the first round warms up
+            reused = runtime.reused_prompt_tokens
+            for prompt in prompts:
+                start = time.perf_counter()
+                next(iter(runtime.token_ids(prompt, max_tokens=1, sampling=Sampling())))
+                seconds.append(time.perf_counter() - start)
         print(f"  {label:50s} {np.mean(seconds[len(prompts):]) * 1000:6.0f} ms  (prompts of {np.mean([len(p) for p in prompts]):.0f} "
-              f"tokens; {(runtime.reused_prompt_tokens - reused) / (2 * len(prompts)):.0f} a prompt taken from the cache)")
+              f"tokens; {(runtime.reused_prompt_tokens - reused) / len(prompts):.0f} a prompt taken from the cache)")
 
 
 def runtime_figures(model, requests: int, clients: int, max_tokens: int) -> dict[str, float]:

@@ -15,6 +15,7 @@ from bitzero.companion.conversation_eval import (
     claims_name,
     eval_verdict,
     figures,
+    is_echo,
     is_garbage,
     is_loop,
     load_scenarios,
@@ -135,6 +136,25 @@ def test_a_reply_is_scored_on_each_count() -> None:
     assert recalled.recalled is True and not recalled.name_claim
     assert score_reply(Exchange("s", "hi", "The user loves hiking.", "stop")).speaks_of_user
     assert score_reply(Exchange("s", "hi", GOOD, "stop")).recalled is None  # nothing to recall here
+
+
+@pytest.mark.parametrize(("message", "reply", "echo"), [
+    ("Nice weather today, isn't it?", "Nice weather today, isn't it.", True),  # what SmolLM2 said in 6 of 8 seeds
+    ("Nice weather today, isn't it?", "Oh yes! Nice weather today, isn't it? Let's go out.", True),
+    ("Nice weather today, isn't it?", "It is lovely weather today, perfect for a walk.", False),
+    ("I love hiking.", "You love hiking, and I love hearing about it.", False),  # answering in its words is fine
+    ("Hi there", "Hi there! How are you?", False),  # a greeting returned: under three words
+])
+def test_an_echo_of_the_message_is_found(message: str, reply: str, echo: bool) -> None:
+    assert is_echo(reply, message) is echo
+
+
+def test_an_echo_is_not_on_topic(embedder) -> None:
+    message = "Nice weather today, isn't it?"
+    echoed = figures([Exchange("s", message, "Nice weather today, isn't it.", "stop")], embedder)
+    answered = figures([Exchange("s", message, "Yes, the sun is out and it is warm.", "stop")], embedder)
+    assert echoed["echo_rate"] == 1.0 and echoed["on_topic"] == 0.0
+    assert answered["echo_rate"] == 0.0 and answered["on_topic"] > 0.2
 
 
 def test_figures_are_rates_over_every_reply(embedder) -> None:

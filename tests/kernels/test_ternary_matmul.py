@@ -102,7 +102,7 @@ def test_the_kernel_is_exact_against_integer_arithmetic(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize(("k", "n_ternary", "n_critical"), [(576, 518, 58), (1536, 40, 9), (100, 9, 3)])
+@pytest.mark.parametrize(("k", "n_ternary", "n_critical"), [(576, 518, 58), (1536, 40, 9), (200, 9, 3), (100, 9, 3)])
 def test_a_token_gets_the_same_floats_whatever_it_is_computed_with(monkeypatch: pytest.MonkeyPatch, isa: str, k: int,
                                                                    n_ternary: int, n_critical: int) -> None:
     """A prompt run in pieces (a cached prefix, then the rest) or a reply decoded in a batch must get

@@ -6,8 +6,9 @@ sequence said 3+ times, or a sentence said twice), garbage (not English-shaped w
 empty, cut off (the token limit hit mid-sentence), recall of what the user told in an earlier
 conversation, claiming the user's name as the companion's own, speaking of "the user" (the
 system turn's facts read back as an answer), the wrong tone (condolences for good news, cheer for
-bad: the scenarios mark such turns' ``tone``), length; and on topic: the sentence embedder's cosine
-between message and reply. ``eval_verdict`` holds the rates against limits: the promotion gate's
+bad: the scenarios mark such turns' ``tone``), an echo (the message said back), length; and on
+topic: the sentence embedder's cosine between message and reply, 0 for an echo (the message said
+back is no answer, yet its cosine with itself is 1). ``eval_verdict`` holds the rates against limits: the promotion gate's
 second test beside the held-out NLL. Running the scenarios through the service is
 ``bitzero.service.rehearsal``.
 """
@@ -99,6 +100,7 @@ class ReplyScore:
     like_claim: bool
     speaks_of_user: bool
     wrong_tone: bool
+    echo: bool
     words: int
 
 
@@ -194,6 +196,14 @@ def claims_liking(text: str, likes: Sequence[str]) -> bool:
                for sentence in _SENTENCE.findall(text))
 
 
+def is_echo(text: str, message: str) -> bool:
+    """The reply says the message back: all of its words (3 or more), in order, in one run.
+    SmolLM2-135M answered "Nice weather today, isn't it?" with "Nice weather today, isn't it." in
+    6 of 8 seeds."""
+    said, heard = _words(text), _words(message)
+    return len(heard) >= 3 and any(said[i : i + len(heard)] == heard for i in range(len(said) - len(heard) + 1))
+
+
 def wrong_tone(text: str, tone: str | None) -> bool:
     """Condolences for good news, or cheer for bad (``tone`` is the news', None: not judged)."""
     return tone is not None and _WRONG_TONE[tone].search(text) is not None
@@ -211,17 +221,17 @@ def score_reply(exchange: Exchange) -> ReplyScore:
         cut_off=not empty and exchange.finish_reason == "length" and not _FINISHED.search(text),
         recalled=recalled, name_claim=claim, like_claim=claims_liking(text, exchange.user_likes),
         speaks_of_user=_THE_USER.search(text) is not None, wrong_tone=wrong_tone(text, exchange.tone),
-        words=len(text.split()),
+        echo=is_echo(text, exchange.message), words=len(text.split()),
     )
 
 
 def on_topic(embedder: Embedder, exchanges: Sequence[Exchange]) -> np.ndarray:
-    """Cosine between each message and its reply (0 for an empty reply)."""
+    """Cosine between each message and its reply (0 for an empty reply or an echo)."""
     if not exchanges:
         return np.zeros(0, dtype=np.float32)
     vectors = embedder.encode([t for e in exchanges for t in (e.message, e.reply or " ")])
     similarity = (vectors[0::2] * vectors[1::2]).sum(axis=1)
-    return np.where([bool(e.reply.strip()) for e in exchanges], similarity, 0.0)
+    return np.where([bool(e.reply.strip()) and not is_echo(e.reply, e.message) for e in exchanges], similarity, 0.0)
 
 
 def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, float]:
@@ -243,7 +253,7 @@ def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, floa
         "recall_rate": round(sum(recalls) / len(recalls), 4) if recalls else 1.0,
         "name_claim_rate": rate("name_claim"), "like_claim_rate": rate("like_claim"),
         "speaks_of_user_rate": rate("speaks_of_user"),
-        "wrong_tone_rate": _wrong_tone_rate(scores, exchanges),
+        "wrong_tone_rate": _wrong_tone_rate(scores, exchanges), "echo_rate": rate("echo"),
         "on_topic": round(float(on_topic(embedder, exchanges).mean()), 4),
         "words_median": float(statistics.median(s.words for s in scores)),
     }

@@ -58,7 +58,7 @@ GREEDY = Sampling()
 @dataclass(frozen=True)
 class Steering:
     """What the conversation tells a reply's sampler beyond its settings: the assistant's ``earlier``
-    replies (for ``repeat_ngram``), ``barred`` token sequences the reply never completes, the
+    replies and the user's message (for ``repeat_ngram``), ``barred`` token sequences the reply never completes, the
     first tokens of the words the companion ``recalled`` for it, and the ``opening`` tokens its
     first token is nudged toward before them (`RecallNudge`)."""
 
