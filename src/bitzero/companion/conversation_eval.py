@@ -225,13 +225,14 @@ def score_reply(exchange: Exchange) -> ReplyScore:
     )
 
 
-def on_topic(embedder: Embedder, exchanges: Sequence[Exchange]) -> np.ndarray:
-    """Cosine between each message and its reply (0 for an empty reply or an echo)."""
+def on_topic(embedder: Embedder, exchanges: Sequence[Exchange], scores: Sequence[ReplyScore]) -> np.ndarray:
+    """Cosine between each message and its reply (0 for an empty reply or an echo, as ``scores`` say)."""
     if not exchanges:
         return np.zeros(0, dtype=np.float32)
     vectors = embedder.encode([t for e in exchanges for t in (e.message, e.reply or " ")])
     similarity = (vectors[0::2] * vectors[1::2]).sum(axis=1)
-    return np.where([bool(e.reply.strip()) and not is_echo(e.reply, e.message) for e in exchanges], similarity, 0.0)
+    answered = [bool(e.reply.strip()) and not s.echo for e, s in zip(exchanges, scores, strict=True)]
+    return np.where(answered, similarity, 0.0)
 
 
 def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, float]:
@@ -254,7 +255,7 @@ def figures(exchanges: Sequence[Exchange], embedder: Embedder) -> dict[str, floa
         "name_claim_rate": rate("name_claim"), "like_claim_rate": rate("like_claim"),
         "speaks_of_user_rate": rate("speaks_of_user"),
         "wrong_tone_rate": _wrong_tone_rate(scores, exchanges), "echo_rate": rate("echo"),
-        "on_topic": round(float(on_topic(embedder, exchanges).mean()), 4),
+        "on_topic": round(float(on_topic(embedder, exchanges, scores).mean()), 4),
         "words_median": float(statistics.median(s.words for s in scores)),
     }
 
