@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,21 +90,40 @@ def test_a_prompt_that_starts_like_the_last_one_runs_only_the_rest(request: pyte
 
 
 def test_a_reply_moved_into_a_freed_row_goes_on_as_it_would(bundle: Path) -> None:
-    """The first rows finish first (smaller budgets): the later replies move down into them."""
+    """The first rows finish first (smaller budgets): the later replies move down into them.
+
+    The batcher admits nothing until all four prompts wait, queued in order, so each lands in its
+    row whatever the threads' timing (a slow machine would otherwise admit them one by one)."""
     alone, batched = BundleRuntime.load(bundle), BundleRuntime.load(bundle, slots=4)
+    batcher = batched._batcher
+    assert batcher is not None
     prompts, budgets = _prompts(alone)[:4], [3, 6, 12, 24]
     sampling = Sampling(temperature=0.9, seed=1)  # no early stop token in the way
     expected = [list(alone.token_ids(p, max_tokens=b, sampling=sampling)) for p, b in zip(prompts, budgets, strict=True)]
-    moved = []
-    compact = batched._batcher._compact  # type: ignore[union-attr]
+    queued, admit, compact, moved = threading.Event(), batcher._admit, batcher._compact, []
+
+    def gated() -> None:
+        queued.wait(timeout=60)
+        admit()
 
     def watched() -> None:
-        before = list(batched._batcher._rows)  # type: ignore[union-attr]
+        before = list(batcher._rows)
         compact()
-        moved.append(before != batched._batcher._rows)  # type: ignore[union-attr]
+        moved.append(before != batcher._rows)
 
-    batched._batcher._compact = watched  # type: ignore[union-attr, method-assign]
-    assert _together(batched, prompts, budgets, sampling=sampling) == expected
+    batcher._admit, batcher._compact = gated, watched  # type: ignore[method-assign]
+    replies: list[list[int]] = [[] for _ in prompts]
+    threads = [threading.Thread(target=lambda i=i: replies.__setitem__(i, list(batched.token_ids(
+        prompts[i], max_tokens=budgets[i], sampling=sampling)))) for i in range(len(prompts))]
+    for count, thread in enumerate(threads, start=1):
+        thread.start()
+        while batcher._waiting.qsize() < count:
+            time.sleep(0.001)
+    queued.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert [row is None for row in batcher._rows] == [True] * 4
+    assert replies == expected
     assert any(moved)
 
 
