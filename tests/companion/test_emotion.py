@@ -112,6 +112,23 @@ def test_detector_reads_category_from_classifier_and_intensity_from_vader() -> N
     assert "surprise (mild)" in context_note(Reading("surprise", 0.5, "mild", 0.0))
 
 
+def test_good_news_spread_over_the_happy_emotions_gets_a_happy_note() -> None:
+    """No emotion alone passes 0.4, but joy, trust and anticipation together do: the reading is joy,
+    and its note asks the model to share the happiness, not for the empathy it asks for sadness."""
+    weights = np.zeros((3, len(LABELS)))
+    weights[0, [LABELS.index("joy"), LABELS.index("trust"), LABELS.index("anticipation")]] = [2.1, 2.0, 2.0]
+    weights[1, [LABELS.index("joy"), LABELS.index("sadness")]] = 1.5  # both sides at once: neither leads
+    weights[2, [LABELS.index("sadness"), LABELS.index("fear"), LABELS.index("anger")]] = [2.1, 2.0, 2.0]
+    detector = EmotionDetector(EmotionClassifier(weights, np.zeros(len(LABELS))))
+    good = detector.read("I just got the job I wanted!", np.array([1.0, 0, 0]))
+    assert good.emotion == "joy" and good.confidence < detector.min_confidence
+    assert "joy (mild); share their happiness" in context_note(good)
+    assert detector.read("I just got the job I wanted!", np.array([0, 1.0, 0])).emotion == "neutral"
+    bad = detector.read("My dog died.", np.array([0, 0, 1.0]))
+    assert bad.emotion == "sadness" and "respond with empathy" in context_note(bad)
+    assert EmotionDetector(detector.classifier, min_valence=0.9).read("ok", np.array([1.0, 0, 0])).emotion == "neutral"
+
+
 def test_goemotions_mapping_agrees_with_ekman_and_macro_f1() -> None:
     check_mapping(GOEMOTIONS)
     texts, labels = read_split(GOEMOTIONS, "dev")
