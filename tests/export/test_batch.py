@@ -128,6 +128,17 @@ def test_a_reply_moved_into_a_freed_row_goes_on_as_it_would(bundle: Path) -> Non
     assert any(moved)
 
 
+def test_a_graph_that_gives_every_positions_logits_replies_alike(bundle: Path) -> None:
+    """Bundles exported before ``logits_to_keep`` compute lm_head for every prompt position: the
+    batcher takes the last of them, and the replies are the ones a last-only prefill gives."""
+    batched = BundleRuntime.load(bundle, slots=2)
+    assert batched._batcher is not None and batched._batcher._last_only
+    prompts, options = _prompts(batched)[:3], {"max_tokens": 12, "sampling": Sampling()}
+    last_only = [list(batched.token_ids(p, **options)) for p in prompts]  # type: ignore[arg-type]
+    batched._batcher._last_only = False
+    assert [list(batched.token_ids(p, **options)) for p in prompts] == last_only  # type: ignore[arg-type]
+
+
 def test_streamed_text_and_stops_are_the_same_batched(bundle: Path) -> None:
     alone, batched = BundleRuntime.load(bundle), BundleRuntime.load(bundle, slots=2)
     prompt = _prompts(alone)[0]

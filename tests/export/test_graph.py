@@ -14,6 +14,7 @@ from bitzero.export.layerwise import graph_reference
 from bitzero.export.packing import quantize_table
 from bitzero.kernels import LIBRARY_ENV, library_path
 from bitzero.model import BitZeroLM
+from bitzero.serving.bundle import LOGITS_TO_KEEP
 from tests.export.conftest import END_TO_END, tiny_student, tiny_teacher
 
 CONFIGS = {
@@ -68,6 +69,26 @@ def test_teacher_int4_graph_is_pytorch_with_its_4bit_weights(config: str) -> Non
     got = onnx_logits(graph, model)
     assert rel_error(got, torch_logits(four_bit)) <= 0.03
     assert rel_error(got, torch_logits(model)) <= END_TO_END["int4"]
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int4"])
+def test_logits_to_keep_gives_the_last_positions_logits(variant: str) -> None:
+    """Generation asks for the last position only (lm_head over the rest was a third of a prefill);
+    0, the default a caller gets by leaving the input out, keeps every position (the NLL's need)."""
+    model = tiny_teacher(seed=6)
+    graph = build_graph(pack_model(model), variant)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    empty = np.zeros((1, model.config.n_kv_head, 0, model.config.head_dim), np.float32)
+    feeds = {"input_ids": IDS, "attention_mask": np.ones_like(IDS),
+             **{i.name: empty for i in session.get_inputs() if i.name.startswith("past_")}}
+    every = session.run(["logits"], feeds)[0]
+    assert every.shape[1] == IDS.shape[1]
+    for keep in (0, 1, 3):
+        kept = session.run(["logits"], {**feeds, LOGITS_TO_KEEP: np.array([keep])})[0]
+        assert kept.shape[1] == (keep or IDS.shape[1])
+        # The same floats here; 1e-3 leaves room for a kernel that computes one row apart (MatMulNBits'
+        # int8 path on other CPUs) and is far below what a wrong position is off by (2.3 here).
+        np.testing.assert_allclose(kept, every[:, -kept.shape[1]:], rtol=0, atol=1e-5 if variant == "fp32" else 1e-3)
 
 
 def test_cache_layout_is_grouped_query() -> None:

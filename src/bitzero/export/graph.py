@@ -9,7 +9,10 @@ One graph serves prefill and decode, in the layout onnxruntime-genai runs (``gen
 inputs ``input_ids`` (batch, seq), ``attention_mask`` (batch, past + seq) and, per layer,
 ``past_key.i`` / ``past_value.i`` (batch, n_kv_head, past, head_dim), empty (past = 0) on the
 first call; outputs ``logits`` (batch, seq, vocab) and ``present_key.i`` / ``present_value.i``
-(batch, n_kv_head, past + seq, head_dim), keys after rotary. onnxruntime-genai may hand the same
+(batch, n_kv_head, past + seq, head_dim), keys after rotary. An optional input ``logits_to_keep``
+(int64 [1], as transformers' argument; 0, its default, keeps every position) computes the final
+norm and lm_head for the last positions only: generation reads the last one, and lm_head over every
+prompt position was a third of a prefill (SmolLM2 ternary student, 60 tokens: 179 -> 121 ms). onnxruntime-genai may hand the same
 buffer as past and present (``past_present_share_buffer``): GroupQueryAttention writes in place.
 
 The operators are onnxruntime's fused CPU kernels, as its model builder emits them:
@@ -87,7 +90,7 @@ from bitzero.export.packing import (
     quantize_int4,
     quantize_table,
 )
-from bitzero.serving.bundle import head_size
+from bitzero.serving.bundle import LOGITS_TO_KEEP, head_size
 
 STUDENT_VARIANTS = ("ternary", "nbits", "exact")
 TEACHER_VARIANTS = ("int4", "fp32")
@@ -398,18 +401,21 @@ class _GraphWriter:
         cfg, b = self.packed.config, self.b
         inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
                   helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"])]
-        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", cfg["vocab_size"]])]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "kept", cfg["vocab_size"]])]
         for i in range(cfg["n_layer"]):
             for kind in ("key", "value"):
                 inputs.append(helper.make_tensor_value_info(f"past_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "past", self.head_dim]))
                 outputs.append(helper.make_tensor_value_info(f"present_{kind}.{i}", TensorProto.FLOAT, ["batch", self.n_kv, "total", self.head_dim]))
+        inputs.append(helper.make_tensor_value_info(LOGITS_TO_KEEP, TensorProto.INT64, [1]))
+        b.const(np.array([0], dtype=np.int64), LOGITS_TO_KEEP)  # an input with an initializer: its default
         positions = self.positions()
         names = iter(residual_names(cfg["n_layer"]))
         x = self.residual(self.embedding(), next(names))
         for i in range(cfg["n_layer"]):
             x = self.residual(b.op("Add", [x, self.attention(self.norm(x, f"blocks.{i}.attn_norm"), i, positions)]), next(names))
             x = self.residual(b.op("Add", [x, self.feed_forward(self.norm(x, f"blocks.{i}.ffn_norm"), i)]), next(names))
-        self.lm_head(self.norm(x, "norm"))
+        kept = b.op("Slice", [x, b.op("Neg", [LOGITS_TO_KEEP]), b.const(np.array([np.iinfo(np.int64).max])), b.const([1])])
+        self.lm_head(self.norm(kept, "norm"))
         graph = helper.make_graph(b.nodes, f"bitzero_{self.variant}", inputs, outputs, b.initializers)
         opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
         if self.variant in kernels.KERNEL_VARIANTS:

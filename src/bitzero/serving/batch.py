@@ -47,12 +47,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 
+from bitzero.serving.bundle import LOGITS_TO_KEEP
 from bitzero.serving.sampling import Picker
 
 log = logging.getLogger("bitzero.serving")
 
 _END = object()  # a job's queue: token ids, then this (or an exception)
+_KEEP_LAST = ort.OrtValue.ortvalue_from_numpy(np.ones(1, dtype=np.int64))
 MIN_REUSE = 8  # shared prompt tokens worth copying from the prefix cache rather than running again
+
+
+def keeps_last(session: ort.InferenceSession) -> bool:
+    """Whether the graph takes LOGITS_TO_KEEP (an input with a default is one of onnxruntime's
+    overridable initializers, not of its inputs); bundles exported before it compute every position."""
+    return LOGITS_TO_KEEP in {i.name for i in session.get_overridable_initializers()}
 
 
 def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
@@ -96,6 +104,7 @@ class Batcher:
         self.slots = slots
         self._session = session
         self._stop_ids = stop_ids
+        self._last_only = keeps_last(session)
         self._cache = {f"{kind}.{i}": lazy_zeros((slots, n_kv_head, context, head_dim))
                        for i in range(n_layer) for kind in ("key", "value")}
         self._prefix: list[int] = []  # the last prompt prefilled, whose keys and values _prefix_cache holds
@@ -220,14 +229,17 @@ class Batcher:
             job.out.put(error if error is not None else _END)
 
     def _run(self, lo: int, hi: int, ids: np.ndarray, lengths: list[int]) -> np.ndarray:
-        """Logits (hi - lo, len, vocab) of rows [lo, hi) fed ``ids``, each row holding ``lengths``
-        positions after it (the mask's ones); the cache rows are bound as past and present alike."""
+        """Logits (hi - lo, 1, vocab) of rows [lo, hi) fed ``ids`` (of every position where the graph
+        cannot keep only the last), each row holding ``lengths`` positions after it (the mask's ones);
+        the cache rows are bound as past and present alike."""
         mask = np.zeros((hi - lo, max(lengths)), dtype=np.int64)
         for index, length in enumerate(lengths):
             mask[index, :length] = 1
         binding = self._session.io_binding()
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("attention_mask", mask)
+        if self._last_only:  # an overridable initializer: io binding takes it as an OrtValue only
+            binding.bind_ortvalue_input(LOGITS_TO_KEEP, _KEEP_LAST)
         for name, buffer in self._cache.items():
             rows = buffer[lo:hi]
             shape, address = list(rows.shape), rows.ctypes.data

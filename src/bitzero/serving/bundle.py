@@ -23,6 +23,8 @@ MANIFEST = "bitzero.json"
 TOKENIZER = "tokenizer.json"
 PACKED = "model.packed.safetensors"
 ONNX_FILE = "model.onnx"
+# A graph input, optional (exported since 2026-12-06): how many last positions get logits (0, the default: all).
+LOGITS_TO_KEEP = "logits_to_keep"
 
 
 class BundleError(ServingError):

@@ -30,8 +30,8 @@ import numpy as np
 import onnxruntime as ort
 
 from bitzero import kernels
-from bitzero.serving.batch import Batcher
-from bitzero.serving.bundle import BundleError, head_size, read_manifest, verify_file
+from bitzero.serving.batch import Batcher, keeps_last
+from bitzero.serving.bundle import LOGITS_TO_KEEP, BundleError, head_size, read_manifest, verify_file
 from bitzero.serving.genai import AVAILABLE as genai_available
 from bitzero.serving.genai import GenaiModel
 from bitzero.serving.sampling import GREEDY, UNSTEERED, Picker, Sampling, Steering
@@ -80,6 +80,7 @@ class BundleRuntime:
         self._kv_shape = (1, int(config["n_kv_head"]), 0, head_size(config))
         self._stop_ids = frozenset(tokenizer.stop_ids)
         self._outputs = [o.name for o in session.get_outputs()]
+        self._keeps_last = keeps_last(session)
         self.engine = "genai" if genai is not None else "onnxruntime"
         self._batcher = None
         if slots > 1 and self.provider == CPU:
@@ -149,7 +150,7 @@ class BundleRuntime:
 
     def _check_signature(self, model_path: Path) -> None:
         expected = {"input_ids", MASK} | {f"past_{k}.{i}" for i in range(self._n_layer) for k in ("key", "value")}
-        got = {i.name for i in self._session.get_inputs()}
+        got = {i.name for i in self._session.get_inputs()} - {LOGITS_TO_KEEP}
         if got != expected:
             raise BundleError(f"{model_path} does not match the bundle config: inputs {sorted(got ^ expected)} differ")
 
@@ -159,11 +160,15 @@ class BundleRuntime:
         empty = np.zeros(self._kv_shape, dtype=np.float32)
         return {f"past_{k}.{i}": empty for i in range(self._n_layer) for k in ("key", "value")}
 
-    def forward(self, ids: Sequence[int], cache: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Logits (len(ids), vocab) for ``ids`` after the cached positions, and the new cache."""
+    def forward(self, ids: Sequence[int], cache: dict[str, np.ndarray] | None = None, *,
+                last_only: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Logits (len(ids), vocab) for ``ids`` after the cached positions, and the new cache;
+        ``last_only``: the last position's (1, vocab), where the graph can skip the others."""
         feeds = dict(cache or self._empty_cache())
         feeds["input_ids"] = np.asarray([list(ids)], dtype=np.int64)
         feeds[MASK] = np.ones((1, feeds["past_key.0"].shape[2] + len(ids)), dtype=np.int64)
+        if last_only and self._keeps_last:
+            feeds[LOGITS_TO_KEEP] = np.ones(1, dtype=np.int64)
         results = dict(zip(self._outputs, self._session.run(None, feeds), strict=True))
         present = {
             f"past_{k}.{i}": results[f"present_{k}.{i}"] for i in range(self._n_layer) for k in ("key", "value")
@@ -202,10 +207,10 @@ class BundleRuntime:
             token = yield session.logits
             while True:
                 token = yield session.advance(token)
-        logits, cache = self.forward(sequence)
+        logits, cache = self.forward(sequence, last_only=True)
         while True:
             token = yield logits[-1]
-            logits, cache = self.forward([token], cache) if use_cache else self.forward(sequence)
+            logits, cache = self.forward([token] if use_cache else sequence, cache if use_cache else None, last_only=True)
 
     def _check_prompt(self, prompt_ids: Sequence[int], max_tokens: int) -> list[int]:
         prompt = [int(i) for i in prompt_ids]
