@@ -67,7 +67,7 @@ def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
     """float32 zeros whose memory is mapped 4 KB at a time as it is first written. numpy asks Linux
     for 2 MB pages on large arrays, so the first token written to a row of the student's cache
     faulted in and zeroed about 90 MB (every layer's 1.5 MB row whole): 116 ms a new row on the
-    2-core EPYC, and a service that had served 16 chats at once held 1.4 GB of cache for a few
+    2-core EPYC, and a service that had served 16 chats at once held 1.2 GB of cache for a few
     hundred tokens."""
     buffer = mmap.mmap(-1, max(int(np.prod(shape)), 1) * 4)  # anonymous: zero-filled
     if hasattr(mmap, "MADV_NOHUGEPAGE"):  # Linux; where THP is "always", not only on request
