@@ -150,7 +150,7 @@ class BundleRuntime:
 
     def _check_signature(self, model_path: Path) -> None:
         expected = {"input_ids", MASK} | {f"past_{k}.{i}" for i in range(self._n_layer) for k in ("key", "value")}
-        got = {i.name for i in self._session.get_inputs()} - {LOGITS_TO_KEEP}
+        got = {i.name for i in self._session.get_inputs()}  # LOGITS_TO_KEEP, having a default, is not among them
         if got != expected:
             raise BundleError(f"{model_path} does not match the bundle config: inputs {sorted(got ^ expected)} differ")
 
