@@ -42,6 +42,7 @@ namespace {
 constexpr int64_t kTileRows = 16;
 constexpr int64_t kBlockCodes = 128;
 constexpr int64_t kHalfCodes = 64;
+constexpr int64_t kPrefetchBytes = 4096;
 constexpr float kQmax = 127.0f;
 constexpr float kClamp = 1e-5f;
 const OrtApi* g_api = nullptr;
@@ -207,6 +208,11 @@ void run_parallel(void* data, size_t task) {
   work->run(*work->problem, static_cast<int64_t>(task));
 }
 
+void prefetch_start(const void* data, int64_t bytes) {
+  const char* start = static_cast<const char*>(data);
+  for (int64_t line = 0; line < std::min(bytes, kPrefetchBytes); line += 64) __builtin_prefetch(start + line, 0, 3);
+}
+
 OrtStatus* fail(const std::string& message) { return g_api->CreateStatus(ORT_INVALID_ARGUMENT, ("TernaryMatMul: " + message).c_str()); }
 
 // Shape of an input; null `value` gives an empty shape.
@@ -277,6 +283,10 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   BITZERO_TRY(data_of(inputs[2], &p.gamma));
   BITZERO_TRY(data_of(inputs[3], &p.critical));
   BITZERO_TRY(data_of(inputs[4], &p.columns));
+  // The loops prefetch kPrefetchBytes ahead; ask for the weights they start on now, while the
+  // activations are quantized (an op's first rows otherwise wait on memory line by line).
+  prefetch_start(p.codes, p.n_ternary * p.stride);
+  prefetch_start(p.critical, p.n_critical * p.k * 2);
   if (p.columns) {
     std::vector<char> seen(static_cast<size_t>(p.n_out), 0);
     for (int64_t i = 0; i < p.n_out; ++i) {
