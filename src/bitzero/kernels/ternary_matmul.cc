@@ -21,6 +21,11 @@
 // 32-byte loads of activations (the layout of bitnet.cpp's I2_S), and u8 x s8 multiply-adds give
 // sum((c + 1) q) = sum(c q) + sum(q), the second term subtracted once per token.
 //
+// TableMatMul (same domain): Y[..., N] = X[..., K] float times (codes int8[N, K] * scales float[N])^T,
+// an embedding-sized table (the tied lm_head) stored in int8 with one scale a row and multiplied in
+// float: the table the student reads every token, at 8.0 bits a weight (onnxruntime's 8-bit
+// MatMulNBits stores a float scale per 32, 9.0 bits, and rounds the activations to int8 per 32).
+//
 // Instruction sets, chosen once per kernel from the CPU (or BITZERO_TERNARY_ISA = scalar | avx2 |
 // avxvnni | avx512vnni, refused when the CPU lacks it): a portable scalar loop, AVX2 (+FMA, F16C),
 // AVX-VNNI, AVX-512 VNNI. Rows are split in tiles of 16 over onnxruntime's intra-op thread pool.
@@ -40,6 +45,7 @@
 namespace {
 
 constexpr int64_t kTileRows = 16;
+constexpr int64_t kTableRows = 16;
 constexpr int64_t kBlockCodes = 128;
 constexpr int64_t kHalfCodes = 64;
 constexpr int64_t kPrefetchBytes = 4096;
@@ -60,6 +66,14 @@ struct Problem {
   int64_t m, k, kp, blocks, stride, n_ternary, n_critical, n_out;
   bool half;  // a 16-byte half block after the whole ones
   int64_t column(int64_t row) const { return columns ? columns[row] : row; }
+};
+
+struct TableProblem {
+  const float* x;        // (m, k)
+  const int8_t* codes;   // (n, k)
+  const float* scales;   // (n,)
+  float* y;              // (m, n)
+  int64_t m, k, n;
 };
 
 float half_to_float(uint16_t h) {
@@ -125,6 +139,16 @@ void run_task(const Problem& p, int64_t task) {
     }
   }
 }
+
+void table_task(const TableProblem& p, int64_t task) {
+  const int64_t first = task * kTableRows, last = std::min(first + kTableRows, p.n);
+  for (int64_t m = 0; m < p.m; ++m)
+    for (int64_t row = first; row < last; ++row) {
+      float dot = 0.0f;
+      for (int64_t i = 0; i < p.k; ++i) dot += static_cast<float>(p.codes[row * p.k + i]) * p.x[m * p.k + i];
+      p.y[m * p.n + row] = dot * p.scales[row];
+    }
+}
 }  // namespace scalar
 
 #pragma GCC push_options
@@ -155,6 +179,7 @@ namespace avx512vnni {
 #pragma GCC pop_options
 
 using TaskFn = void (*)(const Problem&, int64_t);
+using TableFn = void (*)(const TableProblem&, int64_t);
 using QuantizeFn = void (*)(const float*, int64_t, int8_t*, float*, float*, int32_t*);
 using GateFn = void (*)(const float*, int64_t, float*);
 
@@ -163,6 +188,7 @@ struct Isa {
   GateFn swiglu;
   QuantizeFn quantize;
   TaskFn run;
+  TableFn table;
   bool (*supported)();
 };
 
@@ -175,10 +201,10 @@ bool has_avx512vnni() {
 bool always() { return true; }
 
 // Best first.
-const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, has_avx512vnni},
-                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, has_avxvnni},
-                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, has_avx2},
-                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, always}};
+const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, avx512vnni::table_task, has_avx512vnni},
+                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, avxvnni::table_task, has_avxvnni},
+                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, avx2::table_task, has_avx2},
+                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, scalar::table_task, always}};
 
 // The instruction set BITZERO_TERNARY_ISA names (null when the CPU lacks it or the name is unknown), else the best.
 const Isa* choose_isa() {
@@ -198,14 +224,27 @@ struct Kernel {
   bool gated;  // X holds SwiGLU's gate and up halves
 };
 
+template <typename P>
 struct Work {
-  const Problem* problem;
-  TaskFn run;
+  const P* problem;
+  void (*run)(const P&, int64_t);
 };
 
+template <typename P>
 void run_parallel(void* data, size_t task) {
-  const Work* work = static_cast<const Work*>(data);
+  const Work<P>* work = static_cast<const Work<P>*>(data);
   work->run(*work->problem, static_cast<int64_t>(task));
+}
+
+// Runs tasks 0..tasks-1 over onnxruntime's intra-op thread pool (inline when there is one).
+template <typename P>
+OrtStatus* run_tasks(OrtKernelContext* context, const P& problem, void (*run)(const P&, int64_t), int64_t tasks) {
+  if (tasks == 1) {
+    run(problem, 0);
+    return nullptr;
+  }
+  Work<P> work{&problem, run};
+  return g_api->KernelContext_ParallelFor(context, run_parallel<P>, static_cast<size_t>(tasks), 0, &work);
 }
 
 void prefetch_start(const void* data, int64_t bytes) {
@@ -213,7 +252,9 @@ void prefetch_start(const void* data, int64_t bytes) {
   for (int64_t line = 0; line < std::min(bytes, kPrefetchBytes); line += 64) __builtin_prefetch(start + line, 0, 3);
 }
 
-OrtStatus* fail(const std::string& message) { return g_api->CreateStatus(ORT_INVALID_ARGUMENT, ("TernaryMatMul: " + message).c_str()); }
+OrtStatus* fail(const std::string& message, const char* op = "TernaryMatMul") {
+  return g_api->CreateStatus(ORT_INVALID_ARGUMENT, (std::string(op) + ": " + message).c_str());
+}
 
 // Shape of an input; null `value` gives an empty shape.
 OrtStatus* shape_of(const OrtValue* value, std::vector<int64_t>& dims) {
@@ -325,31 +366,70 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   p.qsum = qsum.data();
   p.scale = scale.data();
   const int64_t tasks = (p.n_ternary + kTileRows - 1) / kTileRows + (p.n_critical + kTileRows - 1) / kTileRows;
-  Work work{&p, kernel->isa->run};
-  if (tasks == 1) {
-    work.run(p, 0);
-    return nullptr;
-  }
-  return g_api->KernelContext_ParallelFor(context, run_parallel, static_cast<size_t>(tasks), 0, &work);
+  return run_tasks(context, p, kernel->isa->run, tasks);
+}
+
+OrtStatus* chosen_isa(const Isa** isa) {
+  *isa = choose_isa();
+  if (*isa) return nullptr;
+  const char* wanted = std::getenv("BITZERO_TERNARY_ISA");
+  return fail(std::string("BITZERO_TERNARY_ISA=") + (wanted ? wanted : "") +
+              " names an instruction set this CPU lacks (or none of scalar, avx2, avxvnni, avx512vnni)");
 }
 
 OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) {
-  const Isa* isa = choose_isa();
-  if (!isa) {
-    const char* wanted = std::getenv("BITZERO_TERNARY_ISA");
-    return fail(std::string("BITZERO_TERNARY_ISA=") + (wanted ? wanted : "") +
-                " names an instruction set this CPU lacks (or none of scalar, avx2, avxvnni, avx512vnni)");
-  }
+  const Isa* isa = nullptr;
+  BITZERO_TRY(chosen_isa(&isa));
   int64_t gated = 0;
   if (OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, "gated", &gated)) g_api->ReleaseStatus(status);  // absent: 0
   *kernel = new (std::nothrow) Kernel{isa, gated != 0};
   return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TernaryMatMul: out of memory");
 }
 
+OrtStatus* ORT_API_CALL create_table_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void** kernel) {
+  const Isa* isa = nullptr;
+  BITZERO_TRY(chosen_isa(&isa));
+  *kernel = new (std::nothrow) Kernel{isa, false};
+  return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TableMatMul: out of memory");
+}
+
+OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context) {
+  const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
+  const OrtValue* inputs[3] = {nullptr, nullptr, nullptr};
+  for (size_t i = 0; i < 3; ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
+  std::vector<int64_t> x_shape, codes_shape, scales_shape;
+  BITZERO_TRY(shape_of(inputs[0], x_shape));
+  BITZERO_TRY(shape_of(inputs[1], codes_shape));
+  BITZERO_TRY(shape_of(inputs[2], scales_shape));
+  if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "TableMatMul");
+  TableProblem p{};
+  p.k = x_shape.back();
+  if (codes_shape.size() != 2 || codes_shape[1] != p.k) return fail("codes must be (N, K) for K = " + std::to_string(p.k), "TableMatMul");
+  p.n = codes_shape[0];
+  if (scales_shape.size() != 1 || scales_shape[0] != p.n) return fail("scales must hold one scale per row", "TableMatMul");
+  p.m = 1;
+  for (size_t i = 0; i + 1 < x_shape.size(); ++i) p.m *= x_shape[i];
+  BITZERO_TRY(data_of(inputs[0], &p.x));
+  BITZERO_TRY(data_of(inputs[1], &p.codes));
+  BITZERO_TRY(data_of(inputs[2], &p.scales));
+  prefetch_start(p.codes, p.n * p.k);
+  std::vector<int64_t> y_shape(x_shape);
+  y_shape.back() = p.n;
+  OrtValue* output = nullptr;
+  BITZERO_TRY(g_api->KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &output));
+  void* y = nullptr;
+  BITZERO_TRY(g_api->GetTensorMutableData(output, &y));
+  p.y = static_cast<float*>(y);
+  if (p.m == 0 || p.n == 0) return nullptr;
+  return run_tasks(context, p, kernel->isa->table, (p.n + kTableRows - 1) / kTableRows);
+}
+
 void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return "TernaryMatMul"; }
+const char* ORT_API_CALL table_op_name(const OrtCustomOp*) { return "TableMatMul"; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
 size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
+size_t ORT_API_CALL table_input_count(const OrtCustomOp*) { return 3; }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t index) {
   static const ONNXTensorElementDataType types[] = {
@@ -358,10 +438,15 @@ ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t ind
   return index < 5 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
 ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+ONNXTensorElementDataType ORT_API_CALL table_input_type(const OrtCustomOp*, size_t index) {
+  static const ONNXTensorElementDataType types[] = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  return index < 3 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t index) {
   return index >= 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
 }
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL output_characteristic(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 OrtMemType ORT_API_CALL input_memory(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
 int ORT_API_CALL variadic_arity(const OrtCustomOp*) { return 1; }
 int ORT_API_CALL variadic_homogeneity(const OrtCustomOp*) { return 0; }
@@ -374,26 +459,36 @@ size_t ORT_API_CALL no_pairs(int** inputs, int** outputs) {
 }
 void ORT_API_CALL release_pairs(int*, int*) {}
 
-OrtCustomOp make_op() {
+// What differs between the two ops; the rest of their OrtCustomOp is the same.
+struct OpSpec {
+  const char* (ORT_API_CALL* name)(const OrtCustomOp*);
+  size_t (ORT_API_CALL* input_count)(const OrtCustomOp*);
+  ONNXTensorElementDataType (ORT_API_CALL* input_type)(const OrtCustomOp*, size_t);
+  OrtCustomOpInputOutputCharacteristic (ORT_API_CALL* input_characteristic)(const OrtCustomOp*, size_t);
+  OrtStatus* (ORT_API_CALL* create)(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void**);
+  OrtStatus* (ORT_API_CALL* compute)(void*, OrtKernelContext*);
+};
+
+OrtCustomOp make_op(const OpSpec& spec) {
   OrtCustomOp op;
   std::memset(&op, 0, sizeof(op));
   op.version = ORT_API_VERSION;
-  op.GetName = op_name;
+  op.GetName = spec.name;
   op.GetExecutionProviderType = op_provider;
-  op.GetInputType = input_type;
-  op.GetInputTypeCount = input_count;
+  op.GetInputType = spec.input_type;
+  op.GetInputTypeCount = spec.input_count;
   op.GetOutputType = output_type;
   op.GetOutputTypeCount = output_count;
   op.KernelDestroy = destroy_kernel;
-  op.GetInputCharacteristic = input_characteristic;
-  op.GetOutputCharacteristic = output_characteristic;
+  op.GetInputCharacteristic = spec.input_characteristic;
+  op.GetOutputCharacteristic = required;
   op.GetInputMemoryType = input_memory;
   op.GetVariadicInputMinArity = variadic_arity;
   op.GetVariadicInputHomogeneity = variadic_homogeneity;
   op.GetVariadicOutputMinArity = variadic_arity;
   op.GetVariadicOutputHomogeneity = variadic_homogeneity;
-  op.CreateKernelV2 = create_kernel;
-  op.KernelComputeV2 = compute;
+  op.CreateKernelV2 = spec.create;
+  op.KernelComputeV2 = spec.compute;
   op.GetStartVersion = start_version;
   op.GetEndVersion = end_version;
   op.GetMayInplace = no_pairs;
@@ -403,7 +498,9 @@ OrtCustomOp make_op() {
   return op;
 }
 
-const OrtCustomOp g_op = make_op();
+const OrtCustomOp g_op = make_op({op_name, input_count, input_type, input_characteristic, create_kernel, compute});
+const OrtCustomOp g_table_op =
+    make_op({table_op_name, table_input_count, table_input_type, required, create_table_kernel, table_compute});
 
 }  // namespace
 
@@ -417,6 +514,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   OrtCustomOpDomain* domain = nullptr;
   BITZERO_TRY(g_api->CreateCustomOpDomain("com.bitzero", &domain));
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_op));
+  BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_table_op));
   return g_api->AddCustomOpDomain(options, domain);
 }
 
