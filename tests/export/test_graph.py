@@ -12,7 +12,7 @@ from bitzero.export.convert import pack_model
 from bitzero.export.graph import TABLE_BITS, build_graph, check_variant, variants_for
 from bitzero.export.layerwise import graph_reference
 from bitzero.export.packing import quantize_table
-from bitzero.kernels import LIBRARY_ENV, library_path
+from bitzero.kernels import LIBRARY_ENV, library_path, register
 from bitzero.model import BitZeroLM
 from bitzero.serving.bundle import LOGITS_TO_KEEP
 from tests.export.conftest import END_TO_END, tiny_student, tiny_teacher
@@ -27,7 +27,9 @@ IDS = np.random.default_rng(0).integers(0, 300, size=(1, 24))
 
 
 def onnx_logits(graph: onnx.ModelProto, model: BitZeroLM, ids: np.ndarray = IDS) -> np.ndarray:
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    register(options)  # the ternary graph's kernels, where built
+    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     c = model.config
     empty = np.zeros((1, c.n_kv_head, 0, c.head_dim), np.float32)
     pasts = {i.name: empty for i in session.get_inputs() if i.name.startswith("past_")}
@@ -114,6 +116,18 @@ def test_tables_are_8_bit_in_compact_variants_and_a_tied_one_is_stored_once() ->
         assert not any(name.startswith("lm_head") for name in names), variant
 
 
+@pytest.mark.skipif(library_path() is None, reason="the kernel library is not built")
+def test_the_ternary_graph_stores_its_table_once_as_int8_rows_and_computes_them() -> None:
+    student = tiny_student(seed=4)
+    graph = build_graph(pack_model(student), "ternary")
+    names = {t.name: t for t in graph.graph.initializer}
+    assert names["embed.weight.int8"].data_type == onnx.TensorProto.INT8
+    assert sum(name.startswith("embed.weight") for name in names) == 2 and not any(n.startswith("lm_head") for n in names)
+    reference = graph_reference(student, "ternary")
+    unrounded = rel_error(onnx_logits(graph, student), torch_logits(student))
+    assert rel_error(onnx_logits(graph, student), torch_logits(reference)) <= unrounded / 3  # the rows it stores, not others
+
+
 @pytest.mark.parametrize("bits", [4, 8])
 def test_quantized_tables_compute_the_dequantized_model(bits: int) -> None:
     model = tiny_teacher(seed=6, tie_embeddings=False)
@@ -146,4 +160,5 @@ def test_the_ternary_variant_is_exported_only_where_the_kernel_is_built(monkeypa
         assert variants_for(student) == ("ternary", "nbits", "exact")
     ops = [node.op_type for node in build_graph(pack_model(tiny_student()), "ternary").graph.node]
     assert ops.count("TernaryMatMul") == 4 * student["n_layer"]  # qkv, o, gate-up, down (SwiGLU inside)
-    assert not {"Round", "Clip", "Concat", "Gather", "Split", "Sigmoid"} & set(ops)  # quantization, critical rows, SwiGLU
+    assert not {"Round", "Clip", "Concat", "Split", "Sigmoid"} & set(ops)  # quantization, critical rows, SwiGLU
+    assert ops.count("Gather") == 2 and ops.count("TableMatMul") == 1  # the int8 table: embedding row and scale; lm_head

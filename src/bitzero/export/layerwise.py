@@ -38,8 +38,8 @@ from onnx import TensorProto, helper
 from torch.nn import functional as F
 
 from bitzero import kernels
-from bitzero.export.graph import INT4_DEFAULT_ZERO, PROJECTIONS, TABLE_BITS, residual_names
-from bitzero.export.packing import Int4Weight, quantize_int4, quantize_table
+from bitzero.export.graph import INT4_DEFAULT_ZERO, PROJECTIONS, ROW_TABLES, TABLE_BITS, residual_names
+from bitzero.export.packing import Int4Weight, quantize_int4, quantize_table, quantize_table_rows
 from bitzero.kernels import KERNEL_VARIANTS
 from bitzero.model import BitZeroLM
 from bitzero.model.transformer import Block
@@ -152,7 +152,7 @@ class Int4Reference(torch.nn.Module):
 def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
     """A copy of ``model`` holding the weights ``variant``'s graph stores and computing as it does: the
     int4 graph's projections (``Int4Reference``), the ternary kernel's fp16 critical rows, and the
-    dequantized tables where the variant quantizes them (``TABLE_BITS``)."""
+    dequantized tables where the variant quantizes them (``TABLE_BITS``, ``ROW_TABLES``)."""
     reference = copy.deepcopy(model)
     modules = dict(reference.named_modules())
     with torch.no_grad():
@@ -169,11 +169,12 @@ def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
                     assert isinstance(layer, torch.nn.Linear)
                     weight = quantize_int4(layer.weight.detach().float().numpy())
                     setattr(modules[parent], child, Int4Reference(weight, layer.bias))
-        if TABLE_BITS.get(variant):
+        if TABLE_BITS.get(variant) or variant in ROW_TABLES:
             for table in (reference.embed, reference.lm_head):
                 if table is not None:
-                    rounded = quantize_table(table.weight.detach().float().numpy(), TABLE_BITS[variant]).dense()
-                    table.weight.copy_(torch.from_numpy(rounded))
+                    weight = table.weight.detach().float().numpy()
+                    rounded = quantize_table_rows(weight) if variant in ROW_TABLES else quantize_table(weight, TABLE_BITS[variant])
+                    table.weight.copy_(torch.from_numpy(rounded.dense()))
     return reference
 
 

@@ -1,6 +1,7 @@
 """BitZero's own onnxruntime kernels, in C++: ``TernaryMatMul`` (domain ``com.bitzero``), a BitNet
 b1.58 linear layer (per-token int8 activations, 2-bit ternary rows with a scale each, fp16 critical
-rows) that onnxruntime has no fast path for (ternary_matmul.cc says how it works).
+rows) that onnxruntime has no fast path for, and ``TableMatMul``, the student's lm_head over its
+int8 table (ternary_matmul.cc says how both work).
 
 ``make``'s set-up builds the library beside this file (``python -m bitzero.kernels.build``); where no
 compiler is there or the build fails it says so in one line and the student is served by
