@@ -29,9 +29,8 @@ Variants of a ternary (student) model; every BitLinear quantizes its activations
   (a projection is one node where ``nbits`` spends about ten; down_proj takes the gate and up halves
   and applies SwiGLU itself where no SubLN sits between); exported and served only where the kernel
   library is built (``bitzero.kernels.library_path``). Measured on SmolLM2-135M's PTQ student, 1
-  thread, onnxruntime-genai (benchmarks/export_bench.py, 3 runs on an idle machine): decode
-  0.96-1.05x and prefill 1.15-1.20x the int4 anchor, about 1.8x ``nbits``; 2.05 stored bits a
-  projection weight;
+  thread, onnxruntime-genai (benchmarks/export_bench.py, 2 runs on a loaded host): decode 1.04x
+  and prefill 1.07-1.12x the int4 anchor, about 2x ``nbits``; 2.05 stored bits a projection weight;
 * ``nbits``: MatMulNBits bits=2 (accuracy_level=4: onnxruntime's int8 fast path) on the
   dequantized activations, one scale per block of 128 along K (the row's gamma, repeated); critical
   channels as fp16 weights;
