@@ -291,6 +291,7 @@ class _GraphWriter:
         self.row_tables = table_bits is None and variant in ROW_TABLES
         self.table_bits = TABLE_BITS.get(variant, 0) if table_bits is None else table_bits
         self._tables: dict[str, tuple[str, str, int]] = {}
+        self._row_tables: dict[str, tuple[str, str]] = {}
         cfg = packed.config
         self.n_head, self.n_kv = cfg["n_head"], cfg["n_kv_head"]
         self.head_dim = head_size(cfg)
@@ -328,11 +329,10 @@ class _GraphWriter:
 
     def row_table(self, name: str) -> tuple[str, str]:
         """A table as int8 rows and their scales, stored once however many nodes read it."""
-        if name not in self._tables:
+        if name not in self._row_tables:
             table = quantize_table_rows(self.packed.dense[name])
-            self._tables[name] = (self.b.const(table.codes, f"{name}.int8"), self.b.const(table.scales, f"{name}.scales"), 0)
-        codes, scales, _ = self._tables[name]
-        return codes, scales
+            self._row_tables[name] = (self.b.const(table.codes, f"{name}.int8"), self.b.const(table.scales, f"{name}.scales"))
+        return self._row_tables[name]
 
     def embedding(self) -> str:
         if self.row_tables:
