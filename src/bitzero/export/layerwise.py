@@ -172,8 +172,8 @@ def graph_reference(model: BitZeroLM, variant: str) -> BitZeroLM:
         if TABLE_BITS.get(variant) or variant in ROW_TABLES:
             for table in (reference.embed, reference.lm_head):
                 if table is not None:
-                    weight = table.weight.detach().float().numpy()
-                    rounded = quantize_table_rows(weight) if variant in ROW_TABLES else quantize_table(weight, TABLE_BITS[variant])
+                    values = table.weight.detach().float().numpy()
+                    rounded = quantize_table_rows(values) if variant in ROW_TABLES else quantize_table(values, TABLE_BITS[variant])
                     table.weight.copy_(torch.from_numpy(rounded.dense()))
     return reference
 
