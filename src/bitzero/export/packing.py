@@ -181,9 +181,8 @@ def quantize_table(table: np.ndarray, bits: int) -> TableWeight:
 @dataclass(frozen=True)
 class RowTable:
     """An embedding-sized (N, K) table in int8 with one scale a row (scale = absmax / 127), as our
-    TableMatMul (lm_head) reads it and Gather + Mul (embedding) dequantize it: 8.0 bits a weight.
-    On the SmolLM2 student it kept the held-out NLL of 8-bit blocks of 32 (4.112 against 4.117; an
-    fp16 table 4.104), because lm_head multiplies it by float activations."""
+    TableMatMul (lm_head) reads it and Gather + Mul (embedding) dequantize it: 8.0 bits a weight
+    (its cost in NLL and speed: ``bitzero.export.graph``'s notes)."""
 
     codes: np.ndarray  # (N, K) int8
     scales: np.ndarray  # (N,) float32

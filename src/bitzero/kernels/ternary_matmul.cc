@@ -287,6 +287,25 @@ OrtStatus* data_of(const OrtValue* value, const T** out) {
     if (OrtStatus* status_ = (expr)) return status_; \
   } while (0)
 
+// Tokens in an input of shape (..., K): the product of its leading dimensions.
+int64_t tokens(const std::vector<int64_t>& x_shape) {
+  int64_t m = 1;
+  for (size_t i = 0; i + 1 < x_shape.size(); ++i) m *= x_shape[i];
+  return m;
+}
+
+// The op's output (..., n) for an input (..., K), and where its floats go.
+OrtStatus* output_rows(OrtKernelContext* context, const std::vector<int64_t>& x_shape, int64_t n, float** y) {
+  std::vector<int64_t> y_shape(x_shape);
+  y_shape.back() = n;
+  OrtValue* output = nullptr;
+  BITZERO_TRY(g_api->KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &output));
+  void* data = nullptr;
+  BITZERO_TRY(g_api->GetTensorMutableData(output, &data));
+  *y = static_cast<float*>(data);
+  return nullptr;
+}
+
 OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
   size_t n_inputs = 0;
@@ -310,8 +329,7 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   p.blocks = p.kp / kBlockCodes;
   p.half = p.kp % kBlockCodes != 0;
   p.stride = p.kp / 4;
-  p.m = 1;
-  for (size_t i = 0; i + 1 < x_shape.size(); ++i) p.m *= x_shape[i];
+  p.m = tokens(x_shape);
   if (codes_shape.size() != 2 || codes_shape[1] != p.stride)
     return fail("codes must be (N_ternary, ceil(K / 64) * 16) for K = " + std::to_string(p.k));
   p.n_ternary = codes_shape[0];
@@ -338,13 +356,7 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   }
   const float* x = nullptr;
   BITZERO_TRY(data_of(inputs[0], &x));
-  std::vector<int64_t> y_shape(x_shape);
-  y_shape.back() = p.n_out;
-  OrtValue* output = nullptr;
-  BITZERO_TRY(g_api->KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &output));
-  void* y = nullptr;
-  BITZERO_TRY(g_api->GetTensorMutableData(output, &y));
-  p.y = static_cast<float*>(y);
+  BITZERO_TRY(output_rows(context, x_shape, p.n_out, &p.y));
   if (p.m == 0 || p.n_out == 0) return nullptr;
 
   // Per-token int8 quantization, as BitLinear's quantize_activations.
@@ -407,19 +419,12 @@ OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context
   if (codes_shape.size() != 2 || codes_shape[1] != p.k) return fail("codes must be (N, K) for K = " + std::to_string(p.k), "TableMatMul");
   p.n = codes_shape[0];
   if (scales_shape.size() != 1 || scales_shape[0] != p.n) return fail("scales must hold one scale per row", "TableMatMul");
-  p.m = 1;
-  for (size_t i = 0; i + 1 < x_shape.size(); ++i) p.m *= x_shape[i];
+  p.m = tokens(x_shape);
   BITZERO_TRY(data_of(inputs[0], &p.x));
   BITZERO_TRY(data_of(inputs[1], &p.codes));
   BITZERO_TRY(data_of(inputs[2], &p.scales));
   prefetch_start(p.codes, p.n * p.k);
-  std::vector<int64_t> y_shape(x_shape);
-  y_shape.back() = p.n;
-  OrtValue* output = nullptr;
-  BITZERO_TRY(g_api->KernelContext_GetOutput(context, 0, y_shape.data(), y_shape.size(), &output));
-  void* y = nullptr;
-  BITZERO_TRY(g_api->GetTensorMutableData(output, &y));
-  p.y = static_cast<float*>(y);
+  BITZERO_TRY(output_rows(context, x_shape, p.n, &p.y));
   if (p.m == 0 || p.n == 0) return nullptr;
   return run_tasks(context, p, kernel->isa->table, (p.n + kTableRows - 1) / kTableRows);
 }
