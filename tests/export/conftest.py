@@ -6,10 +6,15 @@ import pytest
 import torch
 
 from bitzero.export.exporter import HeldOut, export_bundle, held_out_inputs
+from bitzero.kernels import library_path
 from bitzero.model import BitZeroLM
 from bitzero.text import Tokenizer
 from tests.tiny import tiny_model, tiny_tokenizer
 
+# Stored bits of a tiny teacher's int4 projection weight. On Int4MatMul (where the kernels are built):
+# 16 bytes of codes and an fp16 scale and min a block of 32, 5 bits, with down_proj's K=96 padded to
+# 4 blocks (64 x 96 of the 24576 + 6144 weights a layer); on MatMulNBits, fp32 scales and zero points.
+TINY_INT4_BITS = (5 * 24576 + 5 * 128 / 96 * 6144) / (24576 + 6144) if library_path() else 6.0
 # End-to-end relative logit error of the tiny two-block random models here (too shallow for an int8
 # flip to cascade; the export itself is gated layer-wise, exporter.TOLERANCES). int4: random
 # N(0, 0.08) weights are the worst case for 4-bit blocks (no outliers to spare, every weight

@@ -28,7 +28,7 @@ IDS = np.random.default_rng(0).integers(0, 300, size=(1, 24))
 
 def onnx_logits(graph: onnx.ModelProto, model: BitZeroLM, ids: np.ndarray = IDS) -> np.ndarray:
     options = ort.SessionOptions()
-    register(options)  # the ternary graph's kernels, where built
+    register(options)  # the ternary and int4 graphs' kernels, where built
     session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     c = model.config
     empty = np.zeros((1, c.n_kv_head, 0, c.head_dim), np.float32)
@@ -79,7 +79,9 @@ def test_logits_to_keep_gives_the_last_positions_logits(variant: str) -> None:
     0, the default a caller gets by leaving the input out, keeps every position (the NLL's need)."""
     model = tiny_teacher(seed=6)
     graph = build_graph(pack_model(model), variant)
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    register(options)  # the int4 graph's kernel, where built
+    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
     empty = np.zeros((1, model.config.n_kv_head, 0, model.config.head_dim), np.float32)
     feeds = {"input_ids": IDS, "attention_mask": np.ones_like(IDS),
              **{i.name: empty for i in session.get_inputs() if i.name.startswith("past_")}}

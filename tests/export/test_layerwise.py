@@ -17,7 +17,7 @@ from bitzero.export.exporter import TOLERANCES
 from bitzero.export.graph import IR_VERSION, Positions, _Builder, _GraphWriter, build_graph
 from bitzero.export.layerwise import Int4Reference, forced_graph, graph_reference, layerwise_parity
 from bitzero.export.packing import PackedModel, quantize_int4
-from bitzero.kernels import library_path
+from bitzero.kernels import DOMAIN, library_path, register
 from bitzero.model import BitZeroLM
 from tests.export.conftest import tiny_student, tiny_teacher
 
@@ -163,20 +163,27 @@ def test_a_graph_without_named_residuals_is_refused_with_a_clear_message(student
         forced_graph(graph)
 
 
-def test_the_int4_reference_computes_what_the_int4_graph_does() -> None:
-    """One int4 projection, MatMulNBits on int8 activations per block plus the zero points' offset, is
-    Int4Reference up to fp32 rounding; the dequantized weights alone miss the activations' rounding."""
+@pytest.mark.parametrize("kernel", [False, True], ids=["matmulnbits", "int4matmul"])
+def test_the_int4_reference_computes_what_the_int4_graph_does(kernel: bool) -> None:
+    """One int4 projection, MatMulNBits on int8 activations per block plus the zero points' offset, or
+    our Int4MatMul, is Int4Reference up to fp32 rounding; the dequantized weights alone miss the
+    activations' rounding."""
+    if kernel and library_path() is None:
+        pytest.skip("the kernel library is not built (python -m bitzero.kernels.build)")
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((48, 80)).astype(np.float32)
     x = rng.standard_normal((2, 7, 80)).astype(np.float32)
     x[..., 3] *= 30.0  # an outlier channel, as SmolLM2's
-    builder = _Builder()
+    builder = _Builder(int4_kernel=kernel)
     y = builder.matmul_int4("x", quantize_int4(weight), "w")
+    assert ({n.op_type for n in builder.nodes} >= {"Int4MatMul"}) == kernel
     graph = helper.make_graph(builder.nodes, "int4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 7, 80])],
                               [helper.make_tensor_value_info(y, TensorProto.FLOAT, [2, 7, 48])], builder.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=IR_VERSION)
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1),
+                                                    helper.make_opsetid(DOMAIN, 1)], ir_version=IR_VERSION)
+    options = ort.SessionOptions()
+    register(options)
+    got = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     with torch.no_grad():
         expected = Int4Reference(quantize_int4(weight), None)(torch.from_numpy(x)).numpy()
     dequantized = x @ quantize_int4(weight).dense().T

@@ -107,15 +107,37 @@ def test_int4_blocks_dequantize_within_half_a_step(in_features: int) -> None:
     assert np.allclose(packed.dense()[0, :32], 0.5)
 
 
+def q4_1_weight(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """GGUF Q4_1 blocks of 32, min + scale x code with an fp16 scale and min: the format the real
+    SmolLM2 weights come in; every block spans its range."""
+    codes = rng.integers(0, 16, size=(n, k)).astype(np.float32)
+    codes[:, 0::32], codes[:, 1::32] = 0, 15
+    blocks = -(-k // 32)
+    scale = rng.uniform(0.01, 0.1, size=(n, blocks)).astype(np.float16).astype(np.float32).repeat(32, axis=1)[:, :k]
+    minimum = rng.uniform(-1.0, -0.2, size=(n, blocks)).astype(np.float16).astype(np.float32).repeat(32, axis=1)[:, :k]
+    return (minimum + scale * codes).astype(np.float32)
+
+
 def test_int4_restores_a_q4_1_grid_exactly() -> None:
-    """GGUF Q4_1 blocks (min + scale x code): the format the real SmolLM2 weights come in."""
-    rng = np.random.default_rng(3)
-    codes = rng.integers(0, 16, size=(4, 64)).astype(np.float32)
-    codes[:, 0], codes[:, 1], codes[:, 32], codes[:, 33] = 0, 15, 0, 15  # every block spans its range
-    scale = rng.uniform(0.01, 0.1, size=(4, 2)).repeat(32, axis=1)
-    minimum = rng.uniform(-1.0, -0.2, size=(4, 2)).repeat(32, axis=1)
-    weight = (minimum + scale * codes).astype(np.float32)
+    weight = q4_1_weight(np.random.default_rng(3), 4, 64)
     assert np.allclose(quantize_int4(weight).dense(), weight, atol=1e-6)
+    assert not np.allclose(quantize_int4(weight + 0.003).dense(), weight + 0.003, atol=1e-6)  # off the grid: rounded
+
+
+@pytest.mark.parametrize(("n", "k"), [(20, 96), (16, 64), (5, 40)])  # odd block counts and a short tile
+def test_int4_kernel_blocks_hold_the_same_weights(n: int, k: int) -> None:
+    """Int4MatMul's layout: codes 0-15 of a block in the low nibbles, 16-31 in the high ones; scales
+    and mins sixteen rows side by side; blocks padded to an even count with zero weights."""
+    packed = quantize_int4(np.random.default_rng(n).normal(size=(n, k)).astype(np.float32))
+    codes, scales, mins = packed.kernel_blocks()
+    blocks = 2 * -(-k // 64)
+    assert codes.shape == (n, blocks, 16) and scales.shape == mins.shape == (-(-n // 16), blocks, 16)
+    assert scales.dtype == mins.dtype == np.float16
+    values = np.concatenate([codes & 0x0F, codes >> 4], axis=-1).astype(np.float32)  # (n, blocks, 32)
+    per_row = lambda tiles: tiles.transpose(0, 2, 1).reshape(-1, blocks)[:n].astype(np.float32)  # noqa: E731
+    dense = values * per_row(scales)[..., None] + per_row(mins)[..., None]
+    assert np.allclose(dense.reshape(n, -1)[:, :k], packed.dense(), atol=1e-6)
+    assert not dense.reshape(n, -1)[:, -(-k // 32) * 32:].any()  # the padding block(s) weigh nothing
 
 
 @pytest.mark.parametrize("in_features", [64, 96])

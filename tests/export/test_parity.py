@@ -12,7 +12,7 @@ from bitzero.export.parity import compare, torch_reference
 from bitzero.model import BitZeroLM
 from bitzero.serving.bundle import MANIFEST, PACKED
 from bitzero.serving.runtime import BundleRuntime
-from tests.export.conftest import END_TO_END
+from tests.export.conftest import END_TO_END, TINY_INT4_BITS
 
 
 @pytest.mark.parametrize("variant", list(variants_for({"quantized": True})))
@@ -52,7 +52,7 @@ def test_manifest_records_sizes_source_and_bits(bundle: Path, teacher_bundle: Pa
     assert manifest["source"] == {"mlflow_run_id": "run-123"} and (bundle / PACKED).is_file()
     assert (bundle / "nbits" / "model.onnx").stat().st_size == sizes["nbits"]["bytes"]
     teacher = json.loads((teacher_bundle / MANIFEST).read_text())
-    assert teacher["sizes"]["int4"]["bits_per_weight_linear"] == 6.0
+    assert teacher["sizes"]["int4"]["bits_per_weight_linear"] == pytest.approx(TINY_INT4_BITS)
     assert teacher["sizes"]["int4"]["bytes"] < teacher["sizes"]["fp32"]["bytes"] / 2
     assert "packed" not in teacher and not (teacher_bundle / PACKED).exists()
 

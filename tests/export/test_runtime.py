@@ -42,6 +42,18 @@ def test_a_ternary_bundle_is_served_by_its_nbits_graph_where_the_kernel_is_not_b
     assert BundleRuntime.load(bundle).variant == BundleRuntime.load(bundle, "ternary").variant == "nbits"
 
 
+def test_a_teacher_graph_on_our_kernels_where_they_are_not_built_is_refused_with_the_way_out(
+    teacher_bundle: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    manifest = json.loads((teacher_bundle / MANIFEST).read_text())
+    assert manifest["kernels"] == (["int4"] if library_path() else [])  # the int4 graph on Int4MatMul where built
+    if not manifest["kernels"]:
+        pytest.skip("the kernel library is not built: the int4 graph runs on MatMulNBits")
+    monkeypatch.setenv(LIBRARY_ENV, str(tmp_path / "not-built.so"))
+    with pytest.raises(BundleError, match=r"runs on BitZero's kernels, which are not built here: build them \(python -m bitzero.kernels.build"):
+        BundleRuntime.load(teacher_bundle, "int4")
+
+
 def test_generation_runs_in_onnxruntime_genai_where_installed(runtime: BundleRuntime, bundle: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert set(manifest["genai"]) == set(manifest["variants"])

@@ -16,7 +16,7 @@ from bitzero.model import save_checkpoint
 from bitzero.model.pretrained import ternary_student
 from bitzero.serving.champion import champion_bundle
 from bitzero.serving.runtime import BundleRuntime
-from tests.export.conftest import visible
+from tests.export.conftest import TINY_INT4_BITS, visible
 from tests.pipelines.conftest import kedro_run
 from tests.service.conftest import EMBEDDER_CACHE
 from tests.tiny import tiny_emotion_encoder, tiny_model, tiny_tokenizer
@@ -65,7 +65,7 @@ def test_export_stage_writes_two_bundles_gates_and_registers(project: Path) -> N
     for bundle in (student, teacher):
         for variant, figures in bundle["variants"].items():
             assert figures["layerwise_max_rel_error"] <= bundle["tolerances"][variant]
-    assert teacher["variants"]["int4"]["bits_per_weight_linear"] == 6.0
+    assert teacher["variants"]["int4"]["bits_per_weight_linear"] == pytest.approx(TINY_INT4_BITS)
     assert set(student["held_out_nll"]["per_source"]) == {"seed", "persona"}
     # The served lineage's trained checkpoint became its bundle; the student came from distillation.
     assert student["source_run_id"] == "distillation-run-1" and teacher["source_run_id"] == "personalize-run-1"

@@ -21,10 +21,18 @@ import onnx
 
 from bitzero.errors import ExportPackageError
 from bitzero.export.convert import pack_model
-from bitzero.export.graph import build_graph, check_variant, nbits_tensors, variants_for
+from bitzero.export.graph import (
+    PROJECTIONS,
+    build_graph,
+    check_variant,
+    int4_on_kernel,
+    nbits_tensors,
+    uses_kernels,
+    variants_for,
+)
 from bitzero.export.heldout import Scored, assistant_nll, scored_conversations
 from bitzero.export.layerwise import graph_reference, layerwise_parity
-from bitzero.export.packing import INT4_BLOCK, KERNEL_HALF, PackedModel, save_packed
+from bitzero.export.packing import INT4_BLOCK, INT4_TILE, KERNEL_HALF, PackedModel, save_packed
 from bitzero.export.parity import compare, torch_reference
 from bitzero.files import staged_folder
 from bitzero.kernels import KERNEL_VARIANTS
@@ -34,7 +42,7 @@ from bitzero.serving.genai import CONFIG_FILE, write_config
 from bitzero.serving.runtime import CPU, BundleRuntime
 from bitzero.text import Tokenizer
 
-INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # codes, an fp32 scale and an fp32 zero point per block
+INT4_BITS = 4 + (32 + 32) / INT4_BLOCK  # MatMulNBits: codes, an fp32 scale and an fp32 zero point per block
 # Layer-wise parity tolerances (bitzero.export.layerwise): the largest relative error of any
 # sub-layer, key/value or the head, fed PyTorch's own input. Derived from what each variant
 # legitimately differs by, not from a run: every bug the tests inject (a wrong scale, a swapped or
@@ -160,6 +168,7 @@ def export_bundle(
             **({"packed": files["packed"]} if "packed" in files else {}),
             "variants": {v: files[v] for v in variants},
             "genai": genai,
+            "kernels": [v for v, graph in graphs.items() if uses_kernels(graph)],  # variants that need the kernel library
             "default_variant": variants[0],
             "sizes": _sizes(packed, files, variants),
             "source": dict(source or {}),
@@ -212,6 +221,17 @@ def kernel_bits_per_weight(packed: PackedModel) -> float:
     return 8 * stored / max(sum(layer.n_ternary_weights for layer in packed.linears.values()), 1)
 
 
+def int4_kernel_bits_per_weight(packed: PackedModel) -> float:
+    """Stored bits per projection weight of the int4 graph on Int4MatMul: 16 bytes of codes and two
+    fp16 values a block of 32, blocks padded to an even count and rows to a multiple of 16 for the
+    scales and mins (``Int4Weight.kernel_blocks``)."""
+    shapes = [packed.dense[f"blocks.{i}.{name}.weight"].shape
+              for i in range(packed.config["n_layer"]) for name in PROJECTIONS]
+    blocks = [2 * -(-k // (2 * INT4_BLOCK)) for _, k in shapes]
+    stored = sum(n * 16 * b + -(-n // INT4_TILE) * INT4_TILE * 4 * b for (n, _), b in zip(shapes, blocks, strict=True))
+    return 8 * stored / max(sum(n * k for n, k in shapes), 1)
+
+
 def _linear_bits(packed: PackedModel, variant: str) -> float:
     if variant == "nbits":
         return nbits_bits_per_weight(packed)
@@ -219,7 +239,9 @@ def _linear_bits(packed: PackedModel, variant: str) -> float:
         return kernel_bits_per_weight(packed)
     if variant == "exact":
         return packed.sizes()["bits_per_weight_ternary"]  # the 2-bit packed codes, unpacked at load
-    return INT4_BITS if variant == "int4" else 32.0
+    if variant == "int4":
+        return int4_kernel_bits_per_weight(packed) if int4_on_kernel() else INT4_BITS
+    return 32.0
 
 
 def _check_tolerances(manifest: Mapping[str, Any]) -> None:

@@ -10,11 +10,14 @@ precision. The compact checkpoint is one safetensors file (numpy, no torch neede
 the model config in its metadata.
 
 ``quantize_int4`` is the other format: 4-bit codes in blocks of 32 along K spanning each block's
-[min, max], with an fp32 scale and an fp32 zero point per block, in MatMulNBits' bits=4 layout (the
-teacher's linears and every lm_head of the 4-bit graphs): 4 + 32/32 + 32/32 = 6 bits a weight.
-The float zero point is GGUF Q4_1's "min": SmolLM2's GGUF weights are Q4_1 blocks of 32, and an
-integer (4-bit) zero point cannot put their grid back, so it rounded every weight again (9% relative
-weight error, top-1 agreement with PyTorch 55% on a chat), where this format restores them exactly.
+[min, max], with a scale and a min per block, both fp16 values (GGUF Q4_1 stores them so), for the
+teacher's linears. The graph stores them one of two ways: for BitZero's Int4MatMul kernel
+(``Int4Weight.kernel_blocks``), codes with an fp16 scale and min a block, 4 + 32/32 = 5 bits a
+weight; for onnxruntime's MatMulNBits (where the kernels are not built), its bits=4 layout with fp32
+scales and float zero points, 6 bits. SmolLM2's GGUF weights are Q4_1 blocks of 32, and an integer
+(4-bit) zero point cannot put their grid back, so it rounded every weight again (9% relative weight
+error, top-1 agreement with PyTorch 55% on a chat; measured again on 24 chats, held-out NLL +0.2
+nats for integer or symmetric blocks), where this format restores them exactly.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ ROTARY_TABLES = ("rope_cos", "rope_sin")
 
 
 INT4_BLOCK = 32
+INT4_TILE = 16  # rows whose scales and mins Int4MatMul stores side by side
+FP16_TINY = float(np.finfo(np.float16).tiny)  # the smallest scale: a constant block's (and no fp16 zero)
 INT4_MAX = 15
 
 
@@ -94,7 +99,8 @@ def kernel_codes(codes: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Int4Weight:
     """An (N, K) matrix in MatMulNBits bits=4 layout: blob (N, blocks, 16), two codes a byte, the
-    first in the low nibble; fp32 scales and zero points (N, blocks)."""
+    first in the low nibble; fp32 scales and zero points (N, blocks), each scale and min (-zero point
+    x scale) an fp16 value."""
 
     blob: np.ndarray
     scales: np.ndarray
@@ -111,6 +117,31 @@ class Int4Weight:
         codes = _nibbles(self.blob.reshape(n, blocks, -1)).astype(np.float32)
         return ((codes - self.zero_points[..., None]) * self.scales[..., None]).reshape(n, -1)[:, : self.in_features]
 
+    def kernel_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same weights as BitZero's Int4MatMul reads them (ternary_matmul.cc): codes uint8 (N,
+        blocks, 16), byte j of a block holding code j in its low nibble and code 16 + j in its high
+        one; fp16 scales and mins (ceil(N / 16), blocks, 16), sixteen rows side by side (the kernel
+        adds the mins sixteen rows at once). Blocks are padded to an even count (zero weights): the
+        kernel reads them in pairs."""
+        n, blocks, _ = self.blob.shape
+        codes = _nibbles(self.blob).reshape(n, blocks, INT4_BLOCK).astype(np.uint8)
+        even = blocks % 2
+        packed = np.pad(codes[..., :16] | codes[..., 16:] << 4, ((0, 0), (0, even), (0, 0)))
+
+        def tiles(values: np.ndarray) -> np.ndarray:
+            values = np.pad(values.astype(np.float16), ((0, -n % INT4_TILE), (0, even)))
+            return np.ascontiguousarray(values.reshape(-1, INT4_TILE, blocks + even).transpose(0, 2, 1))
+
+        return np.ascontiguousarray(packed), tiles(self.scales), tiles(-self.zero_points * self.scales)
+
+
+def _fp16(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to the nearest fp16 value, as float32; PackingError beyond fp16's range."""
+    rounded = values.astype(np.float16)
+    if not np.isfinite(rounded).all():
+        raise PackingError(f"a 4-bit block's scale or min is beyond fp16's range (largest {np.abs(values).max():.3g})")
+    return rounded.astype(np.float32)
+
 
 def _nibbles(packed: np.ndarray) -> np.ndarray:
     """(..., B) uint8 -> (..., 2B) values, low nibble first."""
@@ -124,7 +155,8 @@ def _pack_nibbles(values: np.ndarray) -> np.ndarray:
 
 
 def quantize_int4(weight: np.ndarray, block: int = INT4_BLOCK) -> Int4Weight:
-    """4-bit codes per block of ``block`` along K: code 0 is the block's min, 15 its max."""
+    """4-bit codes per block of ``block`` along K: code 0 is the block's min, 15 its max, both
+    rounded to fp16 (exact for GGUF's Q4_1 blocks) so that either graph stores the same weights."""
     weight = np.asarray(weight, dtype=np.float32)
     if weight.ndim != 2:
         raise PackingError(f"a 4-bit matrix must be 2-D (out, in), got shape {weight.shape}")
@@ -133,8 +165,8 @@ def quantize_int4(weight: np.ndarray, block: int = INT4_BLOCK) -> Int4Weight:
     padded = np.zeros((n, blocks * block), dtype=np.float32)
     padded[:, :k] = weight
     grouped = padded.reshape(n, blocks, block)
-    low, high = grouped.min(-1), grouped.max(-1)
-    scales = np.where(high > low, (high - low) / INT4_MAX, 1.0).astype(np.float32)
+    low, high = _fp16(grouped.min(-1)), grouped.max(-1)
+    scales = _fp16(np.maximum((high - low) / INT4_MAX, FP16_TINY))
     codes = np.clip(np.round((grouped - low[..., None]) / scales[..., None]), 0, INT4_MAX)
     return Int4Weight(_pack_nibbles(codes), scales, (-low / scales).astype(np.float32), k)
 

@@ -1,11 +1,14 @@
 """BitZero's own onnxruntime kernels, in C++: ``TernaryMatMul`` (domain ``com.bitzero``), a BitNet
 b1.58 linear layer (per-token int8 activations, 2-bit ternary rows with a scale each, fp16 critical
-rows) that onnxruntime has no fast path for, and ``TableMatMul``, the student's lm_head over its
-int8 table (ternary_matmul.cc says how both work).
+rows) that onnxruntime has no fast path for; ``TableMatMul``, the student's lm_head over its int8
+table; and ``Int4MatMul``, the teacher's GGUF Q4_1 blocks (an fp16 scale and min each) on int8
+activations, which MatMulNBits runs only with an fp32 side matmul (ternary_matmul.cc says how all
+three work).
 
 ``make``'s set-up builds the library beside this file (``python -m bitzero.kernels.build``); where no
 compiler is there or the build fails it says so in one line and the student is served by
-onnxruntime's MatMulNBits (the ``nbits`` graph) instead. Torch-free: the serving side registers the
+onnxruntime's MatMulNBits (the ``nbits`` graph) instead, the teacher's int4 graph exported on
+MatMulNBits. Torch-free: the serving side registers the
 library into its sessions with ``register``.
 """
 

@@ -22,7 +22,7 @@ FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall"
 def build(output: Path = HERE / LIBRARY_NAME) -> Path | None:
     """Compile the library (into a staging file, renamed when done); its path, or None with the reason printed."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    fallback = "the ternary student is served by onnxruntime's MatMulNBits instead"
+    fallback = "the ternary student and the 4-bit teacher are served by onnxruntime's MatMulNBits instead"
     if not compiler:
         print(f"bitzero kernels: no C++ compiler (g++ or $CXX) on this machine; {fallback}")
         return None

@@ -26,6 +26,18 @@
 // float: the table the student reads every token, at 8.0 bits a weight (onnxruntime's 8-bit
 // MatMulNBits stores a float scale per 32, 9.0 bits, and rounds the activations to int8 per 32).
 //
+// Int4MatMul (same domain): Y[..., N] = X[..., K] float times W^T, W in 4-bit blocks of 32 along K as
+// GGUF's Q4_1 stores them, w = scale * code + min: the teacher's projections restored exactly, at 5
+// bits a weight (bitzero.export.packing.Int4Weight.kernel_blocks). Inputs: codes uint8[N, B, 16],
+// B = 2 ceil(K / 64) (blocks in pairs, the last padded with zero weights), byte j of a block holding
+// code j in its low nibble and code 16 + j in its high one, so one 32-byte load and two masks line a
+// pair's codes up with its activations; scales and mins float16[ceil(N / 16), B, 16], sixteen rows
+// side by side. X is rounded to int8 per block of 32 (absmax / 127, as onnxruntime's MatMulNBits at
+// accuracy_level 4), and each block computes what the MatMulNBits graph does: the int8 activations
+// times the centred codes, scale * (code - 8), plus the float sum of its activations times the rest,
+// min + 8 scale (MatMulNBits has no float zero point on its fast path: that graph adds the second
+// term with an fp32 side matmul, 1 more bit a weight and four more nodes a projection).
+//
 // Instruction sets, chosen once per kernel from the CPU (or BITZERO_TERNARY_ISA = scalar | avx2 |
 // avxvnni | avx512vnni, refused when the CPU lacks it): a portable scalar loop, AVX2 (+FMA, F16C),
 // AVX-VNNI, AVX-512 VNNI. Rows are split in tiles of 16 over onnxruntime's intra-op thread pool.
@@ -49,6 +61,8 @@ constexpr int64_t kTableRows = 16;
 constexpr int64_t kBlockCodes = 128;
 constexpr int64_t kHalfCodes = 64;
 constexpr int64_t kPrefetchBytes = 4096;
+constexpr int64_t kInt4Block = 32;
+constexpr float kInt4Zero = 8.0f;  // the codes' centre
 constexpr float kQmax = 127.0f;
 constexpr float kClamp = 1e-5f;
 const OrtApi* g_api = nullptr;
@@ -66,6 +80,18 @@ struct Problem {
   int64_t m, k, kp, blocks, stride, n_ternary, n_critical, n_out;
   bool half;  // a 16-byte half block after the whole ones
   int64_t column(int64_t row) const { return columns ? columns[row] : row; }
+};
+
+struct Int4Problem {
+  const int8_t* q;         // (m, blocks * 32) int8 activations, zero beyond k (laid out as the ISA reads them)
+  const float* qscale;     // (m, blocks, 4) their scales, each four times (a pair's int32 lanes)
+  const float* xsum;       // (m, blocks) float sums of the activations
+  const float* residual;   // (m, blocks) what the int8 rounding left of them
+  const uint8_t* codes;    // (n, blocks * 16)
+  const uint16_t* scales;  // (ceil(n / 16), blocks, 16) fp16 bits: sixteen rows' side by side, block by block
+  const uint16_t* mins;    // (ceil(n / 16), blocks, 16) fp16 bits
+  float* y;                // (m, n)
+  int64_t m, k, n, blocks;
 };
 
 struct TableProblem {
@@ -149,6 +175,40 @@ void table_task(const TableProblem& p, int64_t task) {
       p.y[m * p.n + row] = dot * p.scales[row];
     }
 }
+void quantize_blocks(const float* x, int64_t k, int64_t blocks, int8_t* q, float* qscale, float* xsum, float* residual) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    float amax = 0.0f, sum = 0.0f;
+    for (int64_t i = b * kInt4Block; i < std::min(k, (b + 1) * kInt4Block); ++i) amax = std::max(amax, std::fabs(x[i])), sum += x[i];
+    const float s = amax > 0.0f ? kQmax / amax : 0.0f;
+    int32_t sum_q = 0;
+    for (int64_t i = b * kInt4Block; i < (b + 1) * kInt4Block; ++i) {
+      q[i] = i < k ? static_cast<int8_t>(std::nearbyint(x[i] * s)) : 0;
+      sum_q += q[i];
+    }
+    for (int64_t j = 0; j < 4; ++j) qscale[4 * b + j] = amax / kQmax;
+    xsum[b] = sum;
+    residual[b] = sum - amax / kQmax * static_cast<float>(sum_q);
+  }
+}
+
+void int4_task(const Int4Problem& p, int64_t task) {
+  const int64_t first = task * kTileRows, last = std::min(first + kTileRows, p.n);
+  for (int64_t m = 0; m < p.m; ++m)
+    for (int64_t row = first; row < last; ++row) {
+      float dots = 0.0f, rest = 0.0f;
+      for (int64_t b = 0; b < p.blocks; ++b) {
+        const uint8_t* packed = p.codes + (row * p.blocks + b) * 16;
+        const int8_t* q = p.q + (m * p.blocks + b) * kInt4Block;
+        int32_t dot = 0;
+        for (int64_t j = 0; j < 16; ++j) dot += ((packed[j] & 0x0F) - 8) * q[j] + ((packed[j] >> 4) - 8) * q[16 + j];
+        const int64_t at = ((row / kTileRows * p.blocks) + b) * kTileRows + row % kTileRows, token = m * p.blocks + b;
+        const float scale = half_to_float(p.scales[at]);
+        dots += scale * p.qscale[4 * token] * static_cast<float>(dot);
+        rest += (half_to_float(p.mins[at]) + kInt4Zero * scale) * p.xsum[token];
+      }
+      p.y[m * p.n + row] = dots + rest;
+    }
+}
 }  // namespace scalar
 
 #pragma GCC push_options
@@ -182,6 +242,8 @@ using TaskFn = void (*)(const Problem&, int64_t);
 using TableFn = void (*)(const TableProblem&, int64_t);
 using QuantizeFn = void (*)(const float*, int64_t, int8_t*, float*, float*, int32_t*);
 using GateFn = void (*)(const float*, int64_t, float*);
+using Int4Fn = void (*)(const Int4Problem&, int64_t);
+using BlockQuantizeFn = void (*)(const float*, int64_t, int64_t, int8_t*, float*, float*, float*);
 
 struct Isa {
   const char* name;
@@ -189,6 +251,8 @@ struct Isa {
   QuantizeFn quantize;
   TaskFn run;
   TableFn table;
+  BlockQuantizeFn quantize_blocks;
+  Int4Fn int4;
   bool (*supported)();
 };
 
@@ -201,10 +265,10 @@ bool has_avx512vnni() {
 bool always() { return true; }
 
 // Best first.
-const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, avx512vnni::table_task, has_avx512vnni},
-                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, avxvnni::table_task, has_avxvnni},
-                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, avx2::table_task, has_avx2},
-                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, scalar::table_task, always}};
+const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, avx512vnni::table_task, avx512vnni::quantize_blocks, avx512vnni::int4_task, has_avx512vnni},
+                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, avxvnni::table_task, avxvnni::quantize_blocks, avxvnni::int4_task, has_avxvnni},
+                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, avx2::table_task, avx2::quantize_blocks, avx2::int4_task, has_avx2},
+                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, scalar::table_task, scalar::quantize_blocks, scalar::int4_task, always}};
 
 // The instruction set BITZERO_TERNARY_ISA names (null when the CPU lacks it or the name is unknown), else the best.
 const Isa* choose_isa() {
@@ -398,11 +462,12 @@ OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const O
   return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TernaryMatMul: out of memory");
 }
 
-OrtStatus* ORT_API_CALL create_table_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void** kernel) {
+// TableMatMul's and Int4MatMul's kernels: the instruction set alone (no attributes).
+OrtStatus* ORT_API_CALL create_plain_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void** kernel) {
   const Isa* isa = nullptr;
   BITZERO_TRY(chosen_isa(&isa));
   *kernel = new (std::nothrow) Kernel{isa, false};
-  return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TableMatMul: out of memory");
+  return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "bitzero kernels: out of memory");
 }
 
 OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context) {
@@ -429,12 +494,55 @@ OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context
   return run_tasks(context, p, kernel->isa->table, (p.n + kTableRows - 1) / kTableRows);
 }
 
+OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context) {
+  const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
+  const OrtValue* inputs[4] = {nullptr, nullptr, nullptr, nullptr};
+  for (size_t i = 0; i < 4; ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
+  std::vector<int64_t> x_shape, codes_shape, scales_shape, mins_shape;
+  BITZERO_TRY(shape_of(inputs[0], x_shape));
+  BITZERO_TRY(shape_of(inputs[1], codes_shape));
+  BITZERO_TRY(shape_of(inputs[2], scales_shape));
+  BITZERO_TRY(shape_of(inputs[3], mins_shape));
+  if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "Int4MatMul");
+  Int4Problem p{};
+  p.k = x_shape.back();
+  p.blocks = (p.k + 2 * kInt4Block - 1) / (2 * kInt4Block) * 2;
+  if (codes_shape.size() != 3 || codes_shape[1] != p.blocks || codes_shape[2] != 16)
+    return fail("codes must be (N, 2 ceil(K / 64), 16) for K = " + std::to_string(p.k), "Int4MatMul");
+  p.n = codes_shape[0];
+  if (scales_shape != std::vector<int64_t>{(p.n + kTileRows - 1) / kTileRows, p.blocks, kTileRows} || mins_shape != scales_shape)
+    return fail("scales and mins must be (ceil(N / 16), 2 ceil(K / 64), 16)", "Int4MatMul");
+  p.m = tokens(x_shape);
+  const float* x = nullptr;
+  BITZERO_TRY(data_of(inputs[0], &x));
+  BITZERO_TRY(data_of(inputs[1], &p.codes));
+  BITZERO_TRY(data_of(inputs[2], &p.scales));
+  BITZERO_TRY(data_of(inputs[3], &p.mins));
+  prefetch_start(p.codes, p.n * p.blocks * 16);
+  BITZERO_TRY(output_rows(context, x_shape, p.n, &p.y));
+  if (p.m == 0 || p.n == 0) return nullptr;
+  const size_t width = static_cast<size_t>(p.blocks * kInt4Block);
+  std::vector<int8_t> q(static_cast<size_t>(p.m) * width);
+  std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
+  for (int64_t m = 0; m < p.m; ++m) {
+    const int64_t at = m * p.blocks;
+    kernel->isa->quantize_blocks(x + m * p.k, p.k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
+  }
+  p.q = q.data();
+  p.qscale = qscale.data();
+  p.xsum = xsum.data();
+  p.residual = residual.data();
+  return run_tasks(context, p, kernel->isa->int4, (p.n + kTileRows - 1) / kTileRows);
+}
+
 void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return "TernaryMatMul"; }
 const char* ORT_API_CALL table_op_name(const OrtCustomOp*) { return "TableMatMul"; }
+const char* ORT_API_CALL int4_op_name(const OrtCustomOp*) { return "Int4MatMul"; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
 size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
 size_t ORT_API_CALL table_input_count(const OrtCustomOp*) { return 3; }
+size_t ORT_API_CALL int4_input_count(const OrtCustomOp*) { return 4; }
 size_t ORT_API_CALL output_count(const OrtCustomOp*) { return 1; }
 ONNXTensorElementDataType ORT_API_CALL input_type(const OrtCustomOp*, size_t index) {
   static const ONNXTensorElementDataType types[] = {
@@ -447,6 +555,12 @@ ONNXTensorElementDataType ORT_API_CALL table_input_type(const OrtCustomOp*, size
   static const ONNXTensorElementDataType types[] = {
       ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
   return index < 3 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+ONNXTensorElementDataType ORT_API_CALL int4_input_type(const OrtCustomOp*, size_t index) {
+  static const ONNXTensorElementDataType types[] = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16};
+  return index < 4 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL required(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; }
 OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_characteristic(const OrtCustomOp*, size_t index) {
@@ -464,7 +578,7 @@ size_t ORT_API_CALL no_pairs(int** inputs, int** outputs) {
 }
 void ORT_API_CALL release_pairs(int*, int*) {}
 
-// What differs between the two ops; the rest of their OrtCustomOp is the same.
+// What differs between the ops; the rest of their OrtCustomOp is the same.
 struct OpSpec {
   const char* (ORT_API_CALL* name)(const OrtCustomOp*);
   size_t (ORT_API_CALL* input_count)(const OrtCustomOp*);
@@ -505,7 +619,9 @@ OrtCustomOp make_op(const OpSpec& spec) {
 
 const OrtCustomOp g_op = make_op({op_name, input_count, input_type, input_characteristic, create_kernel, compute});
 const OrtCustomOp g_table_op =
-    make_op({table_op_name, table_input_count, table_input_type, required, create_table_kernel, table_compute});
+    make_op({table_op_name, table_input_count, table_input_type, required, create_plain_kernel, table_compute});
+const OrtCustomOp g_int4_op =
+    make_op({int4_op_name, int4_input_count, int4_input_type, required, create_plain_kernel, int4_compute});
 
 }  // namespace
 
@@ -520,6 +636,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   BITZERO_TRY(g_api->CreateCustomOpDomain("com.bitzero", &domain));
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_op));
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_table_op));
+  BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_int4_op));
   return g_api->AddCustomOpDomain(options, domain);
 }
 

@@ -10,8 +10,9 @@ holds ``n_kv_head`` heads per layer (grouped-query attention).
 On the CPU, where onnxruntime-genai is installed and the bundle has the variant's genai config,
 generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in one buffer in C++
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
-replies are the same (a ``ternary`` graph only where onnxruntime-genai may load our kernel library,
-``kernels.genai_library``; elsewhere it runs on the session below). ``forward`` (parity, held-out
+replies are the same (a graph on our kernels, the manifest's ``kernels``, only where
+onnxruntime-genai may load the library, ``kernels.genai_library``; elsewhere it runs on the session
+below). ``forward`` (parity, held-out
 NLL, ``use_cache=False``) always runs the onnxruntime session.
 
 Loaded with ``slots`` > 1 (the service), a bundle whose graph shares its KV cache in place (one
@@ -123,6 +124,10 @@ class BundleRuntime:
             raise BundleError(
                 f"bundle {bundle_dir} is mismatched: the tokenizer has {tokenizer.vocab_size} tokens, the model {vocab}"
             )
+        needs_kernels = variant in manifest.get("kernels", kernels.KERNEL_VARIANTS)
+        if needs_kernels and kernels.library_path() is None:
+            raise BundleError(f"the {variant} graph of bundle {bundle_dir} runs on BitZero's kernels, which are not built here: "
+                              "build them (python -m bitzero.kernels.build, part of make setup) or export the bundle again")
         model_path = verify_file(bundle_dir, variants[variant])
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -137,7 +142,7 @@ class BundleRuntime:
             raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         genai = None
         genai_entry = manifest.get("genai", {}).get(variant)
-        kernel_ok = variant not in kernels.KERNEL_VARIANTS or kernels.genai_library() is not None
+        kernel_ok = not needs_kernels or kernels.genai_library() is not None
         if genai_available and genai_entry and session.get_providers()[0] == CPU and kernel_ok:
             verify_file(bundle_dir, genai_entry)
             try:
