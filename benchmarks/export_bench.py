@@ -8,8 +8,9 @@ memory (VmHWM) is that engine's alone and ONNX workers never import torch:
   torch-fp32     PyTorch eager, fp32, the model's KV cache (the baseline)
   anchor-int4    the field's anchor: onnxruntime-genai's model builder (``-p int4 -e cpu``) on the
                  same GGUF weights, run by og.Generator (built once, cached beside the checkpoint)
-  onnx-int4      the teacher bundle's graph (MatMulNBits bits=4 on int8 activations, 8-bit embedding, 4-bit lm_head),
-                 run step by step from Python with numpy KV arrays (the runtime's fallback path)
+  onnx-int4      the teacher bundle's graph (GGUF Q4_1 blocks on int8 activations: our Int4MatMul where the
+                 kernels are built, else MatMulNBits bits=4; 8-bit table), run step by step from
+                 Python with numpy KV arrays (the runtime's fallback path)
   genai-int4     the same graph in og.Generator (the runtime's path where onnxruntime-genai is installed)
   onnx-nbits     the student bundle's graph (MatMulNBits bits=2, per-token int8 activations,
   genai-nbits    fp16 critical channels, 8-bit table): numpy loop and og.Generator
