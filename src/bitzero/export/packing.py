@@ -16,7 +16,7 @@ teacher's linears. The graph stores them one of two ways: for BitZero's Int4MatM
 weight; for onnxruntime's MatMulNBits (where the kernels are not built), its bits=4 layout with fp32
 scales and float zero points, 6 bits. SmolLM2's GGUF weights are Q4_1 blocks of 32, and an integer
 (4-bit) zero point cannot put their grid back, so it rounded every weight again (9% relative weight
-error, top-1 agreement with PyTorch 55% on a chat; measured again on 24 chats, held-out NLL +0.2
+error, top-1 agreement with PyTorch 55% on a chat; measured again on 32 chats, held-out NLL +0.2
 nats for integer or symmetric blocks), where this format restores them exactly.
 """
 
