@@ -57,12 +57,7 @@ def build(folder: Path) -> dict[str, Any]:
 
     sys.path.insert(0, str(ROOT))
     from bitzero.export.convert import pack_model
-    from bitzero.export.exporter import (
-        INT4_BITS,
-        int4_kernel_bits_per_weight,
-        kernel_bits_per_weight,
-        nbits_bits_per_weight,
-    )
+    from bitzero.export.exporter import linear_bits
     from bitzero.export.graph import build_graph
     from bitzero.kernels import library_path
     from bitzero.model.pretrained import ternary_student
@@ -74,11 +69,12 @@ def build(folder: Path) -> dict[str, Any]:
     teacher, tokenizer = real_teacher()
     student = ternary_student(teacher, "adaptive").eval()
     student_variants = ("nbits", "ternary") if library_path() else ("nbits",)
-    for model, variant in ((teacher, "int4"), *((student, v) for v in student_variants)):
+    packs = {"int4": pack_model(teacher), **dict.fromkeys(student_variants, pack_model(student))}
+    for variant, packed in packs.items():
+        model = teacher if variant == "int4" else student
         (folder / variant).mkdir()
-        onnx.save_model(build_graph(pack_model(model), variant), folder / variant / ONNX_FILE)
+        onnx.save_model(build_graph(packed, variant), folder / variant / ONNX_FILE)
         write_config(folder / variant, model.config.to_dict(), tokenizer.stop_ids, ONNX_FILE)
-    packed = pack_model(student)
     checkpoint = cache_dir() / "checkpoint"
     (folder / "checkpoint").symlink_to(checkpoint)
     (folder / "anchor").symlink_to(anchor_model())
@@ -88,9 +84,7 @@ def build(folder: Path) -> dict[str, Any]:
                   "anchor-int4": sum(f.stat().st_size for f in (folder / "anchor").glob("model.onnx*")),
                   **{f"{kind}-{v}": (folder / v / ONNX_FILE).stat().st_size
                      for kind in ("onnx", "genai") for v in ("int4", *student_variants)}},
-        "projection_bits": {"int4": int4_kernel_bits_per_weight(pack_model(teacher)) if library_path() else INT4_BITS,
-                            "nbits": nbits_bits_per_weight(packed),
-                            **({"ternary": kernel_bits_per_weight(packed)} if "ternary" in student_variants else {})},
+        "projection_bits": {variant: linear_bits(packed, variant) for variant, packed in packs.items()},
     }
 
 

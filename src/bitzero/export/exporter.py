@@ -208,7 +208,7 @@ def _sizes(packed: PackedModel, files: Mapping[str, Mapping[str, Any]], variants
         size = files[variant]["bytes"]
         sizes[variant] = {
             "bytes": size, "fp32_ratio": fp32_bytes / size, "bits_per_weight_model": 8 * size / tensors["parameters"],
-            "bits_per_weight_linear": _linear_bits(packed, variant),
+            "bits_per_weight_linear": linear_bits(packed, variant),
         }
     return sizes
 
@@ -232,7 +232,8 @@ def int4_kernel_bits_per_weight(packed: PackedModel) -> float:
     return 8 * stored / max(sum(n * k for n, k in shapes), 1)
 
 
-def _linear_bits(packed: PackedModel, variant: str) -> float:
+def linear_bits(packed: PackedModel, variant: str) -> float:
+    """Stored bits of one projection weight in ``variant``'s graph exported here."""
     if variant == "nbits":
         return nbits_bits_per_weight(packed)
     if variant in KERNEL_VARIANTS:

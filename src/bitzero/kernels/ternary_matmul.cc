@@ -91,7 +91,7 @@ struct Int4Problem {
   const uint16_t* scales;  // (ceil(n / 16), blocks, 16) fp16 bits: sixteen rows' side by side, block by block
   const uint16_t* mins;    // (ceil(n / 16), blocks, 16) fp16 bits
   float* y;                // (m, n)
-  int64_t m, k, n, blocks;
+  int64_t m, n, blocks;
 };
 
 struct TableProblem {
@@ -351,6 +351,18 @@ OrtStatus* data_of(const OrtValue* value, const T** out) {
     if (OrtStatus* status_ = (expr)) return status_; \
   } while (0)
 
+// The op's first `count` inputs (null where an optional one is absent) and their shapes (empty there).
+OrtStatus* read_inputs(OrtKernelContext* context, size_t count, const OrtValue** inputs, std::vector<int64_t>* shapes) {
+  size_t given = 0;
+  BITZERO_TRY(g_api->KernelContext_GetInputCount(context, &given));
+  for (size_t i = 0; i < count; ++i) {
+    inputs[i] = nullptr;
+    if (i < given) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
+    BITZERO_TRY(shape_of(inputs[i], shapes[i]));
+  }
+  return nullptr;
+}
+
 // Tokens in an input of shape (..., K): the product of its leading dimensions.
 int64_t tokens(const std::vector<int64_t>& x_shape) {
   int64_t m = 1;
@@ -372,16 +384,10 @@ OrtStatus* output_rows(OrtKernelContext* context, const std::vector<int64_t>& x_
 
 OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
-  size_t n_inputs = 0;
-  BITZERO_TRY(g_api->KernelContext_GetInputCount(context, &n_inputs));
-  const OrtValue* inputs[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < std::min<size_t>(n_inputs, 5); ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
-  std::vector<int64_t> x_shape, codes_shape, gamma_shape, critical_shape, columns_shape;
-  BITZERO_TRY(shape_of(inputs[0], x_shape));
-  BITZERO_TRY(shape_of(inputs[1], codes_shape));
-  BITZERO_TRY(shape_of(inputs[2], gamma_shape));
-  BITZERO_TRY(shape_of(inputs[3], critical_shape));
-  BITZERO_TRY(shape_of(inputs[4], columns_shape));
+  const OrtValue* inputs[5];
+  std::vector<int64_t> shapes[5];
+  BITZERO_TRY(read_inputs(context, 5, inputs, shapes));
+  const auto& [x_shape, codes_shape, gamma_shape, critical_shape, columns_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)");
   Problem p{};
   p.k = x_shape.back();
@@ -472,12 +478,10 @@ OrtStatus* ORT_API_CALL create_plain_kernel(const OrtCustomOp*, const OrtApi*, c
 
 OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context) {
   const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
-  const OrtValue* inputs[3] = {nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < 3; ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
-  std::vector<int64_t> x_shape, codes_shape, scales_shape;
-  BITZERO_TRY(shape_of(inputs[0], x_shape));
-  BITZERO_TRY(shape_of(inputs[1], codes_shape));
-  BITZERO_TRY(shape_of(inputs[2], scales_shape));
+  const OrtValue* inputs[3];
+  std::vector<int64_t> shapes[3];
+  BITZERO_TRY(read_inputs(context, 3, inputs, shapes));
+  const auto& [x_shape, codes_shape, scales_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "TableMatMul");
   TableProblem p{};
   p.k = x_shape.back();
@@ -496,19 +500,16 @@ OrtStatus* ORT_API_CALL table_compute(void* op_kernel, OrtKernelContext* context
 
 OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context) {
   const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
-  const OrtValue* inputs[4] = {nullptr, nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < 4; ++i) BITZERO_TRY(g_api->KernelContext_GetInput(context, i, &inputs[i]));
-  std::vector<int64_t> x_shape, codes_shape, scales_shape, mins_shape;
-  BITZERO_TRY(shape_of(inputs[0], x_shape));
-  BITZERO_TRY(shape_of(inputs[1], codes_shape));
-  BITZERO_TRY(shape_of(inputs[2], scales_shape));
-  BITZERO_TRY(shape_of(inputs[3], mins_shape));
+  const OrtValue* inputs[4];
+  std::vector<int64_t> shapes[4];
+  BITZERO_TRY(read_inputs(context, 4, inputs, shapes));
+  const auto& [x_shape, codes_shape, scales_shape, mins_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "Int4MatMul");
   Int4Problem p{};
-  p.k = x_shape.back();
-  p.blocks = (p.k + 2 * kInt4Block - 1) / (2 * kInt4Block) * 2;
+  const int64_t k = x_shape.back();
+  p.blocks = (k + 2 * kInt4Block - 1) / (2 * kInt4Block) * 2;
   if (codes_shape.size() != 3 || codes_shape[1] != p.blocks || codes_shape[2] != 16)
-    return fail("codes must be (N, 2 ceil(K / 64), 16) for K = " + std::to_string(p.k), "Int4MatMul");
+    return fail("codes must be (N, 2 ceil(K / 64), 16) for K = " + std::to_string(k), "Int4MatMul");
   p.n = codes_shape[0];
   if (scales_shape != std::vector<int64_t>{(p.n + kTileRows - 1) / kTileRows, p.blocks, kTileRows} || mins_shape != scales_shape)
     return fail("scales and mins must be (ceil(N / 16), 2 ceil(K / 64), 16)", "Int4MatMul");
@@ -526,7 +527,7 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
   for (int64_t m = 0; m < p.m; ++m) {
     const int64_t at = m * p.blocks;
-    kernel->isa->quantize_blocks(x + m * p.k, p.k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
+    kernel->isa->quantize_blocks(x + m * k, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
   }
   p.q = q.data();
   p.qscale = qscale.data();

@@ -12,8 +12,7 @@ generation runs in og.Generator (``engine`` is "genai"): the KV cache stays in o
 instead of numpy arrays copied every step; sampling, penalties and stops stay the ones below, so
 replies are the same (a graph on our kernels, the manifest's ``kernels``, only where
 onnxruntime-genai may load the library, ``kernels.genai_library``; elsewhere it runs on the session
-below). ``forward`` (parity, held-out
-NLL, ``use_cache=False``) always runs the onnxruntime session.
+below). ``forward`` (parity, held-out NLL, ``use_cache=False``) always runs the onnxruntime session.
 
 Loaded with ``slots`` > 1 (the service), a bundle whose graph shares its KV cache in place (one
 with a genai config) decodes up to ``slots`` replies together in batched steps on the CPU
