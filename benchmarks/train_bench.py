@@ -8,10 +8,13 @@ Three trainers on the same random token batches (random ids cost exactly what te
 
 Each runs in its own subprocess so its peak memory is its own: max RSS on CPU, peak allocated
 memory on CUDA (fp32 on CPU; bf16, or fp16 with a gradient scaler, on CUDA as in training).
-The first ``--warmup`` steps are not timed.
+The first ``--warmup`` steps are not timed. ``--target-share`` leaves that share of the positions
+with a loss and masks the rest, as training on the assistant's tokens does (the vocabulary
+projection then runs at the target positions only: compare 1.0 with the data's share).
 
     python benchmarks/train_bench.py                      # demo shape, CPU (and CUDA if present)
     python benchmarks/train_bench.py --size gpu --device cuda --batch 32 --steps 30
+    python benchmarks/train_bench.py --size smollm2 --batch 2 --steps 3 --threads 2 --target-share 0.5
 """
 
 from __future__ import annotations
@@ -27,35 +30,41 @@ from typing import Any
 SIZES: dict[str, dict[str, Any]] = {
     "demo": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
     "gpu": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 256},
+    # SmolLM2-135M's shape and vocabulary, at the demo's training length (random weights).
+    "smollm2": {"n_layer": 30, "n_head": 9, "n_kv_head": 3, "n_embd": 576, "ffn_hidden": 1536, "block_size": 128,
+                "vocab_size": 49152},
 }
-VOCAB = 640  # the demo tokenizer's size
+VOCAB = 640  # the demo tokenizer's size (where the size names none)
 ROWS = ("full-precision", "ternary", "ternary+kd")
 
 
-def measure(row: str, size: str, device: str, batch: int, steps: int, warmup: int, threads: int) -> dict[str, Any]:
+def measure(
+    row: str, size: str, device: str, batch: int, steps: int, warmup: int, threads: int, target_share: float
+) -> dict[str, Any]:
     """Time ``steps`` optimizer steps of one trainer (runs inside the child process)."""
     import torch
 
-    from bitzero.model import BitZeroLM, ModelConfig
+    from bitzero.model import IGNORE_INDEX, BitZeroLM, ModelConfig
     from bitzero.train import Batch, DistillLoss, TrainConfig
     from bitzero.train.ddp import DistContext
     from bitzero.train.trainer import Trainer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    shape = SIZES[size]
-    config = ModelConfig(vocab_size=VOCAB, quantized=row != "full-precision", **shape)
-    model = BitZeroLM(config)
+    shape = {"vocab_size": VOCAB, **SIZES[size]}
+    seq, vocab = shape["block_size"], shape["vocab_size"]
+    model = BitZeroLM(ModelConfig(quantized=row != "full-precision", **shape))
     loss_fn = None
     if row == "ternary+kd":
-        teacher = BitZeroLM(ModelConfig(vocab_size=VOCAB, quantized=False, **shape))
+        teacher = BitZeroLM(ModelConfig(quantized=False, **shape))
         loss_fn = DistillLoss(teacher, alpha=0.5, beta=0.5, temperature=2.0)
     cfg = TrainConfig(max_steps=steps + warmup, batch_size=batch, device=device, precision="auto")
     ctx = DistContext(device=torch.device(device))
     trainer = Trainer(model, cfg, ctx, loss_fn)
-    seq = shape["block_size"]
-    idx = torch.randint(VOCAB, (batch, seq + 1))
-    micro = [Batch(idx[:, :-1], idx[:, 1:])]
+    idx = torch.randint(vocab, (batch, seq + 1))
+    targets = idx[:, 1:].clone()
+    targets[:, : round(seq * (1 - target_share))] = IGNORE_INDEX  # the prompt's share: no loss
+    micro = [Batch(idx[:, :-1], targets)]
     for _ in range(warmup):
         trainer.step(micro)
     if device == "cuda":
@@ -84,7 +93,7 @@ def run_child(args: argparse.Namespace, row: str, device: str) -> dict[str, Any]
     command = [
         sys.executable, __file__, "--child", row, "--device", device, "--size", args.size,
         "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-        "--threads", str(args.threads),
+        "--threads", str(args.threads), "--target-share", str(args.target_share),
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -98,19 +107,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a busy 2-core box)")
+    parser.add_argument("--target-share", type=float, default=1.0, help="share of positions with a loss (0, 1]")
     parser.add_argument("--child", choices=ROWS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 < args.target_share <= 1:
+        parser.error(f"--target-share must be in (0, 1], got {args.target_share}")
     if args.child:
-        print(json.dumps(measure(args.child, args.size, args.device, args.batch, args.steps, args.warmup, args.threads)))
+        print(json.dumps(measure(args.child, args.size, args.device, args.batch, args.steps, args.warmup, args.threads,
+                                 args.target_share)))
         return
 
     import torch
 
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
     devices = ["cpu" if d == "auto" else d for d in devices]
-    shape = SIZES[args.size]
-    print(f"size {args.size} {shape}, vocab {VOCAB}, batch {args.batch} x {shape['block_size']} tokens, "
-          f"{args.steps} timed steps after {args.warmup} warm-up")
+    shape = {"vocab_size": VOCAB, **SIZES[args.size]}
+    print(f"size {args.size} {shape}, batch {args.batch} x {shape['block_size']} tokens "
+          f"({args.target_share:.0%} with a loss), {args.steps} timed steps after {args.warmup} warm-up")
     for device in devices:
         name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} thread(s)"
         print(f"\n{device}: {name}")

@@ -87,6 +87,19 @@ def test_loss_ignores_masked_targets():
     torch.testing.assert_close(loss, expected)
 
 
+def test_kept_positions_give_the_full_forwards_logits_and_loss():
+    model = tiny()
+    idx = torch.randint(0, 40, (3, 7))
+    targets = torch.randint(0, 40, (3, 7))
+    keep = torch.rand(3, 7) < 0.4
+    targets[~keep] = IGNORE_INDEX
+    full, full_loss = model(idx, targets)
+    kept, kept_loss = model(idx, targets, keep=keep)
+    assert kept.shape == (int(keep.sum()), 40)
+    torch.testing.assert_close(kept, full[keep])  # the rows in order, the rest never projected
+    torch.testing.assert_close(kept_loss, full_loss)
+
+
 def test_greedy_generation_same_with_and_without_kv_cache():
     model = tiny()
     prompt = [1, 5, 7, 2]

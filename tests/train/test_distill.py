@@ -52,3 +52,25 @@ def test_distill_loss_fn_keeps_teacher_frozen_and_trains_student():
     assert all(p.grad is None for p in teacher.parameters())
     assert not teacher.training
     assert student.embed.weight.grad.abs().sum() > 0
+
+
+def test_distill_loss_fn_equals_the_loss_on_full_logits():
+    """Projecting only the target positions changes nothing: loss and gradients as on all logits."""
+    torch.manual_seed(0)
+    teacher = BitZeroLM(ModelConfig(vocab_size=12, n_layer=1, n_head=2, n_embd=16, block_size=8, quantized=False))
+    student = BitZeroLM(ModelConfig(vocab_size=12, n_layer=1, n_head=2, n_embd=16, block_size=8, quantized=True))
+    idx = torch.randint(0, 12, (2, 6))
+    targets = idx.roll(-1, dims=1)
+    targets[:, :3] = IGNORE_INDEX  # the prompt: no loss there
+    batch = Batch(idx, targets)
+    loss, _ = DistillLoss(teacher, alpha=0.5, beta=0.5, temperature=2.0)(student, batch)
+    loss.backward()
+    grads = [p.grad.clone() for p in student.parameters()]
+    student.zero_grad()
+    with torch.no_grad():
+        teacher_logits, _ = teacher(idx)
+    expected, _, _ = distillation_loss(student(idx)[0], teacher_logits, targets, 0.5, 0.5, 2.0, batch.denominator)
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(grads, (p.grad for p in student.parameters()), strict=True):
+        torch.testing.assert_close(got, want)

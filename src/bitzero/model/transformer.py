@@ -286,11 +286,16 @@ class BitZeroLM(nn.Module):
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         attn_mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) and, with targets, the mean CE over non-ignored targets.
 
         ``kv_cache`` holds earlier keys/values (it is extended in place); ``attn_mask`` (B, past+T)
-        marks real tokens, so left-padded prompts of different lengths batch correctly.
+        marks real tokens, so left-padded prompts of different lengths batch correctly. ``keep``
+        (B, T, bool) asks for the logits of those positions only, as (N, vocab) rows in order (and
+        the CE over the kept targets): a loss on a share of the tokens then skips the vocabulary
+        projection everywhere else, a fifth of SmolLM2's FLOPs and most of a 150k-vocabulary
+        model's activation memory.
         """
         b, t = idx.shape
         past = kv_cache.length if kv_cache is not None else 0
@@ -309,11 +314,15 @@ class BitZeroLM(nn.Module):
                 x = block(x, rotary, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(t)
-        logits = F.linear(self.norm(x), self.output_weight)
+        hidden = self.norm(x)
+        if keep is not None:
+            hidden = hidden[keep]
+            targets = None if targets is None else targets[keep]
+        logits = F.linear(hidden, self.output_weight)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
         )
         return logits, loss
 

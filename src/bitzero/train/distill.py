@@ -28,15 +28,24 @@ LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor
 
 
 def token_ce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed CE of logits (..., vocab) against targets (...), ignored targets left out."""
     return F.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+        reduction="sum",
     )
+
+
+def target_logits(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (N, vocab), targets (N,)) at the batch's N target positions only: a loss on the
+    assistant's tokens need not project the rest of the conversation onto the vocabulary."""
+    keep = batch.targets != IGNORE_INDEX
+    logits, _ = model(batch.idx, keep=keep)
+    return logits, batch.targets[keep]
 
 
 def lm_loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Next-token cross-entropy on the unmasked targets (nats/token)."""
-    logits, _ = model(batch.idx)
-    return token_ce_sum(logits, batch.targets) / batch.denominator, {}
+    return token_ce_sum(*target_logits(model, batch)) / batch.denominator, {}
 
 
 def distillation_loss(
@@ -49,13 +58,14 @@ def distillation_loss(
     denominator: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, ce, kl), each summed over target tokens and divided by ``denominator``
-    (default: the number of target tokens)."""
-    keep = (targets != IGNORE_INDEX).flatten()
+    (default: the number of target tokens); logits (..., vocab) for targets (...)."""
+    keep = (targets != IGNORE_INDEX).reshape(-1)
     if denominator is None:
         denominator = float(max(int(keep.sum()), 1))
     ce = token_ce_sum(student_logits, targets) / denominator
-    s = F.log_softmax(student_logits.float().flatten(0, 1)[keep] / temperature, dim=-1)
-    t = F.log_softmax(teacher_logits.float().flatten(0, 1)[keep] / temperature, dim=-1)
+    vocab = student_logits.shape[-1]
+    s = F.log_softmax(student_logits.float().reshape(-1, vocab)[keep] / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.float().reshape(-1, vocab)[keep] / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum() / denominator
     return alpha * ce + beta * temperature**2 * kl, ce, kl
 
@@ -109,10 +119,10 @@ class DistillLoss:
             student_attn.capture, teacher_attn.capture = student_qkv, teacher_qkv
         try:
             with torch.no_grad():
-                teacher_logits, _ = self.teacher(batch.idx)
-            student_logits, _ = model(batch.idx)
+                teacher_logits, _ = target_logits(self.teacher, batch)
+            student_logits, targets = target_logits(model, batch)
             loss, ce, kl = distillation_loss(
-                student_logits, teacher_logits, batch.targets,
+                student_logits, teacher_logits, targets,
                 self.alpha, self.beta, self.temperature, batch.denominator,
             )
             metrics = {"ce": ce.detach(), "kl": kl.detach()}

@@ -35,7 +35,7 @@ from bitzero.train.ddp import (
     gather_objects,
     init_distributed,
 )
-from bitzero.train.distill import LossFn, token_ce_sum
+from bitzero.train.distill import LossFn, target_logits, token_ce_sum
 from bitzero.train.trainer import Trainer
 
 STATE_FILE = "train_state.pt"
@@ -79,8 +79,8 @@ def nll_totals(
         for start in range(0, len(examples), batch_size):
             batch = collate(examples[start : start + batch_size], block_size, pack, pad_id).to(ctx.device)
             with torch.autocast(ctx.device.type, dtype=dtype, enabled=dtype != torch.float32):
-                logits, _ = model(batch.idx)
-            totals[0] += token_ce_sum(logits, batch.targets).double()
+                logits, targets = target_logits(model, batch)
+            totals[0] += token_ce_sum(logits, targets).double()
             totals[1] += batch.n_targets
     finally:
         model.train(was_training)
