@@ -96,8 +96,9 @@ def test_kept_positions_give_the_full_forwards_logits_and_loss():
     full, full_loss = model(idx, targets)
     kept, kept_loss = model(idx, targets, keep=keep)
     assert kept.shape == (int(keep.sum()), 40)
-    torch.testing.assert_close(kept, full[keep])  # the rows in order, the rest never projected
-    torch.testing.assert_close(kept_loss, full_loss)
+    # The rows in order, the rest never projected; only float32 summation order may differ.
+    torch.testing.assert_close(kept, full[keep], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(kept_loss, full_loss, rtol=1e-4, atol=1e-6)
 
 
 def test_greedy_generation_same_with_and_without_kv_cache():
