@@ -27,14 +27,14 @@ import sys
 import time
 from typing import Any
 
+VOCAB = 640  # the demo tokenizer's size
 SIZES: dict[str, dict[str, Any]] = {
-    "demo": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128},
-    "gpu": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 256},
+    "demo": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "vocab_size": VOCAB},
+    "gpu": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 256, "vocab_size": VOCAB},
     # SmolLM2-135M's shape and vocabulary, at the demo's training length (random weights).
     "smollm2": {"n_layer": 30, "n_head": 9, "n_kv_head": 3, "n_embd": 576, "ffn_hidden": 1536, "block_size": 128,
                 "vocab_size": 49152},
 }
-VOCAB = 640  # the demo tokenizer's size (where the size names none)
 ROWS = ("full-precision", "ternary", "ternary+kd")
 
 
@@ -51,7 +51,7 @@ def measure(
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    shape = {"vocab_size": VOCAB, **SIZES[size]}
+    shape = SIZES[size]
     seq, vocab = shape["block_size"], shape["vocab_size"]
     model = BitZeroLM(ModelConfig(quantized=row != "full-precision", **shape))
     loss_fn = None
@@ -121,7 +121,7 @@ def main() -> None:
 
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else [args.device]
     devices = ["cpu" if d == "auto" else d for d in devices]
-    shape = {"vocab_size": VOCAB, **SIZES[args.size]}
+    shape = SIZES[args.size]
     print(f"size {args.size} {shape}, batch {args.batch} x {shape['block_size']} tokens "
           f"({args.target_share:.0%} with a loss), {args.steps} timed steps after {args.warmup} warm-up")
     for device in devices:
