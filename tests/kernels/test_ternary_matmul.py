@@ -55,15 +55,20 @@ def reference(x: np.ndarray, codes: np.ndarray, gamma: np.ndarray, critical: np.
 
 
 def session(codes: np.ndarray, gamma: np.ndarray, critical: np.ndarray, columns: np.ndarray, threads: int = 1,
-            gated: int = 0) -> ort.InferenceSession:
+            gated: int = 0, fed_columns: bool = False) -> ort.InferenceSession:
+    """One TernaryMatMul node; ``fed_columns``: the columns are a graph input, not an initializer."""
     inits = [numpy_helper.from_array(kernel_codes(codes), "codes"), numpy_helper.from_array(gamma, "gamma")]
     inputs = ["x", "codes", "gamma"]
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)]
     if len(critical):
-        inits += [numpy_helper.from_array(critical, "critical"), numpy_helper.from_array(columns, "columns")]
+        inits.append(numpy_helper.from_array(critical, "critical"))
+        if fed_columns:
+            graph_inputs.append(helper.make_tensor_value_info("columns", TensorProto.INT32, None))
+        else:
+            inits.append(numpy_helper.from_array(columns, "columns"))
         inputs += ["critical", "columns"]
     node = helper.make_node("TernaryMatMul", inputs, ["y"], domain=DOMAIN, **({"gated": gated} if gated else {}))
-    graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph([node], "t", graph_inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)], ir_version=10)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -147,6 +152,21 @@ def test_bad_shapes_are_refused_with_a_clear_message() -> None:
     run = session(codes, gamma, critical, columns)
     with pytest.raises(Exception, match="codes must be"):
         run.run(None, {"x": np.ones((1, 1, 200), dtype=np.float32)})  # K 64 -> 200: two blocks, not one
+
+
+def test_columns_that_are_not_a_permutation_are_refused() -> None:
+    """An exported graph's columns (an initializer) are checked once, when the session loads; columns
+    fed at run time on every call. Two rows written to one column would leave another unwritten."""
+    codes, gamma, critical, columns = problem(64, 6, 2, seed=4)
+    x = np.random.default_rng(4).normal(size=(1, 2, 64)).astype(np.float32)
+    fed = session(codes, gamma, critical, columns, fed_columns=True)
+    np.testing.assert_allclose(fed.run(None, {"x": x, "columns": columns})[0],
+                               reference(x, codes, gamma, critical.astype(np.float32), columns), rtol=1e-4, atol=1e-5)
+    columns[1] = columns[0]
+    with pytest.raises(Exception, match="permutation"):
+        session(codes, gamma, critical, columns)
+    with pytest.raises(Exception, match="permutation"):
+        fed.run(None, {"x": x, "columns": columns})
 
 
 def test_an_instruction_set_the_cpu_lacks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
