@@ -18,9 +18,9 @@ from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, supported
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="the kernel library is not built (python -m bitzero.kernels.build)")
 
 
-def session(weight: Int4Weight, threads: int = 1) -> ort.InferenceSession:
+def session(weight: Int4Weight, threads: int = 1, gated: int = 0) -> ort.InferenceSession:
     codes, scales, mins = weight.kernel_blocks()
-    node = helper.make_node("Int4MatMul", ["x", "codes", "scales", "mins"], ["y"], domain=DOMAIN)
+    node = helper.make_node("Int4MatMul", ["x", "codes", "scales", "mins"], ["y"], domain=DOMAIN, **({"gated": gated} if gated else {}))
     graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(codes, "codes"), numpy_helper.from_array(scales, "scales"),
@@ -97,6 +97,27 @@ def test_a_token_gets_the_same_floats_alone_or_in_a_batch(monkeypatch: pytest.Mo
         alone = run.run(None, {"x": x[row:row + 1]})[0]
         np.testing.assert_array_equal(alone, together[row:row + 1])
         np.testing.assert_array_equal(alone, prompt[row:row + 1])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("n", "k"), [(576, 1536), (17, 96)])
+def test_a_gated_input_is_swiglu_of_its_halves(monkeypatch: pytest.MonkeyPatch, isa: str, n: int, k: int) -> None:
+    """The teacher's down_proj reads silu(gate) * up of its input's halves, as the Split, Sigmoid and
+    Muls it replaces: within the rounding of an int8 activation that an ulp of exp may flip."""
+    if not supported(isa):
+        pytest.skip(f"this CPU has no {isa}")
+    monkeypatch.setenv("BITZERO_TERNARY_ISA", isa)
+    rng = np.random.default_rng(n + k)
+    weight = quantize_int4(q4_1_weight(rng, n, k))
+    x = (rng.normal(size=(2, 3, 2 * k)) * 3).astype(np.float32)
+    gate, up = x[..., :k], x[..., k:]
+    hidden = (gate / (1 + np.exp(-gate)) * up).astype(np.float32)  # silu(gate) * up, as PyTorch
+    got = session(weight, gated=1).run(None, {"x": x})[0]
+    want, _ = reference(hidden, weight)
+    assert got.shape == (2, 3, n)
+    assert np.linalg.norm(got - want) <= 1e-3 * np.linalg.norm(want)
+    with pytest.raises(Exception, match="two halves"):
+        session(weight, gated=1).run(None, {"x": x[..., 1:]})
 
 
 def test_bad_shapes_are_refused_with_a_clear_message() -> None:

@@ -206,9 +206,10 @@ class _Builder:
         return self.op("SimplifiedLayerNormalization", [x, self.const(weight.astype(np.float32), name)],
                        axis=-1, epsilon=float(eps), stash_type=1)
 
-    def matmul_int4(self, x: str, weight: Int4Weight, name: str) -> str:
+    def matmul_int4(self, x: str, weight: Int4Weight, name: str, gated: bool = False) -> str:
         """x @ W.T for 4-bit blocks with float zero points: one Int4MatMul node where the kernels are
-        built (``int4_kernel``), else on MatMulNBits' fast path.
+        built (``int4_kernel``), else on MatMulNBits' fast path. ``gated`` (Int4MatMul only): x holds
+        SwiGLU's gate and up halves, and the node reads silu(gate) * up.
 
         onnxruntime runs MatMulNBits with float zero points by dequantizing all of B on every call
         (measured: 10x slower decoding). So the node gets the codes with its default zero point 8,
@@ -219,7 +220,9 @@ class _Builder:
         if self.int4_kernel:
             blocks4, scales, mins = weight.kernel_blocks()
             return self.op("Int4MatMul", [x, self.const(blocks4, f"{name}.int4"), self.const(scales, f"{name}.scales"),
-                                          self.const(mins, f"{name}.mins")], domain=kernels.DOMAIN)
+                                          self.const(mins, f"{name}.mins")], domain=kernels.DOMAIN, **({"gated": 1} if gated else {}))
+        if gated:
+            raise ValueError("a gated 4-bit matmul needs BitZero's Int4MatMul")
         n, blocks, blob = weight.blob.shape
         block = blob * 2
         codes = self.op(
@@ -426,8 +429,12 @@ class _GraphWriter:
         b, p = self.b, f"blocks.{i}.ffn"
         gate_up = self.linear(x, [f"{p}.gate_proj", f"{p}.up_proj"], f"{p}.gate_up_proj")
         down = self.packed.linears.get(f"{p}.down_proj")
-        if self.variant in kernels.KERNEL_VARIANTS and down is not None and not self.packed.config["sub_norm"]:
-            return b.bit_linear(gate_up, [down], self.variant, f"{p}.down_proj", gated=True)  # SwiGLU in the kernel
+        if not self.packed.config["sub_norm"]:  # SwiGLU in the kernel, where down_proj runs on one of ours
+            if self.variant in kernels.KERNEL_VARIANTS and down is not None:
+                return b.bit_linear(gate_up, [down], self.variant, f"{p}.down_proj", gated=True)
+            if b.int4_kernel and down is None:
+                weight = quantize_int4(self.packed.dense[f"{p}.down_proj.weight"])
+                return b.matmul_int4(gate_up, weight, f"{p}.down_proj", gated=True)
         gate, up = b.op_outputs("Split", [gate_up], 2, axis=-1, num_outputs=2)
         hidden = b.op("Mul", [b.op("Mul", [gate, b.op("Sigmoid", [gate])]), up])
         return self.linear(self.sub_norm(hidden, f"{p}.sub_norm"), [f"{p}.down_proj"], f"{p}.down_proj")

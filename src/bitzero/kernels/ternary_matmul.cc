@@ -26,7 +26,7 @@
 // float: the table the student reads every token, at 8.0 bits a weight (onnxruntime's 8-bit
 // MatMulNBits stores a float scale per 32, 9.0 bits, and rounds the activations to int8 per 32).
 //
-// Int4MatMul (same domain): Y[..., N] = X[..., K] float times W^T, W in 4-bit blocks of 32 along K as
+// Int4MatMul (same domain, gated=1 as TernaryMatMul's): Y[..., N] = X[..., K] float times W^T, W in 4-bit blocks of 32 along K as
 // GGUF's Q4_1 stores them, w = scale * code + min: the teacher's projections restored exactly, at 5
 // bits a weight (bitzero.export.packing.Int4Weight.kernel_blocks). Inputs: codes uint8[N, B, 16],
 // B = 2 ceil(K / 64) (blocks in pairs, the last padded with zero weights), byte j of a block holding
@@ -464,11 +464,16 @@ OrtStatus* chosen_isa(const Isa** isa) {
               " names an instruction set this CPU lacks (or none of scalar, avx2, avxvnni, avx512vnni)");
 }
 
+// The node's `gated` attribute (absent: 0).
+bool gated_attribute(const OrtKernelInfo* info) {
+  int64_t gated = 0;
+  if (OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, "gated", &gated)) g_api->ReleaseStatus(status);
+  return gated != 0;
+}
+
 OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) {
   const Isa* isa = nullptr;
   BITZERO_TRY(chosen_isa(&isa));
-  int64_t gated = 0;
-  if (OrtStatus* status = g_api->KernelInfoGetAttribute_int64(info, "gated", &gated)) g_api->ReleaseStatus(status);  // absent: 0
   // The columns are an initializer in every exported graph: checked here once, not on every token
   // (a 3072-row permutation, about 3 us a call, 120 calls a token).
   const int32_t* columns = nullptr;
@@ -483,15 +488,15 @@ OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const O
     if (shape.size() != 1) return fail("columns must name one output column per row");
     BITZERO_TRY(check_columns(columns, shape[0]));
   }
-  *kernel = new (std::nothrow) Kernel{isa, gated != 0, columns};
+  *kernel = new (std::nothrow) Kernel{isa, gated_attribute(info), columns};
   return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "TernaryMatMul: out of memory");
 }
 
-// TableMatMul's and Int4MatMul's kernels: the instruction set alone (no attributes).
-OrtStatus* ORT_API_CALL create_plain_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void** kernel) {
+// TableMatMul's and Int4MatMul's kernels: the instruction set and (Int4MatMul) the gated attribute.
+OrtStatus* ORT_API_CALL create_plain_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** kernel) {
   const Isa* isa = nullptr;
   BITZERO_TRY(chosen_isa(&isa));
-  *kernel = new (std::nothrow) Kernel{isa, false, nullptr};
+  *kernel = new (std::nothrow) Kernel{isa, gated_attribute(info), nullptr};
   return *kernel ? nullptr : g_api->CreateStatus(ORT_FAIL, "bitzero kernels: out of memory");
 }
 
@@ -525,7 +530,11 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   const auto& [x_shape, codes_shape, scales_shape, mins_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "Int4MatMul");
   Int4Problem p{};
-  const int64_t k = x_shape.back();
+  int64_t k = x_shape.back();
+  if (kernel->gated) {
+    if (k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(k), "Int4MatMul");
+    k /= 2;
+  }
   p.blocks = (k + 2 * kInt4Block - 1) / (2 * kInt4Block) * 2;
   if (codes_shape.size() != 3 || codes_shape[1] != p.blocks || codes_shape[2] != 16)
     return fail("codes must be (N, 2 ceil(K / 64), 16) for K = " + std::to_string(k), "Int4MatMul");
@@ -544,9 +553,15 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   const size_t width = static_cast<size_t>(p.blocks * kInt4Block);
   std::vector<int8_t> q(static_cast<size_t>(p.m) * width);
   std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
+  std::vector<float> gated(kernel->gated ? static_cast<size_t>(k) : 0);
   for (int64_t m = 0; m < p.m; ++m) {
     const int64_t at = m * p.blocks;
-    kernel->isa->quantize_blocks(x + m * k, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
+    const float* row = x + m * k;
+    if (kernel->gated) {
+      kernel->isa->swiglu(x + m * 2 * k, k, gated.data());
+      row = gated.data();
+    }
+    kernel->isa->quantize_blocks(row, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
   }
   p.q = q.data();
   p.qscale = qscale.data();
