@@ -1,9 +1,10 @@
 """BitZero's own onnxruntime kernels, in C++: ``TernaryMatMul`` (domain ``com.bitzero``), a BitNet
 b1.58 linear layer (per-token int8 activations, 2-bit ternary rows with a scale each, fp16 critical
 rows) that onnxruntime has no fast path for; ``TableMatMul``, the student's lm_head over its int8
-table; and ``Int4MatMul``, the teacher's GGUF Q4_1 blocks (an fp16 scale and min each) on int8
-activations, which MatMulNBits runs only with an fp32 side matmul (ternary_matmul.cc says how all
-three work).
+table; ``Int4MatMul``, the teacher's GGUF Q4_1 blocks (an fp16 scale and min each) on int8
+activations, which MatMulNBits runs only with an fp32 side matmul; and ``Int8MatMul``, the teacher's
+lm_head over its 8-bit table in MatMulNBits' own layout, faster over several tokens at once
+(ternary_matmul.cc says how all four work).
 
 ``make``'s set-up builds the library beside this file (``python -m bitzero.kernels.build``); where no
 compiler is there or the build fails it says so in one line and the student is served by

@@ -38,6 +38,12 @@
 // min + 8 scale (MatMulNBits has no float zero point on its fast path: that graph adds the second
 // term with an fp32 side matmul, 1 more bit a weight and four more nodes a projection).
 //
+// Int8MatMul (same domain): Y[..., N] = X[..., K] float times W^T, W in 8-bit blocks of 32 along K as
+// MatMulNBits bits=8 stores them (codes uint8[N, B, 32], B = ceil(K / 32), w = scale * (code - 128),
+// scales float[N, B]): the teacher's tied table as lm_head, read from the very initializers its
+// embedding's GatherBlockQuantized reads. X is rounded to int8 per block of 32 as MatMulNBits does at
+// accuracy_level 4, so the sums are the ones its graph computed before, at the memory's speed.
+//
 // Instruction sets, chosen once per kernel from the CPU (or BITZERO_TERNARY_ISA = scalar | avx2 |
 // avxvnni | avx512vnni, refused when the CPU lacks it): a portable scalar loop, AVX2 (+FMA, F16C),
 // AVX-VNNI, AVX-512 VNNI. Rows are split in tiles of 16 over onnxruntime's intra-op thread pool.
@@ -91,6 +97,15 @@ struct Int4Problem {
   const uint16_t* scales;  // (ceil(n / 16), blocks, 16) fp16 bits: sixteen rows' side by side, block by block
   const uint16_t* mins;    // (ceil(n / 16), blocks, 16) fp16 bits
   float* y;                // (m, n)
+  int64_t m, n, blocks;
+};
+
+struct Int8Problem {
+  const int8_t* q;        // (m, blocks * 32) int8 activations in order, zero beyond k
+  const float* qscale;    // (m, blocks, 4) their scales (each four times, as quantize_blocks writes them)
+  const uint8_t* codes;   // (n, blocks, 32) code + 128
+  const float* scales;    // (n, blocks)
+  float* y;               // (m, n)
   int64_t m, n, blocks;
 };
 
@@ -209,6 +224,22 @@ void int4_task(const Int4Problem& p, int64_t task) {
       p.y[m * p.n + row] = dots + rest;
     }
 }
+
+void int8_task(const Int8Problem& p, int64_t task) {
+  const int64_t first = task * kTileRows, last = std::min(first + kTileRows, p.n);
+  for (int64_t m = 0; m < p.m; ++m)
+    for (int64_t row = first; row < last; ++row) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < p.blocks; ++b) {
+        const uint8_t* w = p.codes + (row * p.blocks + b) * kInt4Block;
+        const int8_t* q = p.q + (m * p.blocks + b) * kInt4Block;
+        int32_t dot = 0;
+        for (int64_t j = 0; j < kInt4Block; ++j) dot += (static_cast<int32_t>(w[j]) - 128) * q[j];
+        sum += static_cast<float>(dot) * (p.scales[row * p.blocks + b] * p.qscale[4 * (m * p.blocks + b)]);
+      }
+      p.y[m * p.n + row] = sum;
+    }
+}
 }  // namespace scalar
 
 #pragma GCC push_options
@@ -244,6 +275,7 @@ using QuantizeFn = void (*)(const float*, int64_t, int8_t*, float*, float*, int3
 using GateFn = void (*)(const float*, int64_t, float*);
 using Int4Fn = void (*)(const Int4Problem&, int64_t);
 using BlockQuantizeFn = void (*)(const float*, int64_t, int64_t, int8_t*, float*, float*, float*);
+using Int8Fn = void (*)(const Int8Problem&, int64_t);
 
 struct Isa {
   const char* name;
@@ -253,6 +285,7 @@ struct Isa {
   TableFn table;
   BlockQuantizeFn quantize_blocks;
   Int4Fn int4;
+  Int8Fn int8;
   bool (*supported)();
 };
 
@@ -265,10 +298,10 @@ bool has_avx512vnni() {
 bool always() { return true; }
 
 // Best first.
-const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, avx512vnni::table_task, avx512vnni::quantize_blocks, avx512vnni::int4_task, has_avx512vnni},
-                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, avxvnni::table_task, avxvnni::quantize_blocks, avxvnni::int4_task, has_avxvnni},
-                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, avx2::table_task, avx2::quantize_blocks, avx2::int4_task, has_avx2},
-                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, scalar::table_task, scalar::quantize_blocks, scalar::int4_task, always}};
+const Isa kIsas[] = {{"avx512vnni", avx512vnni::swiglu_token, avx512vnni::quantize_token, avx512vnni::run_task, avx512vnni::table_task, avx512vnni::quantize_blocks, avx512vnni::int4_task, avx512vnni::int8_task, has_avx512vnni},
+                     {"avxvnni", avxvnni::swiglu_token, avxvnni::quantize_token, avxvnni::run_task, avxvnni::table_task, avxvnni::quantize_blocks, avxvnni::int4_task, avxvnni::int8_task, has_avxvnni},
+                     {"avx2", avx2::swiglu_token, avx2::quantize_token, avx2::run_task, avx2::table_task, avx2::quantize_blocks, avx2::int4_task, avx2::int8_task, has_avx2},
+                     {"scalar", scalar::swiglu_token, scalar::quantize_token, scalar::run_task, scalar::table_task, scalar::quantize_blocks, scalar::int4_task, scalar::int8_task, always}};
 
 // The instruction set BITZERO_TERNARY_ISA names (null when the CPU lacks it or the name is unknown), else the best.
 const Isa* choose_isa() {
@@ -570,10 +603,46 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   return run_tasks(context, p, kernel->isa->int4, (p.n + kTileRows - 1) / kTileRows);
 }
 
+OrtStatus* ORT_API_CALL int8_compute(void* op_kernel, OrtKernelContext* context) {
+  const Kernel* kernel = static_cast<const Kernel*>(op_kernel);
+  const OrtValue* inputs[3];
+  std::vector<int64_t> shapes[3];
+  BITZERO_TRY(read_inputs(context, 3, inputs, shapes));
+  const auto& [x_shape, codes_shape, scales_shape] = shapes;
+  if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "Int8MatMul");
+  Int8Problem p{};
+  const int64_t k = x_shape.back();
+  p.blocks = (k + kInt4Block - 1) / kInt4Block;
+  if (codes_shape.size() != 3 || codes_shape[1] != p.blocks || codes_shape[2] != kInt4Block)
+    return fail("codes must be (N, ceil(K / 32), 32) for K = " + std::to_string(k), "Int8MatMul");
+  p.n = codes_shape[0];
+  if (scales_shape != std::vector<int64_t>{p.n, p.blocks}) return fail("scales must be (N, ceil(K / 32))", "Int8MatMul");
+  p.m = tokens(x_shape);
+  const float* x = nullptr;
+  BITZERO_TRY(data_of(inputs[0], &x));
+  BITZERO_TRY(data_of(inputs[1], &p.codes));
+  BITZERO_TRY(data_of(inputs[2], &p.scales));
+  prefetch_start(p.codes, p.n * p.blocks * kInt4Block);
+  BITZERO_TRY(output_rows(context, x_shape, p.n, &p.y));
+  if (p.m == 0 || p.n == 0) return nullptr;
+  // The activations in order (the portable quantizer's layout; a token's share of the work is small).
+  const size_t width = static_cast<size_t>(p.blocks * kInt4Block);
+  std::vector<int8_t> q(static_cast<size_t>(p.m) * width);
+  std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
+  for (int64_t m = 0; m < p.m; ++m) {
+    const int64_t at = m * p.blocks;
+    scalar::quantize_blocks(x + m * k, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
+  }
+  p.q = q.data();
+  p.qscale = qscale.data();
+  return run_tasks(context, p, kernel->isa->int8, (p.n + kTileRows - 1) / kTileRows);
+}
+
 void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
 const char* ORT_API_CALL op_name(const OrtCustomOp*) { return "TernaryMatMul"; }
 const char* ORT_API_CALL table_op_name(const OrtCustomOp*) { return "TableMatMul"; }
 const char* ORT_API_CALL int4_op_name(const OrtCustomOp*) { return "Int4MatMul"; }
+const char* ORT_API_CALL int8_op_name(const OrtCustomOp*) { return "Int8MatMul"; }
 const char* ORT_API_CALL op_provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
 size_t ORT_API_CALL input_count(const OrtCustomOp*) { return 5; }
 size_t ORT_API_CALL table_input_count(const OrtCustomOp*) { return 3; }
@@ -589,6 +658,11 @@ ONNXTensorElementDataType ORT_API_CALL output_type(const OrtCustomOp*, size_t) {
 ONNXTensorElementDataType ORT_API_CALL table_input_type(const OrtCustomOp*, size_t index) {
   static const ONNXTensorElementDataType types[] = {
       ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  return index < 3 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+ONNXTensorElementDataType ORT_API_CALL int8_input_type(const OrtCustomOp*, size_t index) {
+  static const ONNXTensorElementDataType types[] = {
+      ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
   return index < 3 ? types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
 ONNXTensorElementDataType ORT_API_CALL int4_input_type(const OrtCustomOp*, size_t index) {
@@ -657,6 +731,8 @@ const OrtCustomOp g_table_op =
     make_op({table_op_name, table_input_count, table_input_type, required, create_plain_kernel, table_compute});
 const OrtCustomOp g_int4_op =
     make_op({int4_op_name, int4_input_count, int4_input_type, required, create_plain_kernel, int4_compute});
+const OrtCustomOp g_int8_op =
+    make_op({int8_op_name, table_input_count, int8_input_type, required, create_plain_kernel, int8_compute});
 
 }  // namespace
 
@@ -672,6 +748,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_op));
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_table_op));
   BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_int4_op));
+  BITZERO_TRY(g_api->CustomOpDomain_Add(domain, &g_int8_op));
   return g_api->AddCustomOpDomain(options, domain);
 }
 
