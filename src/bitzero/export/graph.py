@@ -42,7 +42,8 @@ Variants of a full-precision (teacher) model:
   format, restored exactly: ``packing.quantize_int4``), on int8 activations per block of 32. Where
   the kernel library is built, one com.bitzero.Int4MatMul node a linear (5 bits a weight; down_proj
   reads SwiGLU's halves itself) and lm_head on com.bitzero.Int8MatMul (the same 8-bit table and
-  sums as MatMulNBits; 16 rows at once 22.7 -> 16.8 ms, one row the same 2.8 ms); else
+  sums as MatMulNBits; 16 rows at once 22.7 -> 16.8 ms, one row 2.8 -> 3.1 ms alone and within
+  noise in the whole graph); else
   MatMulNBits bits=4 (accuracy_level 4, as the anchor's builder emits it: onnxruntime's
   fp32-activation path decoded SmolLM2 2.3x slower) plus the mins' side matmul (6 bits, five nodes a
   linear). Both compute the same sums, which ``layerwise.Int4Reference`` models for the parity check.
