@@ -418,6 +418,41 @@ OrtStatus* output_rows(OrtKernelContext* context, const std::vector<int64_t>& x_
   return nullptr;
 }
 
+// Each token's input width K: X's last dimension, or half of it for a gated input (gate, up).
+OrtStatus* input_width(bool gated, const std::vector<int64_t>& x_shape, const char* op, int64_t* k) {
+  *k = x_shape.back();
+  if (!gated) return nullptr;
+  if (*k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(*k), op);
+  *k /= 2;
+  return nullptr;
+}
+
+// Token m's input row of width k: X's own, or (`swiglu` given) silu(gate) * up of its halves,
+// written into `buffer`.
+const float* token_input(GateFn swiglu, const float* x, int64_t m, int64_t k, std::vector<float>& buffer) {
+  if (!swiglu) return x + m * k;
+  buffer.resize(static_cast<size_t>(k));
+  swiglu(x + m * 2 * k, k, buffer.data());
+  return buffer.data();
+}
+
+// Every token's int8 activations in blocks of 32 (laid out as `quantize` writes them for its
+// kernel), their scales (four times each), float sums and what the rounding left of them: the
+// inputs of Int4MatMul and Int8MatMul.
+struct BlockActivations {
+  std::vector<int8_t> q;
+  std::vector<float> qscale, xsum, residual;
+  BlockActivations(BlockQuantizeFn quantize, GateFn swiglu, const float* x, int64_t m, int64_t k, int64_t blocks)
+      : q(static_cast<size_t>(m * blocks * kInt4Block)), qscale(static_cast<size_t>(4 * m * blocks)),
+        xsum(static_cast<size_t>(m * blocks)), residual(xsum.size()) {
+    std::vector<float> gated;
+    for (int64_t t = 0; t < m; ++t) {
+      const int64_t at = t * blocks;
+      quantize(token_input(swiglu, x, t, k, gated), k, blocks, &q[at * kInt4Block], &qscale[4 * at], &xsum[at], &residual[at]);
+    }
+  }
+};
+
 // Whether `columns` is a permutation of 0..n-1 (each computed row lands in a column of its own).
 OrtStatus* check_columns(const int32_t* columns, int64_t n) {
   std::vector<char> seen(static_cast<size_t>(n), 0);
@@ -437,11 +472,7 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   const auto& [x_shape, codes_shape, gamma_shape, critical_shape, columns_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)");
   Problem p{};
-  p.k = x_shape.back();
-  if (kernel->gated) {
-    if (p.k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(p.k));
-    p.k /= 2;
-  }
+  BITZERO_TRY(input_width(kernel->gated, x_shape, "TernaryMatMul", &p.k));
   p.kp = (p.k + kHalfCodes - 1) / kHalfCodes * kHalfCodes;
   p.blocks = p.kp / kBlockCodes;
   p.half = p.kp % kBlockCodes != 0;
@@ -474,15 +505,11 @@ OrtStatus* ORT_API_CALL compute(void* op_kernel, OrtKernelContext* context) {
   std::vector<float> qf(p.n_critical ? static_cast<size_t>(p.m * p.kp) : 0, 0.0f);
   std::vector<int32_t> qsum(static_cast<size_t>(p.m));
   std::vector<float> scale(static_cast<size_t>(p.m));
-  std::vector<float> gated(kernel->gated ? static_cast<size_t>(p.k) : 0);
-  for (int64_t m = 0; m < p.m; ++m) {
-    const float* row = x + m * p.k;
-    if (kernel->gated) {
-      kernel->isa->swiglu(x + m * 2 * p.k, p.k, gated.data());
-      row = gated.data();
-    }
-    kernel->isa->quantize(row, p.k, &q[m * p.kp], p.n_critical ? &qf[m * p.kp] : nullptr, &scale[m], &qsum[m]);
-  }
+  std::vector<float> gated;
+  const GateFn swiglu = kernel->gated ? kernel->isa->swiglu : nullptr;
+  for (int64_t m = 0; m < p.m; ++m)
+    kernel->isa->quantize(token_input(swiglu, x, m, p.k, gated), p.k, &q[m * p.kp], p.n_critical ? &qf[m * p.kp] : nullptr,
+                          &scale[m], &qsum[m]);
   p.q = q.data();
   p.qf = qf.data();
   p.qsum = qsum.data();
@@ -565,11 +592,8 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   const auto& [x_shape, codes_shape, scales_shape, mins_shape] = shapes;
   if (x_shape.empty()) return fail("X must have at least one dimension (..., K)", "Int4MatMul");
   Int4Problem p{};
-  int64_t k = x_shape.back();
-  if (kernel->gated) {
-    if (k % 2) return fail("a gated input must hold two halves (gate, up), got width " + std::to_string(k), "Int4MatMul");
-    k /= 2;
-  }
+  int64_t k = 0;
+  BITZERO_TRY(input_width(kernel->gated, x_shape, "Int4MatMul", &k));
   p.blocks = (k + 2 * kInt4Block - 1) / (2 * kInt4Block) * 2;
   if (codes_shape.size() != 3 || codes_shape[1] != p.blocks || codes_shape[2] != 16)
     return fail("codes must be (N, 2 ceil(K / 64), 16) for K = " + std::to_string(k), "Int4MatMul");
@@ -585,23 +609,11 @@ OrtStatus* ORT_API_CALL int4_compute(void* op_kernel, OrtKernelContext* context)
   prefetch_start(p.codes, p.n * p.blocks * 16);
   BITZERO_TRY(output_rows(context, x_shape, p.n, &p.y));
   if (p.m == 0 || p.n == 0) return nullptr;
-  const size_t width = static_cast<size_t>(p.blocks * kInt4Block);
-  std::vector<int8_t> q(static_cast<size_t>(p.m) * width);
-  std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
-  std::vector<float> gated(kernel->gated ? static_cast<size_t>(k) : 0);
-  for (int64_t m = 0; m < p.m; ++m) {
-    const int64_t at = m * p.blocks;
-    const float* row = x + m * k;
-    if (kernel->gated) {
-      kernel->isa->swiglu(x + m * 2 * k, k, gated.data());
-      row = gated.data();
-    }
-    kernel->isa->quantize_blocks(row, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
-  }
-  p.q = q.data();
-  p.qscale = qscale.data();
-  p.xsum = xsum.data();
-  p.residual = residual.data();
+  const BlockActivations a(kernel->isa->quantize_blocks, kernel->gated ? kernel->isa->swiglu : nullptr, x, p.m, k, p.blocks);
+  p.q = a.q.data();
+  p.qscale = a.qscale.data();
+  p.xsum = a.xsum.data();
+  p.residual = a.residual.data();
   return run_tasks(context, p, kernel->isa->int4, (p.n + kTileRows - 1) / kTileRows);
 }
 
@@ -628,15 +640,9 @@ OrtStatus* ORT_API_CALL int8_compute(void* op_kernel, OrtKernelContext* context)
   BITZERO_TRY(output_rows(context, x_shape, p.n, &p.y));
   if (p.m == 0 || p.n == 0) return nullptr;
   // The activations in order (the portable quantizer's layout; a token's share of the work is small).
-  const size_t width = static_cast<size_t>(p.blocks * kInt4Block);
-  std::vector<int8_t> q(static_cast<size_t>(p.m) * width);
-  std::vector<float> qscale(static_cast<size_t>(4 * p.m * p.blocks)), xsum(static_cast<size_t>(p.m * p.blocks)), residual(xsum.size());
-  for (int64_t m = 0; m < p.m; ++m) {
-    const int64_t at = m * p.blocks;
-    scalar::quantize_blocks(x + m * k, k, p.blocks, &q[m * width], &qscale[4 * at], &xsum[at], &residual[at]);
-  }
-  p.q = q.data();
-  p.qscale = qscale.data();
+  const BlockActivations a(scalar::quantize_blocks, nullptr, x, p.m, k, p.blocks);
+  p.q = a.q.data();
+  p.qscale = a.qscale.data();
   return run_tasks(context, p, kernel->isa->int8, (p.n + kTileRows - 1) / kTileRows);
 }
 
