@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from bitzero.export.packing import Int4Weight, quantize_int4
-from bitzero.kernels import DOMAIN, register
+from bitzero.kernels import DOMAIN
 from tests.export.test_packing import q4_1_weight
-from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, supported
+from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, one_node, supported
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="the kernel library is not built (python -m bitzero.kernels.build)")
 
@@ -21,15 +21,7 @@ pytestmark = pytest.mark.skipif(LIBRARY is None, reason="the kernel library is n
 def session(weight: Int4Weight, threads: int = 1, gated: int = 0) -> ort.InferenceSession:
     codes, scales, mins = weight.kernel_blocks()
     node = helper.make_node("Int4MatMul", ["x", "codes", "scales", "mins"], ["y"], domain=DOMAIN, **({"gated": gated} if gated else {}))
-    graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(codes, "codes"), numpy_helper.from_array(scales, "scales"),
-                               numpy_helper.from_array(mins, "mins")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)], ir_version=10)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    assert register(options)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return one_node(node, {"codes": codes, "scales": scales, "mins": mins}, threads)
 
 
 def blocks_of(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

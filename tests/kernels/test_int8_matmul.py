@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from bitzero.export.packing import quantize_table
-from bitzero.kernels import DOMAIN, register
+from bitzero.kernels import DOMAIN
 from tests.kernels.test_int4_matmul import blocks_of
-from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, supported
+from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, one_node, supported
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="the kernel library is not built (python -m bitzero.kernels.build)")
 
@@ -25,15 +25,7 @@ def session(codes: np.ndarray, scales: np.ndarray, k: int, threads: int = 1, op:
                                 bits=8, block_size=32, accuracy_level=4)
     else:
         node = helper.make_node(op, ["x", "codes", "scales"], ["y"], domain=DOMAIN)
-    graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(codes, "codes"), numpy_helper.from_array(scales, "scales")])
-    opsets = [helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    assert register(options)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return one_node(node, {"codes": codes, "scales": scales}, threads)
 
 
 def table(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

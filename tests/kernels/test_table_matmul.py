@@ -7,24 +7,17 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-from bitzero.kernels import DOMAIN, register
-from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, supported
+from bitzero.kernels import DOMAIN
+from tests.kernels.test_ternary_matmul import ISAS, LIBRARY, one_node, supported
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="the kernel library is not built (python -m bitzero.kernels.build)")
 
 
 def session(codes: np.ndarray, scales: np.ndarray, threads: int = 1) -> ort.InferenceSession:
     node = helper.make_node("TableMatMul", ["x", "codes", "scales"], ["y"], domain=DOMAIN)
-    graph = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(codes, "codes"), numpy_helper.from_array(scales, "scales")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)], ir_version=10)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    assert register(options)
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return one_node(node, {"codes": codes, "scales": scales}, threads)
 
 
 def table(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ import ctypes
 import os
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -54,26 +55,34 @@ def reference(x: np.ndarray, codes: np.ndarray, gamma: np.ndarray, critical: np.
     return out
 
 
-def session(codes: np.ndarray, gamma: np.ndarray, critical: np.ndarray, columns: np.ndarray, threads: int = 1,
-            gated: int = 0, fed_columns: bool = False) -> ort.InferenceSession:
-    """One TernaryMatMul node; ``fed_columns``: the columns are a graph input, not an initializer."""
-    inits = [numpy_helper.from_array(kernel_codes(codes), "codes"), numpy_helper.from_array(gamma, "gamma")]
-    inputs = ["x", "codes", "gamma"]
+def one_node(node: onnx.NodeProto, initializers: dict[str, np.ndarray], threads: int = 1,
+             fed: tuple[str, ...] = ()) -> ort.InferenceSession:
+    """A session of ``node`` alone (our kernels registered): float input "x" and the int32 inputs
+    ``fed`` are fed, the rest of its inputs are ``initializers``, its output is "y"."""
     graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)]
-    if len(critical):
-        inits.append(numpy_helper.from_array(critical, "critical"))
-        if fed_columns:
-            graph_inputs.append(helper.make_tensor_value_info("columns", TensorProto.INT32, None))
-        else:
-            inits.append(numpy_helper.from_array(columns, "columns"))
-        inputs += ["critical", "columns"]
-    node = helper.make_node("TernaryMatMul", inputs, ["y"], domain=DOMAIN, **({"gated": gated} if gated else {}))
-    graph = helper.make_graph([node], "t", graph_inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1)], ir_version=10)
+    graph_inputs += [helper.make_tensor_value_info(name, TensorProto.INT32, None) for name in fed]
+    graph = helper.make_graph([node], "t", graph_inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(value, name) for name, value in initializers.items()])
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid(DOMAIN, 1), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     assert register(options)
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def session(codes: np.ndarray, gamma: np.ndarray, critical: np.ndarray, columns: np.ndarray, threads: int = 1,
+            gated: int = 0, fed_columns: bool = False) -> ort.InferenceSession:
+    """One TernaryMatMul node; ``fed_columns``: the columns are a graph input, not an initializer."""
+    inits = {"codes": kernel_codes(codes), "gamma": gamma}
+    inputs = ["x", "codes", "gamma"]
+    if len(critical):
+        inits["critical"] = critical
+        if not fed_columns:
+            inits["columns"] = columns
+        inputs += ["critical", "columns"]
+    node = helper.make_node("TernaryMatMul", inputs, ["y"], domain=DOMAIN, **({"gated": gated} if gated else {}))
+    return one_node(node, inits, threads, ("columns",) if fed_columns and len(critical) else ())
 
 
 def problem(k: int, n_ternary: int, n_critical: int, seed: int) -> tuple[np.ndarray, ...]:
